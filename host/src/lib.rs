@@ -1,0 +1,5 @@
+//! actiongate: human judgment in front of AI agents' privileged actions.
+//!
+//! An action flows `api` → `evaluate` (bindings → `sandbox`) → `evidence`
+//! → response; pending actions go through `approvals`. Every module owns
+//! one step of that flow and says at its top what it must never do.
