@@ -1,1 +1,222 @@
-fn main(){}
+//! Per-evaluation cost of a policy plugin (fresh instance, classify + route)
+//! against a native Rust function with the same rules and the same input
+//! (params as JSON text, parsed as the plugin parses them), so the ratio
+//! measures the sandbox, not the parsing.
+//!
+//! Run: `cargo bench -p actiongate --bench evaluate`. Criterion measures the
+//! medians; a second pass times single evaluations for p50/p99 and counts
+//! evaluations/s on 1 and 2 threads. All in one run, so the ratios compare
+//! like with like on a noisy machine.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actiongate::action::{Action, Principal};
+use actiongate::sandbox::{Limits, Sandbox, SandboxConfig};
+use criterion::Criterion;
+
+fn action(i: u64) -> Action {
+    Action {
+        id: format!("bench-{i}"),
+        kind: "db.export".into(),
+        agent: Principal {
+            id: "etl-agent".into(),
+            attributes: BTreeMap::from([("owner".into(), "o@x".into())]),
+        },
+        on_behalf_of: None,
+        resource: "postgres://prod-analytics/warehouse".into(),
+        params: serde_json::json!({"rows": 250000, "tables": ["orders", "customers"], "destination": "s3://corp-analytics/churn"}),
+        justification: Some("quarterly churn model".into()),
+        context: BTreeMap::new(),
+        requested_at: "2026-11-25T10:00:00Z".parse().unwrap(),
+    }
+}
+
+/// db-export's rules, natively. Input is what the plugin receives.
+mod native {
+    use serde::Deserialize;
+
+    const PII: &[&str] = &["customers", "users", "employees", "payments", "addresses"];
+    const ALLOWED: &[&str] = &[
+        "s3://corp-analytics/",
+        "s3://corp-backups/",
+        "bq://corp-warehouse/",
+    ];
+
+    /// What the plugin returns: risk, reasons, tags, approver group, quorum.
+    pub type Verdict = (u8, Vec<String>, Vec<String>, &'static str, u32);
+
+    #[derive(Deserialize)]
+    struct Params {
+        rows: u64,
+        tables: Vec<String>,
+        destination: String,
+    }
+
+    pub fn evaluate(params_json: &str) -> Result<Verdict, String> {
+        let p: Params = serde_json::from_str(params_json).map_err(|e| e.to_string())?;
+        let (mut risk, mut tags, mut reasons) = (0u8, Vec::new(), Vec::new());
+        let mut raise = |r: u8, tag: &str, reason: String| {
+            risk = risk.max(r);
+            tags.push(tag.to_string());
+            reasons.push(reason);
+        };
+        if p.rows > 1_000_000 {
+            raise(2, "rows:huge", format!("{} rows is over 1000000", p.rows));
+        } else if p.rows > 10_000 {
+            raise(1, "rows:large", format!("{} rows is over 10000", p.rows));
+        }
+        let pii: Vec<&str> = p
+            .tables
+            .iter()
+            .map(|t| t.rsplit('.').next().unwrap_or(t))
+            .filter(|t| PII.contains(t))
+            .collect();
+        if !pii.is_empty() {
+            raise(
+                if p.rows > 100_000 { 3 } else { 2 },
+                "pii",
+                format!("tables with personal data: {}", pii.join(", ")),
+            );
+        }
+        if !ALLOWED.iter().any(|d| p.destination.starts_with(d)) {
+            raise(
+                3,
+                "destination:unlisted",
+                format!("destination {} is not on the allow-list", p.destination),
+            );
+        }
+        let quorum = if risk == 3 { 2 } else { 1 };
+        Ok((risk, reasons, tags, "data-owners", quorum))
+    }
+}
+
+fn sandbox() -> Arc<Sandbox> {
+    Arc::new(
+        Sandbox::new(SandboxConfig {
+            limits: Limits::default(),
+            ..SandboxConfig::default()
+        })
+        .unwrap(),
+    )
+}
+
+fn criterion_benches(c: &mut Criterion, sandbox: &Sandbox) {
+    let plugin = sandbox
+        .load(
+            actiongate::examples::example("db-export").unwrap().wasm,
+            None,
+        )
+        .unwrap();
+    let input = action(0);
+    let params = input.params.to_string();
+    let mut group = c.benchmark_group("db-export");
+    group.bench_function("sandbox (fresh instance, classify + route)", |b| {
+        b.iter(|| {
+            black_box(
+                sandbox
+                    .evaluate(&plugin, black_box(&input))
+                    .outcome
+                    .unwrap(),
+            )
+        })
+    });
+    group.bench_function("native (same rules, same JSON input)", |b| {
+        b.iter(|| black_box(native::evaluate(black_box(&params)).unwrap()))
+    });
+    group.finish();
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    )
+}
+
+fn time_each(n: usize, mut f: impl FnMut(u64)) -> (Duration, Duration) {
+    let samples = (0..n as u64)
+        .map(|i| {
+            let t = Instant::now();
+            f(i);
+            t.elapsed()
+        })
+        .collect();
+    percentiles(samples)
+}
+
+fn throughput(sandbox: &Arc<Sandbox>, threads: usize, run_for: Duration) -> f64 {
+    let plugin = sandbox
+        .load(
+            actiongate::examples::example("db-export").unwrap().wasm,
+            None,
+        )
+        .unwrap();
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (sandbox, plugin) = (sandbox.clone(), plugin.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while started.elapsed() < run_for {
+                    black_box(
+                        sandbox
+                            .evaluate(&plugin, &action(t as u64 * 1_000_000_000 + n))
+                            .outcome
+                            .unwrap(),
+                    );
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let sandbox = sandbox();
+    let mut c = Criterion::default().configure_from_args();
+    criterion_benches(&mut c, &sandbox);
+    c.final_summary();
+
+    let plugin = sandbox
+        .load(
+            actiongate::examples::example("db-export").unwrap().wasm,
+            None,
+        )
+        .unwrap();
+    let params = action(0).params.to_string();
+    const N: usize = 50_000;
+    let (s50, s99) = time_each(N, |i| {
+        black_box(sandbox.evaluate(&plugin, &action(i)).outcome.unwrap());
+    });
+    let (n50, n99) = time_each(N, |_| {
+        black_box(native::evaluate(&params).unwrap());
+    });
+    let one = throughput(&sandbox, 1, Duration::from_secs(3));
+    let two = throughput(&sandbox, 2, Duration::from_secs(3));
+    println!("\nper-evaluation latency over {N} single evaluations (db-export):");
+    println!(
+        "  sandbox  p50 {:>8.2} us   p99 {:>8.2} us",
+        s50.as_secs_f64() * 1e6,
+        s99.as_secs_f64() * 1e6
+    );
+    println!(
+        "  native   p50 {:>8.2} us   p99 {:>8.2} us",
+        n50.as_secs_f64() * 1e6,
+        n99.as_secs_f64() * 1e6
+    );
+    println!(
+        "  ratio    p50 {:>8.1} x",
+        s50.as_secs_f64() / n50.as_secs_f64()
+    );
+    println!(
+        "throughput: 1 thread {one:.0} evals/s, 2 threads {two:.0} evals/s ({:.2}x)",
+        two / one
+    );
+}

@@ -1,1 +1,49 @@
+//! Shared pieces for the integration tests: built plugin components, a
+//! sandbox with a shared compile cache, and action builders.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use actiongate::action::{Action, Principal};
+use actiongate::sandbox::{Limits, Sandbox, SandboxConfig};
+
+include!(concat!(env!("OUT_DIR"), "/hostile.rs"));
+
+/// A sandbox with `limits`, sharing one precompiled-plugin cache across tests
+/// so each component is compiled once per build.
+pub fn sandbox(limits: Limits) -> Sandbox {
+    Sandbox::new(SandboxConfig {
+        limits,
+        cache_dir: Some(cache_dir()),
+        ..SandboxConfig::default()
+    })
+    .expect("sandbox starts")
+}
+
+pub fn cache_dir() -> PathBuf {
+    Path::new(PLUGIN_DIR).join("../../cwasm-cache")
+}
+
+/// The bytes of a built component in the plugin folder, e.g. `hostile_panic`.
+pub fn component(file_stem: &str) -> Vec<u8> {
+    let path = Path::new(PLUGIN_DIR).join(format!("{file_stem}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// An action of `kind` with `params`, as the API would build it.
+pub fn action(id: &str, kind: &str, params: serde_json::Value) -> Action {
+    Action {
+        id: id.into(),
+        kind: kind.into(),
+        agent: Principal {
+            id: "test-agent".into(),
+            attributes: BTreeMap::from([("owner".to_string(), "owner@example.com".to_string())]),
+        },
+        on_behalf_of: None,
+        resource: "test://resource".into(),
+        params,
+        justification: None,
+        context: BTreeMap::new(),
+        requested_at: "2026-11-25T10:00:00Z".parse().unwrap(),
+    }
+}

@@ -25,15 +25,36 @@ impl Instant {
             return Err(bad());
         }
         let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<u32>().ok());
-        let (year, month, day) = (num(0..4).ok_or_else(bad)?, num(5..7).ok_or_else(bad)?, num(8..10).ok_or_else(bad)?);
-        let (hour, minute, second) = (num(11..13).ok_or_else(bad)?, num(14..16).ok_or_else(bad)?, num(17..19).ok_or_else(bad)?);
-        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        let (year, month, day) = (
+            num(0..4).ok_or_else(bad)?,
+            num(5..7).ok_or_else(bad)?,
+            num(8..10).ok_or_else(bad)?,
+        );
+        let (hour, minute, second) = (
+            num(11..13).ok_or_else(bad)?,
+            num(14..16).ok_or_else(bad)?,
+            num(17..19).ok_or_else(bad)?,
+        );
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
             return Err(bad());
         }
         let days = days_from_civil(year as i64, month, day);
         // 1970-01-01 was a Thursday (ISO 4).
         let weekday = ((days + 3).rem_euclid(7) + 1) as u32;
-        Ok(Instant { year: year as i64, month, day, hour, minute, second, weekday })
+        Ok(Instant {
+            year: year as i64,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            weekday,
+        })
     }
 
     /// Monday to Friday.

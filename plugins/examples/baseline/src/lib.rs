@@ -13,7 +13,8 @@ impl Policy for Baseline {
     fn classify(action: &Action) -> Result<Classification, String> {
         let mut c = Classification::new(Risk::Medium);
         c.tags.push("unbound-kind".into());
-        c.reasons.push(format!("no policy is bound to kind {}", action.kind));
+        c.reasons
+            .push(format!("no policy is bound to kind {}", action.kind));
         Ok(c)
     }
 

@@ -9,7 +9,11 @@ use actiongate_sdk::*;
 /// Tables that hold personal data.
 const PII_TABLES: &[&str] = &["customers", "users", "employees", "payments", "addresses"];
 /// Where data may go without extra scrutiny.
-const ALLOWED_DESTINATIONS: &[&str] = &["s3://corp-analytics/", "s3://corp-backups/", "bq://corp-warehouse/"];
+const ALLOWED_DESTINATIONS: &[&str] = &[
+    "s3://corp-analytics/",
+    "s3://corp-backups/",
+    "bq://corp-warehouse/",
+];
 const LARGE_ROWS: u64 = 100_000;
 const HUGE_ROWS: u64 = 1_000_000;
 const SMALL_ROWS: u64 = 10_000;
@@ -32,9 +36,17 @@ impl Policy for DbExport {
 
         let mut c = Classification::new(Risk::Low);
         if rows > HUGE_ROWS {
-            c.raise(Risk::High, "rows:huge", format!("{rows} rows is over {HUGE_ROWS}"));
+            c.raise(
+                Risk::High,
+                "rows:huge",
+                format!("{rows} rows is over {HUGE_ROWS}"),
+            );
         } else if rows > SMALL_ROWS {
-            c.raise(Risk::Medium, "rows:large", format!("{rows} rows is over {SMALL_ROWS}"));
+            c.raise(
+                Risk::Medium,
+                "rows:large",
+                format!("{rows} rows is over {SMALL_ROWS}"),
+            );
         }
         let pii: Vec<&str> = tables
             .iter()
@@ -42,10 +54,21 @@ impl Policy for DbExport {
             .filter(|t| PII_TABLES.contains(t))
             .collect();
         if !pii.is_empty() {
-            let risk = if rows > LARGE_ROWS { Risk::Critical } else { Risk::High };
-            c.raise(risk, "pii", format!("tables with personal data: {}", pii.join(", ")));
+            let risk = if rows > LARGE_ROWS {
+                Risk::Critical
+            } else {
+                Risk::High
+            };
+            c.raise(
+                risk,
+                "pii",
+                format!("tables with personal data: {}", pii.join(", ")),
+            );
         }
-        if !ALLOWED_DESTINATIONS.iter().any(|d| destination.starts_with(d)) {
+        if !ALLOWED_DESTINATIONS
+            .iter()
+            .any(|d| destination.starts_with(d))
+        {
             c.raise(
                 Risk::Critical,
                 "destination:unlisted",
@@ -64,7 +87,9 @@ impl Policy for DbExport {
         let modifiable = &["rows", "tables", "destination"];
         Ok(match c.risk {
             Risk::Low => Route::Allow,
-            Risk::Medium => Approval::from(&["data-owners"], 1).modifiable(modifiable).into(),
+            Risk::Medium => Approval::from(&["data-owners"], 1)
+                .modifiable(modifiable)
+                .into(),
             Risk::High => Approval::from(&["data-owners"], 1)
                 .modifiable(modifiable)
                 .escalate_to(&["security"])

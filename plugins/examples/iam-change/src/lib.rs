@@ -42,23 +42,34 @@ impl Policy for IamChange {
         if action.kind == "iam.revoke" {
             let mut c = Classification::new(Risk::Low);
             c.tags.push("revoke".into());
-            c.reasons.push(format!("revoking {role} from {grantee} reduces access"));
+            c.reasons
+                .push(format!("revoking {role} from {grantee} reduces access"));
             return Ok(c);
         }
         let mut c = Classification::new(Risk::Medium);
         c.reasons.push(format!("grants {role} to {grantee}"));
         if is_privileged(&role) {
-            c.raise(Risk::Critical, "role:privileged", format!("{role} is an admin, owner or wildcard role"));
+            c.raise(
+                Risk::Critical,
+                "role:privileged",
+                format!("{role} is an admin, owner or wildcard role"),
+            );
         }
         if is_self(action, &grantee) {
-            c.raise(Risk::Critical, "self-grant", "the agent would grant a role to its own identity");
+            c.raise(
+                Risk::Critical,
+                "self-grant",
+                "the agent would grant a role to its own identity",
+            );
         }
         Ok(c)
     }
 
     fn route(_action: &Action, c: &Classification) -> Result<Route, String> {
         if c.has_tag("self-grant") {
-            return Ok(Route::Deny("an agent may not grant a role to its own identity".into()));
+            return Ok(Route::Deny(
+                "an agent may not grant a role to its own identity".into(),
+            ));
         }
         Ok(match c.risk {
             Risk::Low => Route::Allow,
@@ -66,7 +77,9 @@ impl Policy for IamChange {
                 .ttl_seconds(3600)
                 .escalate_to(&["security-leads"])
                 .into(),
-            _ => Approval::from(&["security"], 1).modifiable(&["role"]).into(),
+            _ => Approval::from(&["security"], 1)
+                .modifiable(&["role"])
+                .into(),
         })
     }
 }

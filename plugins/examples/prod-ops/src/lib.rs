@@ -34,11 +34,16 @@ impl Policy for ProdOps {
         if !is_prod(action, &params)? {
             let mut c = Classification::new(Risk::Low);
             c.tags.push("env:non-prod".into());
-            c.reasons.push(format!("{} is not production", action.resource));
+            c.reasons
+                .push(format!("{} is not production", action.resource));
             return Ok(c);
         }
         let mut c = Classification::new(Risk::Medium);
-        c.raise(Risk::High, "env:prod", format!("{} is production", action.resource));
+        c.raise(
+            Risk::High,
+            "env:prod",
+            format!("{} is production", action.resource),
+        );
         let at = action.requested_at()?;
         if !in_change_window(&at) {
             c.raise(
@@ -57,7 +62,11 @@ impl Policy for ProdOps {
         if !c.has_tag("env:prod") {
             return Ok(Route::Allow);
         }
-        let quorum = if c.has_tag("outside-change-window") { 2 } else { 1 };
+        let quorum = if c.has_tag("outside-change-window") {
+            2
+        } else {
+            1
+        };
         Ok(Approval::from(&["on-call"], quorum)
             .ttl_seconds(1800)
             .modifiable(&["version", "replicas"])

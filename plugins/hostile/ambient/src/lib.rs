@@ -7,8 +7,12 @@ use actiongate_sdk::*;
 struct P;
 
 impl Policy for P {
-    fn describe() -> PluginInfo { PluginInfo::new("ambient", "0.0.1", &["test.*"]) }
-    fn route(_: &Action, _: &Classification) -> Result<Route, String> { Ok(Route::Allow) }
+    fn describe() -> PluginInfo {
+        PluginInfo::new("ambient", "0.0.1", &["test.*"])
+    }
+    fn route(_: &Action, _: &Classification) -> Result<Route, String> {
+        Ok(Route::Allow)
+    }
     fn classify(action: &Action) -> Result<Classification, String> {
         use std::hash::{BuildHasher, Hasher};
         let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();

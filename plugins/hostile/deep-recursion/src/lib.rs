@@ -6,8 +6,12 @@ use actiongate_sdk::*;
 struct P;
 
 impl Policy for P {
-    fn describe() -> PluginInfo { PluginInfo::new("deep-recursion", "0.0.1", &["test.*"]) }
-    fn route(_: &Action, _: &Classification) -> Result<Route, String> { Ok(Route::Allow) }
+    fn describe() -> PluginInfo {
+        PluginInfo::new("deep-recursion", "0.0.1", &["test.*"])
+    }
+    fn route(_: &Action, _: &Classification) -> Result<Route, String> {
+        Ok(Route::Allow)
+    }
     fn classify(action: &Action) -> Result<Classification, String> {
         let depth = descend(action.id.len() as u64, 0);
         Err(format!("unreachable: {depth}"))

@@ -5,8 +5,12 @@ use actiongate_sdk::*;
 struct P;
 
 impl Policy for P {
-    fn describe() -> PluginInfo { PluginInfo::new("infinite-loop", "0.0.1", &["test.*"]) }
-    fn route(_: &Action, _: &Classification) -> Result<Route, String> { Ok(Route::Allow) }
+    fn describe() -> PluginInfo {
+        PluginInfo::new("infinite-loop", "0.0.1", &["test.*"])
+    }
+    fn route(_: &Action, _: &Classification) -> Result<Route, String> {
+        Ok(Route::Allow)
+    }
     fn classify(action: &Action) -> Result<Classification, String> {
         let mut n: u64 = action.id.len() as u64;
         loop {

@@ -1,0 +1,275 @@
+//! Evaluation: find the plugin bound to an action's kind, run it in the
+//! sandbox, and turn any failure into the fail-closed route. Decides, but
+//! never records or announces: the caller commits the evidence first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::{Action, ApprovalRoute, Classification, Risk, Route};
+use crate::sandbox::{Decision, Limits, Plugin, PluginFailure, Sandbox, WIT_VERSION};
+
+/// One binding: action kinds matching `pattern` go to the plugin `sha256`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// An exact kind (`db.export`) or a glob (`db.*`, `*`).
+    pub pattern: String,
+    pub sha256: String,
+    /// Evaluated and recorded beside the live plugin, never enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<String>,
+}
+
+/// What happens when a plugin fails or no plugin is bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum FailClosed {
+    /// Refuse the action.
+    #[default]
+    Deny,
+    /// Hold it for the break-glass group.
+    BreakGlass {
+        group: String,
+        quorum: u32,
+        ttl_seconds: u32,
+    },
+}
+
+/// Which plugin decided, as recorded in evidence and carried in grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginRef {
+    pub sha256: String,
+    pub name: String,
+    pub version: String,
+    pub wit_version: String,
+}
+
+/// The host's answer for one action, with everything evidence needs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// The plugin that decided; `None` when no plugin is bound or it would not load.
+    pub plugin: Option<PluginRef>,
+    pub classification: Classification,
+    /// The route the host enforces (the fail-closed one after a failure).
+    pub route: Route,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<PluginFailure>,
+    pub fuel_used: u64,
+    pub duration_us: u64,
+    pub limits: Limits,
+    pub wit_version: &'static str,
+    pub host_version: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindingError {
+    #[error("invalid kind pattern {pattern:?}: {reason}")]
+    Pattern { pattern: String, reason: String },
+    #[error("binding {pattern:?} names plugin {sha256}, which is not registered")]
+    UnknownPlugin { pattern: String, sha256: String },
+    #[error(transparent)]
+    Plugin(#[from] PluginFailure),
+}
+
+/// Bindings plus the loaded plugins they name.
+pub struct Evaluator {
+    sandbox: Arc<Sandbox>,
+    fail_closed: FailClosed,
+    plugins: RwLock<HashMap<String, Arc<Plugin>>>,
+    bindings: RwLock<Vec<(Binding, globset::GlobMatcher)>>,
+}
+
+impl Evaluator {
+    pub fn new(sandbox: Arc<Sandbox>, fail_closed: FailClosed) -> Self {
+        Evaluator {
+            sandbox,
+            fail_closed,
+            plugins: RwLock::new(HashMap::new()),
+            bindings: RwLock::new(Vec::new()),
+        }
+    }
+
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    /// Loads a plugin so bindings may name it; returns it (with its sha256).
+    pub fn register(&self, wasm: &[u8]) -> Result<Arc<Plugin>, PluginFailure> {
+        let plugin = self.sandbox.load(wasm, None)?;
+        self.plugins
+            .write()
+            .unwrap()
+            .insert(plugin.sha256.clone(), plugin.clone());
+        Ok(plugin)
+    }
+
+    pub fn plugin(&self, sha256: &str) -> Option<Arc<Plugin>> {
+        self.plugins.read().unwrap().get(sha256).cloned()
+    }
+
+    /// Adds or replaces the binding for `binding.pattern`.
+    pub fn bind(&self, binding: Binding) -> Result<(), BindingError> {
+        for sha in std::iter::once(&binding.sha256).chain(binding.shadow.as_ref()) {
+            if self.plugin(sha).is_none() {
+                return Err(BindingError::UnknownPlugin {
+                    pattern: binding.pattern.clone(),
+                    sha256: sha.clone(),
+                });
+            }
+        }
+        let matcher = globset::GlobBuilder::new(&binding.pattern)
+            .literal_separator(false)
+            .build()
+            .map_err(|e| BindingError::Pattern {
+                pattern: binding.pattern.clone(),
+                reason: e.to_string(),
+            })?
+            .compile_matcher();
+        let mut bindings = self.bindings.write().unwrap();
+        bindings.retain(|(b, _)| b.pattern != binding.pattern);
+        bindings.push((binding, matcher));
+        Ok(())
+    }
+
+    pub fn bindings(&self) -> Vec<Binding> {
+        self.bindings
+            .read()
+            .unwrap()
+            .iter()
+            .map(|(b, _)| b.clone())
+            .collect()
+    }
+
+    /// The binding that governs `kind`: an exact pattern first, then the
+    /// glob with the most literal characters.
+    pub fn binding_for(&self, kind: &str) -> Option<Binding> {
+        let bindings = self.bindings.read().unwrap();
+        bindings
+            .iter()
+            .filter(|(_, m)| m.is_match(kind))
+            .max_by_key(|(b, _)| specificity(&b.pattern))
+            .map(|(b, _)| b.clone())
+    }
+
+    /// Decides `action`. Never fails: a missing or failing plugin yields the
+    /// fail-closed route with the failure attached.
+    pub fn evaluate(&self, action: &Action) -> Verdict {
+        let Some(binding) = self.binding_for(&action.kind) else {
+            let failure = PluginFailure::Load {
+                reason: format!("no plugin is bound to kind {}", action.kind),
+            };
+            return self.fail_closed(None, failure, 0, Duration::ZERO);
+        };
+        let Some(plugin) = self.plugin(&binding.sha256) else {
+            let failure = PluginFailure::Load {
+                reason: format!("bound plugin {} is not registered", binding.sha256),
+            };
+            return self.fail_closed(None, failure, 0, Duration::ZERO);
+        };
+        self.evaluate_with(&plugin, action)
+    }
+
+    /// Decides `action` with a given plugin (shadows, replay, backtests).
+    pub fn evaluate_with(&self, plugin: &Plugin, action: &Action) -> Verdict {
+        let plugin_ref = PluginRef {
+            sha256: plugin.sha256.clone(),
+            name: plugin.info.name.clone(),
+            version: plugin.info.version.clone(),
+            wit_version: plugin.wit_version.clone(),
+        };
+        let evaluation = self.sandbox.evaluate(plugin, action);
+        match evaluation.outcome {
+            Ok(Decision {
+                classification,
+                route,
+            }) => Verdict {
+                plugin: Some(plugin_ref),
+                classification,
+                route,
+                failure: None,
+                fuel_used: evaluation.fuel_used,
+                duration_us: evaluation.duration.as_micros() as u64,
+                limits: self.sandbox.limits().clone(),
+                wit_version: WIT_VERSION,
+                host_version: env!("CARGO_PKG_VERSION"),
+            },
+            Err(failure) => {
+                tracing::warn!(action_id = %action.id, plugin = %plugin_ref.sha256, failure = %failure, "plugin failed; failing closed");
+                self.fail_closed(
+                    Some(plugin_ref),
+                    failure,
+                    evaluation.fuel_used,
+                    evaluation.duration,
+                )
+            }
+        }
+    }
+
+    fn fail_closed(
+        &self,
+        plugin: Option<PluginRef>,
+        failure: PluginFailure,
+        fuel_used: u64,
+        duration: Duration,
+    ) -> Verdict {
+        let route = match &self.fail_closed {
+            FailClosed::Deny => Route::Deny {
+                reason: format!(
+                    "policy could not decide ({}); failing closed",
+                    failure.kind()
+                ),
+            },
+            FailClosed::BreakGlass {
+                group,
+                quorum,
+                ttl_seconds,
+            } => Route::RequireApproval(ApprovalRoute {
+                groups: vec![group.clone()],
+                quorum: *quorum,
+                ttl_seconds: *ttl_seconds,
+                modifiable_params: Vec::new(),
+                escalate_to: Vec::new(),
+            }),
+        };
+        Verdict {
+            plugin,
+            classification: Classification {
+                risk: Risk::Critical,
+                reasons: vec![failure.to_string()],
+                tags: vec![format!("plugin-failure:{}", failure.kind())],
+            },
+            route,
+            failure: Some(failure),
+            fuel_used,
+            duration_us: duration.as_micros() as u64,
+            limits: self.sandbox.limits().clone(),
+            wit_version: WIT_VERSION,
+            host_version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
+/// Exact patterns beat any glob; among globs, more literal characters win,
+/// so `db.export.*` beats `db.*` beats `*`.
+fn specificity(pattern: &str) -> (bool, usize, usize) {
+    let is_glob = pattern.contains(['*', '?', '[', '{']);
+    let literal = pattern
+        .chars()
+        .filter(|c| !matches!(c, '*' | '?' | '[' | ']' | '{' | '}'))
+        .count();
+    (!is_glob, literal, pattern.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_specific_pattern_wins() {
+        let mut patterns = ["*", "db.*", "db.export", "db.ex*"];
+        patterns.sort_by_key(|p| std::cmp::Reverse(specificity(p)));
+        assert_eq!(patterns, ["db.export", "db.ex*", "db.*", "*"]);
+    }
+}

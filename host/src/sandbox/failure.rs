@@ -1,0 +1,51 @@
+//! Every way a plugin can fail, as a value. The sandbox downcasts wasmtime's
+//! errors once, here; nothing above the sandbox sees `wasmtime::Error`.
+
+use serde::{Deserialize, Serialize};
+
+/// A plugin failed to load or to produce a usable verdict. Always fails
+/// closed: the evaluator turns it into the break-glass route or a deny.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "failure", rename_all = "kebab-case")]
+pub enum PluginFailure {
+    /// The bytes are not a loadable policy component: bad sha256 pin, not a
+    /// component, a forbidden import, missing exports.
+    #[error("plugin failed to load: {reason}")]
+    Load { reason: String },
+    /// The guest trapped; `message` holds the panic message when it printed one.
+    #[error("plugin trapped: {message}")]
+    Trap { message: String },
+    /// The guest used all its fuel (deterministic instruction budget).
+    #[error("plugin ran out of fuel ({fuel} units)")]
+    OutOfFuel { fuel: u64 },
+    /// The guest ran past the wall-clock deadline.
+    #[error("plugin passed its {deadline_ms} ms deadline")]
+    Deadline { deadline_ms: u64 },
+    /// The guest tried to grow its memory past the cap.
+    #[error("plugin exceeded its {limit_bytes}-byte memory cap")]
+    OutOfMemory { limit_bytes: usize },
+    /// The guest returned something the host will not act on: too large, an
+    /// empty approver list, a zero quorum, or an `err` from classify/route.
+    #[error("plugin returned invalid output: {reason}")]
+    InvalidOutput { reason: String },
+}
+
+impl PluginFailure {
+    /// The kebab-case name used in case files, evidence and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginFailure::Load { .. } => "load",
+            PluginFailure::Trap { .. } => "trap",
+            PluginFailure::OutOfFuel { .. } => "out-of-fuel",
+            PluginFailure::Deadline { .. } => "deadline",
+            PluginFailure::OutOfMemory { .. } => "out-of-memory",
+            PluginFailure::InvalidOutput { .. } => "invalid-output",
+        }
+    }
+
+    pub(crate) fn load(reason: impl std::fmt::Display) -> Self {
+        PluginFailure::Load {
+            reason: reason.to_string(),
+        }
+    }
+}

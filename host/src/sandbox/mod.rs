@@ -1,0 +1,227 @@
+//! The sandbox: loads policy components and runs one evaluation in a fresh
+//! instance with hard limits. It owns the wasmtime `Engine`; it must never
+//! let a plugin failure escape as anything but a `PluginFailure` value, and
+//! never reuse an instance between two actions.
+//!
+//! Cost model (see DESIGN.md, Sandbox): one engine with the pooling
+//! allocator, one compile per sha256 (cached on disk, keyed by sha256 and
+//! the engine's compatibility hash), one `InstancePre` per plugin, and a
+//! fresh `Store` + instance per evaluation.
+
+mod failure;
+mod plugin;
+mod run;
+mod wasi;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use failure::PluginFailure;
+pub use plugin::{sha256_hex, Inspection, Plugin};
+pub use run::{Decision, Evaluation};
+
+wasmtime::component::bindgen!({
+    path: "../wit/policy@0.1.0",
+    world: "policy",
+});
+
+/// The WIT package version this host was built against. Plugins built
+/// against this or an older 0.1.x contract load.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// How often the epoch advances; the wall-clock deadline is counted in these.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Per-evaluation limits. Every evaluation gets all of them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Deterministic instruction budget for describe + classify + route.
+    pub fuel: u64,
+    /// Linear memory cap per instance, in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock backstop, in milliseconds (epoch interruption).
+    pub deadline_ms: u64,
+    /// Cap on the total size of the strings a plugin returns.
+    pub output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 20_000_000,
+            memory_bytes: 16 << 20,
+            deadline_ms: 200,
+            output_bytes: 64 << 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    pub limits: Limits,
+    /// Instances that may be alive at once (the pooling allocator's slots).
+    pub max_instances: u32,
+    /// Where precompiled plugins are cached. Must be writable only by the
+    /// service: cached artifacts are loaded as trusted native code.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            limits: Limits::default(),
+            max_instances: 128,
+            cache_dir: None,
+        }
+    }
+}
+
+/// Why the sandbox itself could not start (not a plugin's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("configuring the wasmtime engine: {0}")]
+    Engine(String),
+    #[error("linking the deterministic WASI: {0}")]
+    Link(String),
+}
+
+/// The per-`Store` state of one evaluation.
+pub(crate) struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    /// What the guest printed to stderr (its panic message), capped.
+    stderr: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// `StoreLimits` (with `trap_on_grow_failure`) that remembers it refused a
+/// grow, so a trap caused by the cap is reported as `OutOfMemory`.
+pub(crate) struct MemoryLimiter {
+    limits: StoreLimits,
+    exceeded: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let answer = self.limits.memory_growing(current, desired, maximum);
+        if !matches!(answer, Ok(true)) {
+            self.exceeded = true;
+        }
+        answer
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+}
+
+/// The plugin runtime. Cheap to share behind an `Arc`; `evaluate` may run
+/// on many threads at once.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    config: SandboxConfig,
+    loaded: RwLock<HashMap<String, Arc<Plugin>>>,
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        spawn_epoch_ticker(&engine);
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| SandboxError::Link(format!("{e:#}")))?;
+        // The contract's `types` interface has no functions; components still
+        // import it by name, so it must exist in the linker.
+        linker
+            .instance(&format!("actiongate:policy/types@{WIT_VERSION}"))
+            .map_err(|e| SandboxError::Link(format!("{e:#}")))?;
+
+        Ok(Sandbox {
+            engine,
+            linker,
+            config,
+            loaded: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    /// A plugin already loaded under this sha256, if any.
+    pub fn get(&self, sha256: &str) -> Option<Arc<Plugin>> {
+        self.loaded.read().unwrap().get(sha256).cloned()
+    }
+}
+
+fn engine_config(config: &SandboxConfig) -> Config {
+    let instances = config.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    // A Rust component is one main module plus a few small shim modules, so
+    // reserve several core instances and tables per component instance.
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * 8)
+        .total_memories(instances * 2)
+        .total_tables(instances * 8)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8)
+        .max_memory_size(config.limits.memory_bytes)
+        .max_core_instances_per_component(16)
+        // Keeping the initial pages of a slot resident between instances is
+        // what removes the page faults from a fresh instance (DESIGN.md).
+        .linear_memory_keep_resident(2 << 20)
+        .table_keep_resident(64 << 10);
+
+    let mut cfg = Config::new();
+    cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(512 << 10);
+    cfg
+}
+
+/// Advances the engine's epoch every tick until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("sandbox-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker");
+}

@@ -1,0 +1,218 @@
+//! Loading a plugin: check its sha256, compile it once (or take the
+//! precompiled artifact from the disk cache), refuse any import outside the
+//! deterministic WASI, and ask it to describe itself.
+
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::{wasi, PluginFailure, PolicyPre, Sandbox};
+use crate::action::PluginInfo;
+
+/// A loaded, linked policy plugin, ready to be instantiated per evaluation.
+pub struct Plugin {
+    /// sha256 of the exact component bytes.
+    pub sha256: String,
+    pub info: PluginInfo,
+    /// Version of the `actiongate:policy` contract it was built against.
+    pub wit_version: String,
+    pub(super) pre: PolicyPre<super::GuestState>,
+}
+
+/// What `actiongate plugin inspect` reports. Produced even for a plugin
+/// that fails to load, so a refused import can be seen.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    pub sha256: String,
+    pub size_bytes: usize,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    pub wit_version: Option<String>,
+    pub info: Option<PluginInfo>,
+    pub failure: Option<PluginFailure>,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Sandbox {
+    /// Loads a plugin from its component bytes. With `pin`, the bytes must
+    /// hash to exactly that sha256. Loading the same bytes again is free.
+    pub fn load(&self, bytes: &[u8], pin: Option<&str>) -> Result<Arc<Plugin>, PluginFailure> {
+        let sha256 = sha256_hex(bytes);
+        if let Some(expected) = pin {
+            if !expected.eq_ignore_ascii_case(&sha256) {
+                return Err(PluginFailure::load(format!(
+                    "sha256 mismatch: pinned {expected}, bytes are {sha256}"
+                )));
+            }
+        }
+        if let Some(plugin) = self.get(&sha256) {
+            return Ok(plugin);
+        }
+        let component = self.compile(&sha256, bytes)?;
+        let plugin = Arc::new(self.link(sha256.clone(), &component)?);
+        tracing::info!(
+            sha256 = %plugin.sha256,
+            name = %plugin.info.name,
+            version = %plugin.info.version,
+            wit = %plugin.wit_version,
+            "plugin loaded"
+        );
+        self.loaded.write().unwrap().insert(sha256, plugin.clone());
+        Ok(plugin)
+    }
+
+    /// Everything known about a component without evaluating an action.
+    pub fn inspect(&self, bytes: &[u8]) -> Inspection {
+        let sha256 = sha256_hex(bytes);
+        let mut report = Inspection {
+            sha256: sha256.clone(),
+            size_bytes: bytes.len(),
+            imports: Vec::new(),
+            exports: Vec::new(),
+            wit_version: None,
+            info: None,
+            failure: None,
+        };
+        let component = match self.compile(&sha256, bytes) {
+            Ok(c) => c,
+            Err(failure) => {
+                report.failure = Some(failure);
+                return report;
+            }
+        };
+        let ty = component.component_type();
+        report.imports = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        report.exports = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        report.wit_version = contract_version(&report.imports);
+        match self.load(bytes, None) {
+            Ok(plugin) => report.info = Some(plugin.info.clone()),
+            Err(failure) => report.failure = Some(failure),
+        }
+        report
+    }
+
+    fn compile(&self, sha256: &str, bytes: &[u8]) -> Result<Component, PluginFailure> {
+        let Some(path) = self.cache_path(sha256) else {
+            return Component::new(&self.engine, bytes)
+                .map_err(|e| PluginFailure::load(format!("{e:#}")));
+        };
+        if path.exists() {
+            // SAFETY: the cache folder is written only by this service (see
+            // SandboxConfig::cache_dir) and the file name binds the source
+            // sha256 and the engine's compatibility hash. A file that does
+            // not deserialize is recompiled below.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "stale precompiled plugin; recompiling")
+                }
+            }
+        }
+        let artifact = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(|e| PluginFailure::load(format!("{e:#}")))?;
+        if let Err(e) = write_atomically(&path, &artifact) {
+            tracing::warn!(path = %path.display(), error = %e, "could not cache precompiled plugin");
+        }
+        // SAFETY: `artifact` was produced by this engine a moment ago.
+        unsafe { Component::deserialize(&self.engine, &artifact) }
+            .map_err(|e| PluginFailure::load(format!("{e:#}")))
+    }
+
+    fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
+        let dir = self.config.cache_dir.as_ref()?;
+        let mut hasher = Sha256Hasher(Sha256::new());
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        let compat = hex::encode(&hasher.0.finalize()[..8]);
+        Some(dir.join(format!("{sha256}-{compat}.cwasm")))
+    }
+
+    fn link(&self, sha256: String, component: &Component) -> Result<Plugin, PluginFailure> {
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let forbidden: Vec<&str> = imports
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !wasi::is_allowed_wasi_import(name) && !is_contract_import(name))
+            .collect();
+        if !forbidden.is_empty() {
+            return Err(PluginFailure::load(format!(
+                "forbidden import{}: {} (policies get only deterministic WASI: no files, sockets or host calls)",
+                if forbidden.len() > 1 { "s" } else { "" },
+                forbidden.join(", ")
+            )));
+        }
+        let wit_version = contract_version(&imports).ok_or_else(|| {
+            PluginFailure::load(
+                "not an actiongate policy: it does not use the actiongate:policy contract",
+            )
+        })?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| PluginFailure::load(format!("{e:#}")))?;
+        let pre =
+            PolicyPre::new(instance_pre).map_err(|e| PluginFailure::load(format!("{e:#}")))?;
+        let info = self.describe(&pre)?;
+        Ok(Plugin {
+            sha256,
+            info,
+            wit_version,
+            pre,
+        })
+    }
+}
+
+/// `actiongate:policy/types@0.1.x`: the contract's own (function-less) interface.
+fn is_contract_import(name: &str) -> bool {
+    name.strip_prefix("actiongate:policy/types@0.1.")
+        .is_some_and(|patch| patch.parse::<u32>().is_ok())
+}
+
+fn contract_version(imports: &[String]) -> Option<String> {
+    imports
+        .iter()
+        .find_map(|name| name.strip_prefix("actiongate:policy/types@"))
+        .map(str::to_string)
+}
+
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path)
+}
+
+/// Feeds `Hash` output into sha256 so the cache key is stable across runs
+/// (std's `DefaultHasher` is not).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        unreachable!("only the sha256 state is read")
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}

@@ -1,0 +1,285 @@
+//! One evaluation: a fresh store and instance, classify then route, under
+//! fuel, memory, deadline and output limits. Every failure becomes a
+//! `PluginFailure`; the instance is dropped afterwards, whatever happened.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use super::actiongate::policy::types as wit;
+use super::{
+    wasi, GuestState, MemoryLimiter, Plugin, PluginFailure, PolicyPre, Sandbox, EPOCH_TICK,
+};
+use crate::action::{Action, ApprovalRoute, Classification, PluginInfo, Risk, Route};
+
+/// What the guest may print to stderr (its panic message) that we keep.
+const STDERR_CAPTURE: usize = 4096;
+/// Longest TTL a plugin may ask for.
+const MAX_TTL_SECONDS: u32 = 7 * 24 * 3600;
+/// A quorum beyond this is a bug, not a policy.
+const MAX_QUORUM: u32 = 64;
+
+/// A plugin's verdict on one action.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Decision {
+    pub classification: Classification,
+    pub route: Route,
+}
+
+/// The outcome of one evaluation with what it cost.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub outcome: Result<Decision, PluginFailure>,
+    pub fuel_used: u64,
+    pub duration: Duration,
+}
+
+impl Sandbox {
+    /// Runs `classify` then `route` on a fresh instance of `plugin`.
+    pub fn evaluate(&self, plugin: &Plugin, action: &Action) -> Evaluation {
+        let started = Instant::now();
+        let epoch_ns = action
+            .requested_at
+            .timestamp_nanos_opt()
+            .unwrap_or(0)
+            .max(0) as u64;
+        let mut store = self.store(&action.id, Duration::from_nanos(epoch_ns));
+        let input = to_wit(action);
+        let outcome = self.run(&mut store, &plugin.pre, &input);
+        let fuel_used = self.config.limits.fuel - store.get_fuel().unwrap_or(0);
+        Evaluation {
+            outcome,
+            fuel_used,
+            duration: started.elapsed(),
+        }
+    }
+
+    fn run(
+        &self,
+        store: &mut Store<GuestState>,
+        pre: &PolicyPre<GuestState>,
+        action: &wit::Action,
+    ) -> Result<Decision, PluginFailure> {
+        let guest = pre
+            .instantiate(&mut *store)
+            .map_err(|e| self.failure(store, e))?;
+        let classification = guest
+            .call_classify(&mut *store, action)
+            .map_err(|e| self.failure(store, e))?
+            .map_err(|e| invalid(format!("classify returned an error: {}", clip(&e))))?;
+        let route = guest
+            .call_route(&mut *store, action, &classification)
+            .map_err(|e| self.failure(store, e))?
+            .map_err(|e| invalid(format!("route returned an error: {}", clip(&e))))?;
+        self.check_output(&classification, &route)?;
+        Ok(Decision {
+            classification: from_wit_classification(classification),
+            route: from_wit_route(route),
+        })
+    }
+
+    /// Asks a freshly linked plugin who it is (at load time, once).
+    pub(super) fn describe(
+        &self,
+        pre: &PolicyPre<GuestState>,
+    ) -> Result<PluginInfo, PluginFailure> {
+        let mut store = self.store("describe", Duration::ZERO);
+        let guest = pre
+            .instantiate(&mut store)
+            .map_err(|e| self.failure(&store, e))?;
+        let info = guest
+            .call_describe(&mut store)
+            .map_err(|e| self.failure(&store, e))?;
+        let size = info.name.len()
+            + info.version.len()
+            + info.kinds.iter().map(String::len).sum::<usize>();
+        if size > self.config.limits.output_bytes || info.name.is_empty() {
+            return Err(invalid("describe returned an empty name or oversized info"));
+        }
+        Ok(PluginInfo {
+            name: info.name,
+            version: info.version,
+            kinds: info.kinds,
+        })
+    }
+
+    fn store(&self, action_id: &str, requested_at: Duration) -> Store<GuestState> {
+        let limits = &self.config.limits;
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let state = GuestState {
+            wasi: wasi::deterministic_ctx(action_id, requested_at, stderr.clone()),
+            stderr,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .instances(32)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                exceeded: false,
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(limits.fuel)
+            .expect("fuel is enabled on the engine");
+        store.set_epoch_deadline(limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1);
+        store
+    }
+
+    /// Downcasts a wasmtime error once into the typed failure.
+    fn failure(&self, store: &Store<GuestState>, error: wasmtime::Error) -> PluginFailure {
+        let limits = &self.config.limits;
+        if store.data().limiter.exceeded {
+            return PluginFailure::OutOfMemory {
+                limit_bytes: limits.memory_bytes,
+            };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => return PluginFailure::OutOfFuel { fuel: limits.fuel },
+            Some(Trap::Interrupt) => {
+                return PluginFailure::Deadline {
+                    deadline_ms: limits.deadline_ms,
+                }
+            }
+            _ => {}
+        }
+        let said = guest_stderr(store);
+        let message = match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(exit) => format!("guest exited with status {}", exit.0),
+            None => format!("{error:#}"),
+        };
+        PluginFailure::Trap {
+            message: if said.is_empty() {
+                message
+            } else {
+                format!("{said} ({message})")
+            },
+        }
+    }
+
+    fn check_output(
+        &self,
+        c: &wit::Classification,
+        route: &wit::Route,
+    ) -> Result<(), PluginFailure> {
+        let strings = |v: &[String]| v.iter().map(String::len).sum::<usize>();
+        let mut size = strings(&c.reasons) + strings(&c.tags);
+        match route {
+            wit::Route::Allow => {}
+            wit::Route::Deny(reason) => size += reason.len(),
+            wit::Route::RequireApproval(a) => {
+                size +=
+                    strings(&a.groups) + strings(&a.modifiable_params) + strings(&a.escalate_to);
+                if a.groups.is_empty() || a.groups.iter().any(String::is_empty) {
+                    return Err(invalid("require-approval names no approver group"));
+                }
+                if a.quorum == 0 || a.quorum > MAX_QUORUM {
+                    return Err(invalid(format!(
+                        "quorum {} is outside 1..={MAX_QUORUM}",
+                        a.quorum
+                    )));
+                }
+                if a.ttl_seconds == 0 || a.ttl_seconds > MAX_TTL_SECONDS {
+                    return Err(invalid(format!(
+                        "ttl-seconds {} is outside 1..={MAX_TTL_SECONDS}",
+                        a.ttl_seconds
+                    )));
+                }
+            }
+        }
+        if size > self.config.limits.output_bytes {
+            return Err(invalid(format!(
+                "output is {size} bytes, over the {}-byte cap",
+                self.config.limits.output_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The panic message the guest printed, without the backtrace hint.
+fn guest_stderr(store: &Store<GuestState>) -> String {
+    let bytes = store.data().stderr.contents();
+    let text = String::from_utf8_lossy(&bytes);
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    clip(kept.join(" ").trim())
+}
+
+fn invalid(reason: impl Into<String>) -> PluginFailure {
+    PluginFailure::InvalidOutput {
+        reason: reason.into(),
+    }
+}
+
+/// Plugin-supplied text quoted in a failure is kept short.
+fn clip(s: &str) -> String {
+    const MAX: usize = 512;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn to_wit(action: &Action) -> wit::Action {
+    wit::Action {
+        id: action.id.clone(),
+        kind: action.kind.clone(),
+        agent: wit::Principal {
+            id: action.agent.id.clone(),
+            attributes: action
+                .agent
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        },
+        on_behalf_of: action.on_behalf_of.clone(),
+        resource: action.resource.clone(),
+        params: action.params.to_string(),
+        justification: action.justification.clone(),
+        context: action
+            .context
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        requested_at: action.requested_at_rfc3339(),
+    }
+}
+
+fn from_wit_classification(c: wit::Classification) -> Classification {
+    Classification {
+        risk: match c.risk {
+            wit::Risk::Low => Risk::Low,
+            wit::Risk::Medium => Risk::Medium,
+            wit::Risk::High => Risk::High,
+            wit::Risk::Critical => Risk::Critical,
+        },
+        reasons: c.reasons,
+        tags: c.tags,
+    }
+}
+
+fn from_wit_route(r: wit::Route) -> Route {
+    match r {
+        wit::Route::Allow => Route::Allow,
+        wit::Route::Deny(reason) => Route::Deny { reason },
+        wit::Route::RequireApproval(a) => Route::RequireApproval(ApprovalRoute {
+            groups: a.groups,
+            quorum: a.quorum,
+            ttl_seconds: a.ttl_seconds,
+            modifiable_params: a.modifiable_params,
+            escalate_to: a.escalate_to,
+        }),
+    }
+}
