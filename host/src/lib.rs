@@ -11,3 +11,5 @@ pub mod config;
 pub mod evaluate;
 pub mod examples;
 pub mod sandbox;
+pub mod grant;
+pub mod keys;

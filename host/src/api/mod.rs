@@ -1,0 +1,69 @@
+//! The HTTP API (axum). Handlers extract, call the domain (`gate`), and map
+//! errors to problem+json in one place (`error`). No SQL here.
+
+mod actions;
+mod auth;
+mod error;
+mod ops;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use utoipa::OpenApi;
+
+pub use error::Problem;
+
+use crate::evidence::EvidenceLog;
+use crate::gate::Gate;
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub gate: Arc<Gate>,
+    pub evidence: EvidenceLog,
+}
+
+pub type App = Arc<AppState>;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "actiongate", description = "Human approval in front of AI agents' privileged actions."),
+    paths(actions::submit, actions::get_action, actions::events, actions::outcome, ops::keys, ops::healthz, ops::readyz),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The whole service, ready to serve (tests call this too).
+pub fn router(app: App) -> Router {
+    let log_routes = crate::evidence::router(app.evidence.clone())
+        .layer(axum::middleware::from_fn_with_state(app.clone(), auth::require_auditor));
+    Router::new()
+        .route("/v1/actions", post(actions::submit))
+        .route("/v1/actions/{id}", get(actions::get_action))
+        .route("/v1/actions/{id}/events", get(actions::events))
+        .route("/v1/actions/{id}/outcome", post(actions::outcome))
+        .route("/v1/keys", get(ops::keys))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .with_state(app)
+        .merge(log_routes)
+        .fallback(|| async { Problem::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}

@@ -1,0 +1,463 @@
+//! The gate: one action's way from submission to decision to outcome.
+//! Evaluates, commits the evidence, then records state, in that order:
+//! no answer (and no grant) leaves before its evidence is committed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::action::{Action, Principal, Risk, Route};
+use crate::evaluate::{Evaluator, Verdict};
+use crate::evidence::{Actor, ActorKind, EventKind, EvidenceError, EvidenceLog, NewEvent};
+use crate::grant::{GrantClaims, GrantSigner, AUDIENCE, ISSUER};
+use crate::metrics::Metrics;
+use crate::store::{ActionChange, ActionRow, AgentRow, Inserted, Store, StoreError};
+use crate::waiters::Waiters;
+
+/// What an agent asks for. The agent itself comes from its key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Submission {
+    /// The action type, e.g. `db.export`.
+    pub kind: String,
+    /// What the action touches.
+    pub resource: String,
+    /// Action parameters: a JSON object.
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    pub justification: Option<String>,
+    #[serde(default)]
+    pub context: BTreeMap<String, String>,
+    /// The human the agent acts for, if any.
+    pub on_behalf_of: Option<String>,
+}
+
+/// Where an action stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Allowed,
+    Denied,
+    Pending,
+    Approved,
+    Expired,
+    Executed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Allowed => "allowed",
+            State::Denied => "denied",
+            State::Pending => "pending",
+            State::Approved => "approved",
+            State::Expired => "expired",
+            State::Executed => "executed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<State, GateError> {
+        serde_json::from_value(serde_json::Value::String(s.into()))
+            .map_err(|_| GateError::Store(StoreError::Corrupt(format!("unknown action state {s:?}"))))
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, State::Pending)
+    }
+}
+
+/// The approval an action waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PendingApproval {
+    pub groups: Vec<String>,
+    pub quorum: u32,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What the caller sees of an action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ActionStatus {
+    pub action_id: String,
+    pub state: State,
+    pub kind: String,
+    pub resource: String,
+    #[schema(value_type = String)]
+    pub risk: Risk,
+    pub reasons: Vec<String>,
+    /// Why it was denied or expired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<PendingApproval>,
+    /// The signed grant, once allowed or approved (only to the agent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    pub digest: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What an executor reports after running (or failing to run) an action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    pub grant: String,
+    pub status: OutcomeStatus,
+    pub summary: String,
+    #[serde(default)]
+    pub logs: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutcomeStatus {
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("evidence could not be committed: {0}")]
+    Evidence(#[from] EvidenceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("idempotency key {0:?} was already used with a different request")]
+    IdempotencyConflict(String),
+    #[error("no action {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("grant refused: {0}")]
+    GrantRefused(String),
+    #[error("grant {jti} was already used")]
+    GrantReused { jti: String },
+    #[error("action is {state}, so {what}")]
+    WrongState { state: &'static str, what: &'static str },
+}
+
+impl GateError {
+    /// True when the cause is the database being out of reach: answer 503.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            GateError::Evidence(_) => true,
+            GateError::Store(e) => e.is_unavailable(),
+            _ => false,
+        }
+    }
+}
+
+/// Everything a decision needs. Shared by the API, the sweeper and the CLI.
+pub struct Gate {
+    pub store: Store,
+    pub evidence: EvidenceLog,
+    pub evaluator: Arc<Evaluator>,
+    pub grants: GrantSigner,
+    pub grant_ttl: Duration,
+    pub waiters: Waiters,
+    pub metrics: Metrics,
+}
+
+impl Gate {
+    /// Decides a new action. Same idempotency key and body: the same answer.
+    pub async fn submit(&self, agent: &AgentRow, submission: Submission, idempotency_key: Option<String>) -> Result<ActionStatus, GateError> {
+        if !submission.params.is_object() {
+            return Err(GateError::Invalid("params: must be a JSON object".into()));
+        }
+        if submission.kind.is_empty() || submission.kind.len() > 200 {
+            return Err(GateError::Invalid("kind: must be 1 to 200 characters".into()));
+        }
+        let request_hash = hex::encode(Sha256::digest(
+            serde_json_canonicalizer::to_vec(&submission).expect("a submission serializes"),
+        ));
+        if let Some(key) = &idempotency_key {
+            if let Some(existing) = self.store.action_by_idempotency_key(&agent.id, key).await? {
+                return self.replay(existing, &request_hash, key);
+            }
+        }
+
+        let action = self.action_for(agent, submission);
+        let evaluator = self.evaluator.clone();
+        let evaluated = action.clone();
+        let verdict = tokio::task::spawn_blocking(move || evaluator.evaluate(&evaluated))
+            .await
+            .expect("evaluation never panics: failures are values");
+        self.metrics.evaluated(&verdict);
+
+        let now = Utc::now();
+        let action_uuid = Uuid::parse_str(&action.id).expect("host-made ids are UUIDs");
+        let actor = Actor { kind: ActorKind::Agent, id: agent.id.clone() };
+        let mut events = vec![
+            event(EventKind::Submitted, action_uuid, actor.clone(), serde_json::json!({
+                "action": action,
+                "digest": action.digest(),
+                "idempotency_key": idempotency_key,
+                "request_hash": request_hash,
+            })),
+        ];
+        events.extend(verdict_events(action_uuid, &action, &verdict));
+
+        let (state, grant, expires_at) = match &verdict.route {
+            Route::Allow => {
+                let (token, claims) = self.issue_grant(&action, &verdict, Vec::new(), now);
+                events.push(grant_event(action_uuid, &claims));
+                (State::Allowed, Some((token, claims)), None)
+            }
+            Route::Deny { reason } => {
+                events.push(event(EventKind::Denied, action_uuid, Actor::system("policy"), serde_json::json!({
+                    "reason": reason,
+                    "risk": verdict.classification.risk,
+                })));
+                (State::Denied, None, None)
+            }
+            Route::RequireApproval(approval) => {
+                (State::Pending, None, Some(now + chrono::Duration::seconds(approval.ttl_seconds.into())))
+            }
+        };
+
+        // Evidence first: if it cannot be committed, nothing is allowed.
+        self.evidence.append_all(events).await?;
+
+        let row = ActionRow {
+            id: action.id.clone(),
+            agent_id: agent.id.clone(),
+            idempotency_key: idempotency_key.clone(),
+            request_hash: request_hash.clone(),
+            action: serde_json::to_string(&action).expect("an action serializes"),
+            digest: action.digest(),
+            state: state.as_str().into(),
+            verdict: serde_json::to_string(&verdict).expect("a verdict serializes"),
+            grant_token: grant.as_ref().map(|(token, _)| token.clone()),
+            expires_at,
+            created_at: now,
+            updated_at: now,
+        };
+        if let Some((_, claims)) = &grant {
+            // The grant row exists before the grant leaves, so its single use
+            // can be enforced. A failure here is a 503 and no grant.
+            self.store
+                .insert_grant(&claims.jti, &action.id, DateTime::from_timestamp(claims.exp, 0).unwrap_or(now))
+                .await?;
+        }
+        match self.store.insert_action(&row).await? {
+            Inserted::Created => {}
+            // Another request with this key won the race; answer as it did.
+            Inserted::Exists(existing) => {
+                return self.replay(*existing, &request_hash, idempotency_key.as_deref().unwrap_or_default())
+            }
+        }
+        self.metrics.decided(state);
+        tracing::info!(action_id = %action.id, agent = %agent.id, kind = %action.kind, state = state.as_str(), risk = verdict.classification.risk.as_str(), "action decided");
+        status_of(&row, true)
+    }
+
+    fn replay(&self, existing: ActionRow, request_hash: &str, key: &str) -> Result<ActionStatus, GateError> {
+        if existing.request_hash != request_hash {
+            return Err(GateError::IdempotencyConflict(key.into()));
+        }
+        status_of(&existing, true)
+    }
+
+    fn action_for(&self, agent: &AgentRow, s: Submission) -> Action {
+        let mut attributes = agent.attributes.clone();
+        attributes.insert("owner".into(), agent.owner.clone());
+        // Millisecond precision: what the plugin sees is exactly what is stored.
+        let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).expect("now is in range");
+        Action {
+            id: Uuid::now_v7().to_string(),
+            kind: s.kind,
+            agent: Principal { id: agent.id.clone(), attributes },
+            on_behalf_of: s.on_behalf_of,
+            resource: s.resource,
+            params: s.params,
+            justification: s.justification,
+            context: s.context,
+            requested_at: now,
+        }
+    }
+
+    /// Signs a grant for `action` as decided by `verdict`.
+    pub fn issue_grant(&self, action: &Action, verdict: &Verdict, approvers: Vec<String>, now: DateTime<Utc>) -> (String, GrantClaims) {
+        let claims = GrantClaims {
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            sub: action.agent.id.clone(),
+            jti: Uuid::now_v7().to_string(),
+            iat: now.timestamp(),
+            exp: now.timestamp() + self.grant_ttl.as_secs() as i64,
+            action_id: action.id.clone(),
+            action_digest: action.digest(),
+            plugin_sha256: verdict.plugin.as_ref().map(|p| p.sha256.clone()),
+            approvers,
+        };
+        (self.grants.sign(&claims), claims)
+    }
+
+    /// The action as its agent sees it.
+    pub async fn status(&self, agent: &AgentRow, id: &str) -> Result<ActionStatus, GateError> {
+        let row = self.owned_action(agent, id).await?;
+        status_of(&row, true)
+    }
+
+    /// Waits up to `wait` for a pending action to reach a final state.
+    pub async fn wait(&self, agent: &AgentRow, id: &str, wait: Duration) -> Result<ActionStatus, GateError> {
+        let mut wakeups = self.waiters.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let status = self.status(agent, id).await?;
+            if status.state.is_final() || tokio::time::Instant::now() >= deadline {
+                return Ok(status);
+            }
+            // Re-read on a wakeup for this action, and at least every two
+            // seconds in case a notification was missed during a reconnect.
+            let until = deadline.min(tokio::time::Instant::now() + Duration::from_secs(2));
+            let _ = tokio::time::timeout_at(until, wakeups.changed(id)).await;
+        }
+    }
+
+    async fn owned_action(&self, agent: &AgentRow, id: &str) -> Result<ActionRow, GateError> {
+        match self.store.action(id).await? {
+            // Another agent's action does not exist, as far as this one knows.
+            Some(row) if row.agent_id == agent.id => Ok(row),
+            _ => Err(GateError::NotFound(id.into())),
+        }
+    }
+
+    /// Records what happened when the action ran; consumes its grant once.
+    pub async fn report_outcome(&self, agent: &AgentRow, id: &str, outcome: Outcome) -> Result<ActionStatus, GateError> {
+        let row = self.owned_action(agent, id).await?;
+        let claims = self
+            .grants
+            .verify(&outcome.grant, Utc::now())
+            .map_err(|e| GateError::GrantRefused(e.to_string()))?;
+        if claims.action_id != row.id || claims.sub != agent.id {
+            return Err(GateError::GrantRefused("the grant is for another action or agent".into()));
+        }
+        if claims.action_digest != row.digest {
+            return Err(GateError::GrantRefused("the grant is for another version of the action".into()));
+        }
+        let action_uuid = Uuid::parse_str(&row.id).map_err(|e| GateError::Store(StoreError::Corrupt(e.to_string())))?;
+        let actor = Actor { kind: ActorKind::Agent, id: agent.id.clone() };
+        let now = Utc::now();
+        if !self.store.consume_grant(&claims.jti, now).await? {
+            self.evidence
+                .append(event(EventKind::GrantReused, action_uuid, actor, serde_json::json!({"jti": claims.jti})))
+                .await?;
+            tracing::warn!(action_id = %row.id, agent = %agent.id, jti = %claims.jti, "grant presented twice");
+            return Err(GateError::GrantReused { jti: claims.jti });
+        }
+        let from = State::parse(&row.state)?;
+        if !matches!(from, State::Allowed | State::Approved) {
+            self.store.release_grant(&claims.jti).await?;
+            return Err(GateError::WrongState { state: from.as_str(), what: "no outcome can be reported" });
+        }
+        let recorded = self
+            .evidence
+            .append(event(EventKind::Executed, action_uuid, actor, serde_json::json!({
+                "jti": claims.jti,
+                "digest": claims.action_digest,
+                "status": outcome.status,
+                "summary": outcome.summary,
+                "logs": outcome.logs,
+            })))
+            .await;
+        if let Err(e) = recorded {
+            // Without evidence the report did not happen; let the agent retry.
+            self.store.release_grant(&claims.jti).await?;
+            return Err(e.into());
+        }
+        self.store.transition_action(&row.id, from.as_str(), State::Executed.as_str(), &ActionChange::default()).await?;
+        self.changed(&row.id).await;
+        self.status(agent, id).await
+    }
+
+    /// Wakes every waiter on this action, on every replica.
+    pub async fn changed(&self, id: &str) {
+        self.waiters.wake(id);
+        if let Err(e) = self.store.notify_action_changed(id).await {
+            tracing::warn!(action_id = %id, error = %e, "could not notify other replicas; their waiters re-check within 2 s");
+        }
+    }
+}
+
+fn event(kind: EventKind, action_id: Uuid, actor: Actor, payload: serde_json::Value) -> NewEvent {
+    NewEvent { kind, action_id: Some(action_id), actor, payload }
+}
+
+/// The evaluation evidence: what went in, what came out, who decided, at what cost.
+pub fn verdict_events(action_id: Uuid, action: &Action, verdict: &Verdict) -> Vec<NewEvent> {
+    let plugin_actor = Actor {
+        kind: ActorKind::Plugin,
+        id: verdict.plugin.as_ref().map_or_else(|| "none".to_string(), |p| p.sha256.clone()),
+    };
+    let mut events = Vec::new();
+    if let Some(failure) = &verdict.failure {
+        events.push(event(EventKind::PluginFailed, action_id, plugin_actor.clone(), serde_json::json!({
+            "plugin": verdict.plugin,
+            "failure": failure,
+        })));
+    }
+    events.push(event(EventKind::Evaluated, action_id, plugin_actor, serde_json::json!({
+        "plugin": verdict.plugin,
+        "wit_version": verdict.wit_version,
+        "host_version": verdict.host_version,
+        "input": action,
+        "output": {"classification": verdict.classification, "route": verdict.route},
+        "failed_closed": verdict.failure.is_some(),
+        "fuel_used": verdict.fuel_used,
+        "duration_us": verdict.duration_us,
+        "limits": verdict.limits,
+    })));
+    events
+}
+
+pub fn grant_event(action_id: Uuid, claims: &GrantClaims) -> NewEvent {
+    event(EventKind::Granted, action_id, Actor::system("grants"), serde_json::json!({
+        "jti": claims.jti,
+        "exp": claims.exp,
+        "action_digest": claims.action_digest,
+        "plugin_sha256": claims.plugin_sha256,
+        "approvers": claims.approvers,
+    }))
+}
+
+/// The caller's view of a stored action. `with_grant`: only the agent sees it.
+pub fn status_of(row: &ActionRow, with_grant: bool) -> Result<ActionStatus, GateError> {
+    let corrupt = |what: &str, e: serde_json::Error| GateError::Store(StoreError::Corrupt(format!("action {} {what}: {e}", row.id)));
+    let action: Action = serde_json::from_str(&row.action).map_err(|e| corrupt("action", e))?;
+    let verdict: serde_json::Value = serde_json::from_str(&row.verdict).map_err(|e| corrupt("verdict", e))?;
+    let classification: crate::action::Classification =
+        serde_json::from_value(verdict["classification"].clone()).map_err(|e| corrupt("classification", e))?;
+    let route: Route = serde_json::from_value(verdict["route"].clone()).map_err(|e| corrupt("route", e))?;
+    let state = State::parse(&row.state)?;
+    let reason = match (&route, state) {
+        (Route::Deny { reason }, State::Denied) => Some(reason.clone()),
+        (_, State::Denied) => verdict["denied_reason"].as_str().map(String::from),
+        (_, State::Expired) => Some("no decision before the approval expired; failing closed".into()),
+        _ => None,
+    };
+    let approval = match (&route, row.expires_at) {
+        (Route::RequireApproval(a), Some(expires_at)) => Some(PendingApproval {
+            groups: a.groups.clone(),
+            quorum: a.quorum,
+            expires_at,
+        }),
+        _ => None,
+    };
+    Ok(ActionStatus {
+        action_id: row.id.clone(),
+        state,
+        kind: action.kind,
+        resource: action.resource,
+        risk: classification.risk,
+        reasons: classification.reasons,
+        reason,
+        approval,
+        grant: if with_grant && matches!(state, State::Allowed | State::Approved) { row.grant_token.clone() } else { None },
+        digest: row.digest.clone(),
+        updated_at: row.updated_at,
+    })
+}

@@ -1,0 +1,223 @@
+//! Actions and their grants: the one mutable record per action. State
+//! changes are conditional updates (`WHERE state = 'pending'`), so two
+//! replicas racing on one action change it once.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row as _;
+
+use super::{on_pool, Store, StoreError};
+
+/// One action as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionRow {
+    pub id: String,
+    pub agent_id: String,
+    pub idempotency_key: Option<String>,
+    pub request_hash: String,
+    /// JSON of `crate::action::Action`.
+    pub action: String,
+    pub digest: String,
+    pub state: String,
+    /// JSON of the governing verdict.
+    pub verdict: String,
+    pub grant_token: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The result of inserting an action under an idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inserted {
+    Created,
+    /// The agent already used this idempotency key; here is that action.
+    Exists(Box<ActionRow>),
+}
+
+const COLUMNS: &str = "id, agent_id, idempotency_key, request_hash, action, digest, state, verdict, grant_token, expires_at, created_at, updated_at";
+
+macro_rules! action_row {
+    ($r:expr) => {{
+        let r = $r;
+        ActionRow {
+            id: r.get("id"),
+            agent_id: r.get("agent_id"),
+            idempotency_key: r.get("idempotency_key"),
+            request_hash: r.get("request_hash"),
+            action: r.get("action"),
+            digest: r.get("digest"),
+            state: r.get("state"),
+            verdict: r.get("verdict"),
+            grant_token: r.get("grant_token"),
+            expires_at: r.get("expires_at"),
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
+        }
+    }};
+}
+
+impl Store {
+    /// Inserts a new action, or returns the one this agent already created
+    /// with the same idempotency key.
+    pub async fn insert_action(&self, row: &ActionRow) -> Result<Inserted, StoreError> {
+        let sql = format!(
+            "INSERT INTO actions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (agent_id, idempotency_key) DO NOTHING"
+        );
+        let inserted = on_pool!(self, pool => sqlx::query(&sql)
+            .bind(&row.id)
+            .bind(&row.agent_id)
+            .bind(&row.idempotency_key)
+            .bind(&row.request_hash)
+            .bind(&row.action)
+            .bind(&row.digest)
+            .bind(&row.state)
+            .bind(&row.verdict)
+            .bind(&row.grant_token)
+            .bind(row.expires_at)
+            .bind(row.created_at)
+            .bind(row.updated_at)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        if inserted == 1 {
+            return Ok(Inserted::Created);
+        }
+        let key = row.idempotency_key.as_deref().unwrap_or_default();
+        match self.action_by_idempotency_key(&row.agent_id, key).await? {
+            Some(existing) => Ok(Inserted::Exists(Box::new(existing))),
+            None => Err(StoreError::Corrupt(format!("action {} was neither inserted nor found", row.id))),
+        }
+    }
+
+    pub async fn action(&self, id: &str) -> Result<Option<ActionRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM actions WHERE id = $1");
+        Ok(on_pool!(self, pool => sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map(|row| row.map(|r| action_row!(r))))?)
+    }
+
+    pub async fn action_by_idempotency_key(&self, agent_id: &str, key: &str) -> Result<Option<ActionRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM actions WHERE agent_id = $1 AND idempotency_key = $2");
+        Ok(on_pool!(self, pool => sqlx::query(&sql)
+            .bind(agent_id)
+            .bind(key)
+            .fetch_optional(pool)
+            .await
+            .map(|row| row.map(|r| action_row!(r))))?)
+    }
+
+    /// Moves an action from `from` to `to`, with optional new fields.
+    /// `Ok(false)` when it was no longer in `from` (someone else moved it).
+    pub async fn transition_action(&self, id: &str, from: &str, to: &str, change: &ActionChange) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let changed = on_pool!(self, pool => sqlx::query(
+            "UPDATE actions SET state = $1, updated_at = $2,
+                 action = COALESCE($3, action), digest = COALESCE($4, digest),
+                 verdict = COALESCE($5, verdict), grant_token = COALESCE($6, grant_token),
+                 expires_at = COALESCE($7, expires_at)
+             WHERE id = $8 AND state = $9",
+        )
+        .bind(to)
+        .bind(now)
+        .bind(&change.action)
+        .bind(&change.digest)
+        .bind(&change.verdict)
+        .bind(&change.grant_token)
+        .bind(change.expires_at)
+        .bind(id)
+        .bind(from)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(changed == 1)
+    }
+
+    /// Pending actions whose expiry has passed.
+    pub async fn expired_pending(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<ActionRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM actions WHERE state = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
+        );
+        Ok(on_pool!(self, pool => sqlx::query(&sql)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map(|rows| rows.into_iter().map(|r| action_row!(r)).collect::<Vec<_>>()))?)
+    }
+
+    pub async fn insert_grant(&self, jti: &str, action_id: &str, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("INSERT INTO grants (jti, action_id, expires_at) VALUES ($1, $2, $3)")
+            .bind(jti)
+            .bind(action_id)
+            .bind(expires_at)
+            .execute(pool)
+            .await)?;
+        Ok(())
+    }
+
+    /// Marks a grant used. `Ok(false)` if it was used already (or unknown).
+    pub async fn consume_grant(&self, jti: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let changed = on_pool!(self, pool => sqlx::query(
+            "UPDATE grants SET consumed_at = $1 WHERE jti = $2 AND consumed_at IS NULL",
+        )
+        .bind(now)
+        .bind(jti)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(changed == 1)
+    }
+
+    /// Undoes `consume_grant` when the outcome's evidence could not be
+    /// committed, so the agent can report again.
+    pub async fn release_grant(&self, jti: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("UPDATE grants SET consumed_at = NULL WHERE jti = $1")
+            .bind(jti)
+            .execute(pool)
+            .await)?;
+        Ok(())
+    }
+
+    /// Wakes waiters on every replica (Postgres NOTIFY); SQLite is one
+    /// process, whose waiters the caller wakes directly.
+    pub async fn notify_action_changed(&self, id: &str) -> Result<(), StoreError> {
+        if let Store::Postgres(pool) = self {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(ACTION_CHANNEL)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The Postgres NOTIFY channel that carries ids of changed actions.
+pub const ACTION_CHANNEL: &str = "actiongate_actions";
+
+/// Fields to change with a state transition; `None` keeps the old value.
+#[derive(Debug, Clone, Default)]
+pub struct ActionChange {
+    pub action: Option<String>,
+    pub digest: Option<String>,
+    pub verdict: Option<String>,
+    pub grant_token: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// How many actions wait for approval (for /metrics).
+    pub async fn count_pending(&self) -> Result<i64, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM actions WHERE state = 'pending'")
+            .fetch_one(pool)
+            .await)?)
+    }
+
+    /// Readiness: one round trip.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await)?;
+        Ok(())
+    }
+}
