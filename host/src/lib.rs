@@ -3,3 +3,8 @@
 //! An action flows `api` → `evaluate` (bindings → `sandbox`) → `evidence`
 //! → response; pending actions go through `approvals`. Every module owns
 //! one step of that flow and says at its top what it must never do.
+
+pub mod audit;
+pub mod cli;
+pub mod evidence;
+pub mod store;
