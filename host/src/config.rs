@@ -1,32 +1,163 @@
-//! Configuration: one TOML file (examples/actiongate.toml shows every
-//! option), then environment overrides. Read once at start; never written.
+//! Configuration: one TOML file (examples/actiongate.toml shows and explains
+//! every option; it is also the built-in default), then environment
+//! overrides. Read once at start; never written.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::Deserialize;
 
+use crate::evaluate::FailClosed;
+use crate::evidence::EvidenceConfig;
 use crate::sandbox::SandboxConfig;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The default configuration: the example file, embedded.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../examples/actiongate.toml");
+
+/// Used when no database is configured: the embedded store.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/actiongate.db";
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Plugin sandbox limits and cache.
+    /// Address `serve` listens on. Env: ACTIONGATE_LISTEN.
+    pub listen: SocketAddr,
+    /// `postgres://…` or `sqlite://…`. Env: DATABASE_URL.
+    pub database_url: Option<String>,
+    /// Mint a demo agent key at start and print it (the embedded default does).
+    pub demo: bool,
+    pub grants: GrantConfig,
+    pub evidence: EvidenceConfig,
     pub sandbox: SandboxConfig,
+    /// What a failing or missing plugin turns into.
+    pub fail_closed: FailClosed,
+    /// Which plugin decides which action kinds.
+    pub bindings: Vec<BindingConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            database_url: None,
+            demo: false,
+            grants: GrantConfig::default(),
+            evidence: EvidenceConfig::default(),
+            sandbox: SandboxConfig::default(),
+            fail_closed: FailClosed::default(),
+            bindings: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrantConfig {
+    /// Seconds a grant stays valid. Short: it is a ticket, not a credential.
+    pub ttl_seconds: u64,
+    /// Ed25519 signing key, created on first start. Env: ACTIONGATE_GRANT_KEY.
+    /// Replicas must share it.
+    pub key_path: PathBuf,
+}
+
+impl Default for GrantConfig {
+    fn default() -> Self {
+        GrantConfig {
+            ttl_seconds: 300,
+            key_path: PathBuf::from("./data/grant.key"),
+        }
+    }
+}
+
+/// One `[[bindings]]` entry: kinds matching `kind` go to a plugin, named by
+/// example name (`plugin`) or by file and pinned sha256 (`path` + `sha256`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BindingConfig {
+    pub kind: String,
+    pub plugin: Option<String>,
+    pub path: Option<PathBuf>,
+    pub sha256: Option<String>,
+    /// A shadow plugin (example name), evaluated and recorded, never enforced.
+    pub shadow: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: &'static str, message: String },
 }
 
 impl Config {
-    /// Reads `path` (or the defaults when `None`), then applies environment overrides.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
-        let config = match path {
+    /// Reads `path` (the embedded example when `None`), then applies
+    /// environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config: Config = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config {}", path.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("parsing config {}", path.display()))?
+                let err = |message: String| ConfigError::File {
+                    path: path.display().to_string(),
+                    message,
+                };
+                let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+                toml::from_str(&text).map_err(|e| err(e.to_string()))?
             }
-            None => Config::default(),
+            None => toml::from_str(EXAMPLE_CONFIG).map_err(|e| ConfigError::File {
+                path: "examples/actiongate.toml (built in)".into(),
+                message: e.to_string(),
+            })?,
         };
+        if let Ok(listen) = std::env::var("ACTIONGATE_LISTEN") {
+            config.listen =
+                listen
+                    .parse()
+                    .map_err(|e: std::net::AddrParseError| ConfigError::Env {
+                        name: "ACTIONGATE_LISTEN",
+                        message: e.to_string(),
+                    })?;
+        }
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            config.database_url = Some(url);
+        }
+        if let Some(key) = std::env::var_os("ACTIONGATE_GRANT_KEY") {
+            config.grants.key_path = key.into();
+        }
+        if let Some(key) = std::env::var_os("ACTIONGATE_LOG_KEY") {
+            config.evidence.key_path = key.into();
+        }
         Ok(config)
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_binds_every_example() {
+        let config: Config = toml::from_str(EXAMPLE_CONFIG).unwrap();
+        for name in ["db-export", "iam-change", "prod-ops", "baseline"] {
+            assert!(
+                config
+                    .bindings
+                    .iter()
+                    .any(|b| b.plugin.as_deref() == Some(name)),
+                "{name} is bound"
+            );
+        }
+        assert!(
+            config.bindings.iter().any(|b| b.kind == "*"),
+            "a catch-all exists"
+        );
+    }
+
+    #[test]
+    fn unknown_options_are_refused() {
+        assert!(toml::from_str::<Config>("lisen = \"127.0.0.1:1\"").is_err());
     }
 }

@@ -62,8 +62,9 @@ impl State {
     }
 
     pub fn parse(s: &str) -> Result<State, GateError> {
-        serde_json::from_value(serde_json::Value::String(s.into()))
-            .map_err(|_| GateError::Store(StoreError::Corrupt(format!("unknown action state {s:?}"))))
+        serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| {
+            GateError::Store(StoreError::Corrupt(format!("unknown action state {s:?}")))
+        })
     }
 
     pub fn is_final(self) -> bool {
@@ -136,7 +137,10 @@ pub enum GateError {
     #[error("grant {jti} was already used")]
     GrantReused { jti: String },
     #[error("action is {state}, so {what}")]
-    WrongState { state: &'static str, what: &'static str },
+    WrongState {
+        state: &'static str,
+        what: &'static str,
+    },
 }
 
 impl GateError {
@@ -163,12 +167,19 @@ pub struct Gate {
 
 impl Gate {
     /// Decides a new action. Same idempotency key and body: the same answer.
-    pub async fn submit(&self, agent: &AgentRow, submission: Submission, idempotency_key: Option<String>) -> Result<ActionStatus, GateError> {
+    pub async fn submit(
+        &self,
+        agent: &AgentRow,
+        submission: Submission,
+        idempotency_key: Option<String>,
+    ) -> Result<ActionStatus, GateError> {
         if !submission.params.is_object() {
             return Err(GateError::Invalid("params: must be a JSON object".into()));
         }
         if submission.kind.is_empty() || submission.kind.len() > 200 {
-            return Err(GateError::Invalid("kind: must be 1 to 200 characters".into()));
+            return Err(GateError::Invalid(
+                "kind: must be 1 to 200 characters".into(),
+            ));
         }
         let request_hash = hex::encode(Sha256::digest(
             serde_json_canonicalizer::to_vec(&submission).expect("a submission serializes"),
@@ -189,15 +200,21 @@ impl Gate {
 
         let now = Utc::now();
         let action_uuid = Uuid::parse_str(&action.id).expect("host-made ids are UUIDs");
-        let actor = Actor { kind: ActorKind::Agent, id: agent.id.clone() };
-        let mut events = vec![
-            event(EventKind::Submitted, action_uuid, actor.clone(), serde_json::json!({
+        let actor = Actor {
+            kind: ActorKind::Agent,
+            id: agent.id.clone(),
+        };
+        let mut events = vec![event(
+            EventKind::Submitted,
+            action_uuid,
+            actor.clone(),
+            serde_json::json!({
                 "action": action,
                 "digest": action.digest(),
                 "idempotency_key": idempotency_key,
                 "request_hash": request_hash,
-            })),
-        ];
+            }),
+        )];
         events.extend(verdict_events(action_uuid, &action, &verdict));
 
         let (state, grant, expires_at) = match &verdict.route {
@@ -207,15 +224,22 @@ impl Gate {
                 (State::Allowed, Some((token, claims)), None)
             }
             Route::Deny { reason } => {
-                events.push(event(EventKind::Denied, action_uuid, Actor::system("policy"), serde_json::json!({
-                    "reason": reason,
-                    "risk": verdict.classification.risk,
-                })));
+                events.push(event(
+                    EventKind::Denied,
+                    action_uuid,
+                    Actor::system("policy"),
+                    serde_json::json!({
+                        "reason": reason,
+                        "risk": verdict.classification.risk,
+                    }),
+                ));
                 (State::Denied, None, None)
             }
-            Route::RequireApproval(approval) => {
-                (State::Pending, None, Some(now + chrono::Duration::seconds(approval.ttl_seconds.into())))
-            }
+            Route::RequireApproval(approval) => (
+                State::Pending,
+                None,
+                Some(now + chrono::Duration::seconds(approval.ttl_seconds.into())),
+            ),
         };
 
         // Evidence first: if it cannot be committed, nothing is allowed.
@@ -239,14 +263,22 @@ impl Gate {
             // The grant row exists before the grant leaves, so its single use
             // can be enforced. A failure here is a 503 and no grant.
             self.store
-                .insert_grant(&claims.jti, &action.id, DateTime::from_timestamp(claims.exp, 0).unwrap_or(now))
+                .insert_grant(
+                    &claims.jti,
+                    &action.id,
+                    DateTime::from_timestamp(claims.exp, 0).unwrap_or(now),
+                )
                 .await?;
         }
         match self.store.insert_action(&row).await? {
             Inserted::Created => {}
             // Another request with this key won the race; answer as it did.
             Inserted::Exists(existing) => {
-                return self.replay(*existing, &request_hash, idempotency_key.as_deref().unwrap_or_default())
+                return self.replay(
+                    *existing,
+                    &request_hash,
+                    idempotency_key.as_deref().unwrap_or_default(),
+                )
             }
         }
         self.metrics.decided(state);
@@ -254,7 +286,12 @@ impl Gate {
         status_of(&row, true)
     }
 
-    fn replay(&self, existing: ActionRow, request_hash: &str, key: &str) -> Result<ActionStatus, GateError> {
+    fn replay(
+        &self,
+        existing: ActionRow,
+        request_hash: &str,
+        key: &str,
+    ) -> Result<ActionStatus, GateError> {
         if existing.request_hash != request_hash {
             return Err(GateError::IdempotencyConflict(key.into()));
         }
@@ -265,11 +302,15 @@ impl Gate {
         let mut attributes = agent.attributes.clone();
         attributes.insert("owner".into(), agent.owner.clone());
         // Millisecond precision: what the plugin sees is exactly what is stored.
-        let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).expect("now is in range");
+        let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis())
+            .expect("now is in range");
         Action {
             id: Uuid::now_v7().to_string(),
             kind: s.kind,
-            agent: Principal { id: agent.id.clone(), attributes },
+            agent: Principal {
+                id: agent.id.clone(),
+                attributes,
+            },
             on_behalf_of: s.on_behalf_of,
             resource: s.resource,
             params: s.params,
@@ -280,7 +321,13 @@ impl Gate {
     }
 
     /// Signs a grant for `action` as decided by `verdict`.
-    pub fn issue_grant(&self, action: &Action, verdict: &Verdict, approvers: Vec<String>, now: DateTime<Utc>) -> (String, GrantClaims) {
+    pub fn issue_grant(
+        &self,
+        action: &Action,
+        verdict: &Verdict,
+        approvers: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> (String, GrantClaims) {
         let claims = GrantClaims {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
@@ -303,7 +350,12 @@ impl Gate {
     }
 
     /// Waits up to `wait` for a pending action to reach a final state.
-    pub async fn wait(&self, agent: &AgentRow, id: &str, wait: Duration) -> Result<ActionStatus, GateError> {
+    pub async fn wait(
+        &self,
+        agent: &AgentRow,
+        id: &str,
+        wait: Duration,
+    ) -> Result<ActionStatus, GateError> {
         let mut wakeups = self.waiters.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -327,24 +379,42 @@ impl Gate {
     }
 
     /// Records what happened when the action ran; consumes its grant once.
-    pub async fn report_outcome(&self, agent: &AgentRow, id: &str, outcome: Outcome) -> Result<ActionStatus, GateError> {
+    pub async fn report_outcome(
+        &self,
+        agent: &AgentRow,
+        id: &str,
+        outcome: Outcome,
+    ) -> Result<ActionStatus, GateError> {
         let row = self.owned_action(agent, id).await?;
         let claims = self
             .grants
             .verify(&outcome.grant, Utc::now())
             .map_err(|e| GateError::GrantRefused(e.to_string()))?;
         if claims.action_id != row.id || claims.sub != agent.id {
-            return Err(GateError::GrantRefused("the grant is for another action or agent".into()));
+            return Err(GateError::GrantRefused(
+                "the grant is for another action or agent".into(),
+            ));
         }
         if claims.action_digest != row.digest {
-            return Err(GateError::GrantRefused("the grant is for another version of the action".into()));
+            return Err(GateError::GrantRefused(
+                "the grant is for another version of the action".into(),
+            ));
         }
-        let action_uuid = Uuid::parse_str(&row.id).map_err(|e| GateError::Store(StoreError::Corrupt(e.to_string())))?;
-        let actor = Actor { kind: ActorKind::Agent, id: agent.id.clone() };
+        let action_uuid = Uuid::parse_str(&row.id)
+            .map_err(|e| GateError::Store(StoreError::Corrupt(e.to_string())))?;
+        let actor = Actor {
+            kind: ActorKind::Agent,
+            id: agent.id.clone(),
+        };
         let now = Utc::now();
         if !self.store.consume_grant(&claims.jti, now).await? {
             self.evidence
-                .append(event(EventKind::GrantReused, action_uuid, actor, serde_json::json!({"jti": claims.jti})))
+                .append(event(
+                    EventKind::GrantReused,
+                    action_uuid,
+                    actor,
+                    serde_json::json!({"jti": claims.jti}),
+                ))
                 .await?;
             tracing::warn!(action_id = %row.id, agent = %agent.id, jti = %claims.jti, "grant presented twice");
             return Err(GateError::GrantReused { jti: claims.jti });
@@ -352,24 +422,39 @@ impl Gate {
         let from = State::parse(&row.state)?;
         if !matches!(from, State::Allowed | State::Approved) {
             self.store.release_grant(&claims.jti).await?;
-            return Err(GateError::WrongState { state: from.as_str(), what: "no outcome can be reported" });
+            return Err(GateError::WrongState {
+                state: from.as_str(),
+                what: "no outcome can be reported",
+            });
         }
         let recorded = self
             .evidence
-            .append(event(EventKind::Executed, action_uuid, actor, serde_json::json!({
-                "jti": claims.jti,
-                "digest": claims.action_digest,
-                "status": outcome.status,
-                "summary": outcome.summary,
-                "logs": outcome.logs,
-            })))
+            .append(event(
+                EventKind::Executed,
+                action_uuid,
+                actor,
+                serde_json::json!({
+                    "jti": claims.jti,
+                    "digest": claims.action_digest,
+                    "status": outcome.status,
+                    "summary": outcome.summary,
+                    "logs": outcome.logs,
+                }),
+            ))
             .await;
         if let Err(e) = recorded {
             // Without evidence the report did not happen; let the agent retry.
             self.store.release_grant(&claims.jti).await?;
             return Err(e.into());
         }
-        self.store.transition_action(&row.id, from.as_str(), State::Executed.as_str(), &ActionChange::default()).await?;
+        self.store
+            .transition_action(
+                &row.id,
+                from.as_str(),
+                State::Executed.as_str(),
+                &ActionChange::default(),
+            )
+            .await?;
         self.changed(&row.id).await;
         self.status(agent, id).await
     }
@@ -384,59 +469,92 @@ impl Gate {
 }
 
 fn event(kind: EventKind, action_id: Uuid, actor: Actor, payload: serde_json::Value) -> NewEvent {
-    NewEvent { kind, action_id: Some(action_id), actor, payload }
+    NewEvent {
+        kind,
+        action_id: Some(action_id),
+        actor,
+        payload,
+    }
 }
 
 /// The evaluation evidence: what went in, what came out, who decided, at what cost.
 pub fn verdict_events(action_id: Uuid, action: &Action, verdict: &Verdict) -> Vec<NewEvent> {
     let plugin_actor = Actor {
         kind: ActorKind::Plugin,
-        id: verdict.plugin.as_ref().map_or_else(|| "none".to_string(), |p| p.sha256.clone()),
+        id: verdict
+            .plugin
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |p| p.sha256.clone()),
     };
     let mut events = Vec::new();
     if let Some(failure) = &verdict.failure {
-        events.push(event(EventKind::PluginFailed, action_id, plugin_actor.clone(), serde_json::json!({
-            "plugin": verdict.plugin,
-            "failure": failure,
-        })));
+        events.push(event(
+            EventKind::PluginFailed,
+            action_id,
+            plugin_actor.clone(),
+            serde_json::json!({
+                "plugin": verdict.plugin,
+                "failure": failure,
+            }),
+        ));
     }
-    events.push(event(EventKind::Evaluated, action_id, plugin_actor, serde_json::json!({
-        "plugin": verdict.plugin,
-        "wit_version": verdict.wit_version,
-        "host_version": verdict.host_version,
-        "input": action,
-        "output": {"classification": verdict.classification, "route": verdict.route},
-        "failed_closed": verdict.failure.is_some(),
-        "fuel_used": verdict.fuel_used,
-        "duration_us": verdict.duration_us,
-        "limits": verdict.limits,
-    })));
+    events.push(event(
+        EventKind::Evaluated,
+        action_id,
+        plugin_actor,
+        serde_json::json!({
+            "plugin": verdict.plugin,
+            "wit_version": verdict.wit_version,
+            "host_version": verdict.host_version,
+            "input": action,
+            "output": {"classification": verdict.classification, "route": verdict.route},
+            "failed_closed": verdict.failure.is_some(),
+            "fuel_used": verdict.fuel_used,
+            "duration_us": verdict.duration_us,
+            "limits": verdict.limits,
+        }),
+    ));
     events
 }
 
 pub fn grant_event(action_id: Uuid, claims: &GrantClaims) -> NewEvent {
-    event(EventKind::Granted, action_id, Actor::system("grants"), serde_json::json!({
-        "jti": claims.jti,
-        "exp": claims.exp,
-        "action_digest": claims.action_digest,
-        "plugin_sha256": claims.plugin_sha256,
-        "approvers": claims.approvers,
-    }))
+    event(
+        EventKind::Granted,
+        action_id,
+        Actor::system("grants"),
+        serde_json::json!({
+            "jti": claims.jti,
+            "exp": claims.exp,
+            "action_digest": claims.action_digest,
+            "plugin_sha256": claims.plugin_sha256,
+            "approvers": claims.approvers,
+        }),
+    )
 }
 
 /// The caller's view of a stored action. `with_grant`: only the agent sees it.
 pub fn status_of(row: &ActionRow, with_grant: bool) -> Result<ActionStatus, GateError> {
-    let corrupt = |what: &str, e: serde_json::Error| GateError::Store(StoreError::Corrupt(format!("action {} {what}: {e}", row.id)));
+    let corrupt = |what: &str, e: serde_json::Error| {
+        GateError::Store(StoreError::Corrupt(format!(
+            "action {} {what}: {e}",
+            row.id
+        )))
+    };
     let action: Action = serde_json::from_str(&row.action).map_err(|e| corrupt("action", e))?;
-    let verdict: serde_json::Value = serde_json::from_str(&row.verdict).map_err(|e| corrupt("verdict", e))?;
+    let verdict: serde_json::Value =
+        serde_json::from_str(&row.verdict).map_err(|e| corrupt("verdict", e))?;
     let classification: crate::action::Classification =
-        serde_json::from_value(verdict["classification"].clone()).map_err(|e| corrupt("classification", e))?;
-    let route: Route = serde_json::from_value(verdict["route"].clone()).map_err(|e| corrupt("route", e))?;
+        serde_json::from_value(verdict["classification"].clone())
+            .map_err(|e| corrupt("classification", e))?;
+    let route: Route =
+        serde_json::from_value(verdict["route"].clone()).map_err(|e| corrupt("route", e))?;
     let state = State::parse(&row.state)?;
     let reason = match (&route, state) {
         (Route::Deny { reason }, State::Denied) => Some(reason.clone()),
         (_, State::Denied) => verdict["denied_reason"].as_str().map(String::from),
-        (_, State::Expired) => Some("no decision before the approval expired; failing closed".into()),
+        (_, State::Expired) => {
+            Some("no decision before the approval expired; failing closed".into())
+        }
         _ => None,
     };
     let approval = match (&route, row.expires_at) {
@@ -456,7 +574,11 @@ pub fn status_of(row: &ActionRow, with_grant: bool) -> Result<ActionStatus, Gate
         reasons: classification.reasons,
         reason,
         approval,
-        grant: if with_grant && matches!(state, State::Allowed | State::Approved) { row.grant_token.clone() } else { None },
+        grant: if with_grant && matches!(state, State::Allowed | State::Approved) {
+            row.grant_token.clone()
+        } else {
+            None
+        },
         digest: row.digest.clone(),
         updated_at: row.updated_at,
     })

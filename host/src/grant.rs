@@ -90,14 +90,19 @@ impl GrantSigner {
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialize"))
         );
         let signature = self.key.sign(signing_input.as_bytes());
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+        format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        )
     }
 
     /// Checks the signature, header and expiry; the caller checks the claims
     /// against the action the grant is presented for.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<GrantClaims, GrantError> {
         let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(GrantError::Malformed);
         };
         let header: serde_json::Value = decode_json(h)?;
@@ -111,21 +116,28 @@ impl GrantSigner {
             .ok_or(GrantError::Malformed)?;
         self.key
             .verifying_key()
-            .verify(format!("{h}.{c}").as_bytes(), &Signature::from_bytes(&sig_bytes))
+            .verify(
+                format!("{h}.{c}").as_bytes(),
+                &Signature::from_bytes(&sig_bytes),
+            )
             .map_err(|_| GrantError::Signature)?;
         let claims: GrantClaims = decode_json(c)?;
         if claims.iss != ISSUER || claims.aud != AUDIENCE {
             return Err(GrantError::Claims("wrong issuer or audience".into()));
         }
         if now.timestamp() >= claims.exp {
-            return Err(GrantError::Expired(DateTime::from_timestamp(claims.exp, 0).unwrap_or_default()));
+            return Err(GrantError::Expired(
+                DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
+            ));
         }
         Ok(claims)
     }
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, GrantError> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| GrantError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| GrantError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| GrantError::Malformed)
 }
 
@@ -159,11 +171,17 @@ mod tests {
         let mut forged = claims(now.timestamp() + 60);
         forged.approvers = vec!["mallory".into()];
         parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
-        assert_eq!(signer.verify(&parts.join("."), now), Err(GrantError::Signature));
+        assert_eq!(
+            signer.verify(&parts.join("."), now),
+            Err(GrantError::Signature)
+        );
 
         let other = GrantSigner::new(SigningKey::from_bytes(&[8; 32]));
         assert_eq!(other.verify(&token, now), Err(GrantError::Header));
-        assert!(matches!(signer.verify(&token, now + chrono::Duration::seconds(61)), Err(GrantError::Expired(_))));
+        assert!(matches!(
+            signer.verify(&token, now + chrono::Duration::seconds(61)),
+            Err(GrantError::Expired(_))
+        ));
         assert_eq!(signer.verify("a.b", now), Err(GrantError::Malformed));
     }
 }

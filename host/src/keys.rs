@@ -15,9 +15,15 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("reading key file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("writing key file {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("key file {path} is not a 32-byte Ed25519 seed in base64url")]
     Malformed { path: String },
     #[error("the operating system's random source failed: {0}")]
@@ -26,14 +32,19 @@ pub enum KeyError {
 
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], KeyError> {
     let mut bytes = [0u8; N];
-    rand::rngs::SysRng.try_fill_bytes(&mut bytes).map_err(|e| KeyError::Random(e.to_string()))?;
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| KeyError::Random(e.to_string()))?;
     Ok(bytes)
 }
 
 /// A new bearer API key: `ag_` then 32 random bytes in base64url. Shown
 /// once; only `hash_api_key` of it is stored.
 pub fn new_api_key() -> Result<String, KeyError> {
-    Ok(format!("ag_{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()?)))
+    Ok(format!(
+        "ag_{}",
+        URL_SAFE_NO_PAD.encode(random_bytes::<32>()?)
+    ))
 }
 
 /// What is stored for an API key. The key has 256 bits of entropy, so a
@@ -56,12 +67,19 @@ pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let seed = random_bytes::<32>()?;
-            write_private(path, URL_SAFE_NO_PAD.encode(seed).as_bytes())
-                .map_err(|source| KeyError::Write { path: shown.clone(), source })?;
+            write_private(path, URL_SAFE_NO_PAD.encode(seed).as_bytes()).map_err(|source| {
+                KeyError::Write {
+                    path: shown.clone(),
+                    source,
+                }
+            })?;
             tracing::info!(path = %shown, "created a new signing key");
             Ok(SigningKey::from_bytes(&seed))
         }
-        Err(source) => Err(KeyError::Read { path: shown, source }),
+        Err(source) => Err(KeyError::Read {
+            path: shown,
+            source,
+        }),
     }
 }
 
@@ -71,7 +89,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         fs::create_dir_all(dir)?;
     }
     // create_new: two replicas starting at once must not overwrite each other's key.
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }
@@ -97,6 +119,9 @@ mod tests {
         let second = load_or_create_signing_key(&path).unwrap();
         assert_eq!(first.to_bytes(), second.to_bytes());
         fs::write(&path, "not a key").unwrap();
-        assert!(matches!(load_or_create_signing_key(&path), Err(KeyError::Malformed { .. })));
+        assert!(matches!(
+            load_or_create_signing_key(&path),
+            Err(KeyError::Malformed { .. })
+        ));
     }
 }

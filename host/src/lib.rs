@@ -1,15 +1,24 @@
 //! actiongate: human judgment in front of AI agents' privileged actions.
 //!
-//! An action flows `api` → `evaluate` (bindings → `sandbox`) → `evidence`
-//! → response; pending actions go through `approvals`. Every module owns
-//! one step of that flow and says at its top what it must never do.
+//! An action flows `api` → `gate` → `evaluate` (bindings → `sandbox`) →
+//! `evidence` → response; pending actions go through `approvals`. Every
+//! module owns one step of that flow and says at its top what it must
+//! never do. `store` is the only code that writes SQL.
 
 pub mod action;
+pub mod api;
+pub mod audit;
 pub mod cases;
 pub mod cli;
 pub mod config;
 pub mod evaluate;
+pub mod evidence;
 pub mod examples;
-pub mod sandbox;
+pub mod gate;
 pub mod grant;
 pub mod keys;
+pub mod metrics;
+pub mod sandbox;
+pub mod service;
+pub mod store;
+pub mod waiters;

@@ -37,34 +37,68 @@ impl Default for Metrics {
         let decisions = Family::<Outcome, Counter>::default();
         let failures = Family::<Failure, Counter>::default();
         // 10 us to ~80 ms.
-        let evaluation_seconds = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-5, 2.0, 14));
+        let evaluation_seconds = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(1e-5, 2.0, 14),
+        );
         let pending = Gauge::default();
         let mut registry = Registry::with_prefix("actiongate");
-        registry.register("decisions", "Actions decided, by outcome", decisions.clone());
-        registry.register("plugin_failures", "Plugin evaluations that failed closed, by failure kind", failures.clone());
-        registry.register("evaluation_seconds", "Time to evaluate one action in the sandbox", evaluation_seconds.clone());
-        registry.register("pending_approvals", "Actions waiting for approval", pending.clone());
-        Metrics { registry: Arc::new(Mutex::new(registry)), decisions, failures, evaluation_seconds, pending }
+        registry.register(
+            "decisions",
+            "Actions decided, by outcome",
+            decisions.clone(),
+        );
+        registry.register(
+            "plugin_failures",
+            "Plugin evaluations that failed closed, by failure kind",
+            failures.clone(),
+        );
+        registry.register(
+            "evaluation_seconds",
+            "Time to evaluate one action in the sandbox",
+            evaluation_seconds.clone(),
+        );
+        registry.register(
+            "pending_approvals",
+            "Actions waiting for approval",
+            pending.clone(),
+        );
+        Metrics {
+            registry: Arc::new(Mutex::new(registry)),
+            decisions,
+            failures,
+            evaluation_seconds,
+            pending,
+        }
     }
 }
 
 impl Metrics {
     pub fn evaluated(&self, verdict: &Verdict) {
-        self.evaluation_seconds.observe(verdict.duration_us as f64 / 1e6);
+        self.evaluation_seconds
+            .observe(verdict.duration_us as f64 / 1e6);
         if let Some(failure) = &verdict.failure {
-            self.failures.get_or_create(&Failure { kind: failure.kind().into() }).inc();
+            self.failures
+                .get_or_create(&Failure {
+                    kind: failure.kind().into(),
+                })
+                .inc();
         }
     }
 
     pub fn decided(&self, state: State) {
-        self.decisions.get_or_create(&Outcome { outcome: state.as_str().into() }).inc();
+        self.decisions
+            .get_or_create(&Outcome {
+                outcome: state.as_str().into(),
+            })
+            .inc();
     }
 
     /// The text exposition, with the pending count read just now.
     pub fn render(&self, pending: i64) -> String {
         self.pending.set(pending);
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry.lock().unwrap()).expect("writing to a String");
+        prometheus_client::encoding::text::encode(&mut text, &self.registry.lock().unwrap())
+            .expect("writing to a String");
         text
     }
 }

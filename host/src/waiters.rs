@@ -17,13 +17,17 @@ pub struct Waiters {
 
 impl Default for Waiters {
     fn default() -> Self {
-        Waiters { tx: broadcast::channel(1024).0 }
+        Waiters {
+            tx: broadcast::channel(1024).0,
+        }
     }
 }
 
 impl Waiters {
     pub fn subscribe(&self) -> Subscription {
-        Subscription { rx: self.tx.subscribe() }
+        Subscription {
+            rx: self.tx.subscribe(),
+        }
     }
 
     pub fn wake(&self, action_id: &str) {

@@ -47,3 +47,31 @@ pub fn action(id: &str, kind: &str, params: serde_json::Value) -> Action {
         requested_at: "2026-11-25T10:00:00Z".parse().unwrap(),
     }
 }
+
+pub mod server;
+
+/// The Python the tests drive official client libraries with: the venv
+/// tests/run builds from tests/python/requirements.txt.
+pub fn python() -> std::process::Command {
+    let python = std::env::var("ACTIONGATE_TEST_PYTHON").expect(
+        "ACTIONGATE_TEST_PYTHON is not set: run the suite with tests/run, which installs tests/python/requirements.txt",
+    );
+    std::process::Command::new(python)
+}
+
+/// Runs `tests/python/SCRIPT args…`; returns stdout, or panics with stderr.
+pub fn run_python(script: &str, args: &[&str]) -> Result<String, String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let output = python()
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("running python");
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}

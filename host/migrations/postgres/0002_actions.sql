@@ -43,7 +43,9 @@ CREATE INDEX actions_pending ON actions (expires_at) WHERE state = 'pending';
 
 CREATE TABLE grants (
     jti         TEXT        PRIMARY KEY,
-    action_id   TEXT        NOT NULL REFERENCES actions (id),
+    -- No foreign key: the grant row is written before the action row, so a
+    -- grant can never be handed out without its single-use record.
+    action_id   TEXT        NOT NULL,
     expires_at  TIMESTAMPTZ NOT NULL,
     consumed_at TIMESTAMPTZ
 );

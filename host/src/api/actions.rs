@@ -47,7 +47,11 @@ pub async fn submit(
             v.to_str()
                 .ok()
                 .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| Problem::bad_request("Idempotency-Key: must be 1 to 255 visible ASCII characters"))?
+                .ok_or_else(|| {
+                    Problem::bad_request(
+                        "Idempotency-Key: must be 1 to 255 visible ASCII characters",
+                    )
+                })?
                 .to_string(),
         ),
     };
@@ -65,7 +69,10 @@ fn decision_response(status: ActionStatus) -> Response {
     let location = format!("/v1/actions/{}", status.action_id);
     let mut response = (code, Json(status)).into_response();
     if code == StatusCode::ACCEPTED {
-        response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("uuid path"));
+        response.headers_mut().insert(
+            header::LOCATION,
+            HeaderValue::from_str(&location).expect("uuid path"),
+        );
     }
     response
 }
@@ -85,14 +92,19 @@ pub async fn get_action(
 ) -> Result<Response, Problem> {
     let wait = prefer_wait(&headers);
     let status = match wait {
-        Some(seconds) => app.gate.wait(&agent, &id, Duration::from_secs(seconds)).await?,
+        Some(seconds) => {
+            app.gate
+                .wait(&agent, &id, Duration::from_secs(seconds))
+                .await?
+        }
         None => app.gate.status(&agent, &id).await?,
     };
     let mut response = Json(status).into_response();
     if let Some(seconds) = wait {
-        response
-            .headers_mut()
-            .insert("preference-applied", HeaderValue::from_str(&format!("wait={seconds}")).expect("digits"));
+        response.headers_mut().insert(
+            "preference-applied",
+            HeaderValue::from_str(&format!("wait={seconds}")).expect("digits"),
+        );
     }
     Ok(response)
 }
@@ -143,7 +155,10 @@ pub async fn events(
                     }
                 }
             };
-            let event = Event::default().event("state").json_data(&status).expect("status serializes");
+            let event = Event::default()
+                .event("state")
+                .json_data(&status)
+                .expect("status serializes");
             let state = status.state;
             Some((Ok(event), (app, agent, id, None, Some(state))))
         },

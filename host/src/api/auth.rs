@@ -38,7 +38,9 @@ async fn key_holder(parts: &Parts, app: &App) -> Result<KeyHolder, Problem> {
     match app.gate.store.key_principal(&hash_api_key(key)).await {
         Ok(Some((role, subject))) => Ok(KeyHolder { role, subject }),
         Ok(None) => Err(Problem::unauthorized("unknown or revoked API key")),
-        Err(e) if e.is_unavailable() => Err(Problem::unavailable("the database is unavailable; retry later")),
+        Err(e) if e.is_unavailable() => Err(Problem::unavailable(
+            "the database is unavailable; retry later",
+        )),
         Err(e) => Err(crate::gate::GateError::from(e).into()),
     }
 }
@@ -53,7 +55,10 @@ where
         let app = App::from_ref(state);
         let holder = key_holder(parts, &app).await?;
         if holder.role != KeyRole::Agent {
-            return Err(Problem::forbidden(format!("this endpoint is for agents; the key is an {} key", holder.role.as_str())));
+            return Err(Problem::forbidden(format!(
+                "this endpoint is for agents; the key is an {} key",
+                holder.role.as_str()
+            )));
         }
         match app.gate.store.agent(&holder.subject).await {
             Ok(Some(agent)) if agent.revoked_at.is_none() => Ok(AgentCaller(agent)),
@@ -64,11 +69,17 @@ where
 }
 
 /// Middleware for the evidence log's routes: auditor or admin keys only.
-pub async fn require_auditor(State(app): State<App>, request: Request, next: Next) -> Result<Response, Problem> {
+pub async fn require_auditor(
+    State(app): State<App>,
+    request: Request,
+    next: Next,
+) -> Result<Response, Problem> {
     let (parts, body) = request.into_parts();
     let holder = key_holder(&parts, &app).await?;
     if !matches!(holder.role, KeyRole::Auditor | KeyRole::Admin) {
-        return Err(Problem::forbidden("the evidence log is served to auditor keys"));
+        return Err(Problem::forbidden(
+            "the evidence log is served to auditor keys",
+        ));
     }
     Ok(next.run(Request::from_parts(parts, body)).await)
 }

@@ -20,24 +20,54 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Problem { status, kind, title, detail: detail.into() }
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+        }
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Missing, unknown or revoked API key", detail)
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Missing, unknown or revoked API key",
+            detail,
+        )
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Problem::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed for this key", detail)
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not allowed for this key",
+            detail,
+        )
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-request", "The request is not valid", detail)
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "The request is not valid",
+            detail,
+        )
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Problem::new(StatusCode::NOT_FOUND, "not-found", "No such resource", detail)
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such resource",
+            detail,
+        )
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
@@ -60,7 +90,10 @@ impl IntoResponse for Problem {
         });
         let mut response = (self.status, body.to_string()).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -78,15 +111,40 @@ impl From<GateError> for Problem {
             return Problem::unavailable("the database is unavailable; retry later");
         }
         match &e {
-            GateError::IdempotencyConflict(_) => Problem::new(StatusCode::CONFLICT, "idempotency-conflict", "Idempotency key reused with a different request", e.to_string()),
+            GateError::IdempotencyConflict(_) => Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency-conflict",
+                "Idempotency key reused with a different request",
+                e.to_string(),
+            ),
             GateError::NotFound(_) => Problem::not_found(e.to_string()),
             GateError::Invalid(_) => Problem::bad_request(e.to_string()),
-            GateError::GrantRefused(_) => Problem::new(StatusCode::FORBIDDEN, "grant-refused", "The grant is not valid for this action", e.to_string()),
-            GateError::GrantReused { .. } => Problem::new(StatusCode::CONFLICT, "grant-reused", "The grant was already used", e.to_string()),
-            GateError::WrongState { .. } => Problem::new(StatusCode::CONFLICT, "wrong-state", "The action is not in a state that allows this", e.to_string()),
+            GateError::GrantRefused(_) => Problem::new(
+                StatusCode::FORBIDDEN,
+                "grant-refused",
+                "The grant is not valid for this action",
+                e.to_string(),
+            ),
+            GateError::GrantReused { .. } => Problem::new(
+                StatusCode::CONFLICT,
+                "grant-reused",
+                "The grant was already used",
+                e.to_string(),
+            ),
+            GateError::WrongState { .. } => Problem::new(
+                StatusCode::CONFLICT,
+                "wrong-state",
+                "The action is not in a state that allows this",
+                e.to_string(),
+            ),
             GateError::Evidence(_) | GateError::Store(_) => {
                 tracing::error!(error = %e, "internal error");
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "see the server log")
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                    "see the server log",
+                )
             }
         }
     }
@@ -103,17 +161,34 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+            .is_some_and(|ct| {
+                ct.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
         if !is_json {
-            return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Expected application/json", "set Content-Type: application/json"));
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Expected application/json",
+                "set Content-Type: application/json",
+            ));
         }
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large", format!("the limit is {} bytes", super::BODY_LIMIT))
-            } else {
-                Problem::bad_request(e.body_text())
-            }
-        })?;
+        let bytes =
+            axum::body::Bytes::from_request(req, state)
+                .await
+                .map_err(|e: BytesRejection| {
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        Problem::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body-too-large",
+                            "Request body too large",
+                            format!("the limit is {} bytes", super::BODY_LIMIT),
+                        )
+                    } else {
+                        Problem::bad_request(e.body_text())
+                    }
+                })?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
@@ -124,7 +199,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 Problem::bad_request(format!("{path}: {inner}"))
             }
         })?;
-        de.end().map_err(|e| Problem::bad_request(format!("body: {e}")))?;
+        de.end()
+            .map_err(|e| Problem::bad_request(format!("body: {e}")))?;
         Ok(ApiJson(value))
     }
 }

@@ -43,14 +43,18 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
 /// The whole service, ready to serve (tests call this too).
 pub fn router(app: App) -> Router {
-    let log_routes = crate::evidence::router(app.evidence.clone())
-        .layer(axum::middleware::from_fn_with_state(app.clone(), auth::require_auditor));
+    let log_routes = crate::evidence::router(app.evidence.clone()).layer(
+        axum::middleware::from_fn_with_state(app.clone(), auth::require_auditor),
+    );
     Router::new()
         .route("/v1/actions", post(actions::submit))
         .route("/v1/actions/{id}", get(actions::get_action))

@@ -35,7 +35,10 @@ pub async fn readyz(State(app): State<App>) -> Result<&'static str, Problem> {
 pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
     let pending = app.gate.store.count_pending().await.unwrap_or(-1);
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         app.gate.metrics.render(pending),
     )
 }

@@ -1,13 +1,20 @@
-//! The command line: one subcommand per file, each thin over the library.
-//! Exit codes: 0 success, 1 a check failed (a case, a verification), 2 an
-//! error that stopped the command.
+//! cli: argument parsing and one file per subcommand. Thin: every command
+//! calls into the library and maps the outcome to an exit code: 0 success,
+//! 1 a check failed (a case, a verification), 2 an error stopped the command.
 
-mod plugin;
+pub mod agent;
+pub mod audit;
+pub mod log;
+pub mod plugin;
+pub mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+use crate::evidence::EvidenceConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -16,34 +23,97 @@ use clap::{Parser, Subcommand};
     about = "Human approval in front of AI agents' privileged actions"
 )]
 pub struct Cli {
-    /// TOML config file (see examples/actiongate.toml). Environment
-    /// variables (ACTIONGATE_*, DATABASE_URL) override it.
-    #[arg(long, global = true, env = "ACTIONGATE_CONFIG")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub global: GlobalOpts,
     #[command(subcommand)]
     pub command: Command,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Work with policy plugins: inspect, test.
-    #[command(subcommand)]
-    Plugin(plugin::PluginCommand),
+#[derive(Debug, Args)]
+pub struct GlobalOpts {
+    /// Configuration file (TOML); the built-in default is examples/actiongate.toml.
+    #[arg(long, global = true, value_name = "FILE", env = "ACTIONGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Postgres or SQLite URL; SQLite at ./data/actiongate.db when unset.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = crate::config::Config::load(cli.config.as_deref())?;
-    match cli.command {
-        Command::Plugin(cmd) => plugin::run(cmd, &config),
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service.
+    Serve(serve::ServeArgs),
+    /// Policy plugins: inspect a component, run its case file.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Agents and their API keys.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// An API key for an auditor (reads the evidence log over HTTP).
+    #[command(subcommand)]
+    Auditor(agent::AuditorCommand),
+    /// The evidence log.
+    #[command(subcommand)]
+    Log(log::LogCommand),
+    /// Checks for auditors.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+impl GlobalOpts {
+    /// The config file (or the built-in default), then env, then flags.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(url) = &self.database_url {
+            config.database_url = Some(url.clone());
+        }
+        Ok(config)
+    }
+
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        Ok(self.config()?.database_url().to_owned())
+    }
+
+    pub fn evidence_config(&self) -> Result<EvidenceConfig, ConfigError> {
+        Ok(self.config()?.evidence)
     }
 }
 
-/// Logs go to stderr as text, filtered by RUST_LOG (default `info`).
-pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// Runs a parsed command, writing its output to `out`; returns the exit code.
+pub async fn run(cli: Cli, out: &mut (dyn std::io::Write + Send)) -> u8 {
+    match cli.command {
+        Command::Serve(args) => serve::run(args, &cli.global, out).await,
+        Command::Plugin(c) => plugin::run(c, &cli.global, out).await,
+        Command::Agent(c) => agent::run(c, &cli.global, out).await,
+        Command::Auditor(c) => agent::run_auditor(c, &cli.global, out).await,
+        Command::Log(c) => log::run(c, &cli.global, out).await,
+        Command::Audit(c) => audit::run(c, &cli.global, out).await,
+    }
+}
+
+/// Prints an error that stopped a command; returns exit code 2.
+pub fn fail(error: impl std::fmt::Display) -> u8 {
+    eprintln!("actiongate: {error:#}");
+    2
+}
+
+/// Entry point for the binary.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
         .with_writer(std::io::stderr)
-        .try_init();
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("actiongate: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut stdout = std::io::stdout();
+    ExitCode::from(rt.block_on(run(cli, &mut stdout)))
 }

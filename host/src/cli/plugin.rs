@@ -1,13 +1,12 @@
 //! `actiongate plugin inspect|test`.
 
 use std::fs;
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Subcommand;
 
-use crate::config::Config;
+use super::{fail, GlobalOpts};
 use crate::sandbox::Sandbox;
 
 #[derive(Debug, Subcommand)]
@@ -23,39 +22,49 @@ pub enum PluginCommand {
     Test { wasm: PathBuf, cases: PathBuf },
 }
 
-pub fn run(cmd: PluginCommand, config: &Config) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: PluginCommand, global: &GlobalOpts, out: &mut (dyn Write + Send)) -> u8 {
+    match inner(cmd, global, out) {
+        Ok(code) => code,
+        Err(e) => fail(e),
+    }
+}
+
+fn inner(
+    cmd: PluginCommand,
+    global: &GlobalOpts,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<u8> {
+    use anyhow::Context;
+    let config = global.config()?;
     let sandbox = Sandbox::new(config.sandbox.clone()).context("starting the sandbox")?;
     match cmd {
         PluginCommand::Inspect { wasm, json } => {
             let bytes = fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
             let report = sandbox.inspect(&bytes);
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                println!("sha256:  {}", report.sha256);
-                println!("size:    {} bytes", report.size_bytes);
+                writeln!(out, "sha256:  {}", report.sha256)?;
+                writeln!(out, "size:    {} bytes", report.size_bytes)?;
                 if let Some(info) = &report.info {
-                    println!("name:    {}", info.name);
-                    println!("version: {}", info.version);
-                    println!("kinds:   {}", info.kinds.join(", "));
+                    writeln!(out, "name:    {}", info.name)?;
+                    writeln!(out, "version: {}", info.version)?;
+                    writeln!(out, "kinds:   {}", info.kinds.join(", "))?;
                 }
-                println!(
+                writeln!(
+                    out,
                     "wit:     actiongate:policy@{}",
                     report.wit_version.as_deref().unwrap_or("(none)")
-                );
-                println!("imports:");
+                )?;
+                writeln!(out, "imports:")?;
                 for import in &report.imports {
-                    println!("  {import}");
+                    writeln!(out, "  {import}")?;
                 }
                 if let Some(failure) = &report.failure {
-                    println!("refused: {failure}");
+                    writeln!(out, "refused: {failure}")?;
                 }
             }
-            Ok(if report.failure.is_some() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(u8::from(report.failure.is_some()))
         }
         PluginCommand::Test { wasm, cases } => {
             let bytes = fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
@@ -64,21 +73,23 @@ pub fn run(cmd: PluginCommand, config: &Config) -> anyhow::Result<ExitCode> {
             let results = crate::cases::run(&sandbox, &bytes, &text)?;
             let failed = results.iter().filter(|r| !r.passed()).count();
             for result in &results {
-                println!(
+                writeln!(
+                    out,
                     "{} {}",
                     if result.passed() { "PASS" } else { "FAIL" },
                     result.name
-                );
+                )?;
                 for diff in &result.diffs {
-                    println!("     {diff}");
+                    writeln!(out, "     {diff}")?;
                 }
             }
-            println!("{} passed, {} failed", results.len() - failed, failed);
-            Ok(if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            writeln!(
+                out,
+                "cases: {} passed, {} failed",
+                results.len() - failed,
+                failed
+            )?;
+            Ok(u8::from(failed > 0))
         }
     }
 }

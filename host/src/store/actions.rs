@@ -85,7 +85,10 @@ impl Store {
         let key = row.idempotency_key.as_deref().unwrap_or_default();
         match self.action_by_idempotency_key(&row.agent_id, key).await? {
             Some(existing) => Ok(Inserted::Exists(Box::new(existing))),
-            None => Err(StoreError::Corrupt(format!("action {} was neither inserted nor found", row.id))),
+            None => Err(StoreError::Corrupt(format!(
+                "action {} was neither inserted nor found",
+                row.id
+            ))),
         }
     }
 
@@ -98,8 +101,13 @@ impl Store {
             .map(|row| row.map(|r| action_row!(r))))?)
     }
 
-    pub async fn action_by_idempotency_key(&self, agent_id: &str, key: &str) -> Result<Option<ActionRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM actions WHERE agent_id = $1 AND idempotency_key = $2");
+    pub async fn action_by_idempotency_key(
+        &self,
+        agent_id: &str,
+        key: &str,
+    ) -> Result<Option<ActionRow>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM actions WHERE agent_id = $1 AND idempotency_key = $2");
         Ok(on_pool!(self, pool => sqlx::query(&sql)
             .bind(agent_id)
             .bind(key)
@@ -110,7 +118,13 @@ impl Store {
 
     /// Moves an action from `from` to `to`, with optional new fields.
     /// `Ok(false)` when it was no longer in `from` (someone else moved it).
-    pub async fn transition_action(&self, id: &str, from: &str, to: &str, change: &ActionChange) -> Result<bool, StoreError> {
+    pub async fn transition_action(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        change: &ActionChange,
+    ) -> Result<bool, StoreError> {
         let now = Utc::now();
         let changed = on_pool!(self, pool => sqlx::query(
             "UPDATE actions SET state = $1, updated_at = $2,
@@ -135,7 +149,11 @@ impl Store {
     }
 
     /// Pending actions whose expiry has passed.
-    pub async fn expired_pending(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<ActionRow>, StoreError> {
+    pub async fn expired_pending(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ActionRow>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM actions WHERE state = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
         );
@@ -147,13 +165,19 @@ impl Store {
             .map(|rows| rows.into_iter().map(|r| action_row!(r)).collect::<Vec<_>>()))?)
     }
 
-    pub async fn insert_grant(&self, jti: &str, action_id: &str, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn insert_grant(
+        &self,
+        jti: &str,
+        action_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query("INSERT INTO grants (jti, action_id, expires_at) VALUES ($1, $2, $3)")
             .bind(jti)
             .bind(action_id)
             .bind(expires_at)
             .execute(pool)
-            .await)?;
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 
@@ -176,7 +200,8 @@ impl Store {
         on_pool!(self, pool => sqlx::query("UPDATE grants SET consumed_at = NULL WHERE jti = $1")
             .bind(jti)
             .execute(pool)
-            .await)?;
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 
@@ -210,14 +235,16 @@ pub struct ActionChange {
 impl Store {
     /// How many actions wait for approval (for /metrics).
     pub async fn count_pending(&self) -> Result<i64, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM actions WHERE state = 'pending'")
+        Ok(
+            on_pool!(self, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM actions WHERE state = 'pending'")
             .fetch_one(pool)
-            .await)?)
+            .await)?,
+        )
     }
 
     /// Readiness: one round trip.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await)?;
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
         Ok(())
     }
 }

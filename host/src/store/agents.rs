@@ -128,7 +128,12 @@ impl Store {
         Ok(changed == 1)
     }
 
-    pub async fn add_api_key(&self, key_hash: &str, role: KeyRole, subject: &str) -> Result<(), StoreError> {
+    pub async fn add_api_key(
+        &self,
+        key_hash: &str,
+        role: KeyRole,
+        subject: &str,
+    ) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query(
             "INSERT INTO api_keys (key_hash, role, subject, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -137,12 +142,16 @@ impl Store {
         .bind(subject)
         .bind(Utc::now())
         .execute(pool)
-        .await)?;
+        .await
+        .map(|_| ()))?;
         Ok(())
     }
 
     /// The role and subject of a live (unrevoked) key.
-    pub async fn key_principal(&self, key_hash: &str) -> Result<Option<(KeyRole, String)>, StoreError> {
+    pub async fn key_principal(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<(KeyRole, String)>, StoreError> {
         let row = on_pool!(self, pool => sqlx::query(
             "SELECT role, subject FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
         )
@@ -150,6 +159,7 @@ impl Store {
         .fetch_optional(pool)
         .await
         .map(|row| row.map(|r| (r.get::<String, _>("role"), r.get::<String, _>("subject")))))?;
-        row.map(|(role, subject)| Ok((KeyRole::parse(&role)?, subject))).transpose()
+        row.map(|(role, subject)| Ok((KeyRole::parse(&role)?, subject)))
+            .transpose()
     }
 }

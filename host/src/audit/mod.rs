@@ -1,0 +1,3 @@
+//! audit: independent checks over what the host stored. Reads only.
+
+pub mod verify;

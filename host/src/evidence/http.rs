@@ -1,0 +1,229 @@
+//! Read-only HTTP routes serving the checkpoint, proofs and entries to
+//! auditors. Never appends; authentication is layered on by the caller.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::prelude::{Engine, BASE64_STANDARD};
+use serde::{Deserialize, Serialize};
+
+use super::{EvidenceError, EvidenceLog};
+
+/// Most entries served per request.
+pub const MAX_ENTRIES: u64 = 1000;
+
+/// `GET /v1/log/checkpoint`, `/v1/log/proof/inclusion?index=&size=`,
+/// `/v1/log/proof/consistency?from=&to=`, `/v1/log/entries?start=&end=`.
+pub fn router(log: EvidenceLog) -> Router {
+    Router::new()
+        .route("/v1/log/checkpoint", get(checkpoint))
+        .route("/v1/log/proof/inclusion", get(inclusion))
+        .route("/v1/log/proof/consistency", get(consistency))
+        .route("/v1/log/entries", get(entries))
+        .with_state(log)
+}
+
+/// RFC 9457 problem details.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
+
+impl Problem {
+    fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
+        Problem {
+            kind: format!("https://actiongate.dev/problems/{slug}"),
+            title: title.into(),
+            status: status.as_u16(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+impl From<EvidenceError> for Problem {
+    fn from(e: EvidenceError) -> Self {
+        match &e {
+            EvidenceError::OutOfRange(d) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "out-of-range",
+                "Out of range",
+                d.clone(),
+            ),
+            EvidenceError::Unavailable(_) => {
+                tracing::warn!(error = %e, "evidence log unavailable");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "evidence-unavailable",
+                    "Evidence log unavailable",
+                    "the evidence store cannot be reached; retry later",
+                )
+            }
+            _ => {
+                tracing::error!(error = %e, "evidence log request failed");
+                // Database details stay in the server log.
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "evidence-error",
+                    "Evidence log error",
+                    "the evidence log could not answer; see the server log",
+                )
+            }
+        }
+    }
+}
+
+impl From<QueryRejection> for Problem {
+    fn from(r: QueryRejection) -> Self {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            "Bad query parameters",
+            r.body_text(),
+        )
+    }
+}
+
+fn b64(h: &[u8; 32]) -> String {
+    BASE64_STANDARD.encode(h)
+}
+
+async fn checkpoint(State(log): State<EvidenceLog>) -> Result<Response, Problem> {
+    match log.checkpoint().await? {
+        Some(c) => Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            c.note,
+        )
+            .into_response()),
+        None => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-checkpoint",
+            "No checkpoint yet",
+            "the log has not signed a checkpoint yet",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct InclusionQuery {
+    index: u64,
+    size: u64,
+}
+
+#[derive(Serialize)]
+struct InclusionBody {
+    index: u64,
+    tree_size: u64,
+    leaf_hash: String,
+    root_hash: String,
+    hashes: Vec<String>,
+}
+
+async fn inclusion(
+    State(log): State<EvidenceLog>,
+    q: Result<Query<InclusionQuery>, QueryRejection>,
+) -> Result<Json<InclusionBody>, Problem> {
+    let Query(q) = q?;
+    let p = log.prove_inclusion(q.index, q.size).await?;
+    Ok(Json(InclusionBody {
+        index: p.index,
+        tree_size: p.tree_size,
+        leaf_hash: b64(&p.leaf_hash),
+        root_hash: b64(&p.root_hash),
+        hashes: p.hashes.iter().map(b64).collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+#[derive(Serialize)]
+struct ConsistencyBody {
+    from: u64,
+    to: u64,
+    from_root: String,
+    to_root: String,
+    hashes: Vec<String>,
+}
+
+async fn consistency(
+    State(log): State<EvidenceLog>,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Result<Json<ConsistencyBody>, Problem> {
+    let Query(q) = q?;
+    let p = log.prove_consistency(q.from, q.to).await?;
+    Ok(Json(ConsistencyBody {
+        from: p.from,
+        to: p.to,
+        from_root: b64(&p.from_root),
+        to_root: b64(&p.to_root),
+        hashes: p.hashes.iter().map(b64).collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct EntriesQuery {
+    start: u64,
+    end: u64,
+}
+
+#[derive(Serialize)]
+struct Entry {
+    seq: u64,
+    leaf_hash: String,
+    /// The exact leaf bytes; SHA-256(0x00 ‖ canonical) is `leaf_hash`.
+    canonical: String,
+}
+
+#[derive(Serialize)]
+struct EntriesBody {
+    entries: Vec<Entry>,
+}
+
+async fn entries(
+    State(log): State<EvidenceLog>,
+    q: Result<Query<EntriesQuery>, QueryRejection>,
+) -> Result<Json<EntriesBody>, Problem> {
+    let Query(q) = q?;
+    if q.end < q.start || q.end - q.start > MAX_ENTRIES {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "out-of-range",
+            "Out of range",
+            format!("need start <= end <= start + {MAX_ENTRIES}"),
+        ));
+    }
+    let es = log.entries(q.start, q.end).await?;
+    Ok(Json(EntriesBody {
+        entries: es
+            .into_iter()
+            .map(|e| Entry {
+                seq: e.seq,
+                leaf_hash: b64(&e.leaf_hash),
+                canonical: e.canonical,
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,420 @@
+//! evidence: the tamper-evident, append-only log of everything actiongate
+//! decides. Appends rows and signs checkpoints; never updates or deletes a row.
+//!
+//! # Contract
+//!
+//! * **Append.** [`EvidenceLog::append`] returns a [`CommittedEvent`] only
+//!   after the row is COMMITted, or an error and nothing in between. On any
+//!   error the caller must fail closed (no decision leaves the host). An error
+//!   does not always mean "not written": if the connection drops during COMMIT
+//!   the event may be in the log anyway; it is then evidence of an attempt.
+//!   Failed batches are never retried, so nothing is written twice.
+//! * **Order.** Seqs are dense from 0, without gaps or duplicates, across all
+//!   replicas sharing a database: each batch transaction takes an advisory
+//!   lock (Postgres) or the write lock (SQLite) and continues from `MAX(seq)`.
+//!   [`EvidenceLog::append_all`] commits its events atomically with
+//!   consecutive seqs.
+//! * **Leaves.** Each event is one leaf: the RFC 8785 canonical JSON of
+//!   `{action_id, actor, occurred_at, payload, seq, type, v}`; its leaf hash
+//!   is SHA-256(0x00 ‖ leaf) per RFC 6962.
+//! * **Pending, then integrated.** A committed event is *pending* until a
+//!   signed checkpoint covers its seq; then it is *integrated* and has
+//!   inclusion proofs. One replica at a time (a Postgres advisory lock held on
+//!   its own connection) extends the tree and signs a C2SP tlog-checkpoint
+//!   every `checkpoint_every_events` events or `checkpoint_every_seconds`.
+//!   If it dies, its connection closes, the lock is freed and another takes over.
+//! * **Append-only.** Triggers refuse UPDATE, DELETE and TRUNCATE on the
+//!   evidence tables. The service should connect as a login role granted
+//!   `actiongate_service` (created by the migration: SELECT and INSERT only),
+//!   e.g. `CREATE ROLE actiongate_app LOGIN PASSWORD '…' IN ROLE actiongate_service`,
+//!   while migrations run as the tables' owner. The owner can disable
+//!   triggers, so keep it out of the service's hands; `audit verify` detects
+//!   what it would alter.
+
+pub mod canonical;
+pub mod checkpoint;
+mod event;
+mod http;
+mod integrator;
+pub mod merkle;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tlog_tiles::tlog;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use uuid::Uuid;
+
+pub use checkpoint::{CheckpointError, LogKey, VerifiedCheckpoint};
+pub use event::{
+    Actor, ActorKind, CommittedEvent, EventKind, NewEvent, StoredEvent, ENVELOPE_VERSION,
+    MAX_EVENT_BYTES,
+};
+pub use http::router;
+pub use merkle::{ConsistencyProof, InclusionProof};
+
+use crate::store::{Store, StoreError};
+use event::PreparedEvent;
+use merkle::FnReader;
+
+/// Errors naming what failed. Every one of them means "fail closed" to a caller
+/// deciding an action; `Unavailable` is the database being unreachable (503).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("evidence store unavailable: {0}")]
+    Unavailable(String),
+    #[error("evidence store failed: {0}")]
+    Store(String),
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    #[error("event is {bytes} bytes, more than the {max} allowed")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("log key: {0}")]
+    Key(String),
+    #[error("{0}")]
+    OutOfRange(String),
+    #[error("merkle proof: {0}")]
+    Proof(String),
+    #[error("stored evidence is corrupt: {0}")]
+    Corrupt(String),
+    #[error("timed out waiting for a checkpoint covering seq {0}")]
+    NotIntegrated(u64),
+}
+
+impl EvidenceError {
+    /// True when retrying later may succeed (database or writer down).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, EvidenceError::Unavailable(_))
+    }
+}
+
+impl From<StoreError> for EvidenceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => EvidenceError::Unavailable(e.to_string()),
+            StoreError::Corrupt(m) => EvidenceError::Corrupt(m),
+            other => EvidenceError::Store(other.to_string()),
+        }
+    }
+}
+
+/// `[evidence]` configuration; every field has a default.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceConfig {
+    /// Log origin, also the checkpoint key's name (C2SP: no spaces or '+').
+    pub origin: String,
+    /// Signed-note private key; generated on first start.
+    pub key_path: PathBuf,
+    pub checkpoint_every_events: u64,
+    pub checkpoint_every_seconds: f64,
+    /// Most events per INSERT transaction (1 = no batching, the benchmark baseline).
+    pub batch_max: usize,
+    /// How often a non-leader replica tries to become the integrator.
+    pub leader_retry_ms: u64,
+    /// Queue depth in front of the writer; callers wait beyond it.
+    pub queue: usize,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        EvidenceConfig {
+            origin: "actiongate.local/log".into(),
+            key_path: std::env::var_os("ACTIONGATE_LOG_KEY")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("./data/log.key")),
+            checkpoint_every_events: 1000,
+            checkpoint_every_seconds: 5.0,
+            batch_max: 512,
+            leader_retry_ms: 1000,
+            queue: 4096,
+        }
+    }
+}
+
+/// Where a committed event stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryState {
+    /// Committed with a durable seq; no signed checkpoint covers it yet.
+    Pending,
+    /// Covered by the signed checkpoint of `checkpoint_size` leaves (or a later one).
+    Integrated { checkpoint_size: u64 },
+}
+
+/// The latest signed checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    pub size: u64,
+    pub root_hash: [u8; 32],
+    /// The C2SP signed note, as served.
+    pub note: String,
+}
+
+/// Handle to the evidence log; clones share one writer and one integrator.
+#[derive(Clone)]
+pub struct EvidenceLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    key: Arc<LogKey>,
+    tx: mpsc::Sender<writer::Request>,
+    integrated: watch::Receiver<u64>,
+    is_leader: Arc<AtomicBool>,
+    integrator: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Drops the leader connection, which frees the advisory lock.
+        self.integrator.abort();
+    }
+}
+
+impl EvidenceLog {
+    /// Loads (or generates) the log key and starts the writer and integrator tasks.
+    pub async fn open(store: Store, cfg: EvidenceConfig) -> Result<Self, EvidenceError> {
+        let key = LogKey::load_or_generate(&cfg.key_path, &cfg.origin)
+            .map_err(|e| EvidenceError::Key(e.to_string()))?;
+        let key = Arc::new(key);
+        let wake = Arc::new(Notify::new());
+        let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+        tokio::spawn(
+            writer::Writer {
+                store: store.clone(),
+                batch_max: cfg.batch_max.max(1),
+                wake_every: cfg.checkpoint_every_events.max(1),
+                wake: wake.clone(),
+            }
+            .run(rx),
+        );
+        let (integrated_tx, integrated) = watch::channel(0);
+        let is_leader = Arc::new(AtomicBool::new(false));
+        let integrator = tokio::spawn(
+            integrator::Integrator {
+                store: store.clone(),
+                key: key.clone(),
+                every_events: cfg.checkpoint_every_events.max(1),
+                every: Duration::from_secs_f64(cfg.checkpoint_every_seconds.max(0.01)),
+                retry: Duration::from_millis(cfg.leader_retry_ms.max(10)),
+                wake,
+                integrated: integrated_tx,
+                is_leader: is_leader.clone(),
+            }
+            .run(),
+        );
+        Ok(EvidenceLog {
+            inner: Arc::new(Inner {
+                store,
+                key,
+                tx,
+                integrated,
+                is_leader,
+                integrator,
+            }),
+        })
+    }
+
+    /// Appends one event; returns after COMMIT.
+    pub async fn append(&self, e: NewEvent) -> Result<CommittedEvent, EvidenceError> {
+        let mut v = self.append_all(vec![e]).await?;
+        v.pop()
+            .ok_or_else(|| EvidenceError::Store("writer returned no event".into()))
+    }
+
+    /// Appends events atomically with consecutive seqs; returns after COMMIT.
+    pub async fn append_all(
+        &self,
+        es: Vec<NewEvent>,
+    ) -> Result<Vec<CommittedEvent>, EvidenceError> {
+        if es.is_empty() {
+            return Ok(Vec::new());
+        }
+        let events = es
+            .into_iter()
+            .map(PreparedEvent::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (reply, rx) = oneshot::channel();
+        let stopped = || EvidenceError::Unavailable("evidence writer stopped".into());
+        self.inner
+            .tx
+            .send(writer::Request { events, reply })
+            .await
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    pub async fn events_for_action(&self, id: Uuid) -> Result<Vec<StoredEvent>, EvidenceError> {
+        self.inner
+            .store
+            .events_for_action(id)
+            .await?
+            .into_iter()
+            .map(stored)
+            .collect()
+    }
+
+    /// Committed events with `start <= seq < end` (pending ones included).
+    pub async fn entries(&self, start: u64, end: u64) -> Result<Vec<StoredEvent>, EvidenceError> {
+        self.inner
+            .store
+            .events_range(start, end)
+            .await?
+            .into_iter()
+            .map(stored)
+            .collect()
+    }
+
+    /// Number of committed events (the next seq).
+    pub async fn committed_size(&self) -> Result<u64, EvidenceError> {
+        Ok(self.inner.store.event_count().await?)
+    }
+
+    /// The C2SP verifier key, `name+keyhash+base64`.
+    pub fn verifier_key(&self) -> String {
+        self.inner.key.verifier_key().to_owned()
+    }
+
+    pub fn origin(&self) -> &str {
+        self.inner.key.origin()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Whether this process currently integrates and signs.
+    pub fn is_integrator(&self) -> bool {
+        self.inner.is_leader.load(Ordering::SeqCst)
+    }
+
+    pub async fn checkpoint(&self) -> Result<Option<SignedCheckpoint>, EvidenceError> {
+        Ok(self
+            .inner
+            .store
+            .latest_checkpoint()
+            .await?
+            .map(|c| SignedCheckpoint {
+                size: c.size,
+                root_hash: c.root_hash,
+                note: c.note,
+            }))
+    }
+
+    pub async fn state(&self, seq: u64) -> Result<EntryState, EvidenceError> {
+        Ok(match self.checkpoint().await? {
+            Some(c) if c.size > seq => EntryState::Integrated {
+                checkpoint_size: c.size,
+            },
+            _ => EntryState::Pending,
+        })
+    }
+
+    /// Waits until a checkpoint covers `seq`.
+    pub async fn wait_integrated(
+        &self,
+        seq: u64,
+        timeout: Duration,
+    ) -> Result<SignedCheckpoint, EvidenceError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut watch = self.inner.integrated.clone();
+        loop {
+            if let Some(c) = self.checkpoint().await? {
+                if c.size > seq {
+                    return Ok(c);
+                }
+            }
+            // Another replica may be the integrator, so poll as well as watch.
+            let tick = tokio::time::sleep(Duration::from_millis(50));
+            tokio::select! {
+                _ = watch.changed() => {}
+                _ = tick => {}
+                _ = tokio::time::sleep_until(deadline) => return Err(EvidenceError::NotIntegrated(seq)),
+            }
+        }
+    }
+
+    async fn integrated_size(&self) -> Result<u64, EvidenceError> {
+        Ok(self.checkpoint().await?.map_or(0, |c| c.size))
+    }
+
+    /// Inclusion proof of leaf `index` in the tree of `size` leaves; `size`
+    /// must not exceed the latest checkpoint.
+    pub async fn prove_inclusion(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<InclusionProof, EvidenceError> {
+        let integrated = self.integrated_size().await?;
+        if index >= size || size > integrated {
+            return Err(EvidenceError::OutOfRange(format!(
+                "need index < size <= {integrated} (the latest checkpoint), got index {index}, size {size}"
+            )));
+        }
+        let (hashes, root, leaf) = merkle::over_store(&self.inner.store, |read| {
+            let r = FnReader(read);
+            let proof = tlog::prove_record(size, index, &r)?;
+            let root = tlog::tree_hash(size, &r)?;
+            let leaf = r.read_hashes_one(tlog::stored_hash_index(0, index))?;
+            Ok((proof, root, leaf))
+        })
+        .await?;
+        Ok(InclusionProof {
+            index,
+            tree_size: size,
+            leaf_hash: leaf.0,
+            root_hash: root.0,
+            hashes: hashes.into_iter().map(|h| h.0).collect(),
+        })
+    }
+
+    /// Consistency proof from the tree of `from` leaves to the one of `to`.
+    pub async fn prove_consistency(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<ConsistencyProof, EvidenceError> {
+        let integrated = self.integrated_size().await?;
+        if from > to || to > integrated {
+            return Err(EvidenceError::OutOfRange(format!(
+                "need from <= to <= {integrated} (the latest checkpoint), got from {from}, to {to}"
+            )));
+        }
+        let (hashes, from_root, to_root) = merkle::over_store(&self.inner.store, |read| {
+            let r = FnReader(read);
+            // A proof from the empty tree is empty (RFC 9162 2.1.4).
+            let proof = if from == 0 {
+                Vec::new()
+            } else {
+                tlog::prove_tree(to, from, &r)?
+            };
+            Ok((proof, tlog::tree_hash(from, &r)?, tlog::tree_hash(to, &r)?))
+        })
+        .await?;
+        Ok(ConsistencyProof {
+            from,
+            to,
+            from_root: from_root.0,
+            to_root: to_root.0,
+            hashes: hashes.into_iter().map(|h| h.0).collect(),
+        })
+    }
+}
+
+fn stored(row: crate::store::EventRow) -> Result<StoredEvent, EvidenceError> {
+    StoredEvent::from_canonical(row.canonical, row.leaf_hash)
+}
+
+impl FnReader<'_> {
+    fn read_hashes_one(&self, index: u64) -> Result<tlog::Hash, tlog::Error> {
+        use tlog::HashReader;
+        self.read_hashes(&[index])?
+            .pop()
+            .ok_or(tlog::Error::IndexesNotInTree)
+    }
+}

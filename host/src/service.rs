@@ -1,0 +1,92 @@
+//! Assembles the running service from a `Config`: store, evidence log,
+//! sandbox and bindings, gate, background tasks. `serve` and the tests
+//! both start the service through here, so they run the same thing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::api::{App, AppState};
+use crate::config::{BindingConfig, Config};
+use crate::evaluate::{Binding, Evaluator};
+use crate::evidence::EvidenceLog;
+use crate::gate::Gate;
+use crate::grant::GrantSigner;
+use crate::metrics::Metrics;
+use crate::sandbox::Sandbox;
+use crate::store::Store;
+use crate::waiters::Waiters;
+
+/// Connects, loads plugins, binds them, and returns the shared state.
+pub async fn build(config: &Config) -> anyhow::Result<App> {
+    let store = Store::connect(config.database_url())
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to the {} database",
+                store_name(config.database_url())
+            )
+        })?;
+    let evidence = EvidenceLog::open(store.clone(), config.evidence.clone())
+        .await
+        .context("opening the evidence log")?;
+
+    let sandbox =
+        Arc::new(Sandbox::new(config.sandbox.clone()).context("starting the plugin sandbox")?);
+    let evaluator = Arc::new(Evaluator::new(sandbox, config.fail_closed.clone()));
+    for binding in &config.bindings {
+        bind(&evaluator, binding).with_context(|| format!("binding {:?}", binding.kind))?;
+    }
+
+    let signing_key = crate::keys::load_or_create_signing_key(&config.grants.key_path)
+        .context("loading the grant signing key")?;
+    let waiters = Waiters::default();
+    if let Store::Postgres(pool) = &store {
+        waiters.listen_postgres(pool.clone());
+    }
+    let gate = Arc::new(Gate {
+        store,
+        evidence: evidence.clone(),
+        evaluator,
+        grants: GrantSigner::new(signing_key),
+        grant_ttl: Duration::from_secs(config.grants.ttl_seconds),
+        waiters,
+        metrics: Metrics::default(),
+    });
+    Ok(Arc::new(AppState { gate, evidence }))
+}
+
+fn bind(evaluator: &Evaluator, b: &BindingConfig) -> anyhow::Result<()> {
+    let load = |name: &str| -> anyhow::Result<String> {
+        let example = crate::examples::example(name)
+            .with_context(|| format!("no example plugin named {name:?} (examples: db-export, iam-change, prod-ops, baseline)"))?;
+        Ok(evaluator.register(example.wasm)?.sha256.clone())
+    };
+    let sha256 = match (&b.plugin, &b.path, &b.sha256) {
+        (Some(name), None, None) => load(name)?,
+        (None, Some(path), Some(pin)) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let plugin = evaluator.sandbox().load(&bytes, Some(pin))?;
+            evaluator.register(&bytes)?;
+            plugin.sha256.clone()
+        }
+        _ => anyhow::bail!("give either `plugin` (an example name) or both `path` and `sha256`"),
+    };
+    let shadow = b.shadow.as_deref().map(load).transpose()?;
+    evaluator.bind(Binding {
+        pattern: b.kind.clone(),
+        sha256,
+        shadow,
+    })?;
+    Ok(())
+}
+
+fn store_name(url: &str) -> &'static str {
+    if url.starts_with("sqlite:") {
+        "SQLite"
+    } else {
+        "Postgres"
+    }
+}

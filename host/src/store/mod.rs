@@ -1,0 +1,372 @@
+//! store: the only code that writes SQL. Owns the Postgres and SQLite pools,
+//! their migrations and every query; evidence rows are only ever inserted.
+
+mod actions;
+mod agents;
+mod postgres;
+mod sqlite;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use uuid::Uuid;
+
+pub use actions::{ActionChange, ActionRow, Inserted, ACTION_CHANNEL};
+pub use agents::{AgentRow, KeyRole};
+pub use postgres::PG_MIGRATOR;
+pub use sqlite::SQLITE_MIGRATOR;
+
+/// Runs `$body` with `$pool` bound to whichever pool the store has. For
+/// queries written once in the SQL both databases speak (`$1` placeholders
+/// work in both).
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            Store::Postgres($pool) => $body,
+            Store::Sqlite($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Where the state lives: Postgres in production, SQLite embedded.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Postgres,
+    Sqlite,
+}
+
+/// Errors naming what failed. `Unavailable` means the database could not be
+/// reached (callers fail closed, typically with 503).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database query failed: {0}")]
+    Query(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url {0:?} (want postgres:// or sqlite:)")]
+    UnsupportedUrl(String),
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            StoreError::Unavailable(e)
+        } else {
+            StoreError::Query(e)
+        }
+    }
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // 08: connection exception; 57P01-03: admin/crash shutdown, cannot connect now;
+            // SQLite 5/6: busy/locked beyond busy_timeout.
+            c.starts_with("08") || c.starts_with("57P") || c == "5" || c == "6"
+        }),
+        _ => false,
+    }
+}
+
+/// Connection knobs; the defaults suit `serve`.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    /// How long a caller waits for a connection before `Unavailable`.
+    /// Short, because callers fail closed rather than queue behind an outage.
+    pub acquire_timeout: Duration,
+    /// Run migrations on connect. Off for read-only tools such as `audit verify`.
+    pub migrate: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            migrate: true,
+        }
+    }
+}
+
+/// One evidence row as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventRow {
+    pub seq: u64,
+    pub occurred_at: DateTime<Utc>,
+    pub kind: String,
+    pub action_id: Option<Uuid>,
+    pub actor_kind: String,
+    pub actor_id: String,
+    pub canonical: String,
+    pub leaf_hash: [u8; 32],
+}
+
+/// One signed checkpoint as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointRow {
+    pub size: u64,
+    pub root_hash: [u8; 32],
+    pub note: String,
+    pub signed_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Connects and runs migrations. `postgres://…` or `sqlite:…`.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
+    pub async fn connect_with(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
+        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let connect = PgConnectOptions::from_str(url).map_err(StoreError::Query)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Store::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(StoreError::Query)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit survives power loss, which `append` promises.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10));
+            if let Some(dir) = Path::new(connect.get_filename()).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).map_err(|e| StoreError::Query(e.into()))?;
+                }
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(opts.max_connections.min(8))
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Store::Sqlite(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        if opts.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    pub fn kind(&self) -> StoreKind {
+        match self {
+            Store::Postgres(_) => StoreKind::Postgres,
+            Store::Sqlite(_) => StoreKind::Sqlite,
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(p) => PG_MIGRATOR.run(p).await?,
+            Store::Sqlite(p) => SQLITE_MIGRATOR.run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// Appends rows atomically with consecutive seqs. `build` receives the
+    /// first free seq, read under the store's append serialization point, and
+    /// returns the rows to insert (seqs `first..first+n`, in order).
+    pub async fn append_events<F>(&self, build: F) -> Result<Vec<EventRow>, StoreError>
+    where
+        F: FnOnce(u64) -> Vec<EventRow> + Send,
+    {
+        match self {
+            Store::Postgres(p) => postgres::append_events(p, build).await,
+            Store::Sqlite(p) => sqlite::append_events(p, build).await,
+        }
+    }
+
+    /// Number of committed events, which is also the next seq.
+    pub async fn event_count(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Postgres(p) => postgres::event_count(p).await,
+            Store::Sqlite(p) => sqlite::event_count(p).await,
+        }
+    }
+
+    /// Events with `start <= seq < end`, ordered by seq.
+    pub async fn events_range(&self, start: u64, end: u64) -> Result<Vec<EventRow>, StoreError> {
+        match self {
+            Store::Postgres(p) => postgres::events_range(p, start, end).await,
+            Store::Sqlite(p) => sqlite::events_range(p, start, end).await,
+        }
+    }
+
+    /// Rows in seq order starting at the first seq `>= after`, at most `limit`.
+    /// Unlike `events_range` it does not assume seqs are dense (for auditing).
+    pub async fn events_page(&self, from: u64, limit: u64) -> Result<Vec<EventRow>, StoreError> {
+        match self {
+            Store::Postgres(p) => postgres::events_page(p, from, limit).await,
+            Store::Sqlite(p) => sqlite::events_page(p, from, limit).await,
+        }
+    }
+
+    pub async fn events_for_action(&self, id: Uuid) -> Result<Vec<EventRow>, StoreError> {
+        match self {
+            Store::Postgres(p) => postgres::events_for_action(p, id).await,
+            Store::Sqlite(p) => sqlite::events_for_action(p, id).await,
+        }
+    }
+
+    pub async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+        match self {
+            Store::Postgres(p) => postgres::latest_checkpoint(&mut *p.acquire().await?).await,
+            Store::Sqlite(p) => sqlite::latest_checkpoint(p).await,
+        }
+    }
+
+    /// Every checkpoint, smallest first.
+    pub async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
+        match self {
+            Store::Postgres(p) => postgres::checkpoints(p).await,
+            Store::Sqlite(p) => sqlite::checkpoints(p).await,
+        }
+    }
+
+    /// Stored tree hashes by index, in the order asked; a missing one is `Corrupt`.
+    pub async fn tree_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        match self {
+            Store::Postgres(p) => postgres::tree_hashes(&mut *p.acquire().await?, indexes).await,
+            Store::Sqlite(p) => sqlite::tree_hashes(p, indexes).await,
+        }
+    }
+
+    /// Stored tree hashes with `start <= idx < end`, by idx (may have holes).
+    pub async fn tree_hash_range(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+        match self {
+            Store::Postgres(p) => postgres::tree_hash_range(p, start, end).await,
+            Store::Sqlite(p) => sqlite::tree_hash_range(p, start, end).await,
+        }
+    }
+
+    /// Tries to become the one integrator. On Postgres this holds a session
+    /// advisory lock on a dedicated connection: the lock lives exactly as
+    /// long as that connection, so a dead leader's lock is freed by Postgres.
+    pub async fn try_lead(&self) -> Result<Option<Leader>, StoreError> {
+        match self {
+            Store::Postgres(p) => Ok(postgres::try_lead(p).await?.map(Leader::Postgres)),
+            // Embedded: one process owns the file; PRIMARY KEYs catch a second writer.
+            Store::Sqlite(p) => Ok(Some(Leader::Sqlite(p.clone()))),
+        }
+    }
+}
+
+/// The right to integrate the tree and sign checkpoints. Dropping it gives
+/// the right up (the Postgres connection closes and its lock with it).
+pub enum Leader {
+    Postgres(sqlx::PgConnection),
+    Sqlite(SqlitePool),
+}
+
+impl Leader {
+    pub async fn event_count(&mut self) -> Result<u64, StoreError> {
+        match self {
+            Leader::Postgres(c) => postgres::event_count(&mut *c).await,
+            Leader::Sqlite(p) => sqlite::event_count(p).await,
+        }
+    }
+
+    pub async fn latest_checkpoint(&mut self) -> Result<Option<CheckpointRow>, StoreError> {
+        match self {
+            Leader::Postgres(c) => postgres::latest_checkpoint(c).await,
+            Leader::Sqlite(p) => sqlite::latest_checkpoint(p).await,
+        }
+    }
+
+    pub async fn leaves(&mut self, start: u64, end: u64) -> Result<Vec<EventRow>, StoreError> {
+        match self {
+            Leader::Postgres(c) => postgres::events_range(&mut *c, start, end).await,
+            Leader::Sqlite(p) => sqlite::events_range(p, start, end).await,
+        }
+    }
+
+    pub async fn tree_hashes(&mut self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        match self {
+            Leader::Postgres(c) => postgres::tree_hashes(c, indexes).await,
+            Leader::Sqlite(p) => sqlite::tree_hashes(p, indexes).await,
+        }
+    }
+
+    /// Inserts the tree hashes `first_idx..` and the checkpoint covering them,
+    /// in one transaction.
+    pub async fn integrate(
+        &mut self,
+        first_idx: u64,
+        hashes: &[[u8; 32]],
+        checkpoint: &CheckpointRow,
+    ) -> Result<(), StoreError> {
+        match self {
+            Leader::Postgres(c) => postgres::integrate(c, first_idx, hashes, checkpoint).await,
+            Leader::Sqlite(p) => sqlite::integrate(p, first_idx, hashes, checkpoint).await,
+        }
+    }
+}
+
+fn hash32(v: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
+    v.try_into()
+        .map_err(|v: Vec<u8>| StoreError::Corrupt(format!("{what}: {} bytes, want 32", v.len())))
+}
+
+fn to_i64(v: u64) -> i64 {
+    // INVARIANT: seqs, sizes and indexes stay far below 2^63.
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} is negative: {v}")))
+}
+
+fn order_hashes(indexes: &[u64], rows: Vec<(i64, Vec<u8>)>) -> Result<Vec<[u8; 32]>, StoreError> {
+    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    for (i, h) in rows {
+        found.insert(to_u64(i, "tree hash idx")?, hash32(h, "tree hash")?);
+    }
+    indexes
+        .iter()
+        .map(|i| {
+            found
+                .get(i)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt(format!("tree hash {i} is missing")))
+        })
+        .collect()
+}

@@ -1,0 +1,266 @@
+//! Postgres queries for the evidence log. Inserts and selects only; the
+//! append serialization point is a transaction-scoped advisory lock.
+
+use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPool;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use super::{hash32, to_i64, to_u64, CheckpointRow, EventRow, StoreError};
+
+pub static PG_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Serializes appends across all replicas: held from seq assignment to COMMIT.
+const APPEND_LOCK: i64 = 0x6167_5f65_7669_6401; // "ag_evid" 1
+/// Held for a leader's whole tenure, on its own connection.
+const LEADER_LOCK: i64 = 0x6167_5f65_7669_6402; // "ag_evid" 2
+
+type RawEvent = (
+    i64,
+    DateTime<Utc>,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    Vec<u8>,
+);
+
+const EVENT_COLUMNS: &str =
+    "seq, occurred_at, kind, action_id::text, actor_kind, actor_id, canonical, leaf_hash";
+
+fn event_row(r: RawEvent) -> Result<EventRow, StoreError> {
+    let (seq, occurred_at, kind, action_id, actor_kind, actor_id, canonical, leaf_hash) = r;
+    Ok(EventRow {
+        seq: to_u64(seq, "seq")?,
+        occurred_at,
+        kind,
+        action_id: action_id
+            .map(|s| Uuid::parse_str(&s))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("action_id: {e}")))?,
+        actor_kind,
+        actor_id,
+        canonical,
+        leaf_hash: hash32(leaf_hash, "leaf_hash")?,
+    })
+}
+
+pub(super) async fn append_events<F>(pool: &PgPool, build: F) -> Result<Vec<EventRow>, StoreError>
+where
+    F: FnOnce(u64) -> Vec<EventRow> + Send,
+{
+    let mut tx = pool.begin().await?;
+    // Separate statements: under READ COMMITTED the MAX must take its snapshot
+    // after the lock is granted, or it could miss the previous holder's rows.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(APPEND_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM evidence_events")
+        .fetch_one(&mut *tx)
+        .await?;
+    let rows = build(to_u64(next, "next seq")?);
+    let n = rows.len();
+    let mut seq = Vec::with_capacity(n);
+    let mut at = Vec::with_capacity(n);
+    let mut kind = Vec::with_capacity(n);
+    let mut action = Vec::with_capacity(n);
+    let mut actor_kind = Vec::with_capacity(n);
+    let mut actor_id = Vec::with_capacity(n);
+    let mut canonical = Vec::with_capacity(n);
+    let mut leaf = Vec::with_capacity(n);
+    for r in &rows {
+        seq.push(to_i64(r.seq));
+        at.push(r.occurred_at);
+        kind.push(r.kind.clone());
+        action.push(r.action_id.map(|u| u.to_string()));
+        actor_kind.push(r.actor_kind.clone());
+        actor_id.push(r.actor_id.clone());
+        canonical.push(r.canonical.clone());
+        leaf.push(r.leaf_hash.to_vec());
+    }
+    sqlx::query(
+        "INSERT INTO evidence_events \
+             (seq, occurred_at, kind, action_id, actor_kind, actor_id, canonical, leaf_hash) \
+         SELECT * FROM UNNEST($1::int8[], $2::timestamptz[], $3::text[], $4::text[]::uuid[], \
+                              $5::text[], $6::text[], $7::text[], $8::bytea[])",
+    )
+    .bind(seq)
+    .bind(at)
+    .bind(kind)
+    .bind(action)
+    .bind(actor_kind)
+    .bind(actor_id)
+    .bind(canonical)
+    .bind(leaf)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+pub(super) async fn event_count<'e>(ex: impl PgExecutor<'e>) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM evidence_events")
+        .fetch_one(ex)
+        .await?;
+    to_u64(n, "event count")
+}
+
+pub(super) async fn events_range<'e>(
+    ex: impl PgExecutor<'e>,
+    start: u64,
+    end: u64,
+) -> Result<Vec<EventRow>, StoreError> {
+    let q = format!(
+        "SELECT {EVENT_COLUMNS} FROM evidence_events WHERE seq >= $1 AND seq < $2 ORDER BY seq"
+    );
+    sqlx::query_as::<_, RawEvent>(&q)
+        .bind(to_i64(start))
+        .bind(to_i64(end))
+        .fetch_all(ex)
+        .await?
+        .into_iter()
+        .map(event_row)
+        .collect()
+}
+
+pub(super) async fn events_page(
+    pool: &PgPool,
+    from: u64,
+    limit: u64,
+) -> Result<Vec<EventRow>, StoreError> {
+    let q = format!(
+        "SELECT {EVENT_COLUMNS} FROM evidence_events WHERE seq >= $1 ORDER BY seq LIMIT $2"
+    );
+    sqlx::query_as::<_, RawEvent>(&q)
+        .bind(to_i64(from))
+        .bind(to_i64(limit))
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(event_row)
+        .collect()
+}
+
+pub(super) async fn events_for_action(
+    pool: &PgPool,
+    id: Uuid,
+) -> Result<Vec<EventRow>, StoreError> {
+    let q = format!(
+        "SELECT {EVENT_COLUMNS} FROM evidence_events WHERE action_id = $1::text::uuid ORDER BY seq"
+    );
+    sqlx::query_as::<_, RawEvent>(&q)
+        .bind(id.to_string())
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(event_row)
+        .collect()
+}
+
+type RawCheckpoint = (i64, Vec<u8>, String, DateTime<Utc>);
+
+fn checkpoint_row(r: RawCheckpoint) -> Result<CheckpointRow, StoreError> {
+    Ok(CheckpointRow {
+        size: to_u64(r.0, "checkpoint size")?,
+        root_hash: hash32(r.1, "root_hash")?,
+        note: r.2,
+        signed_at: r.3,
+    })
+}
+
+pub(super) async fn latest_checkpoint(
+    conn: &mut PgConnection,
+) -> Result<Option<CheckpointRow>, StoreError> {
+    sqlx::query_as::<_, RawCheckpoint>(
+        "SELECT size, root_hash, note, signed_at FROM evidence_checkpoints ORDER BY size DESC LIMIT 1",
+    )
+    .fetch_optional(conn)
+    .await?
+    .map(checkpoint_row)
+    .transpose()
+}
+
+pub(super) async fn checkpoints(pool: &PgPool) -> Result<Vec<CheckpointRow>, StoreError> {
+    sqlx::query_as::<_, RawCheckpoint>(
+        "SELECT size, root_hash, note, signed_at FROM evidence_checkpoints ORDER BY size",
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(checkpoint_row)
+    .collect()
+}
+
+pub(super) async fn tree_hashes(
+    conn: &mut PgConnection,
+    indexes: &[u64],
+) -> Result<Vec<[u8; 32]>, StoreError> {
+    let idx: Vec<i64> = indexes.iter().map(|&i| to_i64(i)).collect();
+    let rows: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT idx, hash FROM evidence_tree_hashes WHERE idx = ANY($1)")
+            .bind(&idx)
+            .fetch_all(conn)
+            .await?;
+    super::order_hashes(indexes, rows)
+}
+
+pub(super) async fn tree_hash_range(
+    pool: &PgPool,
+    start: u64,
+    end: u64,
+) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT idx, hash FROM evidence_tree_hashes WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+    )
+    .bind(to_i64(start))
+    .bind(to_i64(end))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(i, h)| Ok((to_u64(i, "tree hash idx")?, hash32(h, "tree hash")?)))
+        .collect()
+}
+
+pub(super) async fn try_lead(pool: &PgPool) -> Result<Option<PgConnection>, StoreError> {
+    // Detached: a pooled connection would keep the session lock after we let go of it.
+    let mut conn = pool.acquire().await?.detach();
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(LEADER_LOCK)
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(got.then_some(conn))
+}
+
+pub(super) async fn integrate(
+    conn: &mut PgConnection,
+    first_idx: u64,
+    hashes: &[[u8; 32]],
+    cp: &CheckpointRow,
+) -> Result<(), StoreError> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let idx: Vec<i64> = (0..hashes.len() as u64)
+        .map(|i| to_i64(first_idx + i))
+        .collect();
+    let h: Vec<Vec<u8>> = hashes.iter().map(|h| h.to_vec()).collect();
+    sqlx::query(
+        "INSERT INTO evidence_tree_hashes (idx, hash) SELECT * FROM UNNEST($1::int8[], $2::bytea[])",
+    )
+    .bind(idx)
+    .bind(h)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO evidence_checkpoints (size, root_hash, note, signed_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(to_i64(cp.size))
+    .bind(cp.root_hash.to_vec())
+    .bind(&cp.note)
+    .bind(cp.signed_at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

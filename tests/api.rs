@@ -1,0 +1,518 @@
+//! The agent API over real HTTP on loopback, against Postgres: decisions
+//! for each example plugin, idempotency, identity, grants verified by
+//! PyJWT and single use, bad input, operations endpoints.
+
+use actiongate::evidence::EventKind;
+use actiongate_tests::run_python;
+use actiongate_tests::server::TestServer;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+struct Agent {
+    key: String,
+    client: Client,
+    base: String,
+}
+
+impl Agent {
+    async fn new(server: &TestServer, name: &str) -> Agent {
+        Agent {
+            key: server
+                .agent(name, &format!("owner-of-{name}@example.com"))
+                .await,
+            client: Client::new(),
+            base: server.url.clone(),
+        }
+    }
+
+    async fn submit(&self, body: Value) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.submit_with(body, None).await
+    }
+
+    async fn submit_with(
+        &self,
+        body: Value,
+        idempotency_key: Option<&str>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}/v1/actions", self.base))
+            .bearer_auth(&self.key)
+            .json(&body);
+        if let Some(k) = idempotency_key {
+            request = request.header("Idempotency-Key", k);
+        }
+        let response = request.send().await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        (status, headers, response.json().await.unwrap())
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn export(rows: u64, tables: &[&str], destination: &str) -> Value {
+    json!({"kind": "db.export", "resource": "postgres://prod-analytics/warehouse",
+           "params": {"rows": rows, "tables": tables, "destination": destination},
+           "justification": "weekly report"})
+}
+
+#[tokio::test]
+async fn each_example_plugin_allows_denies_and_holds() {
+    let server = TestServer::start().await;
+    let agent = Agent::new(&server, "etl-agent").await;
+    let cases = [
+        (
+            export(500, &["orders"], "s3://corp-analytics/x"),
+            200,
+            "allowed",
+        ),
+        (
+            export(10, &["users"], "https://paste.example.net"),
+            403,
+            "denied",
+        ),
+        (
+            export(250_000, &["customers"], "s3://corp-analytics/x"),
+            202,
+            "pending",
+        ),
+        (
+            json!({"kind": "iam.revoke", "resource": "gcp://p", "params": {"principal": "a@x", "role": "roles/owner"}}),
+            200,
+            "allowed",
+        ),
+        (
+            json!({"kind": "iam.grant", "resource": "gcp://p", "params": {"principal": "etl-agent", "role": "roles/viewer"}}),
+            403,
+            "denied",
+        ),
+        (
+            json!({"kind": "iam.grant", "resource": "gcp://p", "params": {"principal": "a@x", "role": "roles/owner"}}),
+            202,
+            "pending",
+        ),
+        (
+            json!({"kind": "ops.restart", "resource": "k8s://staging/web", "params": {}}),
+            200,
+            "allowed",
+        ),
+        (
+            json!({"kind": "ops.deploy", "resource": "k8s://prod-eu/web", "params": {"version": "2"}}),
+            202,
+            "pending",
+        ),
+        (
+            json!({"kind": "crm.merge-accounts", "resource": "crm://acme", "params": {}}),
+            202,
+            "pending",
+        ),
+    ];
+    for (body, code, state) in cases {
+        let (status, headers, answer) = agent.submit(body.clone()).await;
+        assert_eq!(status.as_u16(), code, "{body} -> {answer}");
+        assert_eq!(answer["state"], state, "{answer}");
+        match state {
+            "allowed" => assert!(
+                answer["grant"].as_str().unwrap().split('.').count() == 3,
+                "a compact JWS"
+            ),
+            "denied" => assert!(!answer["reason"].as_str().unwrap().is_empty()),
+            _ => {
+                assert!(answer["grant"].is_null(), "no grant before approval");
+                assert!(answer["approval"]["quorum"].as_u64().unwrap() >= 1);
+                let location = headers["location"].to_str().unwrap();
+                assert_eq!(
+                    location,
+                    format!("/v1/actions/{}", answer["action_id"].as_str().unwrap())
+                );
+            }
+        }
+    }
+    // The unbound kind was decided by the catch-all, and that is on record.
+    let unbound = agent
+        .submit(json!({"kind": "crm.delete", "resource": "crm://x", "params": {}}))
+        .await
+        .2;
+    let id = uuid::Uuid::parse_str(unbound["action_id"].as_str().unwrap()).unwrap();
+    let events = server.app.evidence.events_for_action(id).await.unwrap();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::Submitted, EventKind::Evaluated]);
+    assert_eq!(events[1].payload["plugin"]["name"], "baseline");
+    assert_eq!(
+        events[1].payload["plugin"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert!(events[1].payload["fuel_used"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_or_conflicts() {
+    let server = TestServer::start().await;
+    let agent = Agent::new(&server, "etl-agent").await;
+    let body = export(500, &["orders"], "s3://corp-analytics/x");
+    let first = agent.submit_with(body.clone(), Some("k-1")).await;
+    let again = agent.submit_with(body.clone(), Some("k-1")).await;
+    assert_eq!(first.0, StatusCode::OK);
+    assert_eq!(again.0, StatusCode::OK);
+    assert_eq!(
+        first.2["action_id"], again.2["action_id"],
+        "the same action"
+    );
+    assert_eq!(first.2["grant"], again.2["grant"], "the same answer");
+
+    let other = agent
+        .submit_with(
+            export(501, &["orders"], "s3://corp-analytics/x"),
+            Some("k-1"),
+        )
+        .await;
+    assert_eq!(other.0, StatusCode::CONFLICT);
+    assert_eq!(other.1["content-type"], "application/problem+json");
+    assert_eq!(other.2["status"], 409);
+
+    // Keys are per agent: another agent may use the same key.
+    let second = Agent::new(&server, "other-agent").await;
+    let theirs = second.submit_with(body, Some("k-1")).await;
+    assert_eq!(theirs.0, StatusCode::OK);
+    assert_ne!(theirs.2["action_id"], first.2["action_id"]);
+}
+
+#[tokio::test]
+async fn identity_comes_from_the_key_only() {
+    let server = TestServer::start().await;
+    let agent = Agent::new(&server, "provisioner").await;
+    // Claiming another identity in the body is refused, naming the field.
+    let mut body = json!({"kind": "iam.grant", "resource": "gcp://p", "params": {"principal": "x@y", "role": "roles/viewer"}});
+    body["agent"] = json!("security-admin-bot");
+    let (status, _, problem) = agent.submit(body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `agent`"),
+        "{problem}"
+    );
+
+    // Identity claims smuggled into context change nothing: the plugin sees
+    // the key's agent, so granting a role to itself is still caught.
+    let body = json!({"kind": "iam.grant", "resource": "gcp://p",
+                      "params": {"principal": "provisioner", "role": "roles/viewer"},
+                      "context": {"agent": "security-admin-bot", "agent_id": "security-admin-bot"},
+                      "on_behalf_of": "ciso@example.com"});
+    let (status, _, answer) = agent.submit(body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let id = uuid::Uuid::parse_str(answer["action_id"].as_str().unwrap()).unwrap();
+    let events = server.app.evidence.events_for_action(id).await.unwrap();
+    assert_eq!(events[0].actor.id, "provisioner");
+    assert_eq!(events[1].payload["input"]["agent"]["id"], "provisioner");
+    assert_eq!(
+        events[1].payload["input"]["agent"]["attributes"]["owner"],
+        "owner-of-provisioner@example.com"
+    );
+}
+
+#[tokio::test]
+async fn grants_verify_with_pyjwt_and_are_single_use() {
+    let server = TestServer::start().await;
+    let agent = Agent::new(&server, "etl-agent").await;
+    let (status, _, answer) = agent
+        .submit(export(500, &["orders"], "s3://corp-analytics/x"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let grant = answer["grant"].as_str().unwrap().to_string();
+    let action_id = answer["action_id"].as_str().unwrap().to_string();
+
+    let jwks: Value = agent.get("/v1/keys").await.json().await.unwrap();
+    let claims: Value = serde_json::from_str(
+        &run_python("verify_grant.py", &[&jwks.to_string(), &grant])
+            .expect("PyJWT accepts the grant"),
+    )
+    .unwrap();
+    assert_eq!(claims["action_id"], action_id.as_str());
+    assert_eq!(claims["sub"], "etl-agent");
+    assert_eq!(claims["action_digest"], answer["digest"]);
+    assert_eq!(claims["plugin_sha256"].as_str().unwrap().len(), 64);
+    assert!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 300,
+        "short-lived"
+    );
+
+    // PyJWT refuses a grant whose claims were changed.
+    let mut parts: Vec<&str> = grant.split('.').collect();
+    use base64::Engine as _;
+    let forged_claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&json!({"sub": "etl-agent", "action_id": "other"})).unwrap());
+    parts[1] = &forged_claims;
+    let refused =
+        run_python("verify_grant.py", &[&jwks.to_string(), &parts.join(".")]).unwrap_err();
+    assert!(refused.contains("InvalidSignatureError"), "{refused}");
+
+    let outcome = json!({"grant": grant, "status": "succeeded", "summary": "exported 500 rows", "logs": "ok"});
+    let url = format!("{}/v1/actions/{action_id}/outcome", server.url);
+    let first = agent
+        .client
+        .post(&url)
+        .bearer_auth(&agent.key)
+        .json(&outcome)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.json::<Value>().await.unwrap()["state"], "executed");
+    let replay = agent
+        .client
+        .post(&url)
+        .bearer_auth(&agent.key)
+        .json(&outcome)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        replay.json::<Value>().await.unwrap()["type"],
+        "urn:actiongate:problem:grant-reused"
+    );
+
+    let events = server
+        .app
+        .evidence
+        .events_for_action(uuid::Uuid::parse_str(&action_id).unwrap())
+        .await
+        .unwrap();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::Submitted,
+            EventKind::Evaluated,
+            EventKind::Granted,
+            EventKind::Executed,
+            EventKind::GrantReused
+        ]
+    );
+    assert_eq!(events[3].payload["status"], "succeeded");
+
+    // A grant is bound to its action: presenting it for another is refused.
+    let (_, _, other) = agent
+        .submit(export(501, &["orders"], "s3://corp-analytics/y"))
+        .await;
+    let url = format!(
+        "{}/v1/actions/{}/outcome",
+        server.url,
+        other["action_id"].as_str().unwrap()
+    );
+    let wrong = agent
+        .client
+        .post(&url)
+        .bearer_auth(&agent.key)
+        .json(&outcome)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn bad_input_gets_problem_json_and_changes_nothing() {
+    let server = TestServer::start().await;
+    let agent = Agent::new(&server, "etl-agent").await;
+    let post = |body: String, content_type: &'static str| {
+        agent
+            .client
+            .post(format!("{}/v1/actions", server.url))
+            .bearer_auth(&agent.key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let cases = [
+        (
+            post("{\"kind\": \"db.export\",".into(), "application/json")
+                .await
+                .unwrap(),
+            400,
+            "EOF",
+        ),
+        (
+            post(
+                "{\"kind\": \"db.export\", \"resource\": \"r\"}".into(),
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            400,
+            "missing field `params`",
+        ),
+        (
+            post(
+                "{\"kind\": \"db.export\", \"resource\": \"r\", \"params\": []}".into(),
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            400,
+            "params: must be a JSON object",
+        ),
+        (
+            post(
+                "{\"kind\": \"db.export\", \"resource\": 5, \"params\": {}}".into(),
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            400,
+            "resource: invalid type",
+        ),
+        (
+            post(
+                format!(
+                    "{{\"kind\": \"x\", \"resource\": \"{}\", \"params\": {{}}}}",
+                    "a".repeat(300 * 1024)
+                ),
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            413,
+            "limit",
+        ),
+        (
+            post("kind=x".into(), "application/x-www-form-urlencoded")
+                .await
+                .unwrap(),
+            415,
+            "application/json",
+        ),
+    ];
+    for (response, code, detail) in cases {
+        assert_eq!(response.status().as_u16(), code);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["status"], code);
+        assert!(
+            problem["detail"].as_str().unwrap().contains(detail),
+            "{problem}"
+        );
+    }
+    assert_eq!(server.app.gate.store.count_pending().await.unwrap(), 0);
+
+    let body = export(5, &["orders"], "s3://corp-analytics/x");
+    let no_key = agent
+        .client
+        .post(format!("{}/v1/actions", server.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_key.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(no_key.headers()["www-authenticate"], "Bearer");
+    let bad_key = agent
+        .client
+        .post(format!("{}/v1/actions", server.url))
+        .bearer_auth("ag_nope")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_key.status(), StatusCode::UNAUTHORIZED);
+
+    assert!(server
+        .app
+        .gate
+        .store
+        .revoke_agent("etl-agent")
+        .await
+        .unwrap());
+    let (status, _, problem) = agent.submit(body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
+}
+
+#[tokio::test]
+async fn actions_are_private_to_their_agent_and_long_polls_time_out_pending() {
+    let server = TestServer::start().await;
+    let agent = Agent::new(&server, "etl-agent").await;
+    let other = Agent::new(&server, "nosy-agent").await;
+    let (_, _, pending) = agent
+        .submit(export(250_000, &["customers"], "s3://corp-analytics/x"))
+        .await;
+    let path = format!("/v1/actions/{}", pending["action_id"].as_str().unwrap());
+
+    assert_eq!(other.get(&path).await.status(), StatusCode::NOT_FOUND);
+
+    let started = std::time::Instant::now();
+    let response = agent
+        .client
+        .get(format!("{}{path}", server.url))
+        .bearer_auth(&agent.key)
+        .header("Prefer", "wait=1")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "it waited"
+    );
+    assert_eq!(response.headers()["preference-applied"], "wait=1");
+    assert_eq!(response.json::<Value>().await.unwrap()["state"], "pending");
+}
+
+#[tokio::test]
+async fn operations_endpoints() {
+    let server = TestServer::start().await;
+    let agent = Agent::new(&server, "etl-agent").await;
+    agent
+        .submit(export(500, &["orders"], "s3://corp-analytics/x"))
+        .await;
+    agent
+        .submit(export(250_000, &["customers"], "s3://corp-analytics/x"))
+        .await;
+
+    assert_eq!(agent.get("/healthz").await.status(), StatusCode::OK);
+    assert_eq!(agent.get("/readyz").await.status(), StatusCode::OK);
+    let metrics = agent.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("actiongate_decisions_total{outcome=\"allowed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("actiongate_pending_approvals 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("actiongate_evaluation_seconds_count 2"),
+        "{metrics}"
+    );
+
+    let openapi: Value = agent.get("/openapi.json").await.json().await.unwrap();
+    for path in [
+        "/v1/actions",
+        "/v1/actions/{id}",
+        "/v1/actions/{id}/outcome",
+        "/v1/keys",
+    ] {
+        assert!(openapi["paths"][path].is_object(), "{path} documented");
+    }
+    let jwks: Value = agent.get("/v1/keys").await.json().await.unwrap();
+    assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+
+    let missing = agent.get("/v1/nope").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+}

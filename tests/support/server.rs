@@ -1,0 +1,126 @@
+//! A real `actiongate` service on 127.0.0.1:0 over a fresh Postgres
+//! database of its own, so tests run in parallel without sharing state.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use actiongate::api::App;
+use actiongate::config::Config;
+use actiongate::keys::{hash_api_key, new_api_key};
+use actiongate::store::KeyRole;
+use sqlx::Connection as _;
+use tempfile::TempDir;
+
+pub struct TestServer {
+    pub url: String,
+    pub addr: SocketAddr,
+    pub app: App,
+    pub database_url: String,
+    pub config: Config,
+    /// Keys and the plugin cache live here for the life of the test.
+    pub dir: TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// DATABASE_URL, which the test command sets (tests/run).
+pub fn admin_database_url() -> String {
+    std::env::var("DATABASE_URL").expect("DATABASE_URL must point at a Postgres the tests may create databases in (tests/run sets it)")
+}
+
+/// A new, empty Postgres database; returns its URL.
+pub async fn fresh_database() -> String {
+    let admin = admin_database_url();
+    let name = format!("ag_test_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connecting to DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("CREATE DATABASE");
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .expect("DATABASE_URL has a database name");
+    format!("{base}/{name}")
+}
+
+/// The example config (bindings, limits) pointed at `database_url`, with
+/// keys in `dir` and the shared compile cache.
+pub fn config(database_url: &str, dir: &std::path::Path) -> Config {
+    let mut config: Config = toml::from_str(actiongate::config::EXAMPLE_CONFIG).unwrap();
+    config.database_url = Some(database_url.into());
+    config.demo = false;
+    config.grants.key_path = dir.join("grant.key");
+    config.evidence.key_path = dir.join("log.key");
+    config.evidence.checkpoint_every_seconds = 0.2;
+    config.sandbox.cache_dir = Some(crate::cache_dir());
+    config
+}
+
+impl TestServer {
+    /// Starts the service on a fresh database with the example config.
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(customize: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = fresh_database().await;
+        let mut config = config(&database_url, dir.path());
+        customize(&mut config);
+        Self::start_config(config, dir).await
+    }
+
+    pub async fn start_config(config: Config, dir: TempDir) -> TestServer {
+        let app = actiongate::service::build(&config)
+            .await
+            .expect("service starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = actiongate::api::router(app.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        TestServer {
+            url: format!("http://{addr}"),
+            addr,
+            app,
+            database_url: config.database_url.clone().unwrap_or_default(),
+            config,
+            dir,
+            server,
+        }
+    }
+
+    /// Creates an agent owned by `owner` and returns its API key.
+    pub async fn agent(&self, name: &str, owner: &str) -> String {
+        let store = &self.app.gate.store;
+        assert!(store
+            .create_agent(name, owner, &Default::default())
+            .await
+            .unwrap());
+        self.key(KeyRole::Agent, name).await
+    }
+
+    pub async fn key(&self, role: KeyRole, subject: &str) -> String {
+        let key = new_api_key().unwrap();
+        self.app
+            .gate
+            .store
+            .add_api_key(&hash_api_key(&key), role, subject)
+            .await
+            .unwrap();
+        key
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
