@@ -5,9 +5,11 @@
 //! one step of that flow and says at its top what it must never do.
 
 pub mod action;
+pub mod approvals;
 pub mod cases;
 pub mod cli;
 pub mod config;
+pub mod directory;
 pub mod evaluate;
 pub mod examples;
 pub mod sandbox;
