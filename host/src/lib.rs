@@ -12,4 +12,5 @@ pub mod config;
 pub mod directory;
 pub mod evaluate;
 pub mod examples;
+pub mod notify;
 pub mod sandbox;
