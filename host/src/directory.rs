@@ -33,7 +33,15 @@ pub struct PersonConfig {
 
 /// A human in the directory, named by email. Only this module builds one,
 /// and only from a directory entry, so an agent's key can never become an
-/// approver.
+/// approver. It deliberately has no `Deserialize` and no public constructor:
+///
+/// ```compile_fail
+/// let forged = actiongate::directory::ApproverId("agent-key".to_string());
+/// ```
+///
+/// ```compile_fail
+/// let forged: actiongate::directory::ApproverId = serde_json::from_str("\"a@b.c\"").unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct ApproverId(String);

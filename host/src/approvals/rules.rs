@@ -152,7 +152,7 @@ pub enum Refusal {
         approver: ApproverId,
         groups: String,
     },
-    #[error("{approver} cannot review an action requested by agent `{agent_id}`, which is them")]
+    #[error("{approver} is the requesting agent `{agent_id}` and cannot review its own action")]
     RequestingAgent {
         approver: ApproverId,
         agent_id: String,
@@ -176,6 +176,27 @@ pub enum Refusal {
     NoChange,
     #[error("{what} must be a JSON object")]
     NotAnObject { what: &'static str },
+}
+
+impl Refusal {
+    /// A stable kebab-case name, e.g. for a problem+json `type`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NotPending { .. } => "not-pending",
+            Refusal::Expired { .. } => "expired",
+            Refusal::UnknownApprover { .. } => "unknown-approver",
+            Refusal::NotInGroup { .. } => "not-in-group",
+            Refusal::RequestingAgent { .. } => "self-approval-agent",
+            Refusal::Owner { .. } => "self-approval-owner",
+            Refusal::OnBehalfOf { .. } => "self-approval-on-behalf-of",
+            Refusal::ReasonRequired { .. } => "reason-required",
+            Refusal::Duplicate { .. } => "duplicate",
+            Refusal::NothingModifiable => "nothing-modifiable",
+            Refusal::ParamNotModifiable { .. } => "param-not-modifiable",
+            Refusal::NoChange => "no-change",
+            Refusal::NotAnObject { .. } => "not-an-object",
+        }
+    }
 }
 
 /// Whether `approver` may record `decision` on `request` now. Ok means the

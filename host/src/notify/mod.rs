@@ -9,7 +9,7 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::action::Risk;
+use crate::action::{Action, Classification, Risk};
 
 /// What happened, in the words a receiver routes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,6 +56,31 @@ pub struct ActionSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
     pub params: serde_json::Value,
+}
+
+impl ActionSummary {
+    /// The summary of `action` as classified. `owner` is the agent's
+    /// `owner` attribute (empty when absent).
+    pub fn from_action(action: &Action, classification: &Classification) -> ActionSummary {
+        ActionSummary {
+            action_id: action.id.clone(),
+            digest: action.digest(),
+            kind: action.kind.clone(),
+            resource: action.resource.clone(),
+            agent_id: action.agent.id.clone(),
+            owner: action
+                .agent
+                .attributes
+                .get("owner")
+                .cloned()
+                .unwrap_or_default(),
+            on_behalf_of: action.on_behalf_of.clone(),
+            risk: classification.risk,
+            reasons: classification.reasons.clone(),
+            justification: action.justification.clone(),
+            params: action.params.clone(),
+        }
+    }
 }
 
 /// One approval counted so far.
@@ -149,4 +174,46 @@ pub trait Notifier: Send + Sync {
     /// Delivers `notification`, retrying as the notifier sees fit. Never
     /// decides anything about the action.
     fn notify<'a>(&'a self, notification: &'a Notification) -> NotifyFuture<'a>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::action::Principal;
+
+    #[test]
+    fn summary_from_action_binds_the_digest() {
+        let action = Action {
+            id: "a1".into(),
+            kind: "db.export".into(),
+            agent: Principal {
+                id: "etl".into(),
+                attributes: BTreeMap::from([("owner".into(), "sam@example.com".into())]),
+            },
+            on_behalf_of: Some("pat@example.com".into()),
+            resource: "db://x".into(),
+            params: serde_json::json!({"rows": 10}),
+            justification: Some("report".into()),
+            context: BTreeMap::new(),
+            requested_at: "2026-11-25T10:00:00Z".parse().unwrap(),
+        };
+        let classification = Classification {
+            risk: Risk::High,
+            reasons: vec!["pii".into()],
+            tags: vec![],
+        };
+        let summary = ActionSummary::from_action(&action, &classification);
+        assert_eq!(summary.digest, action.digest());
+        assert_eq!(summary.owner, "sam@example.com");
+        assert_eq!(summary.risk, Risk::High);
+        assert_eq!(summary.reasons, vec!["pii".to_string()]);
+    }
+
+    /// The host holds notifiers as trait objects.
+    #[test]
+    fn notifier_is_object_safe() {
+        fn _takes(_: Vec<std::sync::Arc<dyn Notifier>>) {}
+    }
 }
