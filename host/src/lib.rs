@@ -7,8 +7,8 @@
 
 pub mod action;
 pub mod api;
-pub mod audit;
 pub mod approvals;
+pub mod audit;
 pub mod cases;
 pub mod cli;
 pub mod config;
