@@ -1,1 +1,3 @@
+//! Shared helpers for the integration tests: databases and test fixtures.
 
+pub mod pg;
