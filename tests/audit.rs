@@ -243,7 +243,7 @@ async fn log_key_prints_the_verifier_key() {
     std::fs::write(
         &cfg,
         format!(
-            "[evidence]\norigin = \"audit.test/log\"\nkey_path = \"{}\"\n\n[other]\nx = 1\n",
+            "[evidence]\norigin = \"audit.test/log\"\nkey_path = \"{}\"\n",
             key.display()
         ),
     )
