@@ -405,11 +405,15 @@ async fn expiry_survives_a_restart_and_fails_closed() {
         .await;
     assert_eq!(answer["state"], "pending", "{answer}");
     let action = id(&answer);
-    let (database_url, config) = (first.database_url.clone(), first.config.clone());
+    let (database_url, config, database) = (
+        first.database_url.clone(),
+        first.config.clone(),
+        first.database.clone(),
+    );
     drop(first); // the host goes away before the TTL
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let second = TestServer::start_config(config, tempfile::tempdir().unwrap()).await;
+    let second = TestServer::start_config(config, tempfile::tempdir().unwrap(), database).await;
     assert_eq!(second.database_url, database_url);
     let agent = Caller::new(&second, agent.key);
     let done = agent.wait(&action, 5).await;
@@ -429,7 +433,7 @@ async fn expiry_survives_a_restart_and_fails_closed() {
 #[tokio::test]
 async fn an_approval_through_one_replica_wakes_a_long_poll_on_another() {
     let a = TestServer::start().await;
-    let b = TestServer::start_config(a.config.clone(), tempfile::tempdir().unwrap()).await;
+    let b = a.replica().await;
     // Replicas share the grant key in production; here B has its own, which
     // only matters for verifying the grant, not for waking.
     let agent_a = Caller::agent(&a, "etl", "owner@example.com").await;
