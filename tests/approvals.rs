@@ -497,3 +497,125 @@ async fn racing_reviews_decide_once() {
         assert!(k.iter().filter(|k| **k == EventKind::Granted).count() <= 1);
     }
 }
+
+#[tokio::test]
+async fn the_event_stream_follows_the_action_to_its_final_state() {
+    let server = TestServer::start().await;
+    let agent = Caller::agent(&server, "etl", "owner@example.com").await;
+    let dana = Caller::approver(&server, "dana@example.com").await;
+    let answer = agent.submit(json!({"kind": "db.export", "resource": "r", "params": {"rows": 50000, "tables": ["orders"], "destination": "s3://corp-analytics/x"}})).await;
+    let action = id(&answer);
+    let mut stream = agent
+        .client
+        .get(format!("{}/v1/actions/{action}/events", server.url))
+        .bearer_auth(&agent.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let reviewer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        dana.approve(&action, "fine").await
+    });
+    let mut text = String::new();
+    // The stream ends by itself after the final state.
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), stream.chunk())
+        .await
+        .expect("stream ends")
+        .unwrap()
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(reviewer.await.unwrap().0, StatusCode::OK);
+    let states: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| {
+            serde_json::from_str::<Value>(d).unwrap()["state"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(states, ["pending", "approved"], "{text}");
+}
+
+#[tokio::test]
+async fn held_actions_are_announced_by_signed_webhook_and_recorded() {
+    use std::sync::{Arc, Mutex};
+    // A receiver on loopback that keeps what it gets.
+    let received: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let server = TestServer::start_with(|c| {
+        c.notify.webhooks = vec![toml::from_str(&format!(
+            "name = \"siem\"\nurl = \"{url}\"\nsecret = \"{secret}\""
+        ))
+        .unwrap()];
+    })
+    .await;
+    let agent = Caller::agent(&server, "etl", "owner@example.com").await;
+    let dana = Caller::approver(&server, "dana@example.com").await;
+    let answer = agent.submit(json!({"kind": "db.export", "resource": "r", "params": {"rows": 50000, "tables": ["orders"], "destination": "s3://corp-analytics/x"}})).await;
+    let action = id(&answer);
+    dana.approve(&action, "fine").await;
+    for _ in 0..50 {
+        if received.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = received.lock().unwrap().clone();
+    let types: Vec<String> = got
+        .iter()
+        .map(|(_, b)| {
+            serde_json::from_str::<Value>(b).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(types, ["approval.pending", "approval.approved"]);
+    for (headers, body) in &got {
+        // The reference implementation checks the signature.
+        let verified = actiongate_tests::run_python(
+            "verify_webhook.py",
+            &[
+                secret,
+                headers["webhook-id"].to_str().unwrap(),
+                headers["webhook-timestamp"].to_str().unwrap(),
+                headers["webhook-signature"].to_str().unwrap(),
+                body,
+            ],
+        );
+        assert!(verified.is_ok(), "{verified:?}");
+    }
+    // The delivery is recorded right after the receiver answers.
+    let mut k = Vec::new();
+    for _ in 0..50 {
+        k = kinds(&server, &action).await;
+        if k.iter().filter(|k| **k == EventKind::Notified).count() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        k.iter().filter(|k| **k == EventKind::Notified).count(),
+        2,
+        "each delivery is evidence: {k:?}"
+    );
+}
