@@ -378,6 +378,15 @@ async fn any_deny_ends_it() {
 
 /// A panicking plugin fails closed to a break-glass group with a 2 s TTL.
 fn break_glass(config: &mut actiongate::config::Config) {
+    break_glass_with(config, 1, 2, vec![]);
+}
+
+fn break_glass_with(
+    config: &mut actiongate::config::Config,
+    quorum: u32,
+    ttl_seconds: u32,
+    escalate_to: Vec<String>,
+) {
     let wasm = actiongate_tests::component("hostile_panic");
     let path = std::env::temp_dir().join(format!("panic-{}.wasm", uuid::Uuid::now_v7()));
     std::fs::write(&path, &wasm).unwrap();
@@ -390,8 +399,9 @@ fn break_glass(config: &mut actiongate::config::Config) {
     });
     config.fail_closed = actiongate::evaluate::FailClosed::BreakGlass {
         group: "on-call".into(),
-        quorum: 1,
-        ttl_seconds: 2,
+        quorum,
+        ttl_seconds,
+        escalate_to,
     };
     config.sweep_interval_ms = 100;
 }
@@ -617,5 +627,69 @@ async fn held_actions_are_announced_by_signed_webhook_and_recorded() {
         k.iter().filter(|k| **k == EventKind::Notified).count(),
         2,
         "each delivery is evidence: {k:?}"
+    );
+}
+
+#[tokio::test]
+async fn half_way_reminds_and_escalates_visibly_and_people_count_once() {
+    // On-call (olly, sam) must decide in 4 s; at 2 s it escalates to
+    // security-leads (sam), so sam is then in two eligible groups.
+    let server =
+        TestServer::start_with(|c| break_glass_with(c, 2, 4, vec!["security-leads".into()])).await;
+    let agent = Caller::agent(&server, "bot", "owner@example.com").await;
+    let answer = agent
+        .submit(json!({"kind": "danger.drop", "resource": "db://prod", "params": {}}))
+        .await;
+    let action = id(&answer);
+    let sam = Caller::approver(&server, "sam@example.com").await;
+    assert_eq!(
+        sam.approve(&action, "break glass: incident 7").await.0,
+        StatusCode::OK
+    );
+
+    let mut k = Vec::new();
+    for _ in 0..40 {
+        k = kinds(&server, &action).await;
+        if k.contains(&EventKind::Escalated) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reminded = k
+        .iter()
+        .position(|e| *e == EventKind::Reminded)
+        .expect("reminded at half the TTL");
+    let escalated = k
+        .iter()
+        .position(|e| *e == EventKind::Escalated)
+        .expect("escalated, recorded");
+    assert!(reminded < escalated);
+    let events = server
+        .app
+        .evidence
+        .events_for_action(uuid::Uuid::parse_str(&action).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(events[escalated].payload["to"], json!(["security-leads"]));
+
+    // Sam is now eligible through two groups and still counts once.
+    let (status, problem) = sam.approve(&action, "again").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(agent.wait(&action, 0).await["state"], "pending");
+    let olly = Caller::approver(&server, "olly@example.com").await;
+    let (status, result) = olly.approve(&action, "agreed: incident 7").await;
+    assert_eq!(
+        (status, result["state"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{result}"
+    );
+    assert_eq!(
+        kinds(&server, &action)
+            .await
+            .iter()
+            .filter(|e| **e == EventKind::Reminded)
+            .count(),
+        1,
+        "once"
     );
 }

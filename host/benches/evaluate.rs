@@ -198,6 +198,33 @@ fn main() {
     let (n50, n99) = time_each(N, |_| {
         black_box(native::evaluate(&params).unwrap());
     });
+    if let Ok(list) = std::env::var("BENCH_KEEP_RESIDENT") {
+        // Tuning aid: p50/p99 for other keep-resident sizes, in this run.
+        for kb in list
+            .split(',')
+            .filter_map(|v| v.trim().parse::<usize>().ok())
+        {
+            let tuned = Sandbox::new(SandboxConfig {
+                keep_resident_bytes: kb << 10,
+                ..SandboxConfig::default()
+            })
+            .unwrap();
+            let p = tuned
+                .load(
+                    actiongate::examples::example("db-export").unwrap().wasm,
+                    None,
+                )
+                .unwrap();
+            let (t50, t99) = time_each(N / 2, |i| {
+                black_box(tuned.evaluate(&p, &action(i)).outcome.unwrap());
+            });
+            println!(
+                "  keep_resident {kb:>5} KiB: p50 {:>8.2} us   p99 {:>8.2} us",
+                t50.as_secs_f64() * 1e6,
+                t99.as_secs_f64() * 1e6
+            );
+        }
+    }
     let one = throughput(&sandbox, 1, Duration::from_secs(3));
     let two = throughput(&sandbox, 2, Duration::from_secs(3));
     println!("\nper-evaluation latency over {N} single evaluations (db-export):");

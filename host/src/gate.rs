@@ -475,7 +475,13 @@ impl Gate {
     }
 }
 
-fn event(kind: EventKind, action_id: Uuid, actor: Actor, payload: serde_json::Value) -> NewEvent {
+/// An evidence event about one action.
+pub(crate) fn event(
+    kind: EventKind,
+    action_id: Uuid,
+    actor: Actor,
+    payload: serde_json::Value,
+) -> NewEvent {
     NewEvent {
         kind,
         action_id: Some(action_id),

@@ -146,13 +146,7 @@ impl Store {
         change: &ActionChange,
     ) -> Result<bool, StoreError> {
         let now = Utc::now();
-        let changed = on_pool!(self, pool => sqlx::query(
-            "UPDATE actions SET state = $1, updated_at = $2,
-                 action = COALESCE($3, action), digest = COALESCE($4, digest),
-                 verdict = COALESCE($5, verdict), grant_token = COALESCE($6, grant_token),
-                 expires_at = COALESCE($7, expires_at)
-             WHERE id = $8 AND state = $9",
-        )
+        let changed = on_pool!(self, pool => sqlx::query(TRANSITION_SQL)
         .bind(to)
         .bind(now)
         .bind(&change.action)
@@ -238,6 +232,15 @@ impl Store {
         Ok(())
     }
 }
+
+/// Moves one action between states, changing the given fields
+/// (`COALESCE`: NULL keeps the old value). Binds: to, now, action, digest,
+/// verdict, grant_token, expires_at, id, from.
+pub(super) const TRANSITION_SQL: &str = "UPDATE actions SET state = $1, updated_at = $2,
+         action = COALESCE($3, action), digest = COALESCE($4, digest),
+         verdict = COALESCE($5, verdict), grant_token = COALESCE($6, grant_token),
+         expires_at = COALESCE($7, expires_at)
+     WHERE id = $8 AND state = $9";
 
 /// The Postgres NOTIFY channel that carries ids of changed actions.
 pub const ACTION_CHANNEL: &str = "actiongate_actions";
