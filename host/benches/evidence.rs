@@ -104,6 +104,10 @@ async fn measure(
     let cfg = EvidenceConfig {
         key_path: dir.path().join("log.key"),
         batch_max,
+        in_flight: std::env::var("BENCH_IN_FLIGHT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2),
         ..EvidenceConfig::default()
     };
     let log = EvidenceLog::open(store.clone(), cfg).await.unwrap();

@@ -299,7 +299,12 @@ mod tests {
             assert_eq!(serde_json::to_value(k).unwrap(), json!(k.as_str()));
         }
         assert_eq!(EventKind::GrantReused.as_str(), "grant-reused");
-        for a in [ActorKind::Agent, ActorKind::Human, ActorKind::System, ActorKind::Plugin] {
+        for a in [
+            ActorKind::Agent,
+            ActorKind::Human,
+            ActorKind::System,
+            ActorKind::Plugin,
+        ] {
             assert_eq!(serde_json::to_value(a).unwrap(), json!(a.as_str()));
         }
     }

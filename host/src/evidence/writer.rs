@@ -24,6 +24,7 @@ pub(super) struct Request {
 pub(super) struct Writer {
     pub store: Store,
     pub batch_max: usize,
+    pub in_flight: usize,
     /// Wake the integrator after this many local commits.
     pub wake_every: u64,
     pub wake: Arc<Notify>,
@@ -35,7 +36,7 @@ impl Writer {
         // flush overlap the next one's wait for the append lock. SQLite has one
         // write lock and gains nothing.
         let in_flight = match self.store.kind() {
-            StoreKind::Postgres => 4,
+            StoreKind::Postgres => self.in_flight,
             StoreKind::Sqlite => 1,
         };
         let slots = Arc::new(Semaphore::new(in_flight));
