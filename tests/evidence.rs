@@ -493,8 +493,20 @@ async fn two_replica_processes_share_one_log_and_fail_over() {
     let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
     let mut children = Vec::new();
     for r in 0..2 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_evidence-replica"))
-            .args([&db.url, key.to_str().unwrap(), &PER.to_string(), "16"])
+        // The replica is this test binary re-run into `replica_process` (a
+        // separate bin target would be shared, by path, with other worktrees).
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "replica_process",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(
+                REPLICA_ENV,
+                format!("{}|{}|{PER}|16", db.url, key.display()),
+            )
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -522,13 +534,13 @@ async fn two_replica_processes_share_one_log_and_fail_over() {
     };
     let mut seen = Vec::new();
     tokio::task::block_in_place(|| {
-        wait_for(&|x| x.0 == 0 && x.1.starts_with("APPENDED"), &mut seen);
-        wait_for(&|x| x.0 == 1 && x.1.starts_with("APPENDED"), &mut seen);
-        wait_for(&|x| x.1 == "LEADER", &mut seen);
+        wait_for(&|x| x.0 == 0 && x.1.contains("APPENDED"), &mut seen);
+        wait_for(&|x| x.0 == 1 && x.1.contains("APPENDED"), &mut seen);
+        wait_for(&|x| x.1.ends_with("LEADER"), &mut seen);
     });
     let leaders: Vec<usize> = seen
         .iter()
-        .filter(|x| x.1 == "LEADER")
+        .filter(|x| x.1.ends_with("LEADER"))
         .map(|x| x.0)
         .collect();
     assert_eq!(leaders.len(), 1, "exactly one integrator: {seen:?}");
@@ -559,7 +571,7 @@ async fn two_replica_processes_share_one_log_and_fail_over() {
     children[leader].0.wait().unwrap();
     let survivor = 1 - leader;
     tokio::task::block_in_place(|| {
-        wait_for(&|x| x.0 == survivor && x.1 == "LEADER", &mut seen);
+        wait_for(&|x| x.0 == survivor && x.1.ends_with("LEADER"), &mut seen);
     });
 
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -596,4 +608,75 @@ impl Drop for Reaper {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+const REPLICA_ENV: &str = "ACTIONGATE_TEST_EVIDENCE_REPLICA";
+
+/// One replica for `two_replica_processes_share_one_log_and_fail_over`; does
+/// nothing unless that test runs it as a child process. It appends, reports
+/// on stdout when it becomes the integrator, then runs until killed.
+#[test]
+fn replica_process() {
+    let Ok(spec) = std::env::var(REPLICA_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split('|').collect();
+    let [url, key, count, tasks] = parts.as_slice() else {
+        panic!("bad {REPLICA_ENV}")
+    };
+    let (count, tasks): (u64, u64) = (count.parse().unwrap(), tasks.parse().unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let opts = StoreOptions {
+            migrate: false,
+            ..StoreOptions::default()
+        };
+        let store = Store::connect_with(url, &opts).await.expect("connect");
+        let cfg = EvidenceConfig {
+            key_path: key.into(),
+            checkpoint_every_events: 100,
+            checkpoint_every_seconds: 0.2,
+            leader_retry_ms: 100,
+            ..EvidenceConfig::default()
+        };
+        let log = EvidenceLog::open(store, cfg).await.expect("open log");
+        let watcher = log.clone();
+        tokio::spawn(async move {
+            while !watcher.is_integrator() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            say("LEADER");
+        });
+        let mut handles = Vec::new();
+        for t in 0..tasks {
+            let log = log.clone();
+            handles.push(tokio::spawn(async move {
+                for i in 0..count / tasks {
+                    let e = NewEvent {
+                        kind: EventKind::Submitted,
+                        action_id: Some(Uuid::now_v7()),
+                        actor: Actor::system(format!("replica-{}", std::process::id())),
+                        payload: json!({"task": t, "i": i}),
+                    };
+                    log.append(e).await.expect("append");
+                }
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        say(&format!("APPENDED {count}"));
+        std::future::pending::<()>().await;
+    });
+}
+
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }

@@ -133,6 +133,24 @@ pub struct EventRow {
     pub leaf_hash: [u8; 32],
 }
 
+/// An event to append, its canonical leaf split around occurred_at and seq.
+#[derive(Clone, Debug)]
+pub struct NewRow {
+    pub head: String,
+    pub middle: String,
+    pub tail: String,
+    pub kind: String,
+    pub action_id: Option<Uuid>,
+    pub actor_kind: String,
+    pub actor_id: String,
+}
+
+impl NewRow {
+    pub fn canonical(&self, at_text: &str, seq: u64) -> String {
+        format!("{}{at_text}{}{seq}{}", self.head, self.middle, self.tail)
+    }
+}
+
 /// One signed checkpoint as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckpointRow {
@@ -200,16 +218,18 @@ impl Store {
         Ok(())
     }
 
-    /// Appends rows atomically with consecutive seqs. `build` receives the
-    /// first free seq, read under the store's append serialization point, and
-    /// returns the rows to insert (seqs `first..first+n`, in order).
-    pub async fn append_events<F>(&self, build: F) -> Result<Vec<EventRow>, StoreError>
-    where
-        F: FnOnce(u64) -> Vec<EventRow> + Send,
-    {
+    /// Appends events atomically with consecutive seqs, each leaf being
+    /// `head ‖ at_text ‖ middle ‖ seq ‖ tail`; returns each one's seq and leaf
+    /// hash. The seqs continue from `MAX(seq)` under the store's append lock.
+    pub async fn append_events(
+        &self,
+        occurred_at: DateTime<Utc>,
+        at_text: &str,
+        rows: &[NewRow],
+    ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
         match self {
-            Store::Postgres(p) => postgres::append_events(p, build).await,
-            Store::Sqlite(p) => sqlite::append_events(p, build).await,
+            Store::Postgres(p) => postgres::append_events(p, occurred_at, at_text, rows).await,
+            Store::Sqlite(p) => sqlite::append_events(p, occurred_at, at_text, rows).await,
         }
     }
 
@@ -401,4 +421,13 @@ fn order_hashes(indexes: &[u64], rows: Vec<(i64, Vec<u8>)>) -> Result<Vec<[u8; 3
                 .ok_or_else(|| StoreError::Corrupt(format!("tree hash {i} is missing")))
         })
         .collect()
+}
+
+/// RFC 6962 leaf hash, SHA-256(0x00 ‖ leaf).
+fn leaf_hash(canonical: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(canonical.as_bytes());
+    h.finalize().into()
 }
