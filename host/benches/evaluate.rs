@@ -54,12 +54,22 @@ mod native {
 
     /// As the SDK does it: the params object first, then each field typed.
     fn parse(params_json: &str) -> Result<Params, String> {
-        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(params_json).map_err(|e| e.to_string())?;
-        fn field<T: serde::de::DeserializeOwned>(map: &serde_json::Map<String, serde_json::Value>, key: &str) -> Result<T, String> {
-            let v = map.get(key).ok_or_else(|| format!("params.{key} is required"))?;
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(params_json).map_err(|e| e.to_string())?;
+        fn field<T: serde::de::DeserializeOwned>(
+            map: &serde_json::Map<String, serde_json::Value>,
+            key: &str,
+        ) -> Result<T, String> {
+            let v = map
+                .get(key)
+                .ok_or_else(|| format!("params.{key} is required"))?;
             T::deserialize(v).map_err(|e| format!("params.{key}: {e}"))
         }
-        Ok(Params { rows: field(&map, "rows")?, tables: field(&map, "tables")?, destination: field(&map, "destination")? })
+        Ok(Params {
+            rows: field(&map, "rows")?,
+            tables: field(&map, "tables")?,
+            destination: field(&map, "destination")?,
+        })
     }
 
     pub fn evaluate(params_json: &str) -> Result<Verdict, String> {
