@@ -5,6 +5,7 @@ mod actions;
 mod agents;
 mod postgres;
 mod sqlite;
+mod teams;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -21,6 +22,7 @@ pub use actions::{ActionChange, ActionRow, Inserted, ACTION_CHANNEL};
 pub use agents::{AgentRow, KeyRole};
 pub use postgres::PG_MIGRATOR;
 pub use sqlite::SQLITE_MIGRATOR;
+pub use teams::TeamsActivity;
 
 /// Runs `$body` with `$pool` bound to whichever pool the store has. For
 /// queries written once in the SQL both databases speak (`$1` placeholders
