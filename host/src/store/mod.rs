@@ -4,6 +4,7 @@
 mod actions;
 mod agents;
 mod postgres;
+mod reviews;
 mod sqlite;
 mod teams;
 
@@ -20,7 +21,8 @@ use uuid::Uuid;
 
 pub use actions::{ActionChange, ActionRow, Inserted, ACTION_CHANNEL};
 pub use agents::{AgentRow, KeyRole};
-pub use postgres::PG_MIGRATOR;
+pub use postgres::{APPEND_LOCK as PG_APPEND_LOCK, LEADER_LOCK as PG_LEADER_LOCK, PG_MIGRATOR};
+pub use reviews::{ActionGuard, ReviewRow};
 pub use sqlite::SQLITE_MIGRATOR;
 pub use teams::TeamsActivity;
 
@@ -280,12 +282,42 @@ impl Store {
         }
     }
 
-    /// Tries to become the one integrator. On Postgres this holds a session
-    /// advisory lock on a dedicated connection: the lock lives exactly as
-    /// long as that connection, so a dead leader's lock is freed by Postgres.
-    pub async fn try_lead(&self) -> Result<Option<Leader>, StoreError> {
-        match self {
-            Store::Postgres(p) => Ok(postgres::try_lead(p).await?.map(Leader::Postgres)),
+    /// A contender for the integrator role (see [`Contender::try_lead`]).
+    pub fn contender(&self) -> Contender {
+        Contender {
+            store: self.clone(),
+            conn: None,
+        }
+    }
+}
+
+/// Competes to become the one integrator, keeping its connection between
+/// attempts (connecting costs far more than asking for a lock).
+pub struct Contender {
+    store: Store,
+    conn: Option<sqlx::PgConnection>,
+}
+
+impl Contender {
+    /// On Postgres this takes a session advisory lock on a dedicated
+    /// connection: the lock lives exactly as long as that connection, so a
+    /// dead leader's lock is freed by Postgres itself.
+    pub async fn try_lead(&mut self) -> Result<Option<Leader>, StoreError> {
+        match &self.store {
+            Store::Postgres(p) => {
+                let conn = match self.conn.take() {
+                    Some(c) => c,
+                    // Detached: a pooled connection would keep the session lock after we let go.
+                    None => p.acquire().await?.detach(),
+                };
+                let (conn, got) = postgres::try_lock_leader(conn).await?;
+                if got {
+                    Ok(Some(Leader::Postgres(conn)))
+                } else {
+                    self.conn = Some(conn);
+                    Ok(None)
+                }
+            }
             // Embedded: one process owns the file; PRIMARY KEYs catch a second writer.
             Store::Sqlite(p) => Ok(Some(Leader::Sqlite(p.clone()))),
         }

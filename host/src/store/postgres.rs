@@ -12,9 +12,9 @@ use super::{hash32, to_i64, to_u64, CheckpointRow, EventRow, StoreError};
 pub static PG_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Serializes appends across all replicas: held from seq assignment to COMMIT.
-const APPEND_LOCK: i64 = 0x6167_5f65_7669_6401; // "ag_evid" 1
+pub const APPEND_LOCK: i64 = 0x6167_5f65_7669_6401; // "ag_evid" 1
 /// Held for a leader's whole tenure, on its own connection.
-const LEADER_LOCK: i64 = 0x6167_5f65_7669_6402; // "ag_evid" 2
+pub const LEADER_LOCK: i64 = 0x6167_5f65_7669_6402; // "ag_evid" 2
 
 type RawEvent = (
     i64,
@@ -224,14 +224,14 @@ pub(super) async fn tree_hash_range(
         .collect()
 }
 
-pub(super) async fn try_lead(pool: &PgPool) -> Result<Option<PgConnection>, StoreError> {
-    // Detached: a pooled connection would keep the session lock after we let go of it.
-    let mut conn = pool.acquire().await?.detach();
+pub(super) async fn try_lock_leader(
+    mut conn: PgConnection,
+) -> Result<(PgConnection, bool), StoreError> {
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(LEADER_LOCK)
         .fetch_one(&mut conn)
         .await?;
-    Ok(got.then_some(conn))
+    Ok((conn, got))
 }
 
 pub(super) async fn integrate(
