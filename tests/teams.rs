@@ -111,7 +111,7 @@ async fn verifier_agrees_with_botframework_connector() {
         .collect();
     std::fs::write(file.path(), serde_json::to_vec(&json_cases).unwrap()).unwrap();
     // The fake answers Python from this runtime, so Python runs off it.
-    let args = vec![
+    let args = [
         fake.metadata_url(),
         APP_ID.to_string(),
         APP_SECRET.to_string(),
@@ -409,4 +409,464 @@ async fn connector_retries_429_and_5xx_a_bounded_number_of_times() {
     assert_eq!(last.method, "PUT");
     assert_eq!(last.activity_id.as_deref(), Some(id.as_str()));
     assert_eq!(last.body["id"], id);
+}
+
+// ---- End to end: the real service, a fresh Postgres, the fake Teams. ----
+
+const DANA: &str = "6d1f3a52-0000-4000-8000-00000000da7a";
+const ERIN: &str = "6d1f3a52-0000-4000-8000-0000000e0e17";
+const SAM: &str = "6d1f3a52-0000-4000-8000-000000005a70";
+const OWNER: &str = "6d1f3a52-0000-4000-8000-0000000000e1";
+const STRANGER: &str = "6d1f3a52-0000-4000-8000-00000000dead";
+const DATA_OWNERS: &str = "19:data-owners@thread.tacv2";
+
+const DIRECTORY: &str = r#"
+    [[people]]
+    email = "dana@example.com"
+    name = "Dana"
+    teams_id = "6d1f3a52-0000-4000-8000-00000000da7a"
+    [[people]]
+    email = "erin@example.com"
+    name = "Erin"
+    teams_id = "6d1f3a52-0000-4000-8000-0000000e0e17"
+    [[people]]
+    email = "sam@example.com"
+    name = "Sam"
+    teams_id = "6d1f3a52-0000-4000-8000-000000005a70"
+    [[people]]
+    email = "owner@example.com"
+    name = "Owen Owner"
+    teams_id = "6d1f3a52-0000-4000-8000-0000000000e1"
+    [groups]
+    data-owners = ["dana@example.com", "erin@example.com", "owner@example.com"]
+    security = ["sam@example.com"]
+"#;
+
+/// Held for two data owners (critical: PII, many rows).
+fn critical_export() -> serde_json::Value {
+    json!({
+        "kind": "db.export",
+        "resource": "pg://prod/warehouse",
+        "params": {"rows": 250000, "tables": ["customers"], "destination": "s3://corp-analytics/q3"},
+        "justification": "quarterly report",
+    })
+}
+
+struct Bench {
+    fake: FakeTeams,
+    server: actiongate_tests::server::TestServer,
+    agent: String,
+    client: reqwest::Client,
+}
+
+impl Bench {
+    async fn start() -> Bench {
+        let fake = fake().await;
+        let teams = fake.config(&[
+            ("data-owners", DATA_OWNERS),
+            ("security", "19:security@thread.tacv2"),
+        ]);
+        let server = actiongate_tests::server::TestServer::start_with(|c| {
+            c.directory = toml::from_str(DIRECTORY).unwrap();
+            c.teams = Some(teams);
+        })
+        .await;
+        let agent = server.agent("etl", "owner@example.com").await;
+        Bench {
+            fake,
+            server,
+            agent,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn submit(&self, body: serde_json::Value) -> serde_json::Value {
+        let r = self
+            .client
+            .post(format!("{}/v1/actions", self.server.url))
+            .bearer_auth(&self.agent)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
+    /// The card posted for `action_id` and the id of its activity.
+    async fn posted_card(&self, action_id: &str) -> (String, serde_json::Value) {
+        let sent = self
+            .fake
+            .wait_for("the card to be posted", |sent| {
+                sent.iter()
+                    .any(|s| s.method == "POST" && s.body.to_string().contains(action_id))
+            })
+            .await;
+        let post = sent
+            .iter()
+            .find(|s| s.method == "POST" && s.body.to_string().contains(action_id))
+            .unwrap();
+        assert_eq!(post.conversation_id, DATA_OWNERS);
+        (
+            post.activity_id.clone().unwrap(),
+            post.body["attachments"][0]["content"].clone(),
+        )
+    }
+
+    /// Sends `activity` to the bot as the Bot Connector would, with `token`.
+    async fn send(
+        &self,
+        token: &str,
+        activity: &serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        let r = self
+            .client
+            .post(format!("{}/teams/messages", self.server.url))
+            .bearer_auth(token)
+            .json(activity)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// A click on `card`'s button `verb` by `aad`, with `inputs` filled in.
+    async fn click(
+        &self,
+        activity_id: &str,
+        card: &serde_json::Value,
+        aad: &str,
+        verb: &str,
+        inputs: serde_json::Value,
+    ) -> serde_json::Value {
+        let button = card["actions"]
+            .as_array()
+            .expect("the card has buttons")
+            .iter()
+            .find(|a| a["verb"] == verb)
+            .unwrap_or_else(|| panic!("no {verb} button"));
+        let mut data = button["data"].clone();
+        for (k, v) in inputs.as_object().unwrap() {
+            data[k] = v.clone();
+        }
+        let activity = self.fake.invoke(DATA_OWNERS, activity_id, aad, verb, data);
+        let token = self.fake.token(&self.fake.claims("key-1"));
+        let (status, answer) = self.send(&token, &activity).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["statusCode"], 200, "{answer}");
+        assert_eq!(answer["type"], "application/vnd.microsoft.card.adaptive");
+        answer["value"].clone()
+    }
+
+    async fn events(&self, action_id: &str) -> Vec<actiongate::evidence::StoredEvent> {
+        self.server
+            .app
+            .evidence
+            .events_for_action(uuid::Uuid::parse_str(action_id).unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+fn has_buttons(card: &serde_json::Value) -> bool {
+    card.get("actions")
+        .is_some_and(|a| !a.as_array().unwrap().is_empty())
+}
+
+#[tokio::test]
+async fn two_teams_users_approve_and_the_agent_gets_its_grant() {
+    let bench = Bench::start().await;
+    let answer = bench.submit(critical_export()).await;
+    assert_eq!(answer["state"], "pending", "{answer}");
+    assert_eq!(answer["approval"]["quorum"], 2, "{answer}");
+    let action_id = answer["action_id"].as_str().unwrap().to_string();
+
+    // The agent long-polls meanwhile.
+    let poll = {
+        let (client, url, key) = (
+            bench.client.clone(),
+            format!("{}/v1/actions/{action_id}", bench.server.url),
+            bench.agent.clone(),
+        );
+        tokio::spawn(async move {
+            let r = client
+                .get(url)
+                .bearer_auth(key)
+                .header("Prefer", "wait=60")
+                .send()
+                .await
+                .unwrap();
+            r.json::<serde_json::Value>().await.unwrap()
+        })
+    };
+
+    let (activity_id, card) = bench.posted_card(&action_id).await;
+    assert_eq!(card["version"], "1.5");
+    assert!(has_buttons(&card));
+    let text = card.to_string();
+    assert!(text.contains("Approvals: 0 of 2"), "{text}");
+    assert!(text.contains("\"id\":\"param.rows\""), "{text}");
+    assert!(bench.fake.sent().iter().all(|s| s.bearer.is_some()));
+
+    // A request the verifier refuses changes nothing.
+    let mut bad = bench.fake.claims("key-1");
+    bad.aud = "another-bot".into();
+    let data = card["actions"][0]["data"].clone();
+    let forged = bench
+        .fake
+        .invoke(DATA_OWNERS, &activity_id, DANA, "approve", {
+            let mut d = data.clone();
+            d["reason"] = "forged".into();
+            d
+        });
+    let (status, _) = bench.send(&bench.fake.token(&bad), &forged).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = bench
+        .send(&bench.fake.token(&bench.fake.claims("key-1")), &{
+            let mut a = forged.clone();
+            a["serviceUrl"] = "https://smba.evil.example.com/".into();
+            a
+        })
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let r = bench
+        .client
+        .post(format!("{}/teams/messages", bench.server.url))
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(!bench
+        .events(&action_id)
+        .await
+        .iter()
+        .any(|e| e.kind == actiongate::evidence::EventKind::Reviewed));
+
+    // Refused clicks answer with a card that says why.
+    let reason = json!({"reason": "numbers check out"});
+    let refused = bench
+        .click(&activity_id, &card, OWNER, "approve", reason.clone())
+        .await;
+    assert!(refused.to_string().contains("owns agent"), "{refused}");
+    assert!(has_buttons(&refused));
+    let refused = bench
+        .click(&activity_id, &card, SAM, "approve", reason.clone())
+        .await;
+    assert!(
+        refused.to_string().contains("is not in any group"),
+        "{refused}"
+    );
+    let refused = bench
+        .click(&activity_id, &card, STRANGER, "approve", reason.clone())
+        .await;
+    assert!(
+        refused
+            .to_string()
+            .contains("not in actiongate's approver directory"),
+        "{refused}"
+    );
+    let refused = bench
+        .click(&activity_id, &card, DANA, "approve", json!({}))
+        .await;
+    assert!(
+        refused.to_string().contains("a reason is required"),
+        "{refused}"
+    );
+
+    // Dana approves: one of two.
+    let after_dana = bench
+        .click(&activity_id, &card, DANA, "approve", reason.clone())
+        .await;
+    let text = after_dana.to_string();
+    assert!(
+        text.contains("Approvals: 1 of 2: Dana (dana@example.com)"),
+        "{text}"
+    );
+    assert!(text.contains("Still needed: 1 more"), "{text}");
+    assert!(text.contains("more approvals are needed"), "{text}");
+    assert!(has_buttons(&after_dana));
+    // Dana again: a duplicate.
+    let again = bench
+        .click(&activity_id, &after_dana, DANA, "approve", reason.clone())
+        .await;
+    assert!(again.to_string().contains("already approved"), "{again}");
+
+    // Erin approves: done.
+    let after_erin = bench
+        .click(&activity_id, &after_dana, ERIN, "approve", reason.clone())
+        .await;
+    let text = after_erin.to_string();
+    assert!(text.contains("Approved: db.export"), "{text}");
+    assert!(text.contains("Approvals: 2 of 2"), "{text}");
+    assert!(!has_buttons(&after_erin), "{text}");
+    assert!(!text.contains("Input.Text"), "{text}");
+
+    // The agent's long-poll returns approved, with a grant.
+    let polled = tokio::time::timeout(Duration::from_secs(30), poll)
+        .await
+        .expect("the long-poll returned")
+        .unwrap();
+    assert_eq!(polled["state"], "approved", "{polled}");
+    assert!(
+        polled["grant"]
+            .as_str()
+            .is_some_and(|g| g.split('.').count() == 3),
+        "{polled}"
+    );
+
+    // Everyone else sees the card updated in place, ending without buttons.
+    bench
+        .fake
+        .wait_for("the final card", |sent| {
+            sent.iter().any(|s| {
+                s.method == "PUT"
+                    && s.activity_id.as_deref() == Some(activity_id.as_str())
+                    && s.body["attachments"][0]["content"]
+                        .to_string()
+                        .contains("Approved: db.export")
+                    && !has_buttons(&s.body["attachments"][0]["content"])
+            })
+        })
+        .await;
+
+    // The evidence names the channel and the notifier.
+    let events = bench.events(&action_id).await;
+    let reviews: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == actiongate::evidence::EventKind::Reviewed)
+        .collect();
+    assert_eq!(reviews.len(), 2);
+    assert!(reviews.iter().all(|e| e.payload["channel"] == "teams"));
+    assert!(events
+        .iter()
+        .any(|e| e.kind == actiongate::evidence::EventKind::Notified
+            && e.payload["notifier"] == "teams"));
+}
+
+#[tokio::test]
+async fn modify_from_teams_and_stale_cards_do_not_count() {
+    let bench = Bench::start().await;
+    let answer = bench.submit(critical_export()).await;
+    let action_id = answer["action_id"].as_str().unwrap().to_string();
+    let (activity_id, card) = bench.posted_card(&action_id).await;
+
+    // Dana lowers the rows; still critical, so the new version needs two.
+    let modified = bench
+        .click(
+            &activity_id,
+            &card,
+            DANA,
+            "modify",
+            json!({"reason": "fewer rows", "param.rows": "200000"}),
+        )
+        .await;
+    let text = modified.to_string();
+    assert!(text.contains("200000"), "{text}");
+    assert!(text.contains("Approvals: 1 of 2"), "{text}");
+    assert!(text.contains("the new version needs approval"), "{text}");
+
+    // Erin clicks the card as first posted: refused, shown the new version.
+    let stale = bench
+        .click(
+            &activity_id,
+            &card,
+            ERIN,
+            "approve",
+            json!({"reason": "ok"}),
+        )
+        .await;
+    assert!(stale.to_string().contains("out of date"), "{stale}");
+    assert!(stale.to_string().contains("200000"), "{stale}");
+    let reviews = bench
+        .events(&action_id)
+        .await
+        .iter()
+        .filter(|e| e.kind == actiongate::evidence::EventKind::Reviewed)
+        .count();
+    assert_eq!(reviews, 1);
+
+    let approved = bench
+        .click(
+            &activity_id,
+            &stale,
+            ERIN,
+            "approve",
+            json!({"reason": "ok"}),
+        )
+        .await;
+    assert!(
+        approved.to_string().contains("Approved: db.export"),
+        "{approved}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_connector_is_evidence_and_blocks_nothing() {
+    let bench = Bench::start().await;
+    // Every Connector call fails for a while: more than all retries.
+    bench
+        .fake
+        .fail_connector(StatusCode::SERVICE_UNAVAILABLE, 1000);
+    let answer = bench.submit(critical_export()).await;
+    assert_eq!(answer["state"], "pending", "{answer}");
+    let action_id = answer["action_id"].as_str().unwrap().to_string();
+
+    let mut failed = None;
+    for _ in 0..200 {
+        failed = bench
+            .events(&action_id)
+            .await
+            .into_iter()
+            .find(|e| e.kind == actiongate::evidence::EventKind::NotifyFailed);
+        if failed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failed = failed.expect("a notify-failed event");
+    assert_eq!(failed.payload["notifier"], "teams");
+    assert!(
+        failed.payload["error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 503"),
+        "{}",
+        failed.payload
+    );
+
+    // Approvals still work, through the API.
+    for email in ["dana@example.com", "erin@example.com"] {
+        let key = bench
+            .server
+            .key(actiongate::store::KeyRole::Approver, email)
+            .await;
+        let r = bench
+            .client
+            .post(format!(
+                "{}/v1/approvals/{action_id}/reviews",
+                bench.server.url
+            ))
+            .bearer_auth(key)
+            .json(&json!({"decision": "approve", "reason": "ok"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+    let r = bench
+        .client
+        .get(format!("{}/v1/actions/{action_id}", bench.server.url))
+        .bearer_auth(&bench.agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["state"],
+        "approved"
+    );
 }

@@ -356,8 +356,22 @@ async fn jwks(State(fake): State<FakeTeams>) -> Json<Value> {
     Json(json!({"keys": keys}))
 }
 
-/// Checks the bearer and the script; `Ok` when the request may proceed.
-fn connector_gate(fake: &FakeTeams, headers: &HeaderMap) -> Result<Option<String>, Response> {
+/// A scripted or auth failure of the fake Connector.
+type Refusal = (StatusCode, Option<&'static str>);
+
+fn refusal((status, retry_after): Refusal) -> Response {
+    let mut response = status.into_response();
+    if let Some(value) = retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Checks the bearer and the script; `Ok` with the bearer when the request
+/// may proceed.
+fn connector_gate(fake: &FakeTeams, headers: &HeaderMap) -> Result<Option<String>, Refusal> {
     let mut inner = fake.inner.lock().unwrap();
     inner.connector_requests += 1;
     let bearer = bearer(headers);
@@ -365,16 +379,10 @@ fn connector_gate(fake: &FakeTeams, headers: &HeaderMap) -> Result<Option<String
         .as_ref()
         .is_some_and(|b| inner.issued_tokens.contains(b))
     {
-        return Err(StatusCode::UNAUTHORIZED.into_response());
+        return Err((StatusCode::UNAUTHORIZED, None));
     }
-    if let Some((status, retry_after)) = inner.connector_script.pop_front() {
-        let mut response = status.into_response();
-        if let Some(value) = retry_after {
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from_static(value));
-        }
-        return Err(response);
+    if let Some(scripted) = inner.connector_script.pop_front() {
+        return Err(scripted);
     }
     Ok(bearer)
 }
@@ -387,7 +395,7 @@ async fn post_activity(
 ) -> Response {
     let bearer = match connector_gate(&fake, &headers) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return refusal(r),
     };
     let mut inner = fake.inner.lock().unwrap();
     inner.next_activity += 1;
@@ -410,7 +418,7 @@ async fn put_activity(
 ) -> Response {
     let bearer = match connector_gate(&fake, &headers) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return refusal(r),
     };
     let mut inner = fake.inner.lock().unwrap();
     inner.sent.push(Sent {

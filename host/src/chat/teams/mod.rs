@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cards;
 pub mod config;
 pub mod connector;
+pub mod invoke;
 pub mod notifier;
 pub mod token;
 

@@ -2,7 +2,10 @@
 //! conversation and updates the cards it posted as the action moves on.
 //! Announces only; never decides, and a failure never blocks other channels.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
 
 use super::cards::{self, CardState, CardView};
 use super::connector::{ConnectorError, Conversation};
@@ -12,16 +15,55 @@ use crate::notify::{
 };
 use crate::store::TeamsActivity;
 
+/// Per action: the time of the newest notification shown, behind a lock
+/// held while its cards are sent.
+type Latest = Arc<tokio::sync::Mutex<Option<DateTime<Utc>>>>;
+
+/// Actions remembered for ordering; older entries are dropped past this.
+const REMEMBERED: usize = 10_000;
+
 pub struct TeamsNotifier {
     teams: Arc<Teams>,
+    latest: Mutex<HashMap<String, Latest>>,
 }
 
 impl TeamsNotifier {
     pub fn new(teams: Arc<Teams>) -> TeamsNotifier {
-        TeamsNotifier { teams }
+        TeamsNotifier {
+            teams,
+            latest: Mutex::new(HashMap::new()),
+        }
     }
 
+    fn latest(&self, action_id: &str) -> Latest {
+        let mut latest = self.latest.lock().expect("not poisoned");
+        if latest.len() >= REMEMBERED && !latest.contains_key(action_id) {
+            // Entries nobody is using; a stale notification for one of
+            // those actions could at worst show an older card again.
+            latest.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        latest.entry(action_id.to_string()).or_default().clone()
+    }
+
+    /// Notifications are sent concurrently (one task each), so a card
+    /// update for an earlier review may arrive after the final one. Per
+    /// action they go out one at a time, and one older than what the cards
+    /// already show is dropped, so a decided card never reverts to pending.
     async fn deliver(&self, n: &Notification) -> Result<Delivered, NotifyError> {
+        let latest = self.latest(&n.action.action_id);
+        let mut shown = latest.lock().await;
+        if shown.is_some_and(|at| at > n.occurred_at) {
+            tracing::debug!(action_id = %n.action.action_id, kind = n.kind.as_str(), "teams: skipping a superseded notification");
+            return Ok(Delivered { attempts: 0 });
+        }
+        let delivered = self.send(n).await;
+        if delivered.is_ok() {
+            *shown = Some(n.occurred_at);
+        }
+        delivered
+    }
+
+    async fn send(&self, n: &Notification) -> Result<Delivered, NotifyError> {
         let gave_up = |attempts: u32, last: String| NotifyError::GaveUp {
             notifier: self.name().into(),
             id: n.id.clone(),
