@@ -870,3 +870,43 @@ async fn a_failing_connector_is_evidence_and_blocks_nothing() {
         "approved"
     );
 }
+
+/// Cards are remembered once per action and conversation, in both stores.
+#[tokio::test]
+async fn posted_cards_are_remembered_in_postgres_and_sqlite() {
+    use actiongate::store::{Store, TeamsActivity};
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("teams.db").display());
+    let postgres = actiongate_tests::server::fresh_database().await;
+    for url in [sqlite, postgres] {
+        let store = Store::connect(&url).await.unwrap();
+        let card = |conversation: &str, activity: &str| TeamsActivity {
+            action_id: "0190c0de-0000-7000-8000-000000000001".into(),
+            conversation_id: conversation.into(),
+            service_url: "https://smba.trafficmanager.net/emea/".into(),
+            activity_id: activity.into(),
+        };
+        assert!(store
+            .insert_teams_activity(&card("19:a", "1:one"))
+            .await
+            .unwrap());
+        assert!(!store
+            .insert_teams_activity(&card("19:a", "1:again"))
+            .await
+            .unwrap());
+        assert!(store
+            .insert_teams_activity(&card("19:b", "1:two"))
+            .await
+            .unwrap());
+        let remembered = store
+            .teams_activities("0190c0de-0000-7000-8000-000000000001")
+            .await
+            .unwrap();
+        assert_eq!(
+            remembered,
+            vec![card("19:a", "1:one"), card("19:b", "1:two")],
+            "{url}"
+        );
+        assert!(store.teams_activities("other").await.unwrap().is_empty());
+    }
+}
