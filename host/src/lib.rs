@@ -10,6 +10,7 @@ pub mod api;
 pub mod approvals;
 pub mod audit;
 pub mod cases;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod directory;

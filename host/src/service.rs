@@ -56,6 +56,18 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             Webhook::new(hook.clone()).with_context(|| format!("webhook {:?}", hook.name))?;
         notifiers.push(Arc::new(webhook));
     }
+    let teams = match &config.teams {
+        Some(teams) => {
+            let teams = Arc::new(
+                crate::chat::teams::Teams::new(teams, store.clone()).context("checking [teams]")?,
+            );
+            notifiers.push(Arc::new(crate::chat::teams::TeamsNotifier::new(
+                teams.clone(),
+            )));
+            Some(teams)
+        }
+        None => None,
+    };
     let gate = Arc::new(Gate {
         store,
         directory,
@@ -71,7 +83,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         gate.clone(),
         Duration::from_millis(config.sweep_interval_ms.max(10)),
     );
-    Ok(Arc::new(AppState { gate, evidence }))
+    Ok(Arc::new(AppState {
+        gate,
+        evidence,
+        teams,
+    }))
 }
 
 fn bind(evaluator: &Evaluator, b: &BindingConfig) -> anyhow::Result<()> {

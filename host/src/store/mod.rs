@@ -6,6 +6,7 @@ mod agents;
 mod postgres;
 mod reviews;
 mod sqlite;
+mod teams;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -23,6 +24,7 @@ pub use agents::{AgentRow, KeyRole};
 pub use postgres::{APPEND_LOCK as PG_APPEND_LOCK, LEADER_LOCK as PG_LEADER_LOCK, PG_MIGRATOR};
 pub use reviews::{ActionGuard, ReviewRow};
 pub use sqlite::SQLITE_MIGRATOR;
+pub use teams::TeamsActivity;
 
 /// Runs `$body` with `$pool` bound to whichever pool the store has. For
 /// queries written once in the SQL both databases speak (`$1` placeholders

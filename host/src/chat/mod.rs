@@ -1,0 +1,4 @@
+//! chat: review channels (Teams, Slack) on top of the approval workflow.
+//! They announce and relay clicks to `gate.review`; they never decide.
+
+pub mod teams;
