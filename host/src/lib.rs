@@ -7,9 +7,10 @@
 
 pub mod action;
 pub mod api;
-pub mod audit;
 pub mod approvals;
+pub mod audit;
 pub mod cases;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod directory;

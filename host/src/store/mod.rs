@@ -4,6 +4,7 @@
 mod actions;
 mod agents;
 mod postgres;
+mod slack;
 mod sqlite;
 
 use std::path::Path;
@@ -20,6 +21,7 @@ use uuid::Uuid;
 pub use actions::{ActionChange, ActionRow, Inserted, ACTION_CHANNEL};
 pub use agents::{AgentRow, KeyRole};
 pub use postgres::PG_MIGRATOR;
+pub use slack::SlackMessageRow;
 pub use sqlite::SQLITE_MIGRATOR;
 
 /// Runs `$body` with `$pool` bound to whichever pool the store has. For
