@@ -48,6 +48,7 @@ pub fn action(id: &str, kind: &str, params: serde_json::Value) -> Action {
     }
 }
 
+pub mod fake_slack;
 pub mod server;
 
 /// The Python the tests drive official client libraries with: the venv
