@@ -315,7 +315,7 @@ async fn web_api(
             let Some(channel) = s("channel") else {
                 return fail("channel_not_found");
             };
-            if let Err(e) = check_message(&args) {
+            if let Some(e) = check_message(&args) {
                 return e;
             }
             if let Some(thread) = s("thread_ts") {
@@ -348,7 +348,7 @@ async fn web_api(
             let (Some(channel), Some(ts)) = (s("channel"), s("ts")) else {
                 return fail("invalid_arguments");
             };
-            if let Err(e) = check_message(&args) {
+            if let Some(e) = check_message(&args) {
                 return e;
             }
             let mut messages = inner.messages.lock().unwrap();
@@ -370,7 +370,7 @@ async fn web_api(
             if s("user").is_none() {
                 return fail("user_not_in_channel");
             }
-            if let Err(e) = check_message(&args) {
+            if let Some(e) = check_message(&args) {
                 return e;
             }
             let n = inner.counter.fetch_add(1, Ordering::SeqCst);
@@ -423,26 +423,27 @@ fn invalid_blocks(problem: String) -> Response {
 }
 
 /// The Block Kit limits Slack enforces on messages (a subset: those our
-/// cards could break).
-fn check_message(args: &Value) -> Result<(), Response> {
+/// cards could break). `Some` is the refusal.
+fn check_message(args: &Value) -> Option<Response> {
     let has_text = args["text"].as_str().is_some_and(|t| !t.is_empty());
     let blocks = &args["blocks"];
     if !has_text && blocks.is_null() {
-        return Err(fail("no_text"));
+        return Some(fail("no_text"));
     }
     if blocks.is_null() {
-        return Ok(());
+        return None;
     }
     let Some(blocks) = blocks.as_array() else {
-        return Err(fail("invalid_blocks_format"));
+        return Some(fail("invalid_blocks_format"));
     };
     if blocks.len() > 50 {
-        return Err(invalid_blocks("more than 50 blocks".into()));
+        return Some(invalid_blocks("more than 50 blocks".into()));
     }
-    for (i, block) in blocks.iter().enumerate() {
-        check_block(block, false).map_err(|p| invalid_blocks(format!("blocks[{i}]: {p}")))?;
-    }
-    Ok(())
+    blocks.iter().enumerate().find_map(|(i, block)| {
+        check_block(block, false)
+            .err()
+            .map(|p| invalid_blocks(format!("blocks[{i}]: {p}")))
+    })
 }
 
 fn check_block(block: &Value, in_modal: bool) -> Result<(), String> {
