@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::directory::DirectoryConfig;
 use crate::evaluate::FailClosed;
 use crate::evidence::EvidenceConfig;
+use crate::notify::webhook::WebhookConfig;
 use crate::sandbox::SandboxConfig;
 
 /// The default configuration: the example file, embedded.
@@ -33,6 +35,30 @@ pub struct Config {
     pub fail_closed: FailClosed,
     /// Which plugin decides which action kinds.
     pub bindings: Vec<BindingConfig>,
+    /// The people who may approve, and their groups.
+    pub directory: DirectoryConfig,
+    /// Where held actions are announced.
+    pub notify: NotifyConfig,
+    /// How often expiries, reminders and escalations are checked.
+    pub sweep_interval_ms: u64,
+}
+
+/// `[notify]`: outgoing announcements.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Standard Webhooks receivers.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl std::fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of logs: names only.
+        let names: Vec<&str> = self.webhooks.iter().map(|w| w.name.as_str()).collect();
+        f.debug_struct("NotifyConfig")
+            .field("webhooks", &names)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -46,6 +72,9 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             fail_closed: FailClosed::default(),
             bindings: Vec::new(),
+            directory: DirectoryConfig::default(),
+            notify: NotifyConfig::default(),
+            sweep_interval_ms: 1000,
         }
     }
 }

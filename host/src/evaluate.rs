@@ -47,20 +47,20 @@ pub struct PluginRef {
 }
 
 /// The host's answer for one action, with everything evidence needs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
     /// The plugin that decided; `None` when no plugin is bound or it would not load.
     pub plugin: Option<PluginRef>,
     pub classification: Classification,
     /// The route the host enforces (the fail-closed one after a failure).
     pub route: Route,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<PluginFailure>,
     pub fuel_used: u64,
     pub duration_us: u64,
     pub limits: Limits,
-    pub wit_version: &'static str,
-    pub host_version: &'static str,
+    pub wit_version: String,
+    pub host_version: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,8 +192,8 @@ impl Evaluator {
                 fuel_used: evaluation.fuel_used,
                 duration_us: evaluation.duration.as_micros() as u64,
                 limits: self.sandbox.limits().clone(),
-                wit_version: WIT_VERSION,
-                host_version: env!("CARGO_PKG_VERSION"),
+                wit_version: WIT_VERSION.into(),
+                host_version: env!("CARGO_PKG_VERSION").into(),
             },
             Err(failure) => {
                 tracing::warn!(action_id = %action.id, plugin = %plugin_ref.sha256, failure = %failure, "plugin failed; failing closed");
@@ -245,8 +245,8 @@ impl Evaluator {
             fuel_used,
             duration_us: duration.as_micros() as u64,
             limits: self.sandbox.limits().clone(),
-            wit_version: WIT_VERSION,
-            host_version: env!("CARGO_PKG_VERSION"),
+            wit_version: WIT_VERSION.into(),
+            host_version: env!("CARGO_PKG_VERSION").into(),
         }
     }
 }

@@ -157,6 +157,10 @@ impl GateError {
 /// Everything a decision needs. Shared by the API, the sweeper and the CLI.
 pub struct Gate {
     pub store: Store,
+    /// Who may approve; built from config.
+    pub directory: Arc<crate::directory::Directory>,
+    /// Everyone told about held actions (webhook, Slack, Teams).
+    pub notifiers: Vec<Arc<dyn crate::notify::Notifier>>,
     pub evidence: EvidenceLog,
     pub evaluator: Arc<Evaluator>,
     pub grants: GrantSigner,
@@ -283,6 +287,12 @@ impl Gate {
         }
         self.metrics.decided(state);
         tracing::info!(action_id = %action.id, agent = %agent.id, kind = %action.kind, state = state.as_str(), risk = verdict.classification.risk.as_str(), "action decided");
+        if state == State::Pending && !self.notifiers.is_empty() {
+            self.announce(
+                self.notification_for(&action.id, crate::notify::NotificationKind::Pending)
+                    .await?,
+            );
+        }
         status_of(&row, true)
     }
 

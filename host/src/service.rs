@@ -9,11 +9,14 @@ use anyhow::Context;
 
 use crate::api::{App, AppState};
 use crate::config::{BindingConfig, Config};
+use crate::directory::Directory;
 use crate::evaluate::{Binding, Evaluator};
 use crate::evidence::EvidenceLog;
 use crate::gate::Gate;
 use crate::grant::GrantSigner;
 use crate::metrics::Metrics;
+use crate::notify::webhook::Webhook;
+use crate::notify::Notifier;
 use crate::sandbox::Sandbox;
 use crate::store::Store;
 use crate::waiters::Waiters;
@@ -45,8 +48,18 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     if let Store::Postgres(pool) = &store {
         waiters.listen_postgres(pool.clone());
     }
+    let directory =
+        Arc::new(Directory::from_config(&config.directory).context("checking [directory]")?);
+    let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
+    for hook in &config.notify.webhooks {
+        let webhook =
+            Webhook::new(hook.clone()).with_context(|| format!("webhook {:?}", hook.name))?;
+        notifiers.push(Arc::new(webhook));
+    }
     let gate = Arc::new(Gate {
         store,
+        directory,
+        notifiers,
         evidence: evidence.clone(),
         evaluator,
         grants: GrantSigner::new(signing_key),
@@ -54,6 +67,10 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         waiters,
         metrics: Metrics::default(),
     });
+    crate::approvals::sweeper::spawn(
+        gate.clone(),
+        Duration::from_millis(config.sweep_interval_ms.max(10)),
+    );
     Ok(Arc::new(AppState { gate, evidence }))
 }
 

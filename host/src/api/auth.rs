@@ -23,7 +23,7 @@ pub struct KeyHolder {
     pub subject: String,
 }
 
-async fn key_holder(parts: &Parts, app: &App) -> Result<KeyHolder, Problem> {
+pub(super) async fn key_holder(parts: &Parts, app: &App) -> Result<KeyHolder, Problem> {
     let value = parts
         .headers
         .get(header::AUTHORIZATION)

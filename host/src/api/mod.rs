@@ -2,6 +2,7 @@
 //! errors to problem+json in one place (`error`). No SQL here.
 
 mod actions;
+mod approvals;
 mod auth;
 mod error;
 mod ops;
@@ -13,6 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use utoipa::OpenApi;
 
+pub use approvals::review_problem;
 pub use error::Problem;
 
 use crate::evidence::EvidenceLog;
@@ -32,7 +34,7 @@ pub type App = Arc<AppState>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "actiongate", description = "Human approval in front of AI agents' privileged actions."),
-    paths(actions::submit, actions::get_action, actions::events, actions::outcome, ops::keys, ops::healthz, ops::readyz),
+    paths(actions::submit, actions::get_action, actions::events, actions::outcome, approvals::list, approvals::review, ops::keys, ops::healthz, ops::readyz),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
@@ -60,6 +62,8 @@ pub fn router(app: App) -> Router {
         .route("/v1/actions/{id}", get(actions::get_action))
         .route("/v1/actions/{id}/events", get(actions::events))
         .route("/v1/actions/{id}/outcome", post(actions::outcome))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{id}/reviews", post(approvals::review))
         .route("/v1/keys", get(ops::keys))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -3,6 +3,7 @@
 //! 1 a check failed (a case, a verification), 2 an error stopped the command.
 
 pub mod agent;
+pub mod approvals;
 pub mod audit;
 pub mod log;
 pub mod plugin;
@@ -49,6 +50,12 @@ pub enum Command {
     /// Agents and their API keys.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
+    /// An API key for a person in the directory, to review through the API or CLI.
+    #[command(subcommand)]
+    Approver(approvals::ApproverCommand),
+    /// Review pending actions through the API with your approver key.
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
     /// An API key for an auditor (reads the evidence log over HTTP).
     #[command(subcommand)]
     Auditor(agent::AuditorCommand),
@@ -86,6 +93,8 @@ pub async fn run(cli: Cli, out: &mut (dyn std::io::Write + Send)) -> u8 {
         Command::Plugin(c) => plugin::run(c, &cli.global, out).await,
         Command::Agent(c) => agent::run(c, &cli.global, out).await,
         Command::Auditor(c) => agent::run_auditor(c, &cli.global, out).await,
+        Command::Approver(c) => approvals::run_approver(c, &cli.global, out).await,
+        Command::Approvals(c) => approvals::run(c, out).await,
         Command::Log(c) => log::run(c, &cli.global, out).await,
         Command::Audit(c) => audit::run(c, &cli.global, out).await,
     }

@@ -4,6 +4,7 @@
 mod actions;
 mod agents;
 mod postgres;
+mod reviews;
 mod slack;
 mod sqlite;
 
@@ -21,6 +22,7 @@ use uuid::Uuid;
 pub use actions::{ActionChange, ActionRow, Inserted, ACTION_CHANNEL};
 pub use agents::{AgentRow, KeyRole};
 pub use postgres::PG_MIGRATOR;
+pub use reviews::{ActionGuard, ReviewRow};
 pub use slack::SlackMessageRow;
 pub use sqlite::SQLITE_MIGRATOR;
 

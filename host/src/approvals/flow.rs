@@ -1,0 +1,489 @@
+//! The approval workflow around the rules: record a review under the
+//! action's lock, commit its evidence, then change state and announce.
+//! Every channel (API, CLI, Slack, Teams) comes through `Gate::review`.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::rules::{self, Decision, Refusal, Request, RequestState, Requester, Review, Tally};
+use crate::action::{Action, Route};
+use crate::directory::ApproverId;
+use crate::evaluate::Verdict;
+use crate::evidence::{Actor, ActorKind, EventKind, NewEvent};
+use crate::gate::{grant_event, status_of, verdict_events, ActionStatus, Gate, GateError, State};
+use crate::notify::{
+    ActionSummary, ApprovalEntry, ApprovalState, Notification, NotificationKind, ReviewEntry,
+};
+use crate::store::{ActionChange, ActionRow, ReviewRow, StoreError};
+
+/// Why a review did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// An approval rule refused it; the message speaks to the reviewer.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Gate(#[from] GateError),
+}
+
+impl From<StoreError> for ReviewError {
+    fn from(e: StoreError) -> Self {
+        ReviewError::Gate(e.into())
+    }
+}
+
+/// What a review led to.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReviewOutcome {
+    pub state: State,
+    /// The action as it stands now, for cards and API answers.
+    pub notification: Notification,
+}
+
+impl Gate {
+    /// Applies one review by `approver` through `channel`. Every approval
+    /// rule is checked under the action's lock; the evidence is committed
+    /// before the state changes.
+    pub async fn review(
+        &self,
+        approver: &ApproverId,
+        action_id: &str,
+        decision: Decision,
+        reason: Option<String>,
+        params: Option<serde_json::Value>,
+        channel: &str,
+    ) -> Result<ReviewOutcome, ReviewError> {
+        let reason = reason
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty());
+        let mut guard = self.store.lock_action(action_id).await?;
+        let row = self
+            .store
+            .action(action_id)
+            .await?
+            .ok_or_else(|| GateError::NotFound(action_id.into()))?;
+        let (action, verdict) = parse_row(&row)?;
+        let request = self.request_of(&row, &action, &verdict).await?;
+        let now = Utc::now();
+        rules::check(
+            &self.directory,
+            &request,
+            approver,
+            decision,
+            reason.as_deref(),
+            now,
+        )?;
+        let person = self
+            .directory
+            .person(approver)
+            .expect("check() found the approver");
+        let action_uuid = uuid_of(&row.id)?;
+        let human = Actor {
+            kind: ActorKind::Human,
+            id: approver.to_string(),
+        };
+
+        let mut events = Vec::new();
+        let mut change = ActionChange::default();
+        let mut reviews = request.reviews.clone();
+        let (final_action, final_verdict, review_digest) = match decision {
+            Decision::Approve | Decision::Deny => {
+                (action.clone(), verdict.clone(), row.digest.clone())
+            }
+            Decision::Modify => {
+                let changes = params.ok_or_else(|| {
+                    GateError::Invalid("params: a modify must say which params change".into())
+                })?;
+                let new_params = rules::apply_modify(
+                    &action.params,
+                    &changes,
+                    &request.route.modifiable_params,
+                )?;
+                let modified = Action {
+                    params: new_params,
+                    ..action.clone()
+                };
+                let evaluator = self.evaluator.clone();
+                let input = modified.clone();
+                let new_verdict = tokio::task::spawn_blocking(move || evaluator.evaluate(&input))
+                    .await
+                    .expect("evaluation never panics");
+                self.metrics.evaluated(&new_verdict);
+                let digest = modified.digest();
+                change.action =
+                    Some(serde_json::to_string(&modified).expect("an action serializes"));
+                change.digest = Some(digest.clone());
+                (modified, new_verdict, digest)
+            }
+        };
+        events.push(event(EventKind::Reviewed, action_uuid, human.clone(), serde_json::json!({
+            "approver": approver,
+            "name": person.name(),
+            "decision": decision,
+            "reason": reason,
+            "channel": channel,
+            "digest": review_digest,
+            "previous_digest": (decision == Decision::Modify).then_some(&row.digest),
+            "changes": (decision == Decision::Modify).then_some(&change.action).map(|_| &final_action.params),
+        })));
+        if decision == Decision::Modify {
+            events.extend(verdict_events(action_uuid, &final_action, &final_verdict));
+        }
+        reviews.push(Review {
+            approver: approver.clone(),
+            decision,
+            reason: reason.clone(),
+            digest: review_digest.clone(),
+            at: now,
+        });
+
+        // The route that governs now: the modified action's, after a modify.
+        let state = match &final_verdict.route {
+            Route::Deny { reason: why } => {
+                events.push(event(
+                    EventKind::Denied,
+                    action_uuid,
+                    Actor::system("policy"),
+                    serde_json::json!({
+                        "reason": why, "after": "modify",
+                    }),
+                ));
+                State::Denied
+            }
+            route => {
+                let mut governing = Request {
+                    digest: review_digest.clone(),
+                    reviews,
+                    ..request.clone()
+                };
+                if let Route::RequireApproval(a) = route {
+                    governing.route = a.clone();
+                }
+                let tally = match route {
+                    // The policy allows the modified action: the modifier's
+                    // review is the approval.
+                    Route::Allow => Tally::Approved {
+                        approvers: vec![approver.clone()],
+                    },
+                    _ => rules::tally(&governing),
+                };
+                match tally {
+                    Tally::Pending { .. } => State::Pending,
+                    Tally::Denied { by, reason } => {
+                        events.push(event(
+                            EventKind::Denied,
+                            action_uuid,
+                            Actor {
+                                kind: ActorKind::Human,
+                                id: by.to_string(),
+                            },
+                            serde_json::json!({
+                                "by": by, "reason": reason,
+                            }),
+                        ));
+                        let mut v =
+                            serde_json::to_value(&final_verdict).expect("a verdict serializes");
+                        v["denied_reason"] = serde_json::json!(format!(
+                            "denied by {by}{}",
+                            reason.map(|r| format!(": {r}")).unwrap_or_default()
+                        ));
+                        change.verdict = Some(v.to_string());
+                        State::Denied
+                    }
+                    Tally::Approved { approvers } => {
+                        let emails: Vec<String> =
+                            approvers.iter().map(ToString::to_string).collect();
+                        events.push(event(
+                            EventKind::Approved,
+                            action_uuid,
+                            Actor::system("approvals"),
+                            serde_json::json!({
+                                "approvers": emails, "digest": review_digest,
+                            }),
+                        ));
+                        let (token, claims) =
+                            self.issue_grant(&final_action, &final_verdict, emails, now);
+                        events.push(grant_event(action_uuid, &claims));
+                        self.store
+                            .insert_grant(
+                                &claims.jti,
+                                &row.id,
+                                DateTime::from_timestamp(claims.exp, 0).unwrap_or(now),
+                            )
+                            .await?;
+                        change.grant_token = Some(token);
+                        State::Approved
+                    }
+                }
+            }
+        };
+        if decision == Decision::Modify && change.verdict.is_none() {
+            change.verdict =
+                Some(serde_json::to_string(&final_verdict).expect("a verdict serializes"));
+            if let Route::RequireApproval(a) = &final_verdict.route {
+                change.expires_at = Some(now + chrono::Duration::seconds(a.ttl_seconds.into()));
+            }
+        }
+
+        // Evidence first; then the review and the state, under the lock.
+        self.evidence
+            .append_all(events)
+            .await
+            .map_err(GateError::from)?;
+        self.store
+            .insert_review(&ReviewRow {
+                action_id: row.id.clone(),
+                approver: approver.to_string(),
+                decision: decision.as_str().into(),
+                reason: reason.clone(),
+                digest: review_digest,
+                channel: channel.into(),
+                at: now,
+            })
+            .await?;
+        if !guard.transition("pending", state.as_str(), &change).await? {
+            return Err(GateError::WrongState {
+                state: "no longer pending",
+                what: "the review was not applied",
+            }
+            .into());
+        }
+        guard.commit().await?;
+        self.metrics.decided(state);
+        tracing::info!(action_id = %row.id, approver = %approver, decision = decision.as_str(), channel, state = state.as_str(), "review recorded");
+        self.changed(&row.id).await;
+
+        let review = ReviewEntry {
+            approver: approver.to_string(),
+            name: person.name().to_string(),
+            decision: decision.as_str().into(),
+            reason,
+            at: now,
+        };
+        let kind = match state {
+            State::Approved => NotificationKind::Approved,
+            State::Denied => NotificationKind::Denied,
+            _ => NotificationKind::Reviewed,
+        };
+        let mut notification = self.notification_for(&row.id, kind).await?;
+        notification.review = Some(review);
+        self.announce(notification.clone());
+        Ok(ReviewOutcome {
+            state,
+            notification,
+        })
+    }
+
+    /// The rules' view of a stored action and its reviews.
+    pub(crate) async fn request_of(
+        &self,
+        row: &ActionRow,
+        action: &Action,
+        verdict: &Verdict,
+    ) -> Result<Request, GateError> {
+        let route = match &verdict.route {
+            Route::RequireApproval(a) => a.clone(),
+            _ => crate::action::ApprovalRoute {
+                groups: vec![],
+                quorum: 1,
+                ttl_seconds: 1,
+                modifiable_params: vec![],
+                escalate_to: vec![],
+            },
+        };
+        let requester = Requester::from_action(action).ok_or_else(|| {
+            GateError::Store(StoreError::Corrupt(format!(
+                "action {} has no owner",
+                row.id
+            )))
+        })?;
+        let state = match State::parse(&row.state)? {
+            State::Pending => RequestState::Pending,
+            State::Approved | State::Allowed | State::Executed => RequestState::Approved,
+            State::Denied => RequestState::Denied,
+            State::Expired => RequestState::Expired,
+        };
+        let reviews = self
+            .store
+            .reviews(&row.id)
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                // People removed from the directory lose their approvals.
+                let approver = self.directory.person_by_email(&r.approver)?.id().clone();
+                let decision = match r.decision.as_str() {
+                    "approve" => Decision::Approve,
+                    "deny" => Decision::Deny,
+                    _ => Decision::Modify,
+                };
+                Some(Review {
+                    approver,
+                    decision,
+                    reason: r.reason,
+                    digest: r.digest,
+                    at: r.at,
+                })
+            })
+            .collect();
+        Ok(Request {
+            action_id: row.id.clone(),
+            digest: row.digest.clone(),
+            route,
+            risk: verdict.classification.risk,
+            requester,
+            state,
+            expires_at: row.expires_at.unwrap_or(row.created_at),
+            escalated: self.store.is_escalated(&row.id).await?,
+            reviews,
+        })
+    }
+
+    /// The action as a card shows it now.
+    pub async fn notification_for(
+        &self,
+        action_id: &str,
+        kind: NotificationKind,
+    ) -> Result<Notification, GateError> {
+        let row = self
+            .store
+            .action(action_id)
+            .await?
+            .ok_or_else(|| GateError::NotFound(action_id.into()))?;
+        let (action, verdict) = parse_row(&row)?;
+        let request = self.request_of(&row, &action, &verdict).await?;
+        let approvers = match rules::tally(&request) {
+            Tally::Pending { approvers, .. } | Tally::Approved { approvers } => approvers,
+            Tally::Denied { .. } => Vec::new(),
+        };
+        let approvals = approvers
+            .iter()
+            .filter_map(|id| {
+                let person = self.directory.person(id)?;
+                let at = request
+                    .reviews
+                    .iter()
+                    .find(|r| &r.approver == id && r.digest == request.digest)?
+                    .at;
+                Some(ApprovalEntry {
+                    approver: id.to_string(),
+                    name: person.name().to_string(),
+                    at,
+                })
+            })
+            .collect();
+        Ok(Notification {
+            id: Uuid::now_v7().to_string(),
+            kind,
+            action: ActionSummary::from_action(&action, &verdict.classification),
+            approval: ApprovalState {
+                groups: request.route.groups.clone(),
+                quorum: request.quorum(),
+                approvals,
+                expires_at: request.expires_at,
+                escalate_to: request.route.escalate_to.clone(),
+            },
+            review: None,
+            occurred_at: Utc::now(),
+        })
+    }
+
+    /// Pending actions `approver` may review now.
+    pub async fn pending_for(&self, approver: &ApproverId) -> Result<Vec<ActionStatus>, GateError> {
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for row in self.store.pending_actions(500).await? {
+            let (action, verdict) = parse_row(&row)?;
+            let request = self.request_of(&row, &action, &verdict).await?;
+            // Deny with a reason passes every gate an approve does except
+            // the duplicate check: the list shows what this person may act on.
+            if rules::check(
+                &self.directory,
+                &request,
+                approver,
+                Decision::Deny,
+                Some("-"),
+                now,
+            )
+            .is_ok()
+            {
+                out.push(status_of(&row, false)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends `notification` to every notifier, off the request path. A
+    /// failure is evidence (`notify-failed`); it never blocks a decision.
+    pub fn announce(&self, notification: Notification) {
+        let notification = Arc::new(notification);
+        for notifier in &self.notifiers {
+            let (notifier, notification, evidence) = (
+                notifier.clone(),
+                notification.clone(),
+                self.evidence.clone(),
+            );
+            tokio::spawn(async move {
+                let action_id = Uuid::parse_str(&notification.action.action_id).ok();
+                let (kind, payload) = match notifier.notify(&notification).await {
+                    Ok(delivered) => (
+                        EventKind::Notified,
+                        serde_json::json!({
+                            "notifier": notifier.name(), "notification": notification.id,
+                            "kind": notification.kind, "attempts": delivered.attempts,
+                        }),
+                    ),
+                    Err(e) => {
+                        tracing::warn!(notifier = notifier.name(), action_id = %notification.action.action_id, error = %e, "notification failed");
+                        (
+                            EventKind::NotifyFailed,
+                            serde_json::json!({
+                                "notifier": notifier.name(), "notification": notification.id,
+                                "kind": notification.kind, "error": e.to_string(),
+                            }),
+                        )
+                    }
+                };
+                let recorded = evidence
+                    .append(NewEvent {
+                        kind,
+                        action_id,
+                        actor: Actor::system(notifier.name().to_string()),
+                        payload,
+                    })
+                    .await;
+                if let Err(e) = recorded {
+                    tracing::error!(error = %e, "could not record a notification outcome");
+                }
+            });
+        }
+    }
+}
+
+pub(crate) fn parse_row(row: &ActionRow) -> Result<(Action, Verdict), GateError> {
+    let corrupt = |what: &str, e: serde_json::Error| {
+        GateError::Store(StoreError::Corrupt(format!(
+            "action {} {what}: {e}",
+            row.id
+        )))
+    };
+    let action: Action = serde_json::from_str(&row.action).map_err(|e| corrupt("action", e))?;
+    let verdict: Verdict = serde_json::from_str(&row.verdict).map_err(|e| corrupt("verdict", e))?;
+    Ok((action, verdict))
+}
+
+pub(crate) fn uuid_of(id: &str) -> Result<Uuid, GateError> {
+    Uuid::parse_str(id)
+        .map_err(|e| GateError::Store(StoreError::Corrupt(format!("action id {id}: {e}"))))
+}
+
+fn event(kind: EventKind, action_id: Uuid, actor: Actor, payload: serde_json::Value) -> NewEvent {
+    NewEvent {
+        kind,
+        action_id: Some(action_id),
+        actor,
+        payload,
+    }
+}

@@ -1,0 +1,495 @@
+//! The approval workflow over real HTTP on loopback against Postgres: the
+//! lifecycle for each example plugin, self-approval, duplicates, modify,
+//! expiry across a restart, two replicas, and races.
+
+use std::time::Duration;
+
+use actiongate::evidence::EventKind;
+use actiongate::store::KeyRole;
+use actiongate_tests::server::TestServer;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+struct Caller {
+    key: String,
+    base: String,
+    client: Client,
+}
+
+impl Caller {
+    fn new(server: &TestServer, key: String) -> Caller {
+        Caller {
+            key,
+            base: server.url.clone(),
+            client: Client::new(),
+        }
+    }
+
+    async fn agent(server: &TestServer, name: &str, owner: &str) -> Caller {
+        Caller::new(server, server.agent(name, owner).await)
+    }
+
+    async fn approver(server: &TestServer, email: &str) -> Caller {
+        Caller::new(server, server.key(KeyRole::Approver, email).await)
+    }
+
+    async fn submit(&self, body: Value) -> Value {
+        let r = self
+            .client
+            .post(format!("{}/v1/actions", self.base))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
+    async fn review(&self, id: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(format!("{}/v1/approvals/{id}/reviews", self.base))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap())
+    }
+
+    async fn approve(&self, id: &str, reason: &str) -> (StatusCode, Value) {
+        self.review(id, json!({"decision": "approve", "reason": reason}))
+            .await
+    }
+
+    async fn wait(&self, id: &str, seconds: u64) -> Value {
+        let r = self
+            .client
+            .get(format!("{}/v1/actions/{id}", self.base))
+            .bearer_auth(&self.key)
+            .header("Prefer", format!("wait={seconds}"))
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
+    async fn pending(&self) -> Vec<Value> {
+        let r = self
+            .client
+            .get(format!("{}/v1/approvals?state=pending", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap().as_array().unwrap().clone()
+    }
+}
+
+fn id(answer: &Value) -> String {
+    answer["action_id"].as_str().unwrap().to_string()
+}
+
+async fn kinds(server: &TestServer, action_id: &str) -> Vec<EventKind> {
+    let events = server
+        .app
+        .evidence
+        .events_for_action(uuid::Uuid::parse_str(action_id).unwrap())
+        .await
+        .unwrap();
+    events.iter().map(|e| e.kind).collect()
+}
+
+#[tokio::test]
+async fn full_lifecycle_for_each_example_plugin() {
+    let server = TestServer::start().await;
+    let agent = Caller::agent(&server, "ops-agent", "owner@example.com").await;
+    let [dana, erin, sam, olly] =
+        ["dana", "erin", "sam", "olly"].map(|n| format!("{n}@example.com"));
+    let (dana, erin, sam, olly) = (
+        Caller::approver(&server, &dana).await,
+        Caller::approver(&server, &erin).await,
+        Caller::approver(&server, &sam).await,
+        Caller::approver(&server, &olly).await,
+    );
+    // (action, approvers in order, quorum)
+    let cases: Vec<(Value, Vec<&Caller>)> = vec![
+        (
+            json!({"kind": "db.export", "resource": "pg://prod/w", "params": {"rows": 250000, "tables": ["customers"], "destination": "s3://corp-analytics/x"}}),
+            vec![&dana, &erin],
+        ),
+        (
+            json!({"kind": "iam.grant", "resource": "gcp://p", "params": {"principal": "x@example.com", "role": "roles/owner"}}),
+            vec![&sam, &erin],
+        ),
+        (
+            json!({"kind": "ops.deploy", "resource": "k8s://prod-eu/web", "params": {"version": "2"}}),
+            vec![&olly],
+        ),
+        (
+            json!({"kind": "crm.merge", "resource": "crm://acme", "params": {}}),
+            vec![&dana],
+        ),
+    ];
+    for (body, approvers) in cases {
+        let answer = agent.submit(body.clone()).await;
+        assert_eq!(answer["state"], "pending", "{answer}");
+        let action = id(&answer);
+        let quorum = answer["approval"]["quorum"].as_u64().unwrap() as usize;
+        // prod-ops may need 2 outside the change window; give it a second approver then.
+        let mut approvers = approvers;
+        if approvers.len() < quorum {
+            approvers.push(&sam);
+        }
+        for (i, approver) in approvers.iter().enumerate() {
+            assert!(
+                approver
+                    .pending()
+                    .await
+                    .iter()
+                    .any(|p| p["action_id"] == action.as_str()),
+                "listed for the approver"
+            );
+            let (status, result) = approver.approve(&action, "checked the ticket").await;
+            assert_eq!(status, StatusCode::OK, "{body}: {result}");
+            let want = if i + 1 == quorum {
+                "approved"
+            } else {
+                "pending"
+            };
+            assert_eq!(result["state"], want, "{result}");
+        }
+        let done = agent.wait(&action, 5).await;
+        assert_eq!(done["state"], "approved", "{done}");
+        let grant = done["grant"]
+            .as_str()
+            .expect("the approved action carries a grant");
+        let outcome = agent
+            .client
+            .post(format!("{}/v1/actions/{action}/outcome", server.url))
+            .bearer_auth(&agent.key)
+            .json(&json!({"grant": grant, "status": "succeeded", "summary": "done"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(outcome.status(), StatusCode::OK);
+        let k = kinds(&server, &action).await;
+        assert_eq!(
+            k.iter().filter(|k| **k == EventKind::Reviewed).count(),
+            quorum
+        );
+        let tail = &k[k.len() - 3..];
+        assert_eq!(
+            tail,
+            [EventKind::Approved, EventKind::Granted, EventKind::Executed],
+            "{k:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn self_approval_is_refused_for_owner_and_admin() {
+    let server = TestServer::start().await;
+    // Erin owns this agent and is a data owner; the demo owner is an admin.
+    let erins_agent = Caller::agent(&server, "erins-agent", "erin@example.com").await;
+    let erin = Caller::approver(&server, "erin@example.com").await;
+    let answer = erins_agent.submit(json!({"kind": "db.export", "resource": "r", "params": {"rows": 50000, "tables": ["orders"], "destination": "s3://corp-analytics/x"}})).await;
+    assert!(
+        erin.pending()
+            .await
+            .iter()
+            .all(|p| p["action_id"] != answer["action_id"]),
+        "not listed for the owner"
+    );
+    let (status, problem) = erin.approve(&id(&answer), "mine, looks fine").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        problem["type"], "urn:actiongate:problem:self-approval-owner",
+        "{problem}"
+    );
+
+    let admins_agent = Caller::agent(&server, "demo-agent", "demo-owner@example.com").await;
+    let admin = Caller::approver(&server, "demo-owner@example.com").await;
+    let answer = admins_agent
+        .submit(json!({"kind": "crm.merge", "resource": "crm://x", "params": {}}))
+        .await;
+    let (status, problem) = admin.approve(&id(&answer), "I am an admin").await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "admins are not exempt: {problem}"
+    );
+    assert_eq!(
+        problem["type"],
+        "urn:actiongate:problem:self-approval-owner"
+    );
+
+    // On behalf of Dana: Dana may not approve it either.
+    let answer = erins_agent.submit(json!({"kind": "crm.merge", "resource": "crm://x", "params": {}, "on_behalf_of": "dana@example.com"})).await;
+    let dana = Caller::approver(&server, "dana@example.com").await;
+    let (status, problem) = dana.approve(&id(&answer), "ok").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        problem["type"],
+        "urn:actiongate:problem:self-approval-on-behalf-of"
+    );
+
+    // Not in the routed group (on-call is not data-owners).
+    let answer = erins_agent.submit(json!({"kind": "db.export", "resource": "r", "params": {"rows": 50000, "tables": ["orders"], "destination": "s3://corp-analytics/x"}})).await;
+    let olly = Caller::approver(&server, "olly@example.com").await;
+    let (status, problem) = olly.approve(&id(&answer), "sure").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(problem["type"], "urn:actiongate:problem:not-in-group");
+
+    // An agent key cannot review at all.
+    let (status, _) = erins_agent.approve(&id(&answer), "self").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Nothing was recorded by any of the refusals.
+    assert_eq!(
+        kinds(&server, &id(&answer)).await,
+        [EventKind::Submitted, EventKind::Evaluated]
+    );
+}
+
+#[tokio::test]
+async fn a_second_approval_by_the_same_person_changes_nothing_and_reasons_are_required() {
+    let server = TestServer::start().await;
+    let agent = Caller::agent(&server, "iam-bot", "owner@example.com").await;
+    let erin = Caller::approver(&server, "erin@example.com").await;
+    // Erin is in security and data-owners; the grant needs two from security.
+    let answer = agent.submit(json!({"kind": "iam.grant", "resource": "gcp://p", "params": {"principal": "x@y", "role": "roles/owner"}})).await;
+    let action = id(&answer);
+    let (status, problem) = erin.review(&action, json!({"decision": "approve"})).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "critical risk needs a reason: {problem}"
+    );
+    assert_eq!(
+        erin.approve(&action, "ticket SEC-1").await.0,
+        StatusCode::OK
+    );
+    let (status, problem) = erin.approve(&action, "again").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(problem["type"], "urn:actiongate:problem:duplicate");
+    assert_eq!(
+        agent.wait(&action, 0).await["state"],
+        "pending",
+        "one person counts once"
+    );
+    let (status, problem) = erin.review(&action, json!({"decision": "deny"})).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a deny needs a reason: {problem}"
+    );
+}
+
+#[tokio::test]
+async fn modify_re_evaluates_voids_old_approvals_and_can_raise_the_quorum() {
+    let server = TestServer::start().await;
+    let agent = Caller::agent(&server, "etl", "owner@example.com").await;
+    let dana = Caller::approver(&server, "dana@example.com").await;
+    let erin = Caller::approver(&server, "erin@example.com").await;
+    let answer = agent.submit(json!({"kind": "db.export", "resource": "r", "params": {"rows": 50000, "tables": ["orders"], "destination": "s3://corp-analytics/x"}})).await;
+    let action = id(&answer);
+    assert_eq!(answer["approval"]["quorum"], 1);
+    let old_digest = answer["digest"].as_str().unwrap().to_string();
+
+    // Only modifiable params may change.
+    let (status, problem) = dana
+        .review(
+            &action,
+            json!({"decision": "modify", "reason": "r", "params": {"format": "csv"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+
+    // Adding a PII table makes it critical: two data owners now.
+    let (status, result) = dana
+        .review(&action, json!({"decision": "modify", "reason": "they need customers too", "params": {"rows": 250000, "tables": ["orders", "customers"]}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["state"], "pending");
+    assert_eq!(result["quorum"], 2, "the new route applies");
+    assert_eq!(
+        result["approvals"], 1,
+        "the modify is Dana's approval of the new version"
+    );
+    assert_ne!(result["digest"], old_digest.as_str());
+    let (status, problem) = dana.approve(&action, "again").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+
+    let (status, result) = erin.approve(&action, "ok with customers").await;
+    assert_eq!(
+        (status, result["state"].as_str()),
+        (StatusCode::OK, Some("approved"))
+    );
+    let done = agent.wait(&action, 5).await;
+    assert_eq!(
+        done["digest"], result["digest"],
+        "the grant is for the modified action"
+    );
+    let k = kinds(&server, &action).await;
+    assert_eq!(
+        k.iter().filter(|k| **k == EventKind::Evaluated).count(),
+        2,
+        "re-evaluated: {k:?}"
+    );
+
+    // A modify the policy then allows is approved by the modifier alone.
+    let answer = agent.submit(json!({"kind": "db.export", "resource": "r", "params": {"rows": 50000, "tables": ["orders"], "destination": "s3://corp-analytics/x"}})).await;
+    let (_, result) = dana
+        .review(
+            &id(&answer),
+            json!({"decision": "modify", "reason": "500 rows is plenty", "params": {"rows": 500}}),
+        )
+        .await;
+    assert_eq!(result["state"], "approved", "{result}");
+}
+
+#[tokio::test]
+async fn any_deny_ends_it() {
+    let server = TestServer::start().await;
+    let agent = Caller::agent(&server, "etl", "owner@example.com").await;
+    let dana = Caller::approver(&server, "dana@example.com").await;
+    let erin = Caller::approver(&server, "erin@example.com").await;
+    let answer = agent.submit(json!({"kind": "db.export", "resource": "r", "params": {"rows": 250000, "tables": ["customers"], "destination": "s3://corp-analytics/x"}})).await;
+    let action = id(&answer);
+    assert_eq!(dana.approve(&action, "fine").await.0, StatusCode::OK);
+    let (status, result) = erin
+        .review(
+            &action,
+            json!({"decision": "deny", "reason": "no legal basis"}),
+        )
+        .await;
+    assert_eq!(
+        (status, result["state"].as_str()),
+        (StatusCode::OK, Some("denied"))
+    );
+    let done = agent.wait(&action, 1).await;
+    assert_eq!(done["state"], "denied");
+    assert!(
+        done["reason"].as_str().unwrap().contains("no legal basis"),
+        "{done}"
+    );
+    assert!(done["grant"].is_null());
+}
+
+/// A panicking plugin fails closed to a break-glass group with a 2 s TTL.
+fn break_glass(config: &mut actiongate::config::Config) {
+    let wasm = actiongate_tests::component("hostile_panic");
+    let path = std::env::temp_dir().join(format!("panic-{}.wasm", uuid::Uuid::now_v7()));
+    std::fs::write(&path, &wasm).unwrap();
+    config.bindings.push(actiongate::config::BindingConfig {
+        kind: "danger.*".into(),
+        plugin: None,
+        path: Some(path),
+        sha256: Some(actiongate::sandbox::sha256_hex(&wasm)),
+        shadow: None,
+    });
+    config.fail_closed = actiongate::evaluate::FailClosed::BreakGlass {
+        group: "on-call".into(),
+        quorum: 1,
+        ttl_seconds: 2,
+    };
+    config.sweep_interval_ms = 100;
+}
+
+#[tokio::test]
+async fn expiry_survives_a_restart_and_fails_closed() {
+    let first = TestServer::start_with(break_glass).await;
+    let agent = Caller::agent(&first, "bot", "owner@example.com").await;
+    let answer = agent
+        .submit(json!({"kind": "danger.drop", "resource": "db://prod", "params": {}}))
+        .await;
+    assert_eq!(answer["state"], "pending", "{answer}");
+    let action = id(&answer);
+    let (database_url, config) = (first.database_url.clone(), first.config.clone());
+    drop(first); // the host goes away before the TTL
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let second = TestServer::start_config(config, tempfile::tempdir().unwrap()).await;
+    assert_eq!(second.database_url, database_url);
+    let agent = Caller::new(&second, agent.key);
+    let done = agent.wait(&action, 5).await;
+    assert_eq!(done["state"], "expired", "{done}");
+    assert!(done["grant"].is_null());
+    let k = kinds(&second, &action).await;
+    assert_eq!(
+        k.iter().filter(|k| **k == EventKind::Expired).count(),
+        1,
+        "{k:?}"
+    );
+    let olly = Caller::approver(&second, "olly@example.com").await;
+    let (status, problem) = olly.approve(&action, "too late").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+}
+
+#[tokio::test]
+async fn an_approval_through_one_replica_wakes_a_long_poll_on_another() {
+    let a = TestServer::start().await;
+    let b = TestServer::start_config(a.config.clone(), tempfile::tempdir().unwrap()).await;
+    // Replicas share the grant key in production; here B has its own, which
+    // only matters for verifying the grant, not for waking.
+    let agent_a = Caller::agent(&a, "etl", "owner@example.com").await;
+    let dana_b = Caller::approver(&b, "dana@example.com").await;
+    let answer = agent_a.submit(json!({"kind": "db.export", "resource": "r", "params": {"rows": 50000, "tables": ["orders"], "destination": "s3://corp-analytics/x"}})).await;
+    let action = id(&answer);
+
+    let waiter = tokio::spawn({
+        let action = action.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let status = agent_a.wait(&action, 30).await;
+            (status, started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(dana_b.approve(&action, "fine").await.0, StatusCode::OK);
+    let (status, waited) = waiter.await.unwrap();
+    assert_eq!(status["state"], "approved");
+    assert!(
+        waited < Duration::from_secs(10),
+        "woken by NOTIFY, not by the 30 s timeout: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn racing_reviews_decide_once() {
+    let server = TestServer::start().await;
+    let agent = Caller::agent(&server, "bot", "owner@example.com").await;
+    let dana = Caller::approver(&server, "dana@example.com").await;
+    let olly = Caller::approver(&server, "olly@example.com").await;
+    for round in 0..15 {
+        // Quorum 1 from default-approvers: both approvals would complete it.
+        let answer = agent
+            .submit(
+                json!({"kind": "crm.merge", "resource": format!("crm://{round}"), "params": {}}),
+            )
+            .await;
+        let action = id(&answer);
+        let deny = round % 3 == 0;
+        let second = if deny {
+            json!({"decision": "deny", "reason": "no"})
+        } else {
+            json!({"decision": "approve"})
+        };
+        let (first, other) = tokio::join!(
+            dana.review(&action, json!({"decision": "approve"})),
+            olly.review(&action, second)
+        );
+        let oks = [first.0, other.0]
+            .iter()
+            .filter(|s| **s == StatusCode::OK)
+            .count();
+        assert_eq!(oks, 1, "exactly one review decides: {first:?} {other:?}");
+        let k = kinds(&server, &action).await;
+        let finals = k
+            .iter()
+            .filter(|k| matches!(k, EventKind::Approved | EventKind::Denied))
+            .count();
+        assert_eq!(finals, 1, "one final state: {k:?}");
+        assert!(k.iter().filter(|k| **k == EventKind::Granted).count() <= 1);
+    }
+}
