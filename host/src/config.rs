@@ -41,6 +41,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// How often expiries, reminders and escalations are checked.
     pub sweep_interval_ms: u64,
+    /// Approvals in Slack (`[slack]`); off when absent.
+    pub slack: Option<crate::chat::slack::SlackConfig>,
 }
 
 /// `[notify]`: outgoing announcements.
@@ -75,6 +77,7 @@ impl Default for Config {
             directory: DirectoryConfig::default(),
             notify: NotifyConfig::default(),
             sweep_interval_ms: 1000,
+            slack: None,
         }
     }
 }

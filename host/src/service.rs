@@ -56,6 +56,15 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             Webhook::new(hook.clone()).with_context(|| format!("webhook {:?}", hook.name))?;
         notifiers.push(Arc::new(webhook));
     }
+    let slack = config
+        .slack
+        .as_ref()
+        .map(|c| crate::chat::slack::Slack::new(c, store.clone()))
+        .transpose()
+        .context("checking [slack]")?;
+    if let Some(slack) = &slack {
+        notifiers.push(slack.notifier());
+    }
     let gate = Arc::new(Gate {
         store,
         directory,
@@ -71,7 +80,12 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         gate.clone(),
         Duration::from_millis(config.sweep_interval_ms.max(10)),
     );
-    Ok(Arc::new(AppState { gate, evidence }))
+    let slack = slack.map(|s| Arc::new(s.start(gate.clone())));
+    Ok(Arc::new(AppState {
+        gate,
+        evidence,
+        slack,
+    }))
 }
 
 fn bind(evaluator: &Evaluator, b: &BindingConfig) -> anyhow::Result<()> {

@@ -27,6 +27,8 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 pub struct AppState {
     pub gate: Arc<Gate>,
     pub evidence: EvidenceLog,
+    /// Slack reviews, when `[slack]` is configured.
+    pub slack: Option<Arc<crate::chat::slack::SlackApp>>,
 }
 
 pub type App = Arc<AppState>;
@@ -57,6 +59,7 @@ pub fn router(app: App) -> Router {
     let log_routes = crate::evidence::router(app.evidence.clone()).layer(
         axum::middleware::from_fn_with_state(app.clone(), auth::require_auditor),
     );
+    let slack_routes = crate::chat::slack::routes(app.slack.as_deref());
     Router::new()
         .route("/v1/actions", post(actions::submit))
         .route("/v1/actions/{id}", get(actions::get_action))
@@ -71,6 +74,7 @@ pub fn router(app: App) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .with_state(app)
         .merge(log_routes)
+        .merge(slack_routes)
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())

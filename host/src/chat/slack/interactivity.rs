@@ -21,9 +21,10 @@ use super::identity::Identities;
 use super::verify;
 use crate::action::{Risk, Route};
 use crate::api::Problem;
+use crate::approvals::ReviewError;
 use crate::approvals::{Decision, Refusal};
 use crate::directory::ApproverId;
-use crate::gate::{Gate, GateError, ReviewError};
+use crate::gate::{Gate, GateError};
 use crate::notify::{Notification, NotificationKind};
 
 /// The channel name reviews are recorded under.
@@ -144,7 +145,9 @@ impl SlackReviews {
         if needs_modal {
             let modifiable = match decision {
                 Decision::Modify => match self.modifiable(&value.action_id).await {
-                    Ok(m) if m.is_empty() => return reply(Refusal::NothingModifiable.to_string()).await,
+                    Ok(m) if m.is_empty() => {
+                        return reply(Refusal::NothingModifiable.to_string()).await
+                    }
                     Ok(m) => m,
                     Err(e) => return reply(self.gate_failure(&e)).await,
                 },
@@ -156,7 +159,8 @@ impl SlackReviews {
                 decision,
                 channel: channel.clone(),
             };
-            let view = blocks::review_modal(&current, &meta, &modifiable, &self.settings.redact_params);
+            let view =
+                blocks::review_modal(&current, &meta, &modifiable, &self.settings.redact_params);
             let trigger = payload["trigger_id"].as_str().unwrap_or_default();
             if let Err(e) = self
                 .client
@@ -164,7 +168,8 @@ impl SlackReviews {
                 .await
             {
                 tracing::warn!(error = %e, action_id = %value.action_id, "views.open failed");
-                return reply("Slack could not open the review form in time; click again.".into()).await;
+                return reply("Slack could not open the review form in time; click again.".into())
+                    .await;
             }
             return;
         }
@@ -195,7 +200,10 @@ impl SlackReviews {
         else {
             return reason_error("This form is not from actiongate.".into());
         };
-        let user = payload["user"]["id"].as_str().unwrap_or_default().to_string();
+        let user = payload["user"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let Some(approver) = self.approver(&user).await else {
             return reason_error(format!("Your Slack account (<@{user}>) is not linked to anyone in the actiongate directory; nothing was recorded."));
         };
@@ -298,10 +306,12 @@ impl SlackReviews {
             .ok_or_else(|| GateError::NotFound(action_id.into()))?;
         let verdict: Value = serde_json::from_str(&row.verdict)
             .map_err(|e| GateError::Invalid(format!("stored verdict: {e}")))?;
-        Ok(match serde_json::from_value::<Route>(verdict["route"].clone()) {
-            Ok(Route::RequireApproval(route)) => route.modifiable_params,
-            _ => Vec::new(),
-        })
+        Ok(
+            match serde_json::from_value::<Route>(verdict["route"].clone()) {
+                Ok(Route::RequireApproval(route)) => route.modifiable_params,
+                _ => Vec::new(),
+            },
+        )
     }
 
     fn refusal_text(&self, e: &ReviewError) -> String {

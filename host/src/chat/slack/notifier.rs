@@ -3,6 +3,7 @@
 //! announces only; a failure is returned (the gate records `notify-failed`)
 //! and never holds up the approval elsewhere.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -19,6 +20,9 @@ pub struct SlackNotifier {
     client: SlackClient,
     store: Store,
     settings: Arc<Settings>,
+    /// One delivery per action at a time on this replica: the gate announces
+    /// concurrently, and a review's redraw must not land after the final one.
+    in_flight: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for SlackNotifier {
@@ -58,10 +62,32 @@ impl SlackNotifier {
             client,
             store,
             settings,
+            in_flight: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
     async fn deliver(&self, n: &Notification) -> Result<Delivered, NotifyError> {
+        let id = &n.action.action_id;
+        let lock = self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .entry(id.clone())
+            .or_default()
+            .clone();
+        let result = {
+            let _turn = lock.lock().await;
+            self.deliver_locked(n).await
+        };
+        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+        // Only this map and the delivery above held it: nobody is waiting.
+        if Arc::strong_count(&lock) == 2 {
+            in_flight.remove(id);
+        }
+        result
+    }
+
+    async fn deliver_locked(&self, n: &Notification) -> Result<Delivered, NotifyError> {
         let mut failures = Failures::default();
         let cards = self
             .store

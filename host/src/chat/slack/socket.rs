@@ -39,7 +39,11 @@ impl std::fmt::Debug for SocketMode {
 
 impl SocketMode {
     /// Connects in the background and keeps reconnecting.
-    pub fn start(reviews: Arc<SlackReviews>, client: SlackClient, app_token: SlackSecret) -> SocketMode {
+    pub fn start(
+        reviews: Arc<SlackReviews>,
+        client: SlackClient,
+        app_token: SlackSecret,
+    ) -> SocketMode {
         SocketMode {
             task: tokio::spawn(run(reviews, client, app_token)),
         }
