@@ -103,8 +103,10 @@ async fn fake_socket_mode_passes_the_official_slack_sdk() {
 
     // Slack recycles connections with `disconnect`; the SDK reconnects.
     fake.disconnect_all("refresh_requested");
-    fake.wait_until("the SDK reconnects", |f| f.connections() >= 2)
-        .await;
+    fake.wait_until_within("the SDK reconnects", Duration::from_secs(30), |f| {
+        f.connections() >= 2
+    })
+    .await;
     let click =
         fake_slack::block_actions("U0DANA", "C0DATA", "1.0", "actiongate_approve", "a|d", "t");
     let ack = fake.push_interactive(click).await;

@@ -6,6 +6,8 @@ SocketModeClient: connect through apps.connections.open, ack envelopes
 Prints "connected", then the envelope types it acked, as JSON, and exits.
 """
 import json
+import logging
+import os
 import sys
 import threading
 import time
@@ -16,6 +18,8 @@ from slack_sdk.socket_mode.websocket_client import SocketModeClient
 
 
 def main():
+    if os.environ.get("SLACK_CHECK_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     base, app_token, bot_token = sys.argv[1:4]
     client = SocketModeClient(
         app_token=app_token,

@@ -206,7 +206,17 @@ impl FakeSlack {
 
     /// Polls until `check` holds (cards are posted after the API answers).
     pub async fn wait_until(&self, what: &str, check: impl Fn(&FakeSlack) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        self.wait_until_within(what, Duration::from_secs(10), check)
+            .await
+    }
+
+    pub async fn wait_until_within(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&FakeSlack) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + timeout;
         while !check(self) {
             assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -617,8 +627,21 @@ async fn connection(inner: Arc<Inner>, mut ws: WebSocket) {
                     break;
                 }
                 if disconnect {
-                    // Slack keeps the old link briefly; the client moves on.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    // Like Slack, keep the old link open for a grace period
+                    // (the client closes it once its new one is up). Shorter
+                    // than Slack's, to keep tests quick; slack_sdk sometimes
+                    // leaves its old session hanging until the server closes.
+                    let grace = tokio::time::sleep(Duration::from_secs(3));
+                    tokio::pin!(grace);
+                    loop {
+                        tokio::select! {
+                            _ = &mut grace => break,
+                            incoming = ws.recv() => match incoming {
+                                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                                Some(Ok(_)) => {}
+                            },
+                        }
+                    }
                     break;
                 }
             }

@@ -356,6 +356,27 @@ mod tests {
         assert_eq!(settings.channels_for(&groups), vec!["C1", "C0", "C3"]);
     }
 
+    /// The commented `[slack]` section of examples/actiongate.toml, once
+    /// uncommented, is a valid config.
+    #[test]
+    fn the_example_section_is_valid() {
+        let example = crate::config::EXAMPLE_CONFIG;
+        let start = example
+            .find("#   [slack]")
+            .expect("the example documents [slack]");
+        let section: String = example[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("#   "))
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config: crate::config::Config = toml::from_str(&section).unwrap();
+        let settings = config.slack.unwrap().settings(no_env).unwrap();
+        assert_eq!(settings.mode, SlackMode::Http);
+        assert_eq!(settings.channels["security"], "C0456SEC");
+    }
+
     #[test]
     fn unknown_options_refused() {
         assert!(toml::from_str::<SlackConfig>("chanels = {}").is_err());
