@@ -34,6 +34,11 @@ fn main() {
         );
     }
     println!("cargo::rerun-if-changed={}", root.join("wit").display());
+    // sqlx::migrate! embeds the SQL at compile time.
+    println!(
+        "cargo::rerun-if-changed={}",
+        manifest.join("migrations").display()
+    );
 
     // One shared folder for all host profiles, so debug, release and clippy
     // builds of the host do not each rebuild the guests.

@@ -516,3 +516,73 @@ async fn operations_endpoints() {
         "application/problem+json"
     );
 }
+
+#[tokio::test]
+async fn with_postgres_down_the_answer_is_503_and_nothing_is_allowed() {
+    let pg = actiongate_tests::pg::PrivatePostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = actiongate_tests::server::config(&pg.url(), dir.path());
+    config.evidence.checkpoint_every_seconds = 0.2;
+    let server = TestServer::start_config(config, dir, None).await;
+    let agent = Agent::new(&server, "etl-agent").await;
+    let allowed = export(500, &["orders"], "s3://corp-analytics/x");
+    assert_eq!(agent.submit(allowed.clone()).await.0, StatusCode::OK);
+
+    pg.stop();
+    for _ in 0..3 {
+        let response = agent
+            .client
+            .post(format!("{}/v1/actions", server.url))
+            .bearer_auth(&agent.key)
+            .json(&allowed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let body = response.text().await.unwrap();
+        assert!(
+            !body.contains("grant"),
+            "no grant while evidence cannot be written: {body}"
+        );
+    }
+    assert_eq!(
+        agent.get("/readyz").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        agent.get("/healthz").await.status(),
+        StatusCode::OK,
+        "the host keeps running"
+    );
+
+    pg.start_server();
+    let mut recovered = None;
+    for _ in 0..50 {
+        let (status, _, answer) = agent.submit(allowed.clone()).await;
+        if status == StatusCode::OK {
+            recovered = Some(answer);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let answer = recovered.expect("decisions resume when Postgres is back");
+    assert_eq!(answer["state"], "allowed");
+    // Exactly two actions were decided: before and after the outage.
+    let store = &server.app.gate.store;
+    assert_eq!(store.count_pending().await.unwrap(), 0);
+    let log = server
+        .app
+        .evidence
+        .events_for_action(uuid::Uuid::parse_str(answer["action_id"].as_str().unwrap()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 3, "submitted, evaluated, granted");
+    assert_eq!(
+        log[0].seq, 3,
+        "no gap and no duplicate in seq across the outage"
+    );
+}

@@ -378,6 +378,15 @@ async fn any_deny_ends_it() {
 
 /// A panicking plugin fails closed to a break-glass group with a 2 s TTL.
 fn break_glass(config: &mut actiongate::config::Config) {
+    break_glass_with(config, 1, 2, vec![]);
+}
+
+fn break_glass_with(
+    config: &mut actiongate::config::Config,
+    quorum: u32,
+    ttl_seconds: u32,
+    escalate_to: Vec<String>,
+) {
     let wasm = actiongate_tests::component("hostile_panic");
     let path = std::env::temp_dir().join(format!("panic-{}.wasm", uuid::Uuid::now_v7()));
     std::fs::write(&path, &wasm).unwrap();
@@ -390,8 +399,9 @@ fn break_glass(config: &mut actiongate::config::Config) {
     });
     config.fail_closed = actiongate::evaluate::FailClosed::BreakGlass {
         group: "on-call".into(),
-        quorum: 1,
-        ttl_seconds: 2,
+        quorum,
+        ttl_seconds,
+        escalate_to,
     };
     config.sweep_interval_ms = 100;
 }
@@ -405,11 +415,15 @@ async fn expiry_survives_a_restart_and_fails_closed() {
         .await;
     assert_eq!(answer["state"], "pending", "{answer}");
     let action = id(&answer);
-    let (database_url, config) = (first.database_url.clone(), first.config.clone());
+    let (database_url, config, database) = (
+        first.database_url.clone(),
+        first.config.clone(),
+        first.database.clone(),
+    );
     drop(first); // the host goes away before the TTL
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let second = TestServer::start_config(config, tempfile::tempdir().unwrap()).await;
+    let second = TestServer::start_config(config, tempfile::tempdir().unwrap(), database).await;
     assert_eq!(second.database_url, database_url);
     let agent = Caller::new(&second, agent.key);
     let done = agent.wait(&action, 5).await;
@@ -429,7 +443,7 @@ async fn expiry_survives_a_restart_and_fails_closed() {
 #[tokio::test]
 async fn an_approval_through_one_replica_wakes_a_long_poll_on_another() {
     let a = TestServer::start().await;
-    let b = TestServer::start_config(a.config.clone(), tempfile::tempdir().unwrap()).await;
+    let b = a.replica().await;
     // Replicas share the grant key in production; here B has its own, which
     // only matters for verifying the grant, not for waking.
     let agent_a = Caller::agent(&a, "etl", "owner@example.com").await;
@@ -492,4 +506,190 @@ async fn racing_reviews_decide_once() {
         assert_eq!(finals, 1, "one final state: {k:?}");
         assert!(k.iter().filter(|k| **k == EventKind::Granted).count() <= 1);
     }
+}
+
+#[tokio::test]
+async fn the_event_stream_follows_the_action_to_its_final_state() {
+    let server = TestServer::start().await;
+    let agent = Caller::agent(&server, "etl", "owner@example.com").await;
+    let dana = Caller::approver(&server, "dana@example.com").await;
+    let answer = agent.submit(json!({"kind": "db.export", "resource": "r", "params": {"rows": 50000, "tables": ["orders"], "destination": "s3://corp-analytics/x"}})).await;
+    let action = id(&answer);
+    let mut stream = agent
+        .client
+        .get(format!("{}/v1/actions/{action}/events", server.url))
+        .bearer_auth(&agent.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let reviewer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        dana.approve(&action, "fine").await
+    });
+    let mut text = String::new();
+    // The stream ends by itself after the final state.
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), stream.chunk())
+        .await
+        .expect("stream ends")
+        .unwrap()
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(reviewer.await.unwrap().0, StatusCode::OK);
+    let states: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| {
+            serde_json::from_str::<Value>(d).unwrap()["state"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(states, ["pending", "approved"], "{text}");
+}
+
+#[tokio::test]
+async fn held_actions_are_announced_by_signed_webhook_and_recorded() {
+    use std::sync::{Arc, Mutex};
+    // A receiver on loopback that keeps what it gets.
+    let received: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let server = TestServer::start_with(|c| {
+        c.notify.webhooks = vec![toml::from_str(&format!(
+            "name = \"siem\"\nurl = \"{url}\"\nsecret = \"{secret}\""
+        ))
+        .unwrap()];
+    })
+    .await;
+    let agent = Caller::agent(&server, "etl", "owner@example.com").await;
+    let dana = Caller::approver(&server, "dana@example.com").await;
+    let answer = agent.submit(json!({"kind": "db.export", "resource": "r", "params": {"rows": 50000, "tables": ["orders"], "destination": "s3://corp-analytics/x"}})).await;
+    let action = id(&answer);
+    dana.approve(&action, "fine").await;
+    for _ in 0..50 {
+        if received.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = received.lock().unwrap().clone();
+    let types: Vec<String> = got
+        .iter()
+        .map(|(_, b)| {
+            serde_json::from_str::<Value>(b).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(types, ["approval.pending", "approval.approved"]);
+    for (headers, body) in &got {
+        // The reference implementation checks the signature.
+        let verified = actiongate_tests::run_python(
+            "verify_webhook.py",
+            &[
+                secret,
+                headers["webhook-id"].to_str().unwrap(),
+                headers["webhook-timestamp"].to_str().unwrap(),
+                headers["webhook-signature"].to_str().unwrap(),
+                body,
+            ],
+        );
+        assert!(verified.is_ok(), "{verified:?}");
+    }
+    // The delivery is recorded right after the receiver answers.
+    let mut k = Vec::new();
+    for _ in 0..50 {
+        k = kinds(&server, &action).await;
+        if k.iter().filter(|k| **k == EventKind::Notified).count() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        k.iter().filter(|k| **k == EventKind::Notified).count(),
+        2,
+        "each delivery is evidence: {k:?}"
+    );
+}
+
+#[tokio::test]
+async fn half_way_reminds_and_escalates_visibly_and_people_count_once() {
+    // On-call (olly, sam) must decide in 4 s; at 2 s it escalates to
+    // security-leads (sam), so sam is then in two eligible groups.
+    let server =
+        TestServer::start_with(|c| break_glass_with(c, 2, 4, vec!["security-leads".into()])).await;
+    let agent = Caller::agent(&server, "bot", "owner@example.com").await;
+    let answer = agent
+        .submit(json!({"kind": "danger.drop", "resource": "db://prod", "params": {}}))
+        .await;
+    let action = id(&answer);
+    let sam = Caller::approver(&server, "sam@example.com").await;
+    assert_eq!(
+        sam.approve(&action, "break glass: incident 7").await.0,
+        StatusCode::OK
+    );
+
+    let mut k = Vec::new();
+    for _ in 0..40 {
+        k = kinds(&server, &action).await;
+        if k.contains(&EventKind::Escalated) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reminded = k
+        .iter()
+        .position(|e| *e == EventKind::Reminded)
+        .expect("reminded at half the TTL");
+    let escalated = k
+        .iter()
+        .position(|e| *e == EventKind::Escalated)
+        .expect("escalated, recorded");
+    assert!(reminded < escalated);
+    let events = server
+        .app
+        .evidence
+        .events_for_action(uuid::Uuid::parse_str(&action).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(events[escalated].payload["to"], json!(["security-leads"]));
+
+    // Sam is now eligible through two groups and still counts once.
+    let (status, problem) = sam.approve(&action, "again").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(agent.wait(&action, 0).await["state"], "pending");
+    let olly = Caller::approver(&server, "olly@example.com").await;
+    let (status, result) = olly.approve(&action, "agreed: incident 7").await;
+    assert_eq!(
+        (status, result["state"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{result}"
+    );
+    assert_eq!(
+        kinds(&server, &action)
+            .await
+            .iter()
+            .filter(|e| **e == EventKind::Reminded)
+            .count(),
+        1,
+        "once"
+    );
 }

@@ -79,6 +79,7 @@ fn a_failing_plugin_fails_closed_to_break_glass() {
         group: "break-glass".into(),
         quorum: 2,
         ttl_seconds: 900,
+        escalate_to: vec![],
     });
     let panicking = evaluator.register(&component("hostile_panic")).unwrap();
     evaluator

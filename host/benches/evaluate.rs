@@ -36,8 +36,6 @@ fn action(i: u64) -> Action {
 
 /// db-export's rules, natively. Input is what the plugin receives.
 mod native {
-    use serde::Deserialize;
-
     const PII: &[&str] = &["customers", "users", "employees", "payments", "addresses"];
     const ALLOWED: &[&str] = &[
         "s3://corp-analytics/",
@@ -48,15 +46,34 @@ mod native {
     /// What the plugin returns: risk, reasons, tags, approver group, quorum.
     pub type Verdict = (u8, Vec<String>, Vec<String>, &'static str, u32);
 
-    #[derive(Deserialize)]
     struct Params {
         rows: u64,
         tables: Vec<String>,
         destination: String,
     }
 
+    /// As the SDK does it: the params object first, then each field typed.
+    fn parse(params_json: &str) -> Result<Params, String> {
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(params_json).map_err(|e| e.to_string())?;
+        fn field<T: serde::de::DeserializeOwned>(
+            map: &serde_json::Map<String, serde_json::Value>,
+            key: &str,
+        ) -> Result<T, String> {
+            let v = map
+                .get(key)
+                .ok_or_else(|| format!("params.{key} is required"))?;
+            T::deserialize(v).map_err(|e| format!("params.{key}: {e}"))
+        }
+        Ok(Params {
+            rows: field(&map, "rows")?,
+            tables: field(&map, "tables")?,
+            destination: field(&map, "destination")?,
+        })
+    }
+
     pub fn evaluate(params_json: &str) -> Result<Verdict, String> {
-        let p: Params = serde_json::from_str(params_json).map_err(|e| e.to_string())?;
+        let p = parse(params_json)?;
         let (mut risk, mut tags, mut reasons) = (0u8, Vec::new(), Vec::new());
         let mut raise = |r: u8, tag: &str, reason: String| {
             risk = risk.max(r);
@@ -198,6 +215,33 @@ fn main() {
     let (n50, n99) = time_each(N, |_| {
         black_box(native::evaluate(&params).unwrap());
     });
+    if let Ok(list) = std::env::var("BENCH_KEEP_RESIDENT") {
+        // Tuning aid: p50/p99 for other keep-resident sizes, in this run.
+        for kb in list
+            .split(',')
+            .filter_map(|v| v.trim().parse::<usize>().ok())
+        {
+            let tuned = Sandbox::new(SandboxConfig {
+                keep_resident_bytes: kb << 10,
+                ..SandboxConfig::default()
+            })
+            .unwrap();
+            let p = tuned
+                .load(
+                    actiongate::examples::example("db-export").unwrap().wasm,
+                    None,
+                )
+                .unwrap();
+            let (t50, t99) = time_each(N / 2, |i| {
+                black_box(tuned.evaluate(&p, &action(i)).outcome.unwrap());
+            });
+            println!(
+                "  keep_resident {kb:>5} KiB: p50 {:>8.2} us   p99 {:>8.2} us",
+                t50.as_secs_f64() * 1e6,
+                t99.as_secs_f64() * 1e6
+            );
+        }
+    }
     let one = throughput(&sandbox, 1, Duration::from_secs(3));
     let two = throughput(&sandbox, 2, Duration::from_secs(3));
     println!("\nper-evaluation latency over {N} single evaluations (db-export):");

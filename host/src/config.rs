@@ -41,6 +41,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// How often expiries, reminders and escalations are checked.
     pub sweep_interval_ms: u64,
+    /// Approvals in Microsoft Teams (a Bot Framework bot); off when absent.
+    pub teams: Option<crate::chat::teams::TeamsConfig>,
     /// Approvals in Slack (`[slack]`); off when absent.
     pub slack: Option<crate::chat::slack::SlackConfig>,
 }
@@ -77,6 +79,7 @@ impl Default for Config {
             directory: DirectoryConfig::default(),
             notify: NotifyConfig::default(),
             sweep_interval_ms: 1000,
+            teams: None,
             slack: None,
         }
     }

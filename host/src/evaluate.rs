@@ -34,6 +34,9 @@ pub enum FailClosed {
         group: String,
         quorum: u32,
         ttl_seconds: u32,
+        /// Groups told (and allowed to review) if nobody decides by half the TTL.
+        #[serde(default)]
+        escalate_to: Vec<String>,
     },
 }
 
@@ -225,12 +228,13 @@ impl Evaluator {
                 group,
                 quorum,
                 ttl_seconds,
+                escalate_to,
             } => Route::RequireApproval(ApprovalRoute {
                 groups: vec![group.clone()],
                 quorum: *quorum,
                 ttl_seconds: *ttl_seconds,
                 modifiable_params: Vec::new(),
-                escalate_to: Vec::new(),
+                escalate_to: escalate_to.clone(),
             }),
         };
         Verdict {

@@ -263,18 +263,15 @@ impl Gate {
             created_at: now,
             updated_at: now,
         };
-        if let Some((_, claims)) = &grant {
-            // The grant row exists before the grant leaves, so its single use
-            // can be enforced. A failure here is a 503 and no grant.
-            self.store
-                .insert_grant(
-                    &claims.jti,
-                    &action.id,
-                    DateTime::from_timestamp(claims.exp, 0).unwrap_or(now),
-                )
-                .await?;
-        }
-        match self.store.insert_action(&row).await? {
+        // The grant's single-use record is written with the action, before
+        // the grant leaves. A failure here is a 503 and no grant.
+        let grant_record = grant.as_ref().map(|(_, claims)| {
+            (
+                claims.jti.as_str(),
+                DateTime::from_timestamp(claims.exp, 0).unwrap_or(now),
+            )
+        });
+        match self.store.insert_action(&row, grant_record).await? {
             Inserted::Created => {}
             // Another request with this key won the race; answer as it did.
             Inserted::Exists(existing) => {
@@ -478,7 +475,13 @@ impl Gate {
     }
 }
 
-fn event(kind: EventKind, action_id: Uuid, actor: Actor, payload: serde_json::Value) -> NewEvent {
+/// An evidence event about one action.
+pub(crate) fn event(
+    kind: EventKind,
+    action_id: Uuid,
+    actor: Actor,
+    payload: serde_json::Value,
+) -> NewEvent {
     NewEvent {
         kind,
         action_id: Some(action_id),

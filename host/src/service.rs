@@ -56,6 +56,18 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             Webhook::new(hook.clone()).with_context(|| format!("webhook {:?}", hook.name))?;
         notifiers.push(Arc::new(webhook));
     }
+    let teams = match &config.teams {
+        Some(teams) => {
+            let teams = Arc::new(
+                crate::chat::teams::Teams::new(teams, store.clone()).context("checking [teams]")?,
+            );
+            notifiers.push(Arc::new(crate::chat::teams::TeamsNotifier::new(
+                teams.clone(),
+            )));
+            Some(teams)
+        }
+        None => None,
+    };
     let slack = config
         .slack
         .as_ref()
@@ -84,6 +96,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     Ok(Arc::new(AppState {
         gate,
         evidence,
+        teams,
         slack,
     }))
 }

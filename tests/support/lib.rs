@@ -49,6 +49,8 @@ pub fn action(id: &str, kind: &str, params: serde_json::Value) -> Action {
 }
 
 pub mod fake_slack;
+pub mod fake_teams;
+pub mod pg;
 pub mod server;
 
 /// The Python the tests drive official client libraries with: the venv

@@ -8,8 +8,11 @@ use actiongate::api::App;
 use actiongate::config::Config;
 use actiongate::keys::{hash_api_key, new_api_key};
 use actiongate::store::KeyRole;
-use sqlx::Connection as _;
+use std::sync::Arc;
+
 use tempfile::TempDir;
+
+use crate::pg::TempDatabase;
 
 pub struct TestServer {
     pub url: String,
@@ -19,30 +22,9 @@ pub struct TestServer {
     pub config: Config,
     /// Keys and the plugin cache live here for the life of the test.
     pub dir: TempDir,
+    /// Shared by replicas; dropped (with its database) after the last one.
+    pub database: Option<Arc<TempDatabase>>,
     server: tokio::task::JoinHandle<()>,
-}
-
-/// DATABASE_URL, which the test command sets (tests/run).
-pub fn admin_database_url() -> String {
-    std::env::var("DATABASE_URL").expect("DATABASE_URL must point at a Postgres the tests may create databases in (tests/run sets it)")
-}
-
-/// A new, empty Postgres database; returns its URL.
-pub async fn fresh_database() -> String {
-    let admin = admin_database_url();
-    let name = format!("ag_test_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .expect("connecting to DATABASE_URL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("CREATE DATABASE");
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b)
-        .expect("DATABASE_URL has a database name");
-    format!("{base}/{name}")
 }
 
 /// The example config (bindings, limits) pointed at `database_url`, with
@@ -66,13 +48,27 @@ impl TestServer {
 
     pub async fn start_with(customize: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let database_url = fresh_database().await;
-        let mut config = config(&database_url, dir.path());
+        let database = Arc::new(TempDatabase::create("ag_api").await);
+        let mut config = config(&database.url, dir.path());
         customize(&mut config);
-        Self::start_config(config, dir).await
+        Self::start_config(config, dir, Some(database)).await
     }
 
-    pub async fn start_config(config: Config, dir: TempDir) -> TestServer {
+    /// Another replica on the same database, with the same config.
+    pub async fn replica(&self) -> TestServer {
+        Self::start_config(
+            self.config.clone(),
+            tempfile::tempdir().unwrap(),
+            self.database.clone(),
+        )
+        .await
+    }
+
+    pub async fn start_config(
+        config: Config,
+        dir: TempDir,
+        database: Option<Arc<TempDatabase>>,
+    ) -> TestServer {
         let app = actiongate::service::build(&config)
             .await
             .expect("service starts");
@@ -89,6 +85,7 @@ impl TestServer {
             database_url: config.database_url.clone().unwrap_or_default(),
             config,
             dir,
+            database,
             server,
         }
     }

@@ -70,3 +70,41 @@ GRANT SELECT, INSERT ON evidence_events, evidence_tree_hashes, evidence_checkpoi
     TO actiongate_service;
 -- So that a service connecting with this role can check that migrations are applied.
 GRANT SELECT ON _sqlx_migrations TO actiongate_service;
+
+-- One-statement append: the lock, the seq and the rows in a single round
+-- trip, so under autocommit the append lock is held only while the server
+-- works and flushes, never across client round trips. Each event arrives as
+-- its canonical JSON split around the two values only known here (occurred_at
+-- is passed in; seq is assigned): head || occurred_at || middle || seq || tail.
+-- The writer rebuilds the same text and checks the returned leaf hashes.
+CREATE FUNCTION evidence_append(
+    p_occurred_at TIMESTAMPTZ,
+    p_at_text     TEXT,
+    p_head        TEXT[],
+    p_middle      TEXT[],
+    p_tail        TEXT[],
+    p_kind        TEXT[],
+    p_action_id   TEXT[],
+    p_actor_kind  TEXT[],
+    p_actor_id    TEXT[]
+) RETURNS TABLE (seq BIGINT, leaf_hash BYTEA)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    first BIGINT;
+BEGIN
+    -- Same key as the client-side path (store/postgres.rs APPEND_LOCK).
+    PERFORM pg_advisory_xact_lock(7018683433663161345);
+    -- VOLATILE: this statement takes a fresh snapshot, after the lock.
+    SELECT COALESCE(MAX(e.seq) + 1, 0) INTO first FROM evidence_events e;
+    RETURN QUERY
+    INSERT INTO evidence_events AS e
+        (seq, occurred_at, kind, action_id, actor_kind, actor_id, canonical, leaf_hash)
+    SELECT first + t.ord - 1, p_occurred_at, t.kind, t.action_id::uuid, t.actor_kind, t.actor_id,
+           c.canonical, sha256('\x00'::bytea || convert_to(c.canonical, 'UTF8'))
+    FROM unnest(p_head, p_middle, p_tail, p_kind, p_action_id, p_actor_kind, p_actor_id)
+         WITH ORDINALITY AS t(head, middle, tail, kind, action_id, actor_kind, actor_id, ord)
+    CROSS JOIN LATERAL
+         (SELECT t.head || p_at_text || t.middle || (first + t.ord - 1)::text || t.tail AS canonical) c
+    RETURNING e.seq, e.leaf_hash;
+END
+$$;

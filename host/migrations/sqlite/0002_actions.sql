@@ -43,9 +43,9 @@ CREATE INDEX actions_pending ON actions (state, expires_at);
 
 CREATE TABLE grants (
     jti         TEXT        PRIMARY KEY,
-    -- No foreign key: the grant row is written before the action row, so a
-    -- grant can never be handed out without its single-use record.
-    action_id   TEXT        NOT NULL,
+    -- Written in the same transaction as the action (or its approval),
+    -- before the grant is handed out, so its single use can be enforced.
+    action_id   TEXT        NOT NULL REFERENCES actions (id),
     expires_at  TEXT        NOT NULL,
     consumed_at TEXT       
 );

@@ -27,6 +27,8 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 pub struct AppState {
     pub gate: Arc<Gate>,
     pub evidence: EvidenceLog,
+    /// The Teams bot, when `[teams]` is configured.
+    pub teams: Option<Arc<crate::chat::teams::Teams>>,
     /// Slack reviews, when `[slack]` is configured.
     pub slack: Option<Arc<crate::chat::slack::SlackApp>>,
 }
@@ -59,6 +61,7 @@ pub fn router(app: App) -> Router {
     let log_routes = crate::evidence::router(app.evidence.clone()).layer(
         axum::middleware::from_fn_with_state(app.clone(), auth::require_auditor),
     );
+    let teams_routes = crate::chat::teams::invoke::router(&app);
     let slack_routes = crate::chat::slack::routes(app.slack.as_deref());
     Router::new()
         .route("/v1/actions", post(actions::submit))
@@ -74,6 +77,7 @@ pub fn router(app: App) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .with_state(app)
         .merge(log_routes)
+        .merge(teams_routes)
         .merge(slack_routes)
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

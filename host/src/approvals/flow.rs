@@ -13,7 +13,9 @@ use crate::action::{Action, Route};
 use crate::directory::ApproverId;
 use crate::evaluate::Verdict;
 use crate::evidence::{Actor, ActorKind, EventKind, NewEvent};
-use crate::gate::{grant_event, status_of, verdict_events, ActionStatus, Gate, GateError, State};
+use crate::gate::{
+    event, grant_event, status_of, verdict_events, ActionStatus, Gate, GateError, State,
+};
 use crate::notify::{
     ActionSummary, ApprovalEntry, ApprovalState, Notification, NotificationKind, ReviewEntry,
 };
@@ -60,13 +62,7 @@ impl Gate {
             .map(|r| r.trim().to_string())
             .filter(|r| !r.is_empty());
         let mut guard = self.store.lock_action(action_id).await?;
-        let row = self
-            .store
-            .action(action_id)
-            .await?
-            .ok_or_else(|| GateError::NotFound(action_id.into()))?;
-        let (action, verdict) = parse_row(&row)?;
-        let request = self.request_of(&row, &action, &verdict).await?;
+        let (row, action, verdict, request) = self.snapshot(action_id).await?;
         let now = Utc::now();
         rules::check(
             &self.directory,
@@ -277,6 +273,21 @@ impl Gate {
         })
     }
 
+    /// The stored action, parsed, with the rules' view of it.
+    async fn snapshot(
+        &self,
+        action_id: &str,
+    ) -> Result<(ActionRow, Action, Verdict, Request), GateError> {
+        let row = self
+            .store
+            .action(action_id)
+            .await?
+            .ok_or_else(|| GateError::NotFound(action_id.into()))?;
+        let (action, verdict) = parse_row(&row)?;
+        let request = self.request_of(&row, &action, &verdict).await?;
+        Ok((row, action, verdict, request))
+    }
+
     /// The rules' view of a stored action and its reviews.
     pub(crate) async fn request_of(
         &self,
@@ -347,13 +358,7 @@ impl Gate {
         action_id: &str,
         kind: NotificationKind,
     ) -> Result<Notification, GateError> {
-        let row = self
-            .store
-            .action(action_id)
-            .await?
-            .ok_or_else(|| GateError::NotFound(action_id.into()))?;
-        let (action, verdict) = parse_row(&row)?;
-        let request = self.request_of(&row, &action, &verdict).await?;
+        let (_, action, verdict, request) = self.snapshot(action_id).await?;
         let approvers = match rules::tally(&request) {
             Tally::Pending { approvers, .. } | Tally::Approved { approvers } => approvers,
             Tally::Denied { .. } => Vec::new(),
@@ -477,13 +482,4 @@ pub(crate) fn parse_row(row: &ActionRow) -> Result<(Action, Verdict), GateError>
 pub(crate) fn uuid_of(id: &str) -> Result<Uuid, GateError> {
     Uuid::parse_str(id)
         .map_err(|e| GateError::Store(StoreError::Corrupt(format!("action id {id}: {e}"))))
-}
-
-fn event(kind: EventKind, action_id: Uuid, actor: Actor, payload: serde_json::Value) -> NewEvent {
-    NewEvent {
-        kind,
-        action_id: Some(action_id),
-        actor,
-        payload,
-    }
 }

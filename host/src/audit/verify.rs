@@ -45,13 +45,20 @@ pub enum Finding {
 }
 
 impl Finding {
-    /// The earliest seq this finding implicates, if any.
+    /// The seq this finding names exactly, if it does.
     pub fn seq(&self) -> Option<u64> {
         match self {
             Finding::Missing { seq } | Finding::Altered { seq, .. } => Some(*seq),
+            _ => None,
+        }
+    }
+
+    /// The earliest seq this finding could implicate.
+    fn earliest(&self) -> Option<u64> {
+        match self {
             Finding::TreeHash { level, n, .. } => Some(n << level),
             Finding::Checkpoint { first_seq, .. } => *first_seq,
-            Finding::Inconsistent { from, .. } => Some(*from),
+            other => other.seq(),
         }
     }
 }
@@ -93,9 +100,11 @@ impl Report {
         self.findings.is_empty()
     }
 
-    /// The first altered or missing seq.
+    /// The first altered or missing seq: exact when a row is named, else the
+    /// start of the first range a checkpoint or tree node says changed.
     pub fn first_bad_seq(&self) -> Option<u64> {
-        self.findings.iter().filter_map(Finding::seq).min()
+        let exact = self.findings.iter().filter_map(Finding::seq).min();
+        exact.or_else(|| self.findings.iter().filter_map(Finding::earliest).min())
     }
 
     fn push(&mut self, f: Finding) {
@@ -176,7 +185,8 @@ pub async fn verify(store: &Store, vkey: &str) -> Result<Report, AuditError> {
     }
     compare_tree_hashes(store, &tree, covered.min(tree.size()), &mut report).await?;
 
-    let mut prev: Option<(u64, [u8; 32])> = None;
+    // (size, signed root, whether that root matched the recomputed tree)
+    let mut prev: Option<(u64, [u8; 32], bool)> = None;
     for cp in &checkpoints {
         let first_seq = prev.map_or(0, |p| p.0);
         let bad = |reason: String| Finding::Checkpoint {
@@ -194,11 +204,13 @@ pub async fn verify(store: &Store, vkey: &str) -> Result<Report, AuditError> {
         if v.size != cp.size || v.root != cp.root_hash {
             report.push(bad("signed note disagrees with its row".into()));
         }
+        let mut matched = false;
         if v.size <= tree.size() {
             let root = tree
                 .root_at(v.size)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if root != v.root {
+            matched = root == v.root;
+            if !matched {
                 report.push(Finding::Checkpoint {
                     size: v.size,
                     reason: format!(
@@ -208,7 +220,9 @@ pub async fn verify(store: &Store, vkey: &str) -> Result<Report, AuditError> {
                     first_seq: Some(first_seq),
                 });
             }
-            if let Some((from, from_root)) = prev.filter(|p| p.0 > 0) {
+            // Proved from the recomputed tree, checked against the two signed
+            // roots; a root already reported above cannot be proved consistent.
+            if let Some((from, from_root, _)) = prev.filter(|p| p.0 > 0 && p.2 && matched) {
                 let proof = ConsistencyProof {
                     from,
                     to: v.size,
@@ -222,13 +236,15 @@ pub async fn verify(store: &Store, vkey: &str) -> Result<Report, AuditError> {
                     report.push(Finding::Inconsistent { from, to: v.size });
                 }
             }
-            if root == v.root {
+            if matched {
                 report.integrated = v.size;
             }
         }
-        prev = Some((v.size, v.root));
+        prev = Some((v.size, v.root, matched));
     }
-    report.findings.sort_by_key(|f| f.seq().unwrap_or(u64::MAX));
+    report
+        .findings
+        .sort_by_key(|f| f.earliest().unwrap_or(u64::MAX));
     Ok(report)
 }
 
@@ -265,6 +281,7 @@ async fn compare_tree_hashes(
 ) -> Result<(), AuditError> {
     use tlog::HashReader;
     let end = tlog::stored_hash_count(size);
+    let mut bad_leaves: Vec<u64> = Vec::new();
     let mut start = 0;
     while start < end {
         let stop = (start + PAGE * 2).min(end);
@@ -285,14 +302,18 @@ async fn compare_tree_hashes(
             };
             if got != Some(want) {
                 let (level, n) = tlog::split_stored_hash_index(index);
-                report.push(if level == 0 {
-                    Finding::Altered {
+                let (lo, hi) = (n << level, (n + 1) << level);
+                if level == 0 {
+                    bad_leaves.push(n);
+                    report.push(Finding::Altered {
                         seq: n,
                         reason: "differs from the leaf hash integrated into the tree".into(),
-                    }
-                } else {
-                    Finding::TreeHash { index, level, n }
-                });
+                    });
+                } else if !bad_leaves.iter().any(|&l| lo <= l && l < hi) {
+                    // A node over an altered leaf differs as a consequence; only
+                    // report nodes that are wrong on their own.
+                    report.push(Finding::TreeHash { index, level, n });
+                }
             }
         }
         start = stop;

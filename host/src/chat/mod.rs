@@ -1,4 +1,5 @@
-//! chat: approvals where approvers already are. Each chat is a notifier and
-//! a review channel over `gate`; none of them holds an approval rule.
+//! chat: review channels (Teams, Slack) on top of the approval workflow.
+//! They announce and relay clicks to `gate.review`; they never decide.
 
 pub mod slack;
+pub mod teams;

@@ -30,6 +30,17 @@ pub struct Actor {
     pub id: String,
 }
 
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::Agent => "agent",
+            ActorKind::Human => "human",
+            ActorKind::System => "system",
+            ActorKind::Plugin => "plugin",
+        }
+    }
+}
+
 impl Actor {
     pub fn system(id: impl Into<String>) -> Self {
         Actor {
@@ -184,14 +195,32 @@ impl PreparedEvent {
 
     /// The canonical leaf for this event at `seq` and `occurred_at`.
     pub fn canonical(&self, seq: u64, occurred_at: &DateTime<Utc>) -> String {
+        let p = self.parts();
         format!(
-            "{}{}{}{seq},\"type\":{},\"v\":{ENVELOPE_VERSION}}}",
-            self.head,
+            "{}{}{}{seq}{}",
+            p.head,
             format_time(occurred_at),
-            self.middle,
-            self.kind
+            p.middle,
+            p.tail
         )
     }
+
+    /// The leaf split around the two values the store fills in:
+    /// `head ‖ occurred_at ‖ middle ‖ seq ‖ tail`.
+    pub fn parts(&self) -> LeafParts {
+        LeafParts {
+            head: self.head.clone(),
+            middle: self.middle.clone(),
+            tail: format!(",\"type\":{},\"v\":{ENVELOPE_VERSION}}}", self.kind),
+        }
+    }
+}
+
+/// A canonical leaf with holes for occurred_at and seq (see `PreparedEvent::parts`).
+pub struct LeafParts {
+    pub head: String,
+    pub middle: String,
+    pub tail: String,
 }
 
 impl StoredEvent {
@@ -270,6 +299,14 @@ mod tests {
             assert_eq!(serde_json::to_value(k).unwrap(), json!(k.as_str()));
         }
         assert_eq!(EventKind::GrantReused.as_str(), "grant-reused");
+        for a in [
+            ActorKind::Agent,
+            ActorKind::Human,
+            ActorKind::System,
+            ActorKind::Plugin,
+        ] {
+            assert_eq!(serde_json::to_value(a).unwrap(), json!(a.as_str()));
+        }
     }
 
     #[test]

@@ -30,8 +30,9 @@ pub(super) struct Integrator {
 
 impl Integrator {
     pub async fn run(self) {
+        let mut contender = self.store.contender();
         loop {
-            match self.store.try_lead().await {
+            match contender.try_lead().await {
                 Ok(Some(leader)) => {
                     tracing::info!(pid = std::process::id(), "became the evidence integrator");
                     self.is_leader.store(true, Ordering::SeqCst);

@@ -59,7 +59,7 @@ impl HashReader for StoreReader {
 /// Runs `f` against the stored tree hashes with two passes (sync tlog, async store).
 pub(super) async fn over_store<T>(
     store: &Store,
-    f: impl Fn(&dyn Fn(&[u64]) -> Result<Vec<Hash>, tlog::Error>) -> Result<T, tlog::Error>,
+    f: impl Fn(&ReadFn<'_>) -> Result<T, tlog::Error>,
 ) -> Result<T, EvidenceError> {
     let rec = StoreReader::Record(RefCell::new(Vec::new()));
     let _ = f(&|i| rec.read_hashes(i));
@@ -80,7 +80,10 @@ pub(super) async fn over_store<T>(
 }
 
 /// Adapts a closure to tlog's `HashReader`.
-pub(super) struct FnReader<'a>(pub &'a dyn Fn(&[u64]) -> Result<Vec<Hash>, tlog::Error>);
+pub(super) struct FnReader<'a>(pub &'a ReadFn<'a>);
+
+/// A `HashReader` as a closure.
+pub(super) type ReadFn<'a> = dyn Fn(&[u64]) -> Result<Vec<Hash>, tlog::Error> + 'a;
 
 impl HashReader for FnReader<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {

@@ -118,6 +118,8 @@ pub struct EvidenceConfig {
     pub leader_retry_ms: u64,
     /// Queue depth in front of the writer; callers wait beyond it.
     pub queue: usize,
+    /// Postgres: append batches in flight at once (SQLite always uses 1).
+    pub in_flight: usize,
 }
 
 impl Default for EvidenceConfig {
@@ -132,6 +134,7 @@ impl Default for EvidenceConfig {
             batch_max: 512,
             leader_retry_ms: 1000,
             queue: 4096,
+            in_flight: 2,
         }
     }
 }
@@ -188,6 +191,7 @@ impl EvidenceLog {
             writer::Writer {
                 store: store.clone(),
                 batch_max: cfg.batch_max.max(1),
+                in_flight: cfg.in_flight.max(1),
                 wake_every: cfg.checkpoint_every_events.max(1),
                 wake: wake.clone(),
             }

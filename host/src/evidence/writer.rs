@@ -1,16 +1,17 @@
 //! The batched appender: one task per process gathers concurrent appends into
-//! one multi-row INSERT transaction. Never retries a failed batch (a lost
-//! COMMIT acknowledgement must not become a duplicate); callers fail closed.
+//! multi-row append transactions. Never retries a failed batch (a lost COMMIT
+//! acknowledgement must not become a duplicate); callers fail closed.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::Utc;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
-use super::event::{truncate_micros, CommittedEvent, PreparedEvent};
+use super::event::{format_time, truncate_micros, CommittedEvent, PreparedEvent};
 use super::merkle::leaf_hash;
 use super::EvidenceError;
-use crate::store::{EventRow, Store};
+use crate::store::{NewRow, Store, StoreKind};
 
 pub(super) type Reply = oneshot::Sender<Result<Vec<CommittedEvent>, EvidenceError>>;
 
@@ -23,6 +24,7 @@ pub(super) struct Request {
 pub(super) struct Writer {
     pub store: Store,
     pub batch_max: usize,
+    pub in_flight: usize,
     /// Wake the integrator after this many local commits.
     pub wake_every: u64,
     pub wake: Arc<Notify>,
@@ -30,11 +32,24 @@ pub(super) struct Writer {
 
 impl Writer {
     pub async fn run(self, mut rx: mpsc::Receiver<Request>) {
-        let mut since_wake = 0u64;
+        // Postgres: a few batches in flight, so one batch's round trips and
+        // flush overlap the next one's wait for the append lock. SQLite has one
+        // write lock and gains nothing.
+        let in_flight = match self.store.kind() {
+            StoreKind::Postgres => self.in_flight,
+            StoreKind::Sqlite => 1,
+        };
+        let slots = Arc::new(Semaphore::new(in_flight));
+        let since_wake = Arc::new(AtomicU64::new(0));
+        let this = Arc::new(self);
         while let Some(first) = rx.recv().await {
+            // Wait for a free slot first: requests arriving meanwhile join this batch.
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let mut n = first.events.len();
             let mut batch = vec![first];
-            while n < self.batch_max {
+            while n < this.batch_max {
                 match rx.try_recv() {
                     Ok(r) => {
                         n += r.events.len();
@@ -43,31 +58,45 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let result = self.commit(&batch, n).await;
-            match result {
-                Ok(committed) => {
-                    tracing::debug!(
-                        events = n,
-                        requests = batch.len(),
-                        "evidence batch committed"
-                    );
-                    since_wake += n as u64;
-                    if since_wake >= self.wake_every {
-                        since_wake = 0;
-                        self.wake.notify_one();
-                    }
-                    let mut committed = committed.into_iter();
-                    for r in batch {
-                        let mine: Vec<CommittedEvent> =
-                            committed.by_ref().take(r.events.len()).collect();
-                        let _ = r.reply.send(Ok(mine));
-                    }
+            let this = this.clone();
+            let since_wake = since_wake.clone();
+            tokio::spawn(async move {
+                let result = this.commit(&batch, n).await;
+                drop(slot);
+                this.reply(batch, n, result, &since_wake);
+            });
+        }
+    }
+
+    fn reply(
+        &self,
+        batch: Vec<Request>,
+        n: usize,
+        result: Result<Vec<CommittedEvent>, EvidenceError>,
+        since_wake: &AtomicU64,
+    ) {
+        match result {
+            Ok(committed) => {
+                tracing::debug!(
+                    events = n,
+                    requests = batch.len(),
+                    "evidence batch committed"
+                );
+                if since_wake.fetch_add(n as u64, Ordering::Relaxed) + n as u64 >= self.wake_every {
+                    since_wake.store(0, Ordering::Relaxed);
+                    self.wake.notify_one();
                 }
-                Err(e) => {
-                    tracing::warn!(events = n, requests = batch.len(), error = %e, "evidence batch failed");
-                    for r in batch {
-                        let _ = r.reply.send(Err(e.clone()));
-                    }
+                let mut committed = committed.into_iter();
+                for r in batch {
+                    let mine: Vec<CommittedEvent> =
+                        committed.by_ref().take(r.events.len()).collect();
+                    let _ = r.reply.send(Ok(mine));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(events = n, requests = batch.len(), error = %e, "evidence batch failed");
+                for r in batch {
+                    let _ = r.reply.send(Err(e.clone()));
                 }
             }
         }
@@ -79,40 +108,51 @@ impl Writer {
         n: usize,
     ) -> Result<Vec<CommittedEvent>, EvidenceError> {
         let occurred_at = truncate_micros(Utc::now());
-        let rows = self
-            .store
-            .append_events(|first| {
-                let mut rows = Vec::with_capacity(n);
-                for (i, e) in batch.iter().flat_map(|r| r.events.iter()).enumerate() {
-                    let seq = first + i as u64;
-                    let canonical = e.canonical(seq, &occurred_at);
-                    rows.push(EventRow {
-                        seq,
-                        occurred_at,
-                        kind: e.event.kind.as_str().to_owned(),
-                        action_id: e.event.action_id,
-                        actor_kind: serde_json::to_value(e.event.actor.kind)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default(),
-                        actor_id: e.event.actor.id.clone(),
-                        leaf_hash: leaf_hash(&canonical),
-                        canonical,
-                    });
+        let at_text = format_time(&occurred_at);
+        let events = || batch.iter().flat_map(|r| r.events.iter());
+        let rows: Vec<NewRow> = events()
+            .map(|e| {
+                let p = e.parts();
+                NewRow {
+                    head: p.head,
+                    middle: p.middle,
+                    tail: p.tail,
+                    kind: e.event.kind.as_str().to_owned(),
+                    action_id: e.event.action_id,
+                    actor_kind: e.event.actor.kind.as_str().to_owned(),
+                    actor_id: e.event.actor.id.clone(),
                 }
-                rows
             })
+            .collect();
+        let stored = self
+            .store
+            .append_events(occurred_at, &at_text, &rows)
             .await?;
-        Ok(rows
-            .into_iter()
-            .zip(batch.iter().flat_map(|r| r.events.iter()))
-            .map(|(row, e)| CommittedEvent {
-                seq: row.seq,
-                occurred_at: row.occurred_at,
-                leaf_hash: row.leaf_hash,
+        if stored.len() != n {
+            return Err(EvidenceError::Store(format!(
+                "store appended {} of {n} events",
+                stored.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(n);
+        for ((seq, stored_leaf), e) in stored.into_iter().zip(events()) {
+            let canonical = e.canonical(seq, &occurred_at);
+            let leaf = leaf_hash(&canonical);
+            // INVARIANT: the store built the same leaf we did; if not, say so
+            // loudly rather than hand out a hash that proves nothing.
+            if leaf != stored_leaf {
+                return Err(EvidenceError::Corrupt(format!(
+                    "seq {seq} was stored with a different leaf than the writer built"
+                )));
+            }
+            out.push(CommittedEvent {
+                seq,
+                occurred_at,
+                leaf_hash: leaf,
                 event: e.event.clone(),
-                canonical: row.canonical,
-            })
-            .collect())
+                canonical,
+            });
+        }
+        Ok(out)
     }
 }

@@ -57,28 +57,48 @@ macro_rules! action_row {
 }
 
 impl Store {
-    /// Inserts a new action, or returns the one this agent already created
-    /// with the same idempotency key.
-    pub async fn insert_action(&self, row: &ActionRow) -> Result<Inserted, StoreError> {
+    /// Inserts a new action (and its grant's single-use record, in the same
+    /// transaction), or returns the one this agent already created with the
+    /// same idempotency key, inserting nothing.
+    pub async fn insert_action(
+        &self,
+        row: &ActionRow,
+        grant: Option<(&str, DateTime<Utc>)>,
+    ) -> Result<Inserted, StoreError> {
         let sql = format!(
             "INSERT INTO actions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (agent_id, idempotency_key) DO NOTHING"
         );
-        let inserted = on_pool!(self, pool => sqlx::query(&sql)
-            .bind(&row.id)
-            .bind(&row.agent_id)
-            .bind(&row.idempotency_key)
-            .bind(&row.request_hash)
-            .bind(&row.action)
-            .bind(&row.digest)
-            .bind(&row.state)
-            .bind(&row.verdict)
-            .bind(&row.grant_token)
-            .bind(row.expires_at)
-            .bind(row.created_at)
-            .bind(row.updated_at)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let inserted = on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(&sql)
+                .bind(&row.id)
+                .bind(&row.agent_id)
+                .bind(&row.idempotency_key)
+                .bind(&row.request_hash)
+                .bind(&row.action)
+                .bind(&row.digest)
+                .bind(&row.state)
+                .bind(&row.verdict)
+                .bind(&row.grant_token)
+                .bind(row.expires_at)
+                .bind(row.created_at)
+                .bind(row.updated_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if inserted == 1 {
+                if let Some((jti, expires_at)) = grant {
+                    sqlx::query("INSERT INTO grants (jti, action_id, expires_at) VALUES ($1, $2, $3)")
+                        .bind(jti)
+                        .bind(&row.id)
+                        .bind(expires_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+            Ok::<_, sqlx::Error>(inserted)
+        }.await)?;
         if inserted == 1 {
             return Ok(Inserted::Created);
         }
@@ -126,13 +146,7 @@ impl Store {
         change: &ActionChange,
     ) -> Result<bool, StoreError> {
         let now = Utc::now();
-        let changed = on_pool!(self, pool => sqlx::query(
-            "UPDATE actions SET state = $1, updated_at = $2,
-                 action = COALESCE($3, action), digest = COALESCE($4, digest),
-                 verdict = COALESCE($5, verdict), grant_token = COALESCE($6, grant_token),
-                 expires_at = COALESCE($7, expires_at)
-             WHERE id = $8 AND state = $9",
-        )
+        let changed = on_pool!(self, pool => sqlx::query(TRANSITION_SQL)
         .bind(to)
         .bind(now)
         .bind(&change.action)
@@ -218,6 +232,15 @@ impl Store {
         Ok(())
     }
 }
+
+/// Moves one action between states, changing the given fields
+/// (`COALESCE`: NULL keeps the old value). Binds: to, now, action, digest,
+/// verdict, grant_token, expires_at, id, from.
+pub(super) const TRANSITION_SQL: &str = "UPDATE actions SET state = $1, updated_at = $2,
+         action = COALESCE($3, action), digest = COALESCE($4, digest),
+         verdict = COALESCE($5, verdict), grant_token = COALESCE($6, grant_token),
+         expires_at = COALESCE($7, expires_at)
+     WHERE id = $8 AND state = $9";
 
 /// The Postgres NOTIFY channel that carries ids of changed actions.
 pub const ACTION_CHANNEL: &str = "actiongate_actions";

@@ -7,6 +7,7 @@ mod postgres;
 mod reviews;
 mod slack;
 mod sqlite;
+mod teams;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -21,10 +22,11 @@ use uuid::Uuid;
 
 pub use actions::{ActionChange, ActionRow, Inserted, ACTION_CHANNEL};
 pub use agents::{AgentRow, KeyRole};
-pub use postgres::PG_MIGRATOR;
+pub use postgres::{APPEND_LOCK as PG_APPEND_LOCK, LEADER_LOCK as PG_LEADER_LOCK, PG_MIGRATOR};
 pub use reviews::{ActionGuard, ReviewRow};
 pub use slack::SlackMessageRow;
 pub use sqlite::SQLITE_MIGRATOR;
+pub use teams::TeamsActivity;
 
 /// Runs `$body` with `$pool` bound to whichever pool the store has. For
 /// queries written once in the SQL both databases speak (`$1` placeholders
@@ -135,6 +137,24 @@ pub struct EventRow {
     pub leaf_hash: [u8; 32],
 }
 
+/// An event to append, its canonical leaf split around occurred_at and seq.
+#[derive(Clone, Debug)]
+pub struct NewRow {
+    pub head: String,
+    pub middle: String,
+    pub tail: String,
+    pub kind: String,
+    pub action_id: Option<Uuid>,
+    pub actor_kind: String,
+    pub actor_id: String,
+}
+
+impl NewRow {
+    pub fn canonical(&self, at_text: &str, seq: u64) -> String {
+        format!("{}{at_text}{}{seq}{}", self.head, self.middle, self.tail)
+    }
+}
+
 /// One signed checkpoint as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckpointRow {
@@ -202,16 +222,18 @@ impl Store {
         Ok(())
     }
 
-    /// Appends rows atomically with consecutive seqs. `build` receives the
-    /// first free seq, read under the store's append serialization point, and
-    /// returns the rows to insert (seqs `first..first+n`, in order).
-    pub async fn append_events<F>(&self, build: F) -> Result<Vec<EventRow>, StoreError>
-    where
-        F: FnOnce(u64) -> Vec<EventRow> + Send,
-    {
+    /// Appends events atomically with consecutive seqs, each leaf being
+    /// `head ‖ at_text ‖ middle ‖ seq ‖ tail`; returns each one's seq and leaf
+    /// hash. The seqs continue from `MAX(seq)` under the store's append lock.
+    pub async fn append_events(
+        &self,
+        occurred_at: DateTime<Utc>,
+        at_text: &str,
+        rows: &[NewRow],
+    ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
         match self {
-            Store::Postgres(p) => postgres::append_events(p, build).await,
-            Store::Sqlite(p) => sqlite::append_events(p, build).await,
+            Store::Postgres(p) => postgres::append_events(p, occurred_at, at_text, rows).await,
+            Store::Sqlite(p) => sqlite::append_events(p, occurred_at, at_text, rows).await,
         }
     }
 
@@ -282,12 +304,42 @@ impl Store {
         }
     }
 
-    /// Tries to become the one integrator. On Postgres this holds a session
-    /// advisory lock on a dedicated connection: the lock lives exactly as
-    /// long as that connection, so a dead leader's lock is freed by Postgres.
-    pub async fn try_lead(&self) -> Result<Option<Leader>, StoreError> {
-        match self {
-            Store::Postgres(p) => Ok(postgres::try_lead(p).await?.map(Leader::Postgres)),
+    /// A contender for the integrator role (see [`Contender::try_lead`]).
+    pub fn contender(&self) -> Contender {
+        Contender {
+            store: self.clone(),
+            conn: None,
+        }
+    }
+}
+
+/// Competes to become the one integrator, keeping its connection between
+/// attempts (connecting costs far more than asking for a lock).
+pub struct Contender {
+    store: Store,
+    conn: Option<sqlx::PgConnection>,
+}
+
+impl Contender {
+    /// On Postgres this takes a session advisory lock on a dedicated
+    /// connection: the lock lives exactly as long as that connection, so a
+    /// dead leader's lock is freed by Postgres itself.
+    pub async fn try_lead(&mut self) -> Result<Option<Leader>, StoreError> {
+        match &self.store {
+            Store::Postgres(p) => {
+                let conn = match self.conn.take() {
+                    Some(c) => c,
+                    // Detached: a pooled connection would keep the session lock after we let go.
+                    None => p.acquire().await?.detach(),
+                };
+                let (conn, got) = postgres::try_lock_leader(conn).await?;
+                if got {
+                    Ok(Some(Leader::Postgres(conn)))
+                } else {
+                    self.conn = Some(conn);
+                    Ok(None)
+                }
+            }
             // Embedded: one process owns the file; PRIMARY KEYs catch a second writer.
             Store::Sqlite(p) => Ok(Some(Leader::Sqlite(p.clone()))),
         }
@@ -373,4 +425,13 @@ fn order_hashes(indexes: &[u64], rows: Vec<(i64, Vec<u8>)>) -> Result<Vec<[u8; 3
                 .ok_or_else(|| StoreError::Corrupt(format!("tree hash {i} is missing")))
         })
         .collect()
+}
+
+/// RFC 6962 leaf hash, SHA-256(0x00 ‖ leaf).
+fn leaf_hash(canonical: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(canonical.as_bytes());
+    h.finalize().into()
 }

@@ -7,14 +7,15 @@ use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::{hash32, to_i64, to_u64, CheckpointRow, EventRow, StoreError};
+use super::{hash32, to_i64, to_u64, CheckpointRow, EventRow, NewRow, StoreError};
 
 pub static PG_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Serializes appends across all replicas: held from seq assignment to COMMIT.
-const APPEND_LOCK: i64 = 0x6167_5f65_7669_6401; // "ag_evid" 1
+/// Also hard-coded in `evidence_append` (migrations/postgres/0001_evidence.sql).
+pub const APPEND_LOCK: i64 = 0x6167_5f65_7669_6401; // "ag_evid" 1
 /// Held for a leader's whole tenure, on its own connection.
-const LEADER_LOCK: i64 = 0x6167_5f65_7669_6402; // "ag_evid" 2
+pub const LEADER_LOCK: i64 = 0x6167_5f65_7669_6402; // "ag_evid" 2
 
 type RawEvent = (
     i64,
@@ -47,58 +48,39 @@ fn event_row(r: RawEvent) -> Result<EventRow, StoreError> {
     })
 }
 
-pub(super) async fn append_events<F>(pool: &PgPool, build: F) -> Result<Vec<EventRow>, StoreError>
-where
-    F: FnOnce(u64) -> Vec<EventRow> + Send,
-{
-    let mut tx = pool.begin().await?;
-    // Separate statements: under READ COMMITTED the MAX must take its snapshot
-    // after the lock is granted, or it could miss the previous holder's rows.
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(APPEND_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM evidence_events")
-        .fetch_one(&mut *tx)
-        .await?;
-    let rows = build(to_u64(next, "next seq")?);
-    let n = rows.len();
-    let mut seq = Vec::with_capacity(n);
-    let mut at = Vec::with_capacity(n);
-    let mut kind = Vec::with_capacity(n);
-    let mut action = Vec::with_capacity(n);
-    let mut actor_kind = Vec::with_capacity(n);
-    let mut actor_id = Vec::with_capacity(n);
-    let mut canonical = Vec::with_capacity(n);
-    let mut leaf = Vec::with_capacity(n);
-    for r in &rows {
-        seq.push(to_i64(r.seq));
-        at.push(r.occurred_at);
-        kind.push(r.kind.clone());
-        action.push(r.action_id.map(|u| u.to_string()));
-        actor_kind.push(r.actor_kind.clone());
-        actor_id.push(r.actor_id.clone());
-        canonical.push(r.canonical.clone());
-        leaf.push(r.leaf_hash.to_vec());
-    }
-    sqlx::query(
-        "INSERT INTO evidence_events \
-             (seq, occurred_at, kind, action_id, actor_kind, actor_id, canonical, leaf_hash) \
-         SELECT * FROM UNNEST($1::int8[], $2::timestamptz[], $3::text[], $4::text[]::uuid[], \
-                              $5::text[], $6::text[], $7::text[], $8::bytea[])",
+pub(super) async fn append_events(
+    pool: &PgPool,
+    occurred_at: DateTime<Utc>,
+    at_text: &str,
+    rows: &[NewRow],
+) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+    let col = |f: fn(&NewRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
+    let action: Vec<Option<String>> = rows
+        .iter()
+        .map(|r| r.action_id.map(|u| u.to_string()))
+        .collect();
+    // Autocommit: the function takes APPEND_LOCK, assigns seqs from MAX(seq)
+    // and inserts; the lock is released by the implicit COMMIT.
+    let out: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT seq, leaf_hash FROM evidence_append($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
-    .bind(seq)
-    .bind(at)
-    .bind(kind)
+    .bind(occurred_at)
+    .bind(at_text)
+    .bind(col(|r| r.head.clone()))
+    .bind(col(|r| r.middle.clone()))
+    .bind(col(|r| r.tail.clone()))
+    .bind(col(|r| r.kind.clone()))
     .bind(action)
-    .bind(actor_kind)
-    .bind(actor_id)
-    .bind(canonical)
-    .bind(leaf)
-    .execute(&mut *tx)
+    .bind(col(|r| r.actor_kind.clone()))
+    .bind(col(|r| r.actor_id.clone()))
+    .fetch_all(pool)
     .await?;
-    tx.commit().await?;
-    Ok(rows)
+    let mut out = out
+        .into_iter()
+        .map(|(s, h)| Ok((to_u64(s, "seq")?, hash32(h, "leaf_hash")?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    out.sort_unstable_by_key(|x| x.0);
+    Ok(out)
 }
 
 pub(super) async fn event_count<'e>(ex: impl PgExecutor<'e>) -> Result<u64, StoreError> {
@@ -224,14 +206,14 @@ pub(super) async fn tree_hash_range(
         .collect()
 }
 
-pub(super) async fn try_lead(pool: &PgPool) -> Result<Option<PgConnection>, StoreError> {
-    // Detached: a pooled connection would keep the session lock after we let go of it.
-    let mut conn = pool.acquire().await?.detach();
+pub(super) async fn try_lock_leader(
+    mut conn: PgConnection,
+) -> Result<(PgConnection, bool), StoreError> {
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(LEADER_LOCK)
         .fetch_one(&mut conn)
         .await?;
-    Ok(got.then_some(conn))
+    Ok((conn, got))
 }
 
 pub(super) async fn integrate(

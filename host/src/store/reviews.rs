@@ -170,15 +170,10 @@ impl ActionGuard {
         to: &str,
         change: &ActionChange,
     ) -> Result<bool, StoreError> {
-        const SQL: &str = "UPDATE actions SET state = $1, updated_at = $2,
-                 action = COALESCE($3, action), digest = COALESCE($4, digest),
-                 verdict = COALESCE($5, verdict), grant_token = COALESCE($6, grant_token),
-                 expires_at = COALESCE($7, expires_at)
-             WHERE id = $8 AND state = $9";
         let now = Utc::now();
         macro_rules! run {
             ($executor:expr, $id:expr) => {
-                sqlx::query(SQL)
+                sqlx::query(super::actions::TRANSITION_SQL)
                     .bind(to)
                     .bind(now)
                     .bind(&change.action)

@@ -7,7 +7,7 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
-use super::{hash32, to_i64, to_u64, CheckpointRow, EventRow, StoreError};
+use super::{hash32, to_i64, to_u64, CheckpointRow, EventRow, NewRow, StoreError};
 
 pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -55,37 +55,46 @@ fn event_row(r: RawEvent) -> Result<EventRow, StoreError> {
     })
 }
 
-pub(super) async fn append_events<F>(
+pub(super) async fn append_events(
     pool: &SqlitePool,
-    build: F,
-) -> Result<Vec<EventRow>, StoreError>
-where
-    F: FnOnce(u64) -> Vec<EventRow> + Send,
-{
+    occurred_at: DateTime<Utc>,
+    at_text: &str,
+    rows: &[NewRow],
+) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
     // IMMEDIATE takes the write lock before the MAX read, so no other writer
     // can slip in between (a deferred transaction would fail to upgrade).
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM evidence_events")
         .fetch_one(&mut *tx)
         .await?;
-    let rows = build(to_u64(next, "next seq")?);
-    for chunk in rows.chunks(INSERT_CHUNK) {
+    let first = to_u64(next, "next seq")?;
+    let built: Vec<(u64, String, [u8; 32], &NewRow)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let seq = first + i as u64;
+            let canonical = r.canonical(at_text, seq);
+            let leaf = super::leaf_hash(&canonical);
+            (seq, canonical, leaf, r)
+        })
+        .collect();
+    for chunk in built.chunks(INSERT_CHUNK) {
         let mut q: QueryBuilder<Sqlite> =
             QueryBuilder::new(format!("INSERT INTO evidence_events ({EVENT_COLUMNS}) "));
-        q.push_values(chunk, |mut b, r| {
-            b.push_bind(to_i64(r.seq))
-                .push_bind(ts(&r.occurred_at))
+        q.push_values(chunk, |mut b, (seq, canonical, leaf, r)| {
+            b.push_bind(to_i64(*seq))
+                .push_bind(ts(&occurred_at))
                 .push_bind(r.kind.clone())
                 .push_bind(r.action_id.map(|u| u.to_string()))
                 .push_bind(r.actor_kind.clone())
                 .push_bind(r.actor_id.clone())
-                .push_bind(r.canonical.clone())
-                .push_bind(r.leaf_hash.to_vec());
+                .push_bind(canonical.clone())
+                .push_bind(leaf.to_vec());
         });
         q.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(rows)
+    Ok(built.into_iter().map(|(s, _, h, _)| (s, h)).collect())
 }
 
 pub(super) async fn event_count(pool: &SqlitePool) -> Result<u64, StoreError> {

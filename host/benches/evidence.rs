@@ -1,0 +1,168 @@
+//! Evidence append throughput: events/s at 1, 8 and 64 concurrent writers,
+//! batched (one multi-row INSERT per group of concurrent appends) against a
+//! one-row-per-transaction baseline (batch_max = 1) in the same run.
+//!
+//! Postgres: `DATABASE_URL=$(tests/pg-up) cargo bench -p actiongate --bench evidence`
+//! (a throwaway database is created and dropped). Without DATABASE_URL, SQLite.
+//! BENCH_SECS sets the seconds per measurement (default 3).
+
+use std::time::{Duration, Instant};
+
+use actiongate::evidence::{Actor, ActorKind, EventKind, EvidenceConfig, EvidenceLog, NewEvent};
+use actiongate::store::{Store, StoreOptions};
+use serde_json::json;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+struct Sample {
+    events: u64,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Sample {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn pct(&mut self, p: f64) -> Duration {
+        self.latencies.sort_unstable();
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies.get(i).copied().unwrap_or_default()
+    }
+}
+
+async fn run() {
+    let secs: f64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let dir = tempfile::tempdir().unwrap();
+    let (url, cleanup) = match std::env::var("DATABASE_URL") {
+        Ok(admin) => {
+            let name = format!("bench_evidence_{}", std::process::id());
+            sql_admin(&admin, &format!("CREATE DATABASE {name}")).await;
+            let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+            (url, Some((admin, name)))
+        }
+        Err(_) => (format!("sqlite://{}/bench.db", dir.path().display()), None),
+    };
+    let opts = StoreOptions {
+        max_connections: 80,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect_with(&url, &opts).await.unwrap();
+    println!(
+        "store: {:?}, {secs}s per measurement, 2 tokio workers on {} cpus",
+        store.kind(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:>8} {:>10} {:>12} {:>11} {:>11} {:>8}",
+        "writers", "mode", "events/s", "median", "p99", "speedup"
+    );
+    for writers in [1usize, 8, 64] {
+        let mut base = measure(&store, &dir, 1, writers, secs).await;
+        let mut batched = measure(&store, &dir, 512, writers, secs).await;
+        let speedup = batched.rate() / base.rate();
+        for (mode, s, x) in [
+            ("baseline", &mut base, 1.0),
+            ("batched", &mut batched, speedup),
+        ] {
+            let (median, p99) = (s.pct(0.5), s.pct(0.99));
+            println!(
+                "{writers:>8} {mode:>10} {:>12.0} {:>9.2}ms {:>9.2}ms {x:>7.1}x",
+                s.rate(),
+                median.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3,
+            );
+        }
+    }
+    drop(store);
+    if let Some((admin, name)) = cleanup {
+        sql_admin(
+            &admin,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await;
+    }
+}
+
+async fn measure(
+    store: &Store,
+    dir: &tempfile::TempDir,
+    batch_max: usize,
+    writers: usize,
+    secs: f64,
+) -> Sample {
+    let cfg = EvidenceConfig {
+        key_path: dir.path().join("log.key"),
+        batch_max,
+        in_flight: std::env::var("BENCH_IN_FLIGHT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2),
+        ..EvidenceConfig::default()
+    };
+    let log = EvidenceLog::open(store.clone(), cfg).await.unwrap();
+    // Warm up the pool and the writer.
+    for _ in 0..50 {
+        log.append(event(0)).await.unwrap();
+    }
+    let stop = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < stop {
+                let t = Instant::now();
+                log.append(event(w as u64)).await.unwrap();
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    Sample {
+        events: latencies.len() as u64,
+        elapsed,
+        latencies,
+    }
+}
+
+fn event(w: u64) -> NewEvent {
+    NewEvent {
+        kind: EventKind::Evaluated,
+        action_id: Some(uuid::Uuid::now_v7()),
+        actor: Actor {
+            kind: ActorKind::Plugin,
+            id: "sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
+        },
+        payload: json!({
+            "plugin": {"sha256": "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0",
+                       "name": "db-export", "version": "1.2.0", "wit": "0.1.0"},
+            "host_version": "0.1.0",
+            "input": {"kind": "db.export", "agent": format!("agent-{w}"), "params": {"table": "customers", "rows": 1000}},
+            "output": {"risk": "high", "route": {"require-approval": {"groups": ["dba"], "quorum": 1}}},
+            "fuel_used": 123456, "duration_us": 11, "limits": {"fuel": 10000000, "memory": 16777216}
+        }),
+    }
+}
+
+async fn sql_admin(url: &str, sql: &str) {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query(sql).execute(&mut c).await.unwrap();
+}

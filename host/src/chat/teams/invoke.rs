@@ -1,0 +1,338 @@
+//! `POST /teams/messages`: what the Bot Connector sends the bot. Verifies the
+//! Bot Framework JWT before anything else, then relays `adaptiveCard/action`
+//! clicks to `gate.review` and answers with the updated card. Never acts on
+//! a request it could not verify; the approval rules alone decide.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::cards::{self, CardState, CardView, Notice};
+use super::Teams;
+use crate::api::{App, Problem};
+use crate::approvals::{Decision, ReviewError};
+use crate::gate::{Gate, GateError, State as ActionState};
+use crate::notify::{Notification, NotificationKind};
+
+/// The invoke name of an `Action.Execute` click (Universal Actions).
+pub const ADAPTIVE_CARD_ACTION: &str = "adaptiveCard/action";
+const ERROR_TYPE: &str = "application/vnd.microsoft.error";
+/// The `channel` reviews from here are recorded with.
+pub const CHANNEL: &str = "teams";
+
+#[derive(Clone)]
+struct Bot {
+    gate: Arc<Gate>,
+    teams: Arc<Teams>,
+}
+
+/// The bot's route, when `[teams]` is configured; otherwise no route.
+pub fn router(app: &App) -> Router {
+    match &app.teams {
+        Some(teams) => Router::new()
+            .route("/teams/messages", post(messages))
+            .with_state(Bot {
+                gate: app.gate.clone(),
+                teams: teams.clone(),
+            }),
+        None => Router::new(),
+    }
+}
+
+/// The parts of a Bot Framework activity the bot reads.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Activity {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    name: Option<String>,
+    service_url: String,
+    channel_id: String,
+    #[serde(default)]
+    from: Option<ChannelAccount>,
+    #[serde(default)]
+    value: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChannelAccount {
+    #[serde(default)]
+    aad_object_id: Option<String>,
+}
+
+/// `activity.value` of an `adaptiveCard/action` invoke.
+#[derive(Deserialize)]
+struct InvokeValue {
+    action: ExecuteAction,
+}
+
+#[derive(Deserialize)]
+struct ExecuteAction {
+    #[serde(rename = "type")]
+    kind: String,
+    verb: String,
+    /// The button's data with the card's input values merged in.
+    #[serde(default)]
+    data: Map<String, Value>,
+}
+
+async fn messages(State(bot): State<Bot>, headers: HeaderMap, body: Bytes) -> Response {
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if authorization.is_none() {
+        return refuse_unverified("no Authorization header");
+    }
+    let activity: Activity = match serde_json::from_slice(&body) {
+        Ok(activity) => activity,
+        Err(e) => {
+            return Problem::bad_request(format!("not a Bot Framework activity: {e}"))
+                .into_response()
+        }
+    };
+    if let Err(e) = bot
+        .teams
+        .auth
+        .verify(authorization, &activity.service_url, &activity.channel_id)
+        .await
+    {
+        return refuse_unverified(&e.to_string());
+    }
+    if activity.kind != "invoke" {
+        // Messages, installs, conversation updates: nothing to do.
+        return StatusCode::OK.into_response();
+    }
+    if activity.name.as_deref() != Some(ADAPTIVE_CARD_ACTION) {
+        return StatusCode::NOT_IMPLEMENTED.into_response();
+    }
+    let action = match activity
+        .value
+        .clone()
+        .map(serde_json::from_value::<InvokeValue>)
+    {
+        Some(Ok(InvokeValue { action })) if action.kind == "Action.Execute" => action,
+        _ => {
+            return invoke_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "expected an Action.Execute invoke",
+            )
+        }
+    };
+    let aad_object_id = activity.from.and_then(|f| f.aad_object_id);
+    bot.card_action(aad_object_id.as_deref(), action).await
+}
+
+/// 401 for anything that is not verifiably from the Bot Connector. Why goes
+/// to the log only.
+fn refuse_unverified(why: &str) -> Response {
+    tracing::warn!(reason = why, "teams: request refused");
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Not a verified Bot Connector request",
+        "the Bot Framework token was missing or not accepted",
+    )
+    .into_response()
+}
+
+/// The invoke response that replaces the clicked card with `card`.
+fn invoke_card(card: Value) -> Response {
+    Json(json!({"statusCode": 200, "type": cards::CONTENT_TYPE, "value": card})).into_response()
+}
+
+fn invoke_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({
+            "statusCode": status.as_u16(),
+            "type": ERROR_TYPE,
+            "value": {"code": code, "message": message},
+        })),
+    )
+        .into_response()
+}
+
+fn card_state(state: ActionState) -> (CardState, NotificationKind) {
+    match state {
+        ActionState::Pending => (CardState::Pending, NotificationKind::Pending),
+        ActionState::Approved | ActionState::Allowed | ActionState::Executed => {
+            (CardState::Approved, NotificationKind::Approved)
+        }
+        ActionState::Denied => (CardState::Denied, NotificationKind::Denied),
+        ActionState::Expired => (CardState::Expired, NotificationKind::Expired),
+    }
+}
+
+/// The action as a card shows it now.
+struct Current {
+    notification: Notification,
+    state: CardState,
+    modifiable: Vec<String>,
+}
+
+impl Bot {
+    async fn current(&self, action_id: &str) -> Result<Current, GateError> {
+        let row = self
+            .gate
+            .store
+            .action(action_id)
+            .await?
+            .ok_or_else(|| GateError::NotFound(action_id.into()))?;
+        let (state, kind) = card_state(ActionState::parse(&row.state)?);
+        Ok(Current {
+            notification: self.gate.notification_for(action_id, kind).await?,
+            state,
+            modifiable: self.teams.modifiable_params(action_id).await?,
+        })
+    }
+
+    fn render(&self, current: &Current, notice: Option<Notice>) -> Response {
+        invoke_card(cards::card(&CardView {
+            notification: &current.notification,
+            state: current.state,
+            modifiable: &current.modifiable,
+            notice: notice.as_ref(),
+        }))
+    }
+
+    async fn card_action(&self, aad_object_id: Option<&str>, action: ExecuteAction) -> Response {
+        let Some(action_id) = action.data.get("action_id").and_then(Value::as_str) else {
+            return invoke_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "the card names no action",
+            );
+        };
+        let current = match self.current(action_id).await {
+            Ok(current) => current,
+            Err(e) => return gate_error(e),
+        };
+        let decision = match action.verb.as_str() {
+            cards::VERB_REFRESH => return self.render(&current, None),
+            cards::VERB_APPROVE => Decision::Approve,
+            cards::VERB_DENY => Decision::Deny,
+            cards::VERB_MODIFY => Decision::Modify,
+            other => {
+                return invoke_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!("unknown verb {other:?}"),
+                )
+            }
+        };
+        // The channel vouches for the user's AAD object id; the directory
+        // alone turns it into an approver.
+        let Some(person) = aad_object_id.and_then(|id| self.gate.directory.person_by_teams_id(id))
+        else {
+            return self.render(
+                &current,
+                Some(Notice::Refused(
+                    "You are not in actiongate's approver directory (no person has your Teams id), so you cannot review this request.".into(),
+                )),
+            );
+        };
+        // A click on a card showing an older version of the action must not
+        // count for the newer one.
+        let shown = action.data.get("digest").and_then(Value::as_str);
+        if current.state == CardState::Pending
+            && shown != Some(current.notification.action.digest.as_str())
+        {
+            return self.render(
+                &current,
+                Some(Notice::Refused(
+                    "This card was out of date: the action changed since it was shown. Review the current version below.".into(),
+                )),
+            );
+        }
+        let reason = action
+            .data
+            .get(cards::INPUT_REASON)
+            .and_then(Value::as_str)
+            .map(String::from);
+        let params = (decision == Decision::Modify).then(|| {
+            cards::modify_changes(
+                &action.data,
+                &current.notification.action.params,
+                &current.modifiable,
+            )
+        });
+        let reviewed = self
+            .gate
+            .review(person.id(), action_id, decision, reason, params, CHANNEL)
+            .await;
+        match reviewed {
+            Ok(outcome) => {
+                let (state, _) = card_state(outcome.state);
+                let done = match (decision, state) {
+                    (Decision::Modify, CardState::Pending) => {
+                        "You modified this request; the new version needs approval.".to_string()
+                    }
+                    (Decision::Modify, _) => "You modified this request.".to_string(),
+                    (Decision::Approve, CardState::Pending) => {
+                        "You approved this request; more approvals are needed.".to_string()
+                    }
+                    (Decision::Approve, _) => "You approved this request.".to_string(),
+                    (Decision::Deny, _) => "You denied this request.".to_string(),
+                };
+                let modifiable = match self.teams.modifiable_params(action_id).await {
+                    Ok(m) => m,
+                    Err(e) => return gate_error(e.into()),
+                };
+                self.render(
+                    &Current {
+                        notification: outcome.notification,
+                        state,
+                        modifiable,
+                    },
+                    Some(Notice::Done(done)),
+                )
+            }
+            Err(ReviewError::Refused(refusal)) => {
+                tracing::info!(action_id, approver = %person.id(), code = refusal.code(), "teams: review refused");
+                self.render(&current, Some(Notice::Refused(refusal.to_string())))
+            }
+            Err(ReviewError::Gate(e @ (GateError::Invalid(_) | GateError::WrongState { .. }))) => {
+                // Someone else got there first, or the input was unusable:
+                // show where it stands now.
+                let current = self.current(action_id).await.unwrap_or(current);
+                self.render(&current, Some(Notice::Refused(e.to_string())))
+            }
+            Err(ReviewError::Gate(e)) => gate_error(e),
+        }
+    }
+}
+
+fn gate_error(e: GateError) -> Response {
+    match e {
+        GateError::NotFound(_) => invoke_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "this request no longer exists",
+        ),
+        e if e.is_unavailable() => {
+            tracing::error!(error = %e, "teams: failing closed: database unavailable");
+            invoke_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "actiongate cannot record reviews right now; try again shortly",
+            )
+        }
+        e => {
+            tracing::error!(error = %e, "teams: internal error");
+            invoke_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal",
+                "internal error; see the actiongate log",
+            )
+        }
+    }
+}
