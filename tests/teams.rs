@@ -877,8 +877,8 @@ async fn posted_cards_are_remembered_in_postgres_and_sqlite() {
     use actiongate::store::{Store, TeamsActivity};
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite://{}", dir.path().join("teams.db").display());
-    let postgres = actiongate_tests::server::fresh_database().await;
-    for url in [sqlite, postgres] {
+    let postgres = actiongate_tests::pg::TempDatabase::create("ag_teams_cards").await;
+    for url in [sqlite, postgres.url.clone()] {
         let store = Store::connect(&url).await.unwrap();
         let card = |conversation: &str, activity: &str| TeamsActivity {
             action_id: "0190c0de-0000-7000-8000-000000000001".into(),
