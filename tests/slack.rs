@@ -283,9 +283,8 @@ fn has_buttons(message: &Value) -> bool {
 #[tokio::test]
 async fn notifier_posts_redraws_threads_and_escalates() {
     let fake = FakeSlack::start().await;
-    let store = Store::connect(&actiongate_tests::server::fresh_database().await)
-        .await
-        .unwrap();
+    let database = actiongate_tests::pg::TempDatabase::create("ag_slack_notifier").await;
+    let store = Store::connect(&database.url).await.unwrap();
     let settings = std::sync::Arc::new(settings(&fake, ""));
     let notifier = SlackNotifier::new(
         SlackClient::new(&settings).unwrap(),
@@ -363,9 +362,8 @@ async fn notifier_posts_redraws_threads_and_escalates() {
 #[tokio::test]
 async fn notifier_failures_are_errors_not_panics() {
     let fake = FakeSlack::start().await;
-    let store = Store::connect(&actiongate_tests::server::fresh_database().await)
-        .await
-        .unwrap();
+    let database = actiongate_tests::pg::TempDatabase::create("ag_slack_notifier").await;
+    let store = Store::connect(&database.url).await.unwrap();
     let settings = std::sync::Arc::new(settings(&fake, ""));
     let notifier = SlackNotifier::new(
         SlackClient::new(&settings).unwrap(),
