@@ -43,6 +43,8 @@ pub struct Config {
     pub sweep_interval_ms: u64,
     /// Approvals in Microsoft Teams (a Bot Framework bot); off when absent.
     pub teams: Option<crate::chat::teams::TeamsConfig>,
+    /// Approvals in Slack (`[slack]`); off when absent.
+    pub slack: Option<crate::chat::slack::SlackConfig>,
 }
 
 /// `[notify]`: outgoing announcements.
@@ -78,6 +80,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             sweep_interval_ms: 1000,
             teams: None,
+            slack: None,
         }
     }
 }

@@ -68,6 +68,15 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         }
         None => None,
     };
+    let slack = config
+        .slack
+        .as_ref()
+        .map(|c| crate::chat::slack::Slack::new(c, store.clone()))
+        .transpose()
+        .context("checking [slack]")?;
+    if let Some(slack) = &slack {
+        notifiers.push(slack.notifier());
+    }
     let gate = Arc::new(Gate {
         store,
         directory,
@@ -83,10 +92,12 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         gate.clone(),
         Duration::from_millis(config.sweep_interval_ms.max(10)),
     );
+    let slack = slack.map(|s| Arc::new(s.start(gate.clone())));
     Ok(Arc::new(AppState {
         gate,
         evidence,
         teams,
+        slack,
     }))
 }
 

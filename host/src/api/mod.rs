@@ -29,6 +29,8 @@ pub struct AppState {
     pub evidence: EvidenceLog,
     /// The Teams bot, when `[teams]` is configured.
     pub teams: Option<Arc<crate::chat::teams::Teams>>,
+    /// Slack reviews, when `[slack]` is configured.
+    pub slack: Option<Arc<crate::chat::slack::SlackApp>>,
 }
 
 pub type App = Arc<AppState>;
@@ -60,6 +62,7 @@ pub fn router(app: App) -> Router {
         axum::middleware::from_fn_with_state(app.clone(), auth::require_auditor),
     );
     let teams_routes = crate::chat::teams::invoke::router(&app);
+    let slack_routes = crate::chat::slack::routes(app.slack.as_deref());
     Router::new()
         .route("/v1/actions", post(actions::submit))
         .route("/v1/actions/{id}", get(actions::get_action))
@@ -75,6 +78,7 @@ pub fn router(app: App) -> Router {
         .with_state(app)
         .merge(log_routes)
         .merge(teams_routes)
+        .merge(slack_routes)
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -5,6 +5,7 @@ mod actions;
 mod agents;
 mod postgres;
 mod reviews;
+mod slack;
 mod sqlite;
 mod teams;
 
@@ -23,6 +24,7 @@ pub use actions::{ActionChange, ActionRow, Inserted, ACTION_CHANNEL};
 pub use agents::{AgentRow, KeyRole};
 pub use postgres::{APPEND_LOCK as PG_APPEND_LOCK, LEADER_LOCK as PG_LEADER_LOCK, PG_MIGRATOR};
 pub use reviews::{ActionGuard, ReviewRow};
+pub use slack::SlackMessageRow;
 pub use sqlite::SQLITE_MIGRATOR;
 pub use teams::TeamsActivity;
 
