@@ -74,6 +74,8 @@ pub struct ReviewRequest {
     /// For `modify`: the params to change (a top-level merge patch).
     #[schema(value_type = Option<Object>)]
     pub params: Option<serde_json::Value>,
+    /// The action digest the reviewer saw; refused (409 `stale`) if it changed since.
+    pub digest: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -102,7 +104,15 @@ pub async fn review(
 ) -> Result<Json<ReviewAnswer>, Problem> {
     let outcome = app
         .gate
-        .review(&me, &id, body.decision, body.reason, body.params, "api")
+        .review(
+            &me,
+            &id,
+            body.decision,
+            body.reason,
+            body.params,
+            body.digest.as_deref(),
+            "api",
+        )
         .await
         .map_err(review_problem)?;
     let n = outcome.notification;
@@ -121,7 +131,7 @@ pub fn review_problem(e: ReviewError) -> Problem {
     match e {
         ReviewError::Refused(refusal) => {
             let status = match refusal.code() {
-                "not-pending" | "expired" | "duplicate" => StatusCode::CONFLICT,
+                "not-pending" | "expired" | "duplicate" | "stale" => StatusCode::CONFLICT,
                 "nothing-modifiable"
                 | "param-not-modifiable"
                 | "no-change"

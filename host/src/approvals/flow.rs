@@ -48,7 +48,8 @@ pub struct ReviewOutcome {
 impl Gate {
     /// Applies one review by `approver` through `channel`. Every approval
     /// rule is checked under the action's lock; the evidence is committed
-    /// before the state changes.
+    /// before the state changes. With `seen_digest`, the review is refused
+    /// if the action is no longer the version the reviewer was shown.
     pub async fn review(
         &self,
         approver: &ApproverId,
@@ -56,6 +57,7 @@ impl Gate {
         decision: Decision,
         reason: Option<String>,
         params: Option<serde_json::Value>,
+        seen_digest: Option<&str>,
         channel: &str,
     ) -> Result<ReviewOutcome, ReviewError> {
         let reason = reason
@@ -63,6 +65,17 @@ impl Gate {
             .filter(|r| !r.is_empty());
         let mut guard = self.store.lock_action(action_id).await?;
         let (row, action, verdict, request) = self.snapshot(action_id).await?;
+        // A review counts only for the version the reviewer saw: checked
+        // under the lock, so a modify cannot slip in between.
+        if let Some(seen) = seen_digest {
+            if seen != row.digest {
+                return Err(Refusal::Stale {
+                    seen: seen.to_string(),
+                    current: row.digest.clone(),
+                }
+                .into());
+            }
+        }
         let now = Utc::now();
         rules::check(
             &self.directory,

@@ -174,6 +174,8 @@ pub enum Refusal {
     ParamNotModifiable { key: String, modifiable: String },
     #[error("the modification changes nothing")]
     NoChange,
+    #[error("the action changed since you saw it (you reviewed version {seen}, it is now {current}); review the current version")]
+    Stale { seen: String, current: String },
     #[error("{what} must be a JSON object")]
     NotAnObject { what: &'static str },
 }
@@ -194,6 +196,7 @@ impl Refusal {
             Refusal::NothingModifiable => "nothing-modifiable",
             Refusal::ParamNotModifiable { .. } => "param-not-modifiable",
             Refusal::NoChange => "no-change",
+            Refusal::Stale { .. } => "stale",
             Refusal::NotAnObject { .. } => "not-an-object",
         }
     }

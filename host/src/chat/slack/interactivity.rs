@@ -175,7 +175,15 @@ impl SlackReviews {
         }
         let result = self
             .gate
-            .review(&approver, &value.action_id, decision, None, None, CHANNEL)
+            .review(
+                &approver,
+                &value.action_id,
+                decision,
+                None,
+                None,
+                Some(&value.digest),
+                CHANNEL,
+            )
             .await;
         match result {
             Ok(outcome) => {
@@ -248,6 +256,7 @@ impl SlackReviews {
                     meta_for_task.decision,
                     Some(input.reason),
                     input.changes,
+                    Some(&meta_for_task.digest),
                     CHANNEL,
                 )
                 .await;

@@ -267,7 +267,15 @@ impl Bot {
         });
         let reviewed = self
             .gate
-            .review(person.id(), action_id, decision, reason, params, CHANNEL)
+            .review(
+                person.id(),
+                action_id,
+                decision,
+                reason,
+                params,
+                shown,
+                CHANNEL,
+            )
             .await;
         match reviewed {
             Ok(outcome) => {
