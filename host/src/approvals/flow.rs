@@ -50,6 +50,7 @@ impl Gate {
     /// rule is checked under the action's lock; the evidence is committed
     /// before the state changes. With `seen_digest`, the review is refused
     /// if the action is no longer the version the reviewer was shown.
+    #[allow(clippy::too_many_arguments)] // one argument per field of a review, as every channel has them
     pub async fn review(
         &self,
         approver: &ApproverId,
