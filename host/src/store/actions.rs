@@ -162,6 +162,18 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// Pending actions, oldest first (for approvers' lists).
+    pub async fn pending_actions(&self, limit: i64) -> Result<Vec<ActionRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM actions WHERE state = 'pending' ORDER BY created_at LIMIT $1"
+        );
+        Ok(on_pool!(self, pool => sqlx::query(&sql)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map(|rows| rows.into_iter().map(|r| action_row!(r)).collect::<Vec<_>>()))?)
+    }
+
     /// Pending actions whose expiry has passed.
     pub async fn expired_pending(
         &self,

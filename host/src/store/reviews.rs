@@ -142,23 +142,6 @@ impl Store {
             .await)?;
         Ok(at.flatten().is_some())
     }
-
-    /// Pending actions (for approvers' lists).
-    pub async fn pending_actions(&self, limit: i64) -> Result<Vec<super::ActionRow>, StoreError> {
-        let mut rows = Vec::new();
-        for id in on_pool!(self, pool => sqlx::query_scalar::<_, String>(
-            "SELECT id FROM actions WHERE state = 'pending' ORDER BY created_at LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(pool)
-        .await)?
-        {
-            if let Some(row) = self.action(&id).await? {
-                rows.push(row);
-            }
-        }
-        Ok(rows)
-    }
 }
 
 impl ActionGuard {
