@@ -99,13 +99,20 @@ impl Evaluator {
     }
 
     /// Loads a plugin so bindings may name it; returns it (with its sha256).
+    /// (The service admits plugins through `registry::register`, which also
+    /// stores their bytes; this is for tests and offline tools.)
     pub fn register(&self, wasm: &[u8]) -> Result<Arc<Plugin>, PluginFailure> {
         let plugin = self.sandbox.load(wasm, None)?;
+        self.insert(plugin.clone());
+        Ok(plugin)
+    }
+
+    /// Makes a loaded plugin available to bindings.
+    pub fn insert(&self, plugin: Arc<Plugin>) {
         self.plugins
             .write()
             .unwrap()
-            .insert(plugin.sha256.clone(), plugin.clone());
-        Ok(plugin)
+            .insert(plugin.sha256.clone(), plugin);
     }
 
     pub fn plugin(&self, sha256: &str) -> Option<Arc<Plugin>> {

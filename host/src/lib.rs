@@ -22,6 +22,7 @@ pub mod grant;
 pub mod keys;
 pub mod metrics;
 pub mod notify;
+pub mod registry;
 pub mod sandbox;
 pub mod service;
 pub mod store;

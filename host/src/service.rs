@@ -11,12 +11,13 @@ use crate::api::{App, AppState};
 use crate::config::{BindingConfig, Config};
 use crate::directory::Directory;
 use crate::evaluate::{Binding, Evaluator};
-use crate::evidence::EvidenceLog;
+use crate::evidence::{Actor, EvidenceLog};
 use crate::gate::Gate;
 use crate::grant::GrantSigner;
 use crate::metrics::Metrics;
 use crate::notify::webhook::Webhook;
 use crate::notify::Notifier;
+use crate::registry::{self, Registration};
 use crate::sandbox::Sandbox;
 use crate::store::Store;
 use crate::waiters::Waiters;
@@ -39,7 +40,9 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         Arc::new(Sandbox::new(config.sandbox.clone()).context("starting the plugin sandbox")?);
     let evaluator = Arc::new(Evaluator::new(sandbox, config.fail_closed.clone()));
     for binding in &config.bindings {
-        bind(&evaluator, binding).with_context(|| format!("binding {:?}", binding.kind))?;
+        bind(&evaluator, &evidence, binding)
+            .await
+            .with_context(|| format!("binding {:?}", binding.kind))?;
     }
 
     let signing_key = crate::keys::load_or_create_signing_key(&config.grants.key_path)
@@ -101,24 +104,55 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     }))
 }
 
-fn bind(evaluator: &Evaluator, b: &BindingConfig) -> anyhow::Result<()> {
-    let load = |name: &str| -> anyhow::Result<String> {
-        let example = crate::examples::example(name)
-            .with_context(|| format!("no example plugin named {name:?} (examples: db-export, iam-change, prod-ops, baseline)"))?;
-        Ok(evaluator.register(example.wasm)?.sha256.clone())
+/// Binds one `[[bindings]]` entry; its plugins are admitted through the
+/// registry, so their bytes are stored before they decide anything.
+async fn bind(
+    evaluator: &Evaluator,
+    evidence: &EvidenceLog,
+    b: &BindingConfig,
+) -> anyhow::Result<()> {
+    let admit = |wasm: Vec<u8>, source: String, pin: Option<String>| async move {
+        let registration = Registration {
+            by: Actor::system("config"),
+            signer: None,
+            source,
+            pin,
+        };
+        let (plugin, _) = registry::register(evaluator, evidence, &wasm, registration).await?;
+        anyhow::Ok(plugin.sha256.clone())
+    };
+    let example = |name: &str| {
+        crate::examples::example(name).with_context(|| {
+            format!("no example plugin named {name:?} (examples: db-export, iam-change, prod-ops, baseline)")
+        })
     };
     let sha256 = match (&b.plugin, &b.path, &b.sha256) {
-        (Some(name), None, None) => load(name)?,
+        (Some(name), None, None) => {
+            admit(
+                example(name)?.wasm.to_vec(),
+                format!("example:{name}"),
+                None,
+            )
+            .await?
+        }
         (None, Some(path), Some(pin)) => {
             let bytes =
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let plugin = evaluator.sandbox().load(&bytes, Some(pin))?;
-            evaluator.register(&bytes)?;
-            plugin.sha256.clone()
+            admit(bytes, path.display().to_string(), Some(pin.clone())).await?
         }
         _ => anyhow::bail!("give either `plugin` (an example name) or both `path` and `sha256`"),
     };
-    let shadow = b.shadow.as_deref().map(load).transpose()?;
+    let shadow = match b.shadow.as_deref() {
+        Some(name) => Some(
+            admit(
+                example(name)?.wasm.to_vec(),
+                format!("example:{name}"),
+                None,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     evaluator.bind(Binding {
         pattern: b.kind.clone(),
         sha256,
