@@ -26,6 +26,7 @@ fn main() {
         ".cargo",
         "sdk",
         "examples",
+        "fixtures",
         "hostile",
     ] {
         println!(
