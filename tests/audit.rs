@@ -1135,3 +1135,202 @@ async fn change_approval_csv_has_a_row_per_action() {
         "{out}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Policy changes against history: backtest a candidate, diff a shadow.
+
+#[tokio::test]
+async fn backtest_counts_every_transition_of_a_known_history() {
+    let h = history::record().await;
+    // Three more small, clean exports: the example policy allows them.
+    let agent = history::Caller::agent(&h.server, "bt-agent", "bt-owner@example.com").await;
+    let mut small = Vec::new();
+    for rows in [10, 20, 30] {
+        let (id, a) = agent
+            .submit(history::export(rows, "orders", "s3://corp-backups/x"))
+            .await;
+        assert_eq!(a["state"], "allowed", "{a}");
+        small.push(id);
+    }
+    let candidate = h.path("deny_all.wasm");
+    std::fs::write(&candidate, actiongate_tests::component("fixture_deny_all")).unwrap();
+    let candidate = candidate.to_str().unwrap();
+
+    let (code, out) = h
+        .cli(&["plugin", "backtest", candidate, "--since", "1h", "--json"])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["candidate"]["name"], "deny-all");
+    let counts = |field: &str| -> Vec<(String, String, u64)> {
+        report[field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["from"].as_str().unwrap().to_owned(),
+                    t["to"].as_str().unwrap().to_owned(),
+                    t["count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let t = |a: &str, b: &str, n: u64| (a.to_owned(), b.to_owned(), n);
+    // 4 allowed (low), 1 denied by policy and 1 failed closed (critical),
+    // 1 medium and 1 critical held for approval: deny-all denies them all.
+    assert_eq!(
+        counts("route"),
+        [
+            t("allow", "deny", 4),
+            t("deny", "deny", 2),
+            t("require-approval", "deny", 2)
+        ]
+    );
+    assert_eq!(
+        counts("risk"),
+        [
+            t("critical", "critical", 3),
+            t("low", "critical", 4),
+            t("medium", "critical", 1)
+        ]
+    );
+    assert_eq!(report["decisions"], 8);
+    assert_eq!(report["changed"], 6);
+    assert_eq!(report["candidate_failures"], 0);
+    let allow_to_deny = &report["route"][0]["examples"];
+    assert_eq!(allow_to_deny.as_array().unwrap().len(), 3);
+    assert_eq!(allow_to_deny[0], h.actions.allowed.as_str());
+    assert_eq!(allow_to_deny[1], small[0].as_str());
+
+    let (code, out) = h
+        .cli(&["plugin", "backtest", candidate, "--since", "1h"])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("on 8 recorded decisions"), "{out}");
+    assert!(
+        out.contains("changed: 6, unchanged: 2, candidate failed: 0"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "\n * allow -> deny: 4 (e.g. {}, {}, {})\n",
+            h.actions.allowed, small[0], small[1]
+        )),
+        "{out}"
+    );
+    assert!(out.contains("\n   deny -> deny: 2 (e.g. "), "{out}");
+    // The window bounds what is re-run.
+    let (code, out) = h
+        .cli(&[
+            "plugin", "backtest", candidate, "--since", "2h", "--until", "1h", "--json",
+        ])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["decisions"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn diff_lists_the_actions_where_the_shadow_disagrees() {
+    let h = history::record().await;
+    let log = &h.server.app.evidence;
+    let deny_all =
+        actiongate::sandbox::sha256_hex(&actiongate_tests::component("fixture_deny_all"));
+    // What the shadow plugin (deny-all) records beside each live decision.
+    let shadow = |live: &serde_json::Value| {
+        let kind = live["input"]["kind"].as_str().unwrap();
+        json!({
+            "plugin": {"sha256": deny_all, "name": "deny-all", "version": "0.0.1", "wit_version": "0.1.0"},
+            "live_sha256": live["plugin"]["sha256"],
+            "wit_version": "0.1.0",
+            "host_version": "0.1.0",
+            "input": live["input"],
+            "output": {
+                "classification": {"risk": "critical", "reasons": ["deny-all rates every action critical"], "tags": []},
+                "route": {"route": "deny", "reason": format!("deny-all refuses {kind}")},
+            },
+            "failed_closed": false,
+            "fuel_used": 1,
+            "duration_us": 1,
+        })
+    };
+    let a = &h.actions;
+    for id in [
+        &a.allowed,
+        &a.denied,
+        &a.one_approval,
+        &a.two_approvals,
+        &a.failed_closed,
+    ] {
+        let live = evaluated_payload(&h, id).await;
+        log.append(NewEvent {
+            kind: EventKind::ShadowEvaluated,
+            action_id: Some(id.parse().unwrap()),
+            actor: Actor {
+                kind: actiongate::evidence::ActorKind::Plugin,
+                id: deny_all.clone(),
+            },
+            payload: shadow(&live),
+        })
+        .await
+        .unwrap();
+    }
+    // A shadow on an input the live plugin never saw.
+    let mut other = shadow(&evaluated_payload(&h, &a.allowed).await);
+    other["input"]["params"]["rows"] = json!(1);
+    let unpaired = log
+        .append(NewEvent {
+            kind: EventKind::ShadowEvaluated,
+            action_id: Some(a.allowed.parse().unwrap()),
+            actor: Actor::system("test"),
+            payload: other,
+        })
+        .await
+        .unwrap();
+
+    let (code, out) = h.cli(&["plugin", "diff", "--since", "1h"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("compared: 5, disagree: 3, unpaired: 1\n"),
+        "{out}"
+    );
+    let line = |id: &str| out.lines().find(|l| l.starts_with(id)).map(str::to_owned);
+    let allowed = line(&a.allowed).unwrap();
+    assert!(
+        allowed.starts_with(&format!("{} db.export: live low / allow (seq ", a.allowed)),
+        "{out}"
+    );
+    assert!(
+        allowed.contains("db-export 1.0.0), shadow critical / deny (seq "),
+        "{out}"
+    );
+    assert!(
+        line(&a.one_approval)
+            .unwrap()
+            .contains("live medium / require-approval"),
+        "{out}"
+    );
+    assert!(
+        line(&a.two_approvals)
+            .unwrap()
+            .contains("live critical / require-approval"),
+        "{out}"
+    );
+    // Where both deny at the same risk, there is nothing to list.
+    assert_eq!(line(&a.denied), None, "{out}");
+    assert_eq!(line(&a.failed_closed), None, "{out}");
+    assert!(
+        out.contains(&format!(
+            "unpaired: shadow seq {} (action {})",
+            unpaired.seq, a.allowed
+        )),
+        "{out}"
+    );
+    let (code, out) = h.cli(&["plugin", "diff", "--since", "1h", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["disagreements"].as_array().unwrap().len(), 3);
+}
