@@ -1079,42 +1079,28 @@ async fn change_approval_csv_has_a_row_per_action() {
             .join(" ")
     );
 
-    let r = row(&h.actions.one_approval);
+    let cells = |id: &str, columns: &[&str]| -> Vec<String> {
+        let r = row(id);
+        columns.iter().map(|c| r[*c].clone()).collect()
+    };
     assert_eq!(
-        (
-            r["risk"].as_str(),
-            r["quorum"].as_str(),
-            r["approvers"].as_str()
-        ),
-        ("medium", "1", "dana@example.com")
+        cells(&h.actions.one_approval, &["risk", "quorum", "approvers"]),
+        ["medium", "1", "dana@example.com"]
     );
-    let r = row(&h.actions.allowed);
     assert_eq!(
-        (
-            r["route"].as_str(),
-            r["final_state"].as_str(),
-            r["approvers"].as_str()
-        ),
-        ("allow", "executed", "")
+        cells(&h.actions.allowed, &["route", "final_state", "approvers"]),
+        ["allow", "executed", ""]
     );
-    let r = row(&h.actions.denied);
     assert_eq!(
-        (
-            r["route"].as_str(),
-            r["final_state"].as_str(),
-            r["executed_at"].as_str()
-        ),
-        ("deny", "denied", "")
+        cells(&h.actions.denied, &["route", "final_state", "executed_at"]),
+        ["deny", "denied", ""]
     );
-    let r = row(&h.actions.failed_closed);
-    assert_eq!(r["resource"], r#"test://a,"b""#);
     assert_eq!(
-        (
-            r["plugin_name"].as_str(),
-            r["risk"].as_str(),
-            r["final_state"].as_str()
+        cells(
+            &h.actions.failed_closed,
+            &["resource", "plugin_name", "risk", "final_state"]
         ),
-        ("panic", "critical", "denied")
+        [r#"test://a,"b""#, "panic", "critical", "denied"]
     );
 
     // One action to standard output.

@@ -16,11 +16,25 @@ use crate::audit::{backtest, diff, recorded};
 use crate::evaluate::Evaluator;
 use crate::evidence::EventKind;
 use crate::sandbox::Sandbox;
+use crate::store::Window;
 
 #[derive(Debug, Args)]
 pub struct BacktestArgs {
     /// The candidate component.
     pub candidate: PathBuf,
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+/// Which recorded decisions, and how to print the report.
+#[derive(Debug, Args)]
+pub struct WindowArgs {
     /// Decisions recorded since: a duration (7d, 24h) or an RFC 3339 date.
     #[arg(long)]
     pub since: String,
@@ -32,17 +46,27 @@ pub struct BacktestArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct DiffArgs {
-    /// Shadow decisions recorded since: a duration (7d, 24h) or an RFC 3339 date.
-    #[arg(long)]
-    pub since: String,
-    /// End of the window (exclusive).
-    #[arg(long)]
-    pub until: Option<String>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
+impl WindowArgs {
+    fn window(&self) -> anyhow::Result<Window> {
+        Ok(recorded::window(
+            Some(&self.since),
+            self.until.as_deref(),
+            Utc::now(),
+        )?)
+    }
+
+    fn print<R: std::fmt::Display + serde::Serialize>(
+        &self,
+        report: &R,
+        out: &mut (dyn Write + Send),
+    ) -> anyhow::Result<()> {
+        if self.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(report)?)?;
+        } else {
+            write!(out, "{report}")?;
+        }
+        Ok(())
+    }
 }
 
 pub async fn backtest(args: BacktestArgs, global: &GlobalOpts, out: &mut (dyn Write + Send)) -> u8 {
@@ -67,7 +91,7 @@ async fn run_backtest(
     let config = global.config()?;
     let bytes = std::fs::read(&args.candidate)
         .with_context(|| format!("reading {}", args.candidate.display()))?;
-    let window = recorded::window(Some(&args.since), args.until.as_deref(), Utc::now())?;
+    let window = args.window.window()?;
     let store = read_only_store(global).await?;
     let (recorded, malformed) =
         recorded::evaluations_in(&store, EventKind::Evaluated, window).await?;
@@ -84,12 +108,7 @@ async fn run_backtest(
     })
     .await
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
-    } else {
-        write!(out, "{report}")?;
-    }
-    Ok(())
+    args.window.print(&report, out)
 }
 
 async fn run_diff(
@@ -97,7 +116,7 @@ async fn run_diff(
     global: &GlobalOpts,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
-    let window = recorded::window(Some(&args.since), args.until.as_deref(), Utc::now())?;
+    let window = args.window.window()?;
     let store = read_only_store(global).await?;
     let (shadows, mut malformed) =
         recorded::evaluations_in(&store, EventKind::ShadowEvaluated, window).await?;
@@ -113,10 +132,5 @@ async fn run_diff(
     }
     let mut report = diff::diff(&live, &shadows);
     report.malformed = malformed;
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
-    } else {
-        write!(out, "{report}")?;
-    }
-    Ok(())
+    args.window.print(&report, out)
 }
