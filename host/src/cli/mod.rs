@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod approvals;
 pub mod audit;
+pub mod history;
 pub mod log;
 pub mod plugin;
 pub mod serve;

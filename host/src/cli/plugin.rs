@@ -1,4 +1,4 @@
-//! `actiongate plugin inspect|test`.
+//! `actiongate plugin inspect|test|backtest|diff`.
 
 use std::fs;
 use std::io::Write;
@@ -20,12 +20,21 @@ pub enum PluginCommand {
     },
     /// Run a case file against a component; exits 1 if any case fails.
     Test { wasm: PathBuf, cases: PathBuf },
+    /// Re-run a candidate on the inputs of recorded decisions; count how
+    /// risk and route would change, with example actions.
+    Backtest(super::history::BacktestArgs),
+    /// List actions where a shadow plugin's recorded decision disagrees with the live one.
+    Diff(super::history::DiffArgs),
 }
 
 pub async fn run(cmd: PluginCommand, global: &GlobalOpts, out: &mut (dyn Write + Send)) -> u8 {
-    match inner(cmd, global, out) {
-        Ok(code) => code,
-        Err(e) => fail(e),
+    match cmd {
+        PluginCommand::Backtest(args) => super::history::backtest(args, global, out).await,
+        PluginCommand::Diff(args) => super::history::diff(args, global, out).await,
+        cmd => match inner(cmd, global, out) {
+            Ok(code) => code,
+            Err(e) => fail(e),
+        },
     }
 }
 
@@ -91,5 +100,6 @@ fn inner(
             )?;
             Ok(u8::from(failed > 0))
         }
+        PluginCommand::Backtest(_) | PluginCommand::Diff(_) => unreachable!("run() handles these"),
     }
 }

@@ -51,8 +51,8 @@ use uuid::Uuid;
 
 pub use checkpoint::{CheckpointError, LogKey, VerifiedCheckpoint};
 pub use event::{
-    Actor, ActorKind, CommittedEvent, EventKind, NewEvent, StoredEvent, ENVELOPE_VERSION,
-    MAX_EVENT_BYTES,
+    format_time, Actor, ActorKind, CommittedEvent, EventKind, NewEvent, StoredEvent,
+    ENVELOPE_VERSION, MAX_EVENT_BYTES,
 };
 pub use http::router;
 pub use merkle::{ConsistencyProof, InclusionProof};
@@ -360,21 +360,7 @@ impl EvidenceLog {
                 "need index < size <= {integrated} (the latest checkpoint), got index {index}, size {size}"
             )));
         }
-        let (hashes, root, leaf) = merkle::over_store(&self.inner.store, |read| {
-            let r = FnReader(read);
-            let proof = tlog::prove_record(size, index, &r)?;
-            let root = tlog::tree_hash(size, &r)?;
-            let leaf = r.read_hashes_one(tlog::stored_hash_index(0, index))?;
-            Ok((proof, root, leaf))
-        })
-        .await?;
-        Ok(InclusionProof {
-            index,
-            tree_size: size,
-            leaf_hash: leaf.0,
-            root_hash: root.0,
-            hashes: hashes.into_iter().map(|h| h.0).collect(),
-        })
+        prove_inclusion_in(&self.inner.store, index, size).await
     }
 
     /// Consistency proof from the tree of `from` leaves to the one of `to`.
@@ -408,6 +394,36 @@ impl EvidenceLog {
             hashes: hashes.into_iter().map(|h| h.0).collect(),
         })
     }
+}
+
+/// Inclusion proof of leaf `index` in the tree of `size` leaves, from the
+/// tree hashes in `store`, for read-only tools that do not open the log.
+/// The caller checks it against a signed checkpoint: nothing stored is trusted.
+pub async fn prove_inclusion_in(
+    store: &Store,
+    index: u64,
+    size: u64,
+) -> Result<InclusionProof, EvidenceError> {
+    if index >= size {
+        return Err(EvidenceError::OutOfRange(format!(
+            "need index < size, got index {index}, size {size}"
+        )));
+    }
+    let (hashes, root, leaf) = merkle::over_store(store, |read| {
+        let r = FnReader(read);
+        let proof = tlog::prove_record(size, index, &r)?;
+        let root = tlog::tree_hash(size, &r)?;
+        let leaf = r.read_hashes_one(tlog::stored_hash_index(0, index))?;
+        Ok((proof, root, leaf))
+    })
+    .await?;
+    Ok(InclusionProof {
+        index,
+        tree_size: size,
+        leaf_hash: leaf.0,
+        root_hash: root.0,
+        hashes: hashes.into_iter().map(|h| h.0).collect(),
+    })
 }
 
 fn stored(row: crate::store::EventRow) -> Result<StoredEvent, EvidenceError> {

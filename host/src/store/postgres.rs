@@ -17,7 +17,7 @@ pub const APPEND_LOCK: i64 = 0x6167_5f65_7669_6401; // "ag_evid" 1
 /// Held for a leader's whole tenure, on its own connection.
 pub const LEADER_LOCK: i64 = 0x6167_5f65_7669_6402; // "ag_evid" 2
 
-type RawEvent = (
+pub(super) type RawEvent = (
     i64,
     DateTime<Utc>,
     String,
@@ -28,10 +28,10 @@ type RawEvent = (
     Vec<u8>,
 );
 
-const EVENT_COLUMNS: &str =
+pub(super) const EVENT_COLUMNS: &str =
     "seq, occurred_at, kind, action_id::text, actor_kind, actor_id, canonical, leaf_hash";
 
-fn event_row(r: RawEvent) -> Result<EventRow, StoreError> {
+pub(super) fn event_row(r: RawEvent) -> Result<EventRow, StoreError> {
     let (seq, occurred_at, kind, action_id, actor_kind, actor_id, canonical, leaf_hash) = r;
     Ok(EventRow {
         seq: to_u64(seq, "seq")?,

@@ -14,7 +14,7 @@ pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 /// SQLite allows 32766 bound parameters per statement; 8 per row.
 const INSERT_CHUNK: usize = 1000;
 
-type RawEvent = (
+pub(super) type RawEvent = (
     i64,
     String,
     String,
@@ -25,10 +25,10 @@ type RawEvent = (
     Vec<u8>,
 );
 
-const EVENT_COLUMNS: &str =
+pub(super) const EVENT_COLUMNS: &str =
     "seq, occurred_at, kind, action_id, actor_kind, actor_id, canonical, leaf_hash";
 
-fn ts(t: &DateTime<Utc>) -> String {
+pub(super) fn ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
@@ -38,7 +38,7 @@ fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
 }
 
-fn event_row(r: RawEvent) -> Result<EventRow, StoreError> {
+pub(super) fn event_row(r: RawEvent) -> Result<EventRow, StoreError> {
     let (seq, occurred_at, kind, action_id, actor_kind, actor_id, canonical, leaf_hash) = r;
     Ok(EventRow {
         seq: to_u64(seq, "seq")?,

@@ -1,0 +1,407 @@
+//! The story rules of one action, checked from its events alone (DESIGN.md,
+//! "Approval rules"): it was submitted as recorded, no approver was the
+//! requester, the quorum of distinct people was met, approval came before
+//! the grant and the grant before execution, and every digest agrees. Pure:
+//! no database, no clock, so bundles can be checked offline.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::action::{Action, Route};
+use crate::evidence::{EventKind, StoredEvent};
+
+/// One broken rule: where (seq, field) and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub seq: u64,
+    /// The payload field at fault, when one is.
+    pub field: Option<&'static str>,
+    pub rule: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.field {
+            Some(field) => write!(f, "seq {} field {field}: {}", self.seq, self.rule),
+            None => write!(f, "seq {}: {}", self.seq, self.rule),
+        }
+    }
+}
+
+/// Who may not approve: the agent, its owner, the human it acts for.
+struct Requester {
+    agent: String,
+    owner: Option<String>,
+    on_behalf_of: Option<String>,
+}
+
+impl Requester {
+    /// Which requester identity `who` is, if any.
+    fn is(&self, who: &str) -> Option<&'static str> {
+        let same = |x: &str| x.trim().eq_ignore_ascii_case(who.trim());
+        if same(&self.agent) {
+            Some("the requesting agent")
+        } else if self.owner.as_deref().is_some_and(same) {
+            Some("the requesting agent's owner")
+        } else if self.on_behalf_of.as_deref().is_some_and(same) {
+            Some("the human the agent acts for")
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Default)]
+struct Story {
+    violations: Vec<Violation>,
+    requester: Option<Requester>,
+    /// The digest of the action as it stands (after any modify).
+    digest: Option<String>,
+    /// (input digest, route) of each evaluation, in order.
+    routes: Vec<(String, Route)>,
+    /// (seq, approver, digest) of each approve or modify review.
+    approvals: Vec<(u64, String, String)>,
+    /// (seq, approvers, digest) of the approval, once reached.
+    approved: Option<(u64, BTreeSet<String>, String)>,
+    denied: Option<u64>,
+    /// (seq, jti, action digest) of each grant.
+    grants: Vec<(u64, String, String)>,
+}
+
+/// Checks the story of one action from its events, in seq order.
+pub fn check(events: &[&StoredEvent]) -> Vec<Violation> {
+    let mut s = Story::default();
+    let Some(first) = events.first() else {
+        return Vec::new();
+    };
+    if first.kind != EventKind::Submitted {
+        s.flag(
+            first.seq,
+            None,
+            format!("the story starts with {}, not submitted", first.kind),
+        );
+    }
+    for e in events {
+        s.event(e);
+    }
+    s.violations
+}
+
+fn text<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
+    v.get(field).and_then(Value::as_str)
+}
+
+fn emails(v: &Value, field: &str) -> Vec<String> {
+    v.get(field)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Story {
+    fn flag(&mut self, seq: u64, field: Option<&'static str>, rule: impl Into<String>) {
+        self.violations.push(Violation {
+            seq,
+            field,
+            rule: rule.into(),
+        });
+    }
+
+    /// The route the policy gave the action at `digest` (the latest evaluation of it).
+    fn route_for(&self, digest: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .rev()
+            .find(|(d, _)| d == digest)
+            .map(|(_, r)| r)
+    }
+
+    fn not_requester(&mut self, seq: u64, field: &'static str, who: &str) {
+        if let Some(role) = self.requester.as_ref().and_then(|r| r.is(who)) {
+            self.flag(
+                seq,
+                Some(field),
+                format!("{who} is {role}: no self-approval"),
+            );
+        }
+    }
+
+    fn event(&mut self, e: &StoredEvent) {
+        let p = &e.payload;
+        match e.kind {
+            EventKind::Submitted => self.submitted(e),
+            EventKind::Evaluated => match (
+                serde_json::from_value::<Action>(p["input"].clone()),
+                serde_json::from_value::<Route>(p["output"]["route"].clone()),
+            ) {
+                (Ok(input), Ok(route)) => {
+                    let digest = input.digest();
+                    if self.digest.as_deref() != Some(digest.as_str()) {
+                        self.flag(
+                            e.seq,
+                            Some("input"),
+                            "the evaluated input is not the action as submitted or modified",
+                        );
+                    }
+                    self.routes.push((digest, route));
+                }
+                _ => self.flag(
+                    e.seq,
+                    Some("output"),
+                    "not an evaluation with an input and a route",
+                ),
+            },
+            EventKind::Reviewed => {
+                let approver = text(p, "approver").unwrap_or_default().to_owned();
+                let digest = text(p, "digest").unwrap_or_default().to_owned();
+                self.not_requester(e.seq, "approver", &approver);
+                match text(p, "decision") {
+                    Some("approve") => {
+                        if self.digest.as_deref() != Some(digest.as_str()) {
+                            self.flag(
+                                e.seq,
+                                Some("digest"),
+                                "the approval is for another version of the action",
+                            );
+                        }
+                        self.approvals.push((e.seq, approver, digest));
+                    }
+                    Some("modify") => {
+                        // The modify is the modifier's approval of the new digest.
+                        self.digest = Some(digest.clone());
+                        self.approvals.push((e.seq, approver, digest));
+                    }
+                    Some("deny") => {}
+                    other => self.flag(
+                        e.seq,
+                        Some("decision"),
+                        format!("unknown decision {other:?}"),
+                    ),
+                }
+            }
+            EventKind::Approved => self.approved(e),
+            EventKind::Denied => self.denied = Some(e.seq),
+            EventKind::Granted => self.granted(e),
+            EventKind::Executed => self.executed(e),
+            _ => {}
+        }
+    }
+
+    fn submitted(&mut self, e: &StoredEvent) {
+        let p = &e.payload;
+        if self.requester.is_some() {
+            self.flag(e.seq, None, "submitted twice");
+            return;
+        }
+        let action: Action = match serde_json::from_value(p["action"].clone()) {
+            Ok(a) => a,
+            Err(x) => {
+                self.flag(e.seq, Some("action"), format!("not an action: {x}"));
+                return;
+            }
+        };
+        if e.action_id.map(|u| u.to_string()).as_deref() != Some(action.id.as_str()) {
+            self.flag(
+                e.seq,
+                Some("action.id"),
+                format!(
+                    "the submitted action is {}, the event is about another",
+                    action.id
+                ),
+            );
+        }
+        let digest = action.digest();
+        if text(p, "digest") != Some(digest.as_str()) {
+            self.flag(
+                e.seq,
+                Some("digest"),
+                format!(
+                    "recorded {}, the submitted action's digest is {digest}",
+                    text(p, "digest").unwrap_or("none")
+                ),
+            );
+        }
+        if e.actor.id != action.agent.id {
+            self.flag(
+                e.seq,
+                Some("actor"),
+                format!(
+                    "submitted by {}, the action is {}'s",
+                    e.actor.id, action.agent.id
+                ),
+            );
+        }
+        self.requester = Some(Requester {
+            agent: action.agent.id.clone(),
+            owner: action.agent.attributes.get("owner").cloned(),
+            on_behalf_of: action.on_behalf_of.clone(),
+        });
+        self.digest = Some(digest);
+    }
+
+    fn approved(&mut self, e: &StoredEvent) {
+        let approvers = emails(&e.payload, "approvers");
+        let digest = text(&e.payload, "digest").unwrap_or_default().to_owned();
+        if self.digest.as_deref() != Some(digest.as_str()) {
+            self.flag(
+                e.seq,
+                Some("digest"),
+                "approved a version of the action that is not the current one",
+            );
+        }
+        if let Some(d) = self.denied {
+            self.flag(
+                e.seq,
+                None,
+                format!("approved after it was denied at seq {d}"),
+            );
+        }
+        let distinct: BTreeSet<String> =
+            approvers.iter().map(|a| a.trim().to_lowercase()).collect();
+        for a in &approvers {
+            self.not_requester(e.seq, "approvers", a);
+            let reviewed = self
+                .approvals
+                .iter()
+                .any(|(_, who, d)| who.eq_ignore_ascii_case(a) && *d == digest);
+            if !reviewed {
+                self.flag(
+                    e.seq,
+                    Some("approvers"),
+                    format!("{a} has no earlier approving review of this version"),
+                );
+            }
+        }
+        let quorum = match self.route_for(&digest) {
+            Some(Route::RequireApproval(r)) => r.quorum as usize,
+            // A modify the policy then allowed: the modifier alone approves.
+            Some(Route::Allow) => 1,
+            Some(Route::Deny { .. }) => {
+                self.flag(
+                    e.seq,
+                    None,
+                    "approved although the policy denied this version",
+                );
+                1
+            }
+            None => {
+                self.flag(
+                    e.seq,
+                    Some("digest"),
+                    "no evaluation of this version precedes the approval",
+                );
+                1
+            }
+        };
+        if distinct.len() < quorum {
+            self.flag(
+                e.seq,
+                Some("approvers"),
+                format!(
+                    "quorum not met: {} distinct approver(s), the route needs {quorum}",
+                    distinct.len()
+                ),
+            );
+        }
+        self.approved = Some((e.seq, distinct, digest));
+    }
+
+    fn granted(&mut self, e: &StoredEvent) {
+        let digest = text(&e.payload, "action_digest")
+            .unwrap_or_default()
+            .to_owned();
+        let jti = text(&e.payload, "jti").unwrap_or_default().to_owned();
+        if self.digest.as_deref() != Some(digest.as_str()) {
+            self.flag(
+                e.seq,
+                Some("action_digest"),
+                format!(
+                    "the grant is for {digest}, the action's digest is {}",
+                    self.digest.as_deref().unwrap_or("unknown")
+                ),
+            );
+        }
+        if let Some(d) = self.denied {
+            self.flag(
+                e.seq,
+                None,
+                format!("granted after it was denied at seq {d}"),
+            );
+        }
+        let approvers: BTreeSet<String> = emails(&e.payload, "approvers")
+            .iter()
+            .map(|a| a.trim().to_lowercase())
+            .collect();
+        match self.route_for(&digest).cloned() {
+            Some(Route::Allow) if self.approved.is_none() => {}
+            Some(Route::Deny { .. }) => self.flag(
+                e.seq,
+                None,
+                "granted although the policy denied this version",
+            ),
+            None => self.flag(
+                e.seq,
+                None,
+                "no evaluation of this version precedes the grant",
+            ),
+            _ => match self.approved.clone() {
+                None => self.flag(e.seq, None, "granted before any approval"),
+                Some((_, by, d)) => {
+                    if d != digest {
+                        self.flag(
+                            e.seq,
+                            Some("action_digest"),
+                            "the grant is for another version than the approval",
+                        );
+                    }
+                    if by != approvers {
+                        self.flag(
+                            e.seq,
+                            Some("approvers"),
+                            "the grant names other approvers than the approval",
+                        );
+                    }
+                }
+            },
+        }
+        for a in approvers.clone() {
+            self.not_requester(e.seq, "approvers", &a);
+        }
+        self.grants.push((e.seq, jti, digest));
+    }
+
+    fn executed(&mut self, e: &StoredEvent) {
+        let digest = text(&e.payload, "digest").unwrap_or_default();
+        let jti = text(&e.payload, "jti").unwrap_or_default();
+        match self.grants.iter().find(|(_, j, _)| j == jti) {
+            None => self.flag(e.seq, Some("jti"), "executed without an earlier grant"),
+            Some((_, _, granted)) if granted != digest => self.flag(
+                e.seq,
+                Some("digest"),
+                format!("executed {digest}, the grant was for {granted}"),
+            ),
+            Some(_) => {}
+        }
+        if self.digest.as_deref() != Some(digest) {
+            self.flag(
+                e.seq,
+                Some("digest"),
+                "the executed action is not the approved version",
+            );
+        }
+        if let Some(d) = self.denied {
+            self.flag(
+                e.seq,
+                None,
+                format!("executed after it was denied at seq {d}"),
+            );
+        }
+    }
+}
