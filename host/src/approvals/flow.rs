@@ -265,6 +265,13 @@ impl Gate {
         self.metrics.decided(state);
         tracing::info!(action_id = %row.id, approver = %approver, decision = decision.as_str(), channel, state = state.as_str(), "review recorded");
         self.changed(&row.id).await;
+        if state == State::Approved && row.agent_id == crate::bindings::four_eyes::HOST_AGENT {
+            // An approved policy change: the host is its executor. If this
+            // fails, every replica's sync loop retries it.
+            if let Err(e) = self.bindings.apply_approval(&row.id).await {
+                tracing::error!(action_id = %row.id, error = %e, "approved binding change not applied yet");
+            }
+        }
 
         let review = ReviewEntry {
             approver: approver.to_string(),

@@ -1,4 +1,4 @@
-//! `actiongate plugin inspect|test`.
+//! `actiongate plugin inspect|test|register|list`.
 
 use std::fs;
 use std::io::Write;
@@ -20,10 +20,19 @@ pub enum PluginCommand {
     },
     /// Run a case file against a component; exits 1 if any case fails.
     Test { wasm: PathBuf, cases: PathBuf },
+    /// Store a plugin by sha256 (through the API, as you): signature and cases checked first.
+    Register(super::register::RegisterArgs),
+    /// Registered plugins: sha256, name, version, WIT version, who registered it, signer.
+    List(super::register::ListArgs),
 }
 
 pub async fn run(cmd: PluginCommand, global: &GlobalOpts, out: &mut (dyn Write + Send)) -> u8 {
-    match inner(cmd, global, out) {
+    let result = match cmd {
+        PluginCommand::Register(args) => super::register::register(args, out).await,
+        PluginCommand::List(args) => super::register::list(args, out).await,
+        cmd => inner(cmd, global, out),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => fail(e),
     }
@@ -90,6 +99,9 @@ fn inner(
                 failed
             )?;
             Ok(u8::from(failed > 0))
+        }
+        PluginCommand::Register(_) | PluginCommand::List(_) => {
+            unreachable!("run() sends these to the API")
         }
     }
 }
