@@ -90,6 +90,13 @@ async fn cli_as(server: &TestServer, key: &str, args: &[&str]) -> (u8, String) {
     cli(&all).await
 }
 
+/// `plugin register WASM EXTRA…` as the person holding `key`.
+async fn register(server: &TestServer, key: &str, wasm: &Path, extra: &[&str]) -> (u8, String) {
+    let mut args = vec!["plugin", "register", wasm.to_str().unwrap()];
+    args.extend(extra);
+    cli_as(server, key, &args).await
+}
+
 async fn events(server: &TestServer, kind: EventKind) -> Vec<StoredEvent> {
     let log = &server.app.evidence;
     let size = log.committed_size().await.unwrap();
@@ -199,11 +206,11 @@ async fn register_refuses_unsigned_and_wrongly_signed_plugins() {
         ),
     ];
     for (signature, why) in &refusals {
-        let mut args = vec!["plugin", "register", wasm.to_str().unwrap()];
-        if let Some(s) = signature {
-            args.extend(["--signature", s.to_str().unwrap()]);
-        }
-        let (code, out) = cli_as(&server, &admin, &args).await;
+        let extra = match signature {
+            Some(s) => vec!["--signature", s.to_str().unwrap()],
+            None => vec![],
+        };
+        let (code, out) = register(&server, &admin, &wasm, &extra).await;
         assert_eq!(code, 1, "{why}: {out}");
         assert!(
             out.contains("refused (422") && out.contains(why),
@@ -221,16 +228,11 @@ async fn register_refuses_unsigned_and_wrongly_signed_plugins() {
         .any(|e| e.payload["sha256"] == sha.as_str()));
 
     let good = sign(&alice, "actiongate-plugin", &wasm, &sig("alice"));
-    let (code, out) = cli_as(
+    let (code, out) = register(
         &server,
         &admin,
-        &[
-            "plugin",
-            "register",
-            wasm.to_str().unwrap(),
-            "--signature",
-            good.to_str().unwrap(),
-        ],
+        &wasm,
+        &["--signature", good.to_str().unwrap()],
     )
     .await;
     assert_eq!(code, 0, "{out}");
@@ -293,16 +295,11 @@ async fn register_runs_the_case_file_and_refuses_a_failing_plugin() {
         path
     };
     let failing = cases("{ risk = \"low\", route = \"allow\" }");
-    let (code, out) = cli_as(
+    let (code, out) = register(
         &server,
         &admin,
-        &[
-            "plugin",
-            "register",
-            wasm.to_str().unwrap(),
-            "--cases",
-            failing.to_str().unwrap(),
-        ],
+        &wasm,
+        &["--cases", failing.to_str().unwrap()],
     )
     .await;
     assert_eq!(code, 1, "{out}");
@@ -313,16 +310,11 @@ async fn register_runs_the_case_file_and_refuses_a_failing_plugin() {
     assert!(!server.app.gate.store.has_plugin(&sha).await.unwrap());
 
     let passing = cases("{ risk = \"critical\", route = \"deny\" }");
-    let (code, out) = cli_as(
+    let (code, out) = register(
         &server,
         &admin,
-        &[
-            "plugin",
-            "register",
-            wasm.to_str().unwrap(),
-            "--cases",
-            passing.to_str().unwrap(),
-        ],
+        &wasm,
+        &["--cases", passing.to_str().unwrap()],
     )
     .await;
     assert_eq!(code, 0, "{out}");
@@ -339,12 +331,7 @@ async fn register_runs_the_case_file_and_refuses_a_failing_plugin() {
     assert_eq!(event.payload["source"], "deny_all.wasm");
 
     // The same bytes again: nothing new is stored or recorded.
-    let (code, out) = cli_as(
-        &server,
-        &admin,
-        &["plugin", "register", wasm.to_str().unwrap()],
-    )
-    .await;
+    let (code, out) = register(&server, &admin, &wasm, &[]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("already registered"), "{out}");
     assert_eq!(
@@ -354,12 +341,7 @@ async fn register_runs_the_case_file_and_refuses_a_failing_plugin() {
 
     // Only policy admins register: erin is no directory admin.
     let erin = server.key(KeyRole::Approver, "erin@example.com").await;
-    let (code, out) = cli_as(
-        &server,
-        &erin,
-        &["plugin", "register", wasm.to_str().unwrap()],
-    )
-    .await;
+    let (code, out) = register(&server, &erin, &wasm, &[]).await;
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("403") && out.contains("not a policy admin"),
@@ -432,12 +414,7 @@ async fn config_and_cli_bindings_land_in_one_store() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("invalid kind pattern"), "{out}");
 
-    let (code, out) = cli_as(
-        &server,
-        &admin,
-        &["plugin", "register", wasm.to_str().unwrap()],
-    )
-    .await;
+    let (code, out) = register(&server, &admin, &wasm, &[]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         submit(&server, &agent, "db.export", small_export()).await.0,
@@ -541,12 +518,7 @@ async fn a_binding_change_by_one_policy_admin_waits_for_a_second() {
     let erin = server.key(KeyRole::Approver, "erin@example.com").await;
     let agent = server.agent("etl", "olly@example.com").await;
     let (wasm, deny) = deny_all_file(&server.path());
-    let (code, out) = cli_as(
-        &server,
-        &dana,
-        &["plugin", "register", wasm.to_str().unwrap()],
-    )
-    .await;
+    let (code, out) = register(&server, &dana, &wasm, &[]).await;
     assert_eq!(code, 0, "{out}");
 
     // Not a policy admin (and a directory admin is not one either now).
@@ -711,12 +683,7 @@ async fn a_shadow_that_denies_everything_changes_no_live_answer() {
     let without = answers(&server, &agent, &cases).await;
     assert_eq!(without[0].0, StatusCode::OK);
 
-    cli_as(
-        &server,
-        &admin,
-        &["plugin", "register", wasm.to_str().unwrap()],
-    )
-    .await;
+    register(&server, &admin, &wasm, &[]).await;
     let (code, out) = cli_as(
         &server,
         &admin,
@@ -785,5 +752,65 @@ async fn a_shadow_that_denies_everything_changes_no_live_answer() {
     assert_eq!(
         events(&server, EventKind::ShadowEvaluated).await.len(),
         ids.len()
+    );
+}
+
+#[tokio::test]
+async fn the_bindings_store_and_four_eyes_work_on_sqlite() {
+    let db = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/actiongate.db", db.path().display());
+    let server = TestServer::start_with(|c| {
+        c.database_url = Some(url.clone());
+        c.directory.groups.insert(
+            "policy-admins".into(),
+            vec!["dana@example.com".into(), "sam@example.com".into()],
+        );
+    })
+    .await;
+    let store = &server.app.gate.store;
+    assert_eq!(store.kind(), actiongate::store::StoreKind::Sqlite);
+    assert_eq!(store.current_bindings().await.unwrap().len(), 4);
+    let dana = server.key(KeyRole::Approver, "dana@example.com").await;
+    let sam = server.key(KeyRole::Approver, "sam@example.com").await;
+    let agent = server.agent("etl", "olly@example.com").await;
+    let (wasm, deny) = deny_all_file(&server.path());
+    let (code, out) = register(&server, &dana, &wasm, &[]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = cli_as(
+        &server,
+        &dana,
+        &[
+            "bind", "db.*", &deny, "--shadow", &deny, "--reason", "freeze",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let action_id = out.split_whitespace().nth(2).unwrap().to_string();
+    assert_eq!(
+        submit(&server, &agent, "db.drop", json!({})).await.0,
+        StatusCode::ACCEPTED,
+        "baseline holds it until the change is approved"
+    );
+    let (code, out) = cli_as(
+        &server,
+        &sam,
+        &["approvals", "approve", &action_id, "--reason", "ok"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let (status, body) = submit(&server, &agent, "db.drop", json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, list) = cli_as(&server, &dana, &["bindings", "list"]).await;
+    let line = list
+        .lines()
+        .find(|l| l.starts_with("db.* "))
+        .expect("listed");
+    assert!(
+        line.contains(&format!("shadow={deny}")) && line.contains("approval by dana@example.com"),
+        "{line}"
+    );
+    assert_eq!(
+        store.action(&action_id).await.unwrap().unwrap().state,
+        "executed"
     );
 }

@@ -11,6 +11,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::approvals::ApproverCaller;
 use super::auth::key_holder;
 use super::error::{ApiJson, Problem};
 use super::App;
@@ -32,23 +33,18 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = App::from_ref(state);
-        let holder = key_holder(parts, &app).await?;
+        let ApproverCaller(me) = ApproverCaller::from_request_parts(parts, state).await?;
         let directory = &app.gate.directory;
-        let person = match holder.role {
-            KeyRole::Approver => directory.person_by_email(&holder.subject),
-            _ => None,
-        }
-        .ok_or_else(|| {
-            Problem::forbidden("policy changes are made by people, with their own key")
-        })?;
+        let person = directory
+            .person(&me)
+            .ok_or_else(|| Problem::forbidden("the key's owner is no longer in the directory"))?;
         if !four_eyes::is_policy_admin(directory, person) {
             return Err(Problem::forbidden(format!(
-                "{} is not a policy admin ({})",
-                person.email(),
+                "{me} is not a policy admin ({} policy admins)",
                 four_eyes::who_is_policy_admin(directory)
             )));
         }
-        Ok(PolicyAdmin(person.id().clone()))
+        Ok(PolicyAdmin(me))
     }
 }
 
@@ -72,39 +68,6 @@ where
     }
 }
 
-/// One binding change as stored.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct BindingView {
-    pub id: i64,
-    pub pattern: String,
-    pub sha256: String,
-    pub shadow: Option<String>,
-    /// `config`, `admin` or `approval`.
-    pub source: String,
-    pub changed_by: String,
-    /// The approved `actiongate.bind` action, for four-eyes changes.
-    pub approval: Option<String>,
-    /// The `binding-changed` event in the evidence log.
-    pub evidence_seq: u64,
-    pub changed_at: DateTime<Utc>,
-}
-
-impl From<BindingRow> for BindingView {
-    fn from(r: BindingRow) -> Self {
-        BindingView {
-            id: r.id,
-            pattern: r.pattern,
-            sha256: r.sha256,
-            shadow: r.shadow,
-            source: r.source,
-            changed_by: r.changed_by,
-            approval: r.approval,
-            evidence_seq: r.evidence_seq,
-            changed_at: r.changed_at,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct BindingsQuery {
     /// Every change, oldest first, instead of the bindings in force.
@@ -114,12 +77,12 @@ pub struct BindingsQuery {
 
 /// The bindings in force (or their whole history).
 #[utoipa::path(get, path = "/v1/admin/bindings", tag = "policy admins", params(BindingsQuery),
-    responses((status = 200, body = [BindingView])), security(("bearer" = [])))]
+    responses((status = 200, body = [BindingRow])), security(("bearer" = [])))]
 pub async fn list_bindings(
     State(app): State<App>,
     _: PolicyReader,
     Query(q): Query<BindingsQuery>,
-) -> Result<Json<Vec<BindingView>>, Problem> {
+) -> Result<Json<Vec<BindingRow>>, Problem> {
     let store = &app.gate.store;
     let rows = if q.history {
         store.binding_history().await
@@ -127,7 +90,7 @@ pub async fn list_bindings(
         store.current_bindings().await
     }
     .map_err(crate::gate::GateError::from)?;
-    Ok(Json(rows.into_iter().map(BindingView::from).collect()))
+    Ok(Json(rows))
 }
 
 /// A binding change: the binding itself and why.
@@ -146,7 +109,7 @@ pub struct BindRequest {
 pub enum BindAnswer {
     /// In force now on every replica (`unchanged` when it already was).
     Applied {
-        binding: Option<BindingView>,
+        binding: Option<BindingRow>,
         unchanged: bool,
     },
     /// An `actiongate.bind` action waiting for other policy admins.
@@ -202,11 +165,11 @@ pub async fn bind(
         .map_err(|e| bind_problem(e.into()))?;
     let answer = match applied {
         Applied::Changed(row) => BindAnswer::Applied {
-            binding: Some(row.into()),
+            binding: Some(row),
             unchanged: false,
         },
         Applied::Unchanged(row) => BindAnswer::Applied {
-            binding: row.map(Into::into),
+            binding: row,
             unchanged: true,
         },
     };

@@ -258,6 +258,8 @@ impl Bindings {
             .await?
             .is_some_and(|r| r.state == State::Approved.as_str());
         if !still_approved {
+            // Another replica finished it; nothing was written here.
+            guard.commit().await?;
             return Ok(());
         }
         self.evidence

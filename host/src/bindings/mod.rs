@@ -146,6 +146,7 @@ impl Bindings {
         let mut guard = self.store.lock_bindings().await?;
         if let Source::Approval { action_id, .. } = source {
             if let Some(done) = guard.by_approval(action_id).await? {
+                guard.release().await?;
                 return Ok(Applied::Unchanged(Some(done)));
             }
         }
@@ -162,6 +163,7 @@ impl Bindings {
             _ => same(&current),
         };
         if unchanged {
+            guard.release().await?;
             return Ok(Applied::Unchanged(current));
         }
         let (approval, approvers) = match source {

@@ -16,8 +16,8 @@ pub const BINDINGS_CHANNEL: &str = "actiongate_bindings";
 /// Serializes binding changes across replicas (transaction-scoped).
 const BINDINGS_LOCK: i64 = 0x6167_5f62_696e_6401; // "ag_bind" 1
 
-/// One binding change as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One binding change as stored (and as the admin API lists it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct BindingRow {
     pub id: i64,
     pub pattern: String,
@@ -29,6 +29,7 @@ pub struct BindingRow {
     pub changed_by: String,
     /// The approved `actiongate.bind` action, for four-eyes changes.
     pub approval: Option<String>,
+    /// The `binding-changed` event in the evidence log.
     pub evidence_seq: u64,
     pub changed_at: DateTime<Utc>,
 }
@@ -231,6 +232,15 @@ impl BindingsGuard {
     pub async fn commit(self) -> Result<(), StoreError> {
         if let BindingsGuard::Postgres(tx) = self {
             tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Lets go without writing. Explicit, because a dropped transaction's
+    /// rollback (and with it the lock) waits for its connection's next use.
+    pub async fn release(self) -> Result<(), StoreError> {
+        if let BindingsGuard::Postgres(tx) = self {
+            tx.rollback().await?;
         }
         Ok(())
     }
