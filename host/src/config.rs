@@ -33,8 +33,10 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// What a failing or missing plugin turns into.
     pub fail_closed: FailClosed,
-    /// Which plugin decides which action kinds.
+    /// Which plugin decides which action kinds (seeded into the bindings store).
     pub bindings: Vec<BindingConfig>,
+    /// Plugin registration and binding changes.
+    pub plugins: PluginsConfig,
     /// The people who may approve, and their groups.
     pub directory: DirectoryConfig,
     /// Where held actions are announced.
@@ -76,6 +78,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             fail_closed: FailClosed::default(),
             bindings: Vec::new(),
+            plugins: PluginsConfig::default(),
             directory: DirectoryConfig::default(),
             notify: NotifyConfig::default(),
             sweep_interval_ms: 1000,
@@ -115,6 +118,53 @@ pub struct BindingConfig {
     pub sha256: Option<String>,
     /// A shadow plugin (example name), evaluated and recorded, never enforced.
     pub shadow: Option<String>,
+}
+
+/// `[plugins]`: who may register plugins and how binding changes spread.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Refuse to register a plugin without a valid SSH signature
+    /// (`ssh-keygen -Y sign -n actiongate-plugin`) by a key in `allowed_signers`.
+    pub require_signature: bool,
+    /// An OpenSSH allowed-signers file: `principals [namespaces="…"] keytype base64-key`.
+    pub allowed_signers: Option<PathBuf>,
+    /// How often each replica re-reads the bindings store (a Postgres
+    /// NOTIFY makes it re-read at once).
+    pub bindings_poll_ms: u64,
+    /// Four eyes on binding changes, in force when the directory has a
+    /// `policy-admins` group.
+    pub four_eyes: FourEyesConfig,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            require_signature: false,
+            allowed_signers: None,
+            bindings_poll_ms: 2000,
+            four_eyes: FourEyesConfig::default(),
+        }
+    }
+}
+
+/// `[plugins.four_eyes]`: the approval a binding change needs.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FourEyesConfig {
+    /// Approvals by policy admins other than the requester.
+    pub quorum: u32,
+    /// Seconds before an unapproved change expires (and is not made).
+    pub ttl_seconds: u32,
+}
+
+impl Default for FourEyesConfig {
+    fn default() -> Self {
+        FourEyesConfig {
+            quorum: 1,
+            ttl_seconds: 86_400,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

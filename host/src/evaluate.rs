@@ -129,17 +129,21 @@ impl Evaluator {
                 });
             }
         }
-        let matcher = globset::GlobBuilder::new(&binding.pattern)
-            .literal_separator(false)
-            .build()
-            .map_err(|e| BindingError::Pattern {
-                pattern: binding.pattern.clone(),
-                reason: e.to_string(),
-            })?
-            .compile_matcher();
+        let matcher = compile_pattern(&binding.pattern)?;
         let mut bindings = self.bindings.write().unwrap();
         bindings.retain(|(b, _)| b.pattern != binding.pattern);
         bindings.push((binding, matcher));
+        Ok(())
+    }
+
+    /// Replaces every binding at once (the bindings store's view). A
+    /// binding whose plugin is not loaded stays: it fails closed when used.
+    pub fn replace_bindings(&self, bindings: Vec<Binding>) -> Result<(), BindingError> {
+        let compiled = bindings
+            .into_iter()
+            .map(|b| compile_pattern(&b.pattern).map(|m| (b, m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        *self.bindings.write().unwrap() = compiled;
         Ok(())
     }
 
@@ -166,19 +170,26 @@ impl Evaluator {
     /// Decides `action`. Never fails: a missing or failing plugin yields the
     /// fail-closed route with the failure attached.
     pub fn evaluate(&self, action: &Action) -> Verdict {
+        self.evaluate_bound(action).0
+    }
+
+    /// Decides `action` like `evaluate`, and also returns the shadow plugin
+    /// of the binding that decided, if it has one (loaded).
+    pub fn evaluate_bound(&self, action: &Action) -> (Verdict, Option<Arc<Plugin>>) {
         let Some(binding) = self.binding_for(&action.kind) else {
             let failure = PluginFailure::Load {
                 reason: format!("no plugin is bound to kind {}", action.kind),
             };
-            return self.fail_closed(None, failure, 0, Duration::ZERO);
+            return (self.fail_closed(None, failure, 0, Duration::ZERO), None);
         };
+        let shadow = binding.shadow.as_deref().and_then(|sha| self.plugin(sha));
         let Some(plugin) = self.plugin(&binding.sha256) else {
             let failure = PluginFailure::Load {
                 reason: format!("bound plugin {} is not registered", binding.sha256),
             };
-            return self.fail_closed(None, failure, 0, Duration::ZERO);
+            return (self.fail_closed(None, failure, 0, Duration::ZERO), shadow);
         };
-        self.evaluate_with(&plugin, action)
+        (self.evaluate_with(&plugin, action), shadow)
     }
 
     /// Decides `action` with a given plugin (shadows, replay, backtests).
@@ -260,6 +271,22 @@ impl Evaluator {
             host_version: env!("CARGO_PKG_VERSION").into(),
         }
     }
+}
+
+/// Compiles a kind pattern (`db.export`, `db.*`, `*`); `*` also crosses dots.
+pub fn compile_pattern(pattern: &str) -> Result<globset::GlobMatcher, BindingError> {
+    let invalid = |reason: String| BindingError::Pattern {
+        pattern: pattern.to_string(),
+        reason,
+    };
+    if pattern.is_empty() || pattern.len() > 200 {
+        return Err(invalid("must be 1 to 200 characters".into()));
+    }
+    Ok(globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .build()
+        .map_err(|e| invalid(e.to_string()))?
+        .compile_matcher())
 }
 
 /// Exact patterns beat any glob; among globs, more literal characters win,

@@ -167,6 +167,21 @@ pub struct Gate {
     pub grant_ttl: Duration,
     pub waiters: Waiters,
     pub metrics: Metrics,
+    /// The bindings store this replica's evaluator follows.
+    pub bindings: Arc<crate::bindings::Bindings>,
+    /// Shadow plugins, evaluated after the live answer is committed.
+    pub shadows: crate::shadow::Shadows,
+}
+
+/// Action kinds only the host makes (`actiongate.bind`).
+pub const HOST_KINDS: &str = "actiongate.";
+
+/// An action and the verdict that decides it, ready to be recorded.
+pub(crate) struct Decided {
+    pub action: Action,
+    pub verdict: Verdict,
+    pub idempotency_key: Option<String>,
+    pub request_hash: String,
 }
 
 impl Gate {
@@ -185,6 +200,11 @@ impl Gate {
                 "kind: must be 1 to 200 characters".into(),
             ));
         }
+        if submission.kind.starts_with(HOST_KINDS) {
+            return Err(GateError::Invalid(format!(
+                "kind: `{HOST_KINDS}*` kinds are the host's own (policy changes); agents may not submit them"
+            )));
+        }
         let request_hash = hex::encode(Sha256::digest(
             serde_json_canonicalizer::to_vec(&submission).expect("a submission serializes"),
         ));
@@ -197,33 +217,67 @@ impl Gate {
         let action = self.action_for(agent, submission);
         let evaluator = self.evaluator.clone();
         let evaluated = action.clone();
-        let verdict = tokio::task::spawn_blocking(move || evaluator.evaluate(&evaluated))
-            .await
-            .expect("evaluation never panics: failures are values");
+        let (verdict, shadow) =
+            tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&evaluated))
+                .await
+                .expect("evaluation never panics: failures are values");
         self.metrics.evaluated(&verdict);
 
-        let now = Utc::now();
         let action_uuid = Uuid::parse_str(&action.id).expect("host-made ids are UUIDs");
-        let actor = Actor {
-            kind: ActorKind::Agent,
-            id: agent.id.clone(),
-        };
-        let mut events = vec![event(
+        let submitted = event(
             EventKind::Submitted,
             action_uuid,
-            actor.clone(),
+            Actor {
+                kind: ActorKind::Agent,
+                id: agent.id.clone(),
+            },
             serde_json::json!({
                 "action": action,
                 "digest": action.digest(),
                 "idempotency_key": idempotency_key,
                 "request_hash": request_hash,
             }),
-        )];
+        );
+        let mut events = vec![submitted];
         events.extend(verdict_events(action_uuid, &action, &verdict));
+        let decided = Decided {
+            action,
+            verdict,
+            idempotency_key,
+            request_hash,
+        };
+        let status = self.record_decision(agent, &decided, events).await?;
+        // Off the response path: the live answer is committed and final.
+        // (A replayed idempotent answer was shadowed when it was decided.)
+        let recorded = status.action_id == decided.action.id;
+        if let (true, Some(shadow), Some(live)) = (recorded, shadow, &decided.verdict.plugin) {
+            self.shadows
+                .spawn(shadow, decided.action, live.sha256.clone());
+        }
+        Ok(status)
+    }
+
+    /// Commits a decided action: its evidence (`events`, then the grant or
+    /// denial), then its row; then announces it if it waits for approval.
+    /// Submissions and four-eyes policy changes both come through here.
+    pub(crate) async fn record_decision(
+        &self,
+        agent: &AgentRow,
+        decided: &Decided,
+        mut events: Vec<NewEvent>,
+    ) -> Result<ActionStatus, GateError> {
+        let Decided {
+            action,
+            verdict,
+            idempotency_key,
+            request_hash,
+        } = decided;
+        let now = Utc::now();
+        let action_uuid = Uuid::parse_str(&action.id).expect("host-made ids are UUIDs");
 
         let (state, grant, expires_at) = match &verdict.route {
             Route::Allow => {
-                let (token, claims) = self.issue_grant(&action, &verdict, Vec::new(), now);
+                let (token, claims) = self.issue_grant(action, verdict, Vec::new(), now);
                 events.push(grant_event(action_uuid, &claims));
                 (State::Allowed, Some((token, claims)), None)
             }
@@ -277,7 +331,7 @@ impl Gate {
             Inserted::Exists(existing) => {
                 return self.replay(
                     *existing,
-                    &request_hash,
+                    request_hash,
                     idempotency_key.as_deref().unwrap_or_default(),
                 )
             }
@@ -515,19 +569,25 @@ pub fn verdict_events(action_id: Uuid, action: &Action, verdict: &Verdict) -> Ve
         EventKind::Evaluated,
         action_id,
         plugin_actor,
-        serde_json::json!({
-            "plugin": verdict.plugin,
-            "wit_version": verdict.wit_version,
-            "host_version": verdict.host_version,
-            "input": action,
-            "output": {"classification": verdict.classification, "route": verdict.route},
-            "failed_closed": verdict.failure.is_some(),
-            "fuel_used": verdict.fuel_used,
-            "duration_us": verdict.duration_us,
-            "limits": verdict.limits,
-        }),
+        evaluation_payload(action, verdict),
     ));
     events
+}
+
+/// The payload of an `evaluated` event (and, with more fields, of a
+/// `shadow-evaluated` one): what went in, what came out, at what cost.
+pub fn evaluation_payload(action: &Action, verdict: &Verdict) -> serde_json::Value {
+    serde_json::json!({
+        "plugin": verdict.plugin,
+        "wit_version": verdict.wit_version,
+        "host_version": verdict.host_version,
+        "input": action,
+        "output": {"classification": verdict.classification, "route": verdict.route},
+        "failed_closed": verdict.failure.is_some(),
+        "fuel_used": verdict.fuel_used,
+        "duration_us": verdict.duration_us,
+        "limits": verdict.limits,
+    })
 }
 
 pub fn grant_event(action_id: Uuid, claims: &GrantClaims) -> NewEvent {

@@ -1,7 +1,11 @@
 //! registry: admits plugins. Checks that a component loads, stores its exact
 //! bytes by sha256 (so any decision it makes can be replayed years later),
 //! records who registered it in the evidence log, and only then hands it to
-//! the evaluator. Never binds and never decides.
+//! the evaluator. Never binds and never decides. `admit` checks what a
+//! person submits (signature, case file) before it gets here.
+
+pub mod admit;
+pub mod signature;
 
 use std::sync::Arc;
 
@@ -33,6 +37,16 @@ pub struct Registration {
     pub source: String,
     /// The sha256 the caller expects, if it pinned one.
     pub pin: Option<String>,
+    /// The case file it passed before it was admitted, if one was given.
+    pub cases: Option<CasesPassed>,
+}
+
+/// A case file a plugin passed at registration, for the record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CasesPassed {
+    pub count: usize,
+    /// sha256 of the case file's text.
+    pub sha256: String,
 }
 
 /// Admits `wasm`: load (refusing bad components and pin mismatches), store
@@ -74,6 +88,7 @@ pub async fn register(
                     "size_bytes": wasm.len(),
                     "signer": registration.signer,
                     "source": registration.source,
+                    "cases": registration.cases,
                 }),
             })
             .await?;

@@ -8,17 +8,20 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::api::{App, AppState};
+use crate::bindings::{BindingChange, Bindings};
 use crate::config::{BindingConfig, Config};
 use crate::directory::Directory;
-use crate::evaluate::{Binding, Evaluator};
+use crate::evaluate::Evaluator;
 use crate::evidence::{Actor, EvidenceLog};
 use crate::gate::Gate;
 use crate::grant::GrantSigner;
 use crate::metrics::Metrics;
 use crate::notify::webhook::Webhook;
 use crate::notify::Notifier;
+use crate::registry::admit::Admission;
 use crate::registry::{self, Registration};
 use crate::sandbox::Sandbox;
+use crate::shadow::Shadows;
 use crate::store::Store;
 use crate::waiters::Waiters;
 
@@ -36,14 +39,33 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .await
         .context("opening the evidence log")?;
 
+    let admission = Arc::new(
+        Admission::from_config(&config.plugins).context("checking [plugins] signature settings")?,
+    );
     let sandbox =
         Arc::new(Sandbox::new(config.sandbox.clone()).context("starting the plugin sandbox")?);
     let evaluator = Arc::new(Evaluator::new(sandbox, config.fail_closed.clone()));
+    let mut seeds = Vec::with_capacity(config.bindings.len());
     for binding in &config.bindings {
-        bind(&evaluator, &evidence, binding)
-            .await
-            .with_context(|| format!("binding {:?}", binding.kind))?;
+        seeds.push(
+            admit_config_binding(&evaluator, &evidence, binding)
+                .await
+                .with_context(|| format!("binding {:?}", binding.kind))?,
+        );
     }
+    // The store is the one source of truth: the config file's entries are
+    // changes to it, and the evaluator follows the store.
+    let bindings = Arc::new(Bindings::new(
+        store.clone(),
+        evidence.clone(),
+        evaluator.clone(),
+        config.plugins.four_eyes.clone(),
+    ));
+    bindings
+        .seed(&seeds)
+        .await
+        .context("seeding the config file's bindings")?;
+    bindings.reload().await.context("loading the bindings")?;
 
     let signing_key = crate::keys::load_or_create_signing_key(&config.grants.key_path)
         .context("loading the grant signing key")?;
@@ -85,12 +107,21 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         directory,
         notifiers,
         evidence: evidence.clone(),
-        evaluator,
+        evaluator: evaluator.clone(),
         grants: GrantSigner::new(signing_key),
         grant_ttl: Duration::from_secs(config.grants.ttl_seconds),
         waiters,
         metrics: Metrics::default(),
+        bindings: bindings.clone(),
+        shadows: Shadows::new(
+            evaluator.clone(),
+            evidence.clone(),
+            (config.sandbox.max_instances / 4) as usize,
+        ),
     });
+    bindings.spawn_sync(Duration::from_millis(
+        config.plugins.bindings_poll_ms.max(50),
+    ));
     crate::approvals::sweeper::spawn(
         gate.clone(),
         Duration::from_millis(config.sweep_interval_ms.max(10)),
@@ -101,22 +132,24 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         evidence,
         teams,
         slack,
+        admission,
     }))
 }
 
-/// Binds one `[[bindings]]` entry; its plugins are admitted through the
-/// registry, so their bytes are stored before they decide anything.
-async fn bind(
+/// Resolves one `[[bindings]]` entry to a change; its plugins are admitted
+/// through the registry, so their bytes are stored before they decide anything.
+async fn admit_config_binding(
     evaluator: &Evaluator,
     evidence: &EvidenceLog,
     b: &BindingConfig,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BindingChange> {
     let admit = |wasm: Vec<u8>, source: String, pin: Option<String>| async move {
         let registration = Registration {
             by: Actor::system("config"),
             signer: None,
             source,
             pin,
+            cases: None,
         };
         let (plugin, _) = registry::register(evaluator, evidence, &wasm, registration).await?;
         anyhow::Ok(plugin.sha256.clone())
@@ -153,12 +186,11 @@ async fn bind(
         ),
         None => None,
     };
-    evaluator.bind(Binding {
+    Ok(BindingChange {
         pattern: b.kind.clone(),
         sha256,
         shadow,
-    })?;
-    Ok(())
+    })
 }
 
 fn store_name(url: &str) -> &'static str {

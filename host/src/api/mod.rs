@@ -2,6 +2,7 @@
 //! errors to problem+json in one place (`error`). No SQL here.
 
 mod actions;
+mod admin;
 mod approvals;
 mod auth;
 mod error;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub teams: Option<Arc<crate::chat::teams::Teams>>,
     /// Slack reviews, when `[slack]` is configured.
     pub slack: Option<Arc<crate::chat::slack::SlackApp>>,
+    /// What a plugin must show to be registered (signature policy).
+    pub admission: Arc<crate::registry::admit::Admission>,
 }
 
 pub type App = Arc<AppState>;
@@ -38,7 +41,7 @@ pub type App = Arc<AppState>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "actiongate", description = "Human approval in front of AI agents' privileged actions."),
-    paths(actions::submit, actions::get_action, actions::events, actions::outcome, approvals::list, approvals::review, ops::keys, ops::healthz, ops::readyz),
+    paths(actions::submit, actions::get_action, actions::events, actions::outcome, approvals::list, approvals::review, admin::list_bindings, admin::bind, admin::list_plugins, admin::register, ops::keys, ops::healthz, ops::readyz),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
@@ -70,6 +73,16 @@ pub fn router(app: App) -> Router {
         .route("/v1/actions/{id}/outcome", post(actions::outcome))
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}/reviews", post(approvals::review))
+        .route(
+            "/v1/admin/bindings",
+            get(admin::list_bindings).post(admin::bind),
+        )
+        .route(
+            "/v1/admin/plugins",
+            get(admin::list_plugins)
+                .post(admin::register)
+                .layer(DefaultBodyLimit::max(admin::PLUGIN_BODY_LIMIT)),
+        )
         .route("/v1/keys", get(ops::keys))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

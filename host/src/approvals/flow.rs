@@ -99,6 +99,8 @@ impl Gate {
         let mut events = Vec::new();
         let mut change = ActionChange::default();
         let mut reviews = request.reviews.clone();
+        // The modified action's shadow, run once its answer is committed.
+        let mut shadow = None;
         let (final_action, final_verdict, review_digest) = match decision {
             Decision::Approve | Decision::Deny => {
                 (action.clone(), verdict.clone(), row.digest.clone())
@@ -118,9 +120,11 @@ impl Gate {
                 };
                 let evaluator = self.evaluator.clone();
                 let input = modified.clone();
-                let new_verdict = tokio::task::spawn_blocking(move || evaluator.evaluate(&input))
-                    .await
-                    .expect("evaluation never panics");
+                let (new_verdict, new_shadow) =
+                    tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&input))
+                        .await
+                        .expect("evaluation never panics");
+                shadow = new_shadow;
                 self.metrics.evaluated(&new_verdict);
                 let digest = modified.digest();
                 change.action =
@@ -262,9 +266,20 @@ impl Gate {
             .into());
         }
         guard.commit().await?;
+        if let (Some(shadow), Some(live)) = (shadow, &final_verdict.plugin) {
+            self.shadows
+                .spawn(shadow, final_action.clone(), live.sha256.clone());
+        }
         self.metrics.decided(state);
         tracing::info!(action_id = %row.id, approver = %approver, decision = decision.as_str(), channel, state = state.as_str(), "review recorded");
         self.changed(&row.id).await;
+        if state == State::Approved && row.agent_id == crate::bindings::four_eyes::HOST_AGENT {
+            // An approved policy change: the host is its executor. If this
+            // fails, every replica's sync loop retries it.
+            if let Err(e) = self.bindings.apply_approval(&row.id).await {
+                tracing::error!(action_id = %row.id, error = %e, "approved binding change not applied yet");
+            }
+        }
 
         let review = ReviewEntry {
             approver: approver.to_string(),

@@ -122,12 +122,18 @@ impl fmt::Display for Report {
 }
 
 /// Runs `candidate` on each recorded input and tallies the transitions.
+/// The host's own kinds (`actiongate.bind`) are decided by the host, never
+/// by a plugin, so they are left out.
 pub fn backtest(
     evaluator: &Evaluator,
     candidate: &Plugin,
     recorded: &[RecordedEvaluation],
     malformed: Vec<MalformedEvaluation>,
 ) -> Report {
+    let recorded: Vec<&RecordedEvaluation> = recorded
+        .iter()
+        .filter(|r| !r.input.kind.starts_with(crate::gate::HOST_KINDS))
+        .collect();
     let mut report = Report {
         candidate: PluginRef {
             sha256: candidate.sha256.clone(),

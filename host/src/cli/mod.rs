@@ -5,9 +5,12 @@
 pub mod agent;
 pub mod approvals;
 pub mod audit;
+pub mod bind;
 pub mod history;
 pub mod log;
 pub mod plugin;
+pub mod register;
+pub mod remote;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -45,9 +48,14 @@ pub struct GlobalOpts {
 pub enum Command {
     /// Run the service.
     Serve(serve::ServeArgs),
-    /// Policy plugins: inspect a component, run its case file.
+    /// Policy plugins: inspect a component, run its case file, register, list.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Bind action kinds to a registered plugin (through the API, as you).
+    Bind(bind::BindArgs),
+    /// The bindings in force.
+    #[command(subcommand)]
+    Bindings(bind::BindingsCommand),
     /// Agents and their API keys.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
@@ -92,6 +100,8 @@ pub async fn run(cli: Cli, out: &mut (dyn std::io::Write + Send)) -> u8 {
     match cli.command {
         Command::Serve(args) => serve::run(args, &cli.global, out).await,
         Command::Plugin(c) => plugin::run(c, &cli.global, out).await,
+        Command::Bind(args) => bind::run(args, out).await,
+        Command::Bindings(c) => bind::run_list(c, out).await,
         Command::Agent(c) => agent::run(c, &cli.global, out).await,
         Command::Auditor(c) => agent::run_auditor(c, &cli.global, out).await,
         Command::Approver(c) => approvals::run_approver(c, &cli.global, out).await,

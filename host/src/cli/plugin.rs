@@ -1,4 +1,4 @@
-//! `actiongate plugin inspect|test|backtest|diff`.
+//! `actiongate plugin inspect|test|register|list|backtest|diff`.
 
 use std::fs;
 use std::io::Write;
@@ -20,6 +20,10 @@ pub enum PluginCommand {
     },
     /// Run a case file against a component; exits 1 if any case fails.
     Test { wasm: PathBuf, cases: PathBuf },
+    /// Store a plugin by sha256 (through the API, as you): signature and cases checked first.
+    Register(super::register::RegisterArgs),
+    /// Registered plugins: sha256, name, version, WIT version, who registered it, signer.
+    List(super::register::ListArgs),
     /// Re-run a candidate on the inputs of recorded decisions; count how
     /// risk and route would change, with example actions.
     Backtest(super::history::BacktestArgs),
@@ -28,13 +32,16 @@ pub enum PluginCommand {
 }
 
 pub async fn run(cmd: PluginCommand, global: &GlobalOpts, out: &mut (dyn Write + Send)) -> u8 {
-    match cmd {
-        PluginCommand::Backtest(args) => super::history::backtest(args, global, out).await,
-        PluginCommand::Diff(args) => super::history::diff(args, global, out).await,
-        cmd => match inner(cmd, global, out) {
-            Ok(code) => code,
-            Err(e) => fail(e),
-        },
+    let result = match cmd {
+        PluginCommand::Backtest(args) => return super::history::backtest(args, global, out).await,
+        PluginCommand::Diff(args) => return super::history::diff(args, global, out).await,
+        PluginCommand::Register(args) => super::register::register(args, out).await,
+        PluginCommand::List(args) => super::register::list(args, out).await,
+        cmd => inner(cmd, global, out),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => fail(e),
     }
 }
 
@@ -100,6 +107,9 @@ fn inner(
             )?;
             Ok(u8::from(failed > 0))
         }
-        PluginCommand::Backtest(_) | PluginCommand::Diff(_) => unreachable!("run() handles these"),
+        PluginCommand::Register(_)
+        | PluginCommand::List(_)
+        | PluginCommand::Backtest(_)
+        | PluginCommand::Diff(_) => unreachable!("run() handles these"),
     }
 }

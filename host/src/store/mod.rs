@@ -4,6 +4,7 @@
 mod actions;
 mod agents;
 mod audit;
+mod bindings;
 mod plugins;
 mod postgres;
 mod reviews;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 pub use actions::{ActionChange, ActionRow, Inserted, ACTION_CHANNEL};
 pub use agents::{AgentRow, KeyRole};
 pub use audit::Window;
+pub use bindings::{BindingRow, BindingsGuard, NewBinding, BINDINGS_CHANNEL};
 pub use plugins::PluginRow;
 pub use postgres::{APPEND_LOCK as PG_APPEND_LOCK, LEADER_LOCK as PG_LEADER_LOCK, PG_MIGRATOR};
 pub use reviews::{ActionGuard, ReviewRow};

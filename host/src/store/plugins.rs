@@ -41,6 +41,17 @@ impl Store {
         Ok(inserted == 1)
     }
 
+    /// Whether a plugin is stored under `sha256` (without reading its bytes).
+    pub async fn has_plugin(&self, sha256: &str) -> Result<bool, StoreError> {
+        Ok(
+            on_pool!(self, pool => sqlx::query("SELECT 1 FROM plugins WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(pool)
+            .await
+            .map(|r| r.is_some()))?,
+        )
+    }
+
     /// The plugin stored under `sha256`, bytes included.
     pub async fn plugin(&self, sha256: &str) -> Result<Option<PluginRow>, StoreError> {
         let row = on_pool!(self, pool => sqlx::query(
