@@ -33,6 +33,8 @@ impl TempDatabase {
         let mut c = sqlx::PgConnection::connect(&admin)
             .await
             .expect("connect DATABASE_URL");
+        static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        SWEPT.get_or_init(|| drop_orphans(&admin)).await;
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut c)
             .await
@@ -45,25 +47,53 @@ impl TempDatabase {
 }
 
 impl Drop for TempDatabase {
+    /// Drops the database from a thread of its own, without waiting: the
+    /// test's runtime must keep running meanwhile, or a connection it was
+    /// opening stalls in authentication and holds DROP DATABASE for
+    /// `authentication_timeout` (a minute). A drop cut short by the process
+    /// exiting is finished by the next test process (`drop_orphans`).
     fn drop(&mut self) {
         let admin = database_url();
         let name = self.name.clone();
-        // Drop runs outside any runtime; use a small one of our own.
-        let _ = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .ok()?;
-            rt.block_on(async {
-                use sqlx::Connection;
-                let mut c = sqlx::PgConnection::connect(&admin).await.ok()?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut c)
-                    .await
-                    .ok()
-            })
-        })
-        .join();
+            rt.block_on(drop_database(&admin, &name))
+        });
+    }
+}
+
+async fn drop_database(admin: &str, name: &str) -> Option<()> {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(admin).await.ok()?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut c)
+        .await
+        .ok()
+        .map(|_| ())
+}
+
+/// Drops the temporary databases of test processes that have exited
+/// (names are `PREFIX_PID_SUFFIX`).
+async fn drop_orphans(admin: &str) {
+    use sqlx::Connection;
+    let Ok(mut c) = sqlx::PgConnection::connect(admin).await else {
+        return;
+    };
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname ~ '^[a-z_]+_[0-9]+_[0-9]+$'",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap_or_default();
+    for name in names {
+        let pid = name.rsplit('_').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            drop_database(admin, &name).await;
+        }
     }
 }
 
