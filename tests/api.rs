@@ -3,6 +3,7 @@
 //! PyJWT and single use, bad input, operations endpoints.
 
 use actiongate::evidence::EventKind;
+use actiongate::store::KeyRole;
 use actiongate_tests::run_python;
 use actiongate_tests::server::TestServer;
 use reqwest::{Client, StatusCode};
@@ -220,6 +221,47 @@ async fn identity_comes_from_the_key_only() {
         events[1].payload["input"]["agent"]["attributes"]["owner"],
         "owner-of-provisioner@example.com"
     );
+
+    // Only a live agent's own key submits: an unknown key, a person's key
+    // and the key of a revoked agent are refused, each saying why.
+    let body = export(5, &["orders"], "s3://corp-analytics/x");
+    let approver = server.key(KeyRole::Approver, "dana@example.com").await;
+    for (key, status, says) in [
+        (
+            "ag_not-a-key".to_string(),
+            StatusCode::UNAUTHORIZED,
+            "unknown or revoked API key",
+        ),
+        (
+            approver,
+            StatusCode::FORBIDDEN,
+            "is for agents; the key is an approver key",
+        ),
+    ] {
+        let r = agent
+            .client
+            .post(format!("{}/v1/actions", agent.base))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+        let problem: Value = r.json().await.unwrap();
+        assert!(
+            problem["detail"].as_str().unwrap().contains(says),
+            "{problem}"
+        );
+    }
+    assert!(server
+        .app
+        .gate
+        .store
+        .revoke_agent("provisioner")
+        .await
+        .unwrap());
+    let (status, _, problem) = agent.submit(body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
 }
 
 #[tokio::test]

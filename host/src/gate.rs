@@ -179,6 +179,8 @@ pub const HOST_KINDS: &str = "actiongate.";
 /// An action and the verdict that decides it, ready to be recorded.
 pub(crate) struct Decided {
     pub action: Action,
+    /// `action.digest()`, computed once.
+    pub digest: String,
     pub verdict: Verdict,
     pub idempotency_key: Option<String>,
     pub request_hash: String,
@@ -224,6 +226,7 @@ impl Gate {
         self.metrics.evaluated(&verdict);
 
         let action_uuid = Uuid::parse_str(&action.id).expect("host-made ids are UUIDs");
+        let digest = action.digest();
         let submitted = event(
             EventKind::Submitted,
             action_uuid,
@@ -233,7 +236,7 @@ impl Gate {
             },
             serde_json::json!({
                 "action": action,
-                "digest": action.digest(),
+                "digest": digest,
                 "idempotency_key": idempotency_key,
                 "request_hash": request_hash,
             }),
@@ -242,6 +245,7 @@ impl Gate {
         events.extend(verdict_events(action_uuid, &action, &verdict));
         let decided = Decided {
             action,
+            digest,
             verdict,
             idempotency_key,
             request_hash,
@@ -268,6 +272,7 @@ impl Gate {
     ) -> Result<ActionStatus, GateError> {
         let Decided {
             action,
+            digest,
             verdict,
             idempotency_key,
             request_hash,
@@ -277,7 +282,7 @@ impl Gate {
 
         let (state, grant, expires_at) = match &verdict.route {
             Route::Allow => {
-                let (token, claims) = self.issue_grant(action, verdict, Vec::new(), now);
+                let (token, claims) = self.issue_grant(action, digest, verdict, Vec::new(), now);
                 events.push(grant_event(action_uuid, &claims));
                 (State::Allowed, Some((token, claims)), None)
             }
@@ -309,7 +314,7 @@ impl Gate {
             idempotency_key: idempotency_key.clone(),
             request_hash: request_hash.clone(),
             action: serde_json::to_string(&action).expect("an action serializes"),
-            digest: action.digest(),
+            digest: digest.clone(),
             state: state.as_str().into(),
             verdict: serde_json::to_string(&verdict).expect("a verdict serializes"),
             grant_token: grant.as_ref().map(|(token, _)| token.clone()),
@@ -381,10 +386,11 @@ impl Gate {
         }
     }
 
-    /// Signs a grant for `action` as decided by `verdict`.
+    /// Signs a grant for `action` (whose digest is `digest`) as decided by `verdict`.
     pub fn issue_grant(
         &self,
         action: &Action,
+        digest: &str,
         verdict: &Verdict,
         approvers: Vec<String>,
         now: DateTime<Utc>,
@@ -397,7 +403,7 @@ impl Gate {
             iat: now.timestamp(),
             exp: now.timestamp() + self.grant_ttl.as_secs() as i64,
             action_id: action.id.clone(),
-            action_digest: action.digest(),
+            action_digest: digest.to_owned(),
             plugin_sha256: verdict.plugin.as_ref().map(|p| p.sha256.clone()),
             approvers,
         };

@@ -23,25 +23,39 @@ pub struct KeyHolder {
     pub subject: String,
 }
 
-pub(super) async fn key_holder(parts: &Parts, app: &App) -> Result<KeyHolder, Problem> {
+/// The bearer key, as sent.
+fn bearer_key(parts: &Parts) -> Result<&str, Problem> {
     let value = parts
         .headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| Problem::unauthorized("send Authorization: Bearer <API key>"))?;
-    let key = value
+    value
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|k| !k.is_empty())
-        .ok_or_else(|| Problem::unauthorized("the Authorization header is not a Bearer key"))?;
+        .ok_or_else(|| Problem::unauthorized("the Authorization header is not a Bearer key"))
+}
+
+fn store_problem(e: crate::store::StoreError) -> Problem {
+    if e.is_unavailable() {
+        Problem::unavailable("the database is unavailable; retry later")
+    } else {
+        crate::gate::GateError::from(e).into()
+    }
+}
+
+fn unknown_key() -> Problem {
+    Problem::unauthorized("unknown or revoked API key")
+}
+
+pub(super) async fn key_holder(parts: &Parts, app: &App) -> Result<KeyHolder, Problem> {
+    let key = bearer_key(parts)?;
     match app.gate.store.key_principal(&hash_api_key(key)).await {
         Ok(Some((role, subject))) => Ok(KeyHolder { role, subject }),
-        Ok(None) => Err(Problem::unauthorized("unknown or revoked API key")),
-        Err(e) if e.is_unavailable() => Err(Problem::unavailable(
-            "the database is unavailable; retry later",
-        )),
-        Err(e) => Err(crate::gate::GateError::from(e).into()),
+        Ok(None) => Err(unknown_key()),
+        Err(e) => Err(store_problem(e)),
     }
 }
 
@@ -53,17 +67,18 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = App::from_ref(state);
-        let holder = key_holder(parts, &app).await?;
-        if holder.role != KeyRole::Agent {
-            return Err(Problem::forbidden(format!(
+        let key = bearer_key(parts)?;
+        match app.gate.store.key_agent(&hash_api_key(key)).await {
+            Ok(Some((KeyRole::Agent, _, Some(agent)))) if agent.revoked_at.is_none() => {
+                Ok(AgentCaller(agent))
+            }
+            Ok(Some((KeyRole::Agent, _, _))) => Err(Problem::unauthorized("the agent is revoked")),
+            Ok(Some((role, _, _))) => Err(Problem::forbidden(format!(
                 "this endpoint is for agents; the key is an {} key",
-                holder.role.as_str()
-            )));
-        }
-        match app.gate.store.agent(&holder.subject).await {
-            Ok(Some(agent)) if agent.revoked_at.is_none() => Ok(AgentCaller(agent)),
-            Ok(_) => Err(Problem::unauthorized("the agent is revoked")),
-            Err(e) => Err(crate::gate::GateError::from(e).into()),
+                role.as_str()
+            ))),
+            Ok(None) => Err(unknown_key()),
+            Err(e) => Err(store_problem(e)),
         }
     }
 }

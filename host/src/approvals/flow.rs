@@ -218,8 +218,13 @@ impl Gate {
                                 "approvers": emails, "digest": review_digest,
                             }),
                         ));
-                        let (token, claims) =
-                            self.issue_grant(&final_action, &final_verdict, emails, now);
+                        let (token, claims) = self.issue_grant(
+                            &final_action,
+                            &final_action.digest(),
+                            &final_verdict,
+                            emails,
+                            now,
+                        );
                         events.push(grant_event(action_uuid, &claims));
                         self.store
                             .insert_grant(

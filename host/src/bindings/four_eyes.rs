@@ -120,6 +120,7 @@ impl Gate {
             kind: ActorKind::Human,
             id: requester.to_string(),
         };
+        let digest = action.digest();
         let events = vec![
             NewEvent {
                 kind: EventKind::Submitted,
@@ -127,7 +128,7 @@ impl Gate {
                 actor: human,
                 payload: serde_json::json!({
                     "action": action,
-                    "digest": action.digest(),
+                    "digest": digest,
                     "requested_by": requester,
                 }),
             },
@@ -140,7 +141,8 @@ impl Gate {
             },
         ];
         let decided = Decided {
-            request_hash: action.digest(),
+            request_hash: digest.clone(),
+            digest,
             action,
             verdict,
             idempotency_key: None,

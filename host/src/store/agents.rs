@@ -148,6 +148,31 @@ impl Store {
     }
 
     /// The role and subject of a live (unrevoked) key.
+    /// The role and subject of a live key and, for an agent key, the agent
+    /// (in one query: it is on every agent request).
+    pub async fn key_agent(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<(KeyRole, String, Option<AgentRow>)>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query(
+            "SELECT k.role, k.subject, a.id, a.owner, a.attributes, a.created_at, a.revoked_at
+             FROM api_keys k LEFT JOIN agents a ON k.role = 'agent' AND a.id = k.subject
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(pool)
+        .await
+        .map(|row| row.map(|r| {
+            // No agent row: not an agent key (or its agent is gone).
+            let agent = r.get::<Option<String>, _>("id").map(|_| agent_row!(&r));
+            (r.get::<String, _>("role"), r.get::<String, _>("subject"), agent)
+        })))?;
+        let Some((role, subject, agent)) = row else {
+            return Ok(None);
+        };
+        Ok(Some((KeyRole::parse(&role)?, subject, agent.transpose()?)))
+    }
+
     pub async fn key_principal(
         &self,
         key_hash: &str,
