@@ -4,7 +4,10 @@
 //!
 //! Postgres: `DATABASE_URL=$(tests/pg-up) cargo bench -p actiongate --bench evidence`
 //! (a throwaway database is created and dropped). Without DATABASE_URL, SQLite.
-//! BENCH_SECS sets the seconds per measurement (default 3).
+//! BENCH_SECS sets the seconds per measurement (default 3); BENCH_WRITERS the
+//! writer counts (default `1,8,64`). Beside the rates it prints the CPU time
+//! spent per event by this process and by the local Postgres server processes
+//! (read from /proc), which the machine's noise disturbs far less than rates.
 
 use std::time::{Duration, Instant};
 
@@ -24,11 +27,19 @@ struct Sample {
     events: u64,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// CPU seconds of (this process, local postgres processes) during the run.
+    cpu: (f64, f64),
 }
 
 impl Sample {
     fn rate(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// CPU microseconds per event: (client, server).
+    fn cpu_per_event(&self) -> (f64, f64) {
+        let n = self.events.max(1) as f64;
+        (self.cpu.0 * 1e6 / n, self.cpu.1 * 1e6 / n)
     }
 
     fn pct(&mut self, p: f64) -> Duration {
@@ -64,10 +75,19 @@ async fn run() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "{:>8} {:>10} {:>12} {:>11} {:>11} {:>8}",
-        "writers", "mode", "events/s", "median", "p99", "speedup"
+        "{:>8} {:>10} {:>12} {:>11} {:>11} {:>8} {:>14}",
+        "writers", "mode", "events/s", "median", "p99", "speedup", "cpu/ev cli+pg"
     );
-    for writers in [1usize, 8, 64] {
+    let writer_counts: Vec<usize> = std::env::var("BENCH_WRITERS")
+        .unwrap_or_else(|_| "1,8,64".into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("BENCH_WRITERS: comma-separated counts")
+        })
+        .collect();
+    for writers in writer_counts {
         let mut base = measure(&store, &dir, 1, writers, secs).await;
         let mut batched = measure(&store, &dir, 512, writers, secs).await;
         let speedup = batched.rate() / base.rate();
@@ -76,8 +96,9 @@ async fn run() {
             ("batched", &mut batched, speedup),
         ] {
             let (median, p99) = (s.pct(0.5), s.pct(0.99));
+            let (cli, pg) = s.cpu_per_event();
             println!(
-                "{writers:>8} {mode:>10} {:>12.0} {:>9.2}ms {:>9.2}ms {x:>7.1}x",
+                "{writers:>8} {mode:>10} {:>12.0} {:>9.2}ms {:>9.2}ms {x:>7.1}x {cli:>6.1}+{pg:<5.1}us",
                 s.rate(),
                 median.as_secs_f64() * 1e3,
                 p99.as_secs_f64() * 1e3,
@@ -117,6 +138,7 @@ async fn measure(
     }
     let stop = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
+    let cpu_before = (cpu_seconds(|pid| pid == std::process::id()), postgres_cpu());
     let mut tasks = Vec::new();
     for w in 0..writers {
         let log = log.clone();
@@ -135,11 +157,58 @@ async fn measure(
         latencies.extend(t.await.unwrap());
     }
     let elapsed = started.elapsed();
+    let cpu = (
+        cpu_seconds(|pid| pid == std::process::id()) - cpu_before.0,
+        postgres_cpu() - cpu_before.1,
+    );
     Sample {
         events: latencies.len() as u64,
         elapsed,
         latencies,
+        cpu,
     }
+}
+
+/// CPU seconds (user + system) of the processes `pick` selects, from /proc.
+fn cpu_seconds(pick: impl Fn(u32) -> bool) -> f64 {
+    cpu_of(|pid, _| pick(pid))
+}
+
+/// CPU seconds of every process named `postgres` (0 when none is local).
+fn postgres_cpu() -> f64 {
+    cpu_of(|_, comm| comm == "postgres")
+}
+
+fn cpu_of(pick: impl Fn(u32, &str) -> bool) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut total = 0u64;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ... utime stime: fields 14 and 15, counted after ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !pick(pid, &stat[open + 1..close]) {
+            continue;
+        }
+        let rest: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let field = |i: usize| rest.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        total += field(11) + field(12);
+    }
+    total as f64 / ticks
 }
 
 fn event(w: u64) -> NewEvent {

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::canonical;
 use super::EvidenceError;
+use crate::store::NewRow;
 
 /// Version of the envelope below; bump when its fields change.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -165,20 +166,21 @@ pub(super) struct PreparedEvent {
     pub event: NewEvent,
     head: String,
     middle: String,
-    kind: String,
+    tail: String,
 }
 
 impl PreparedEvent {
     pub fn new(event: NewEvent) -> Result<Self, EvidenceError> {
         let action = canonical::to_string(&event.action_id)?;
         let actor = canonical::to_string(&event.actor)?;
-        let payload = canonical::to_string(&event.payload)?;
+        let payload = canonical::value_to_string(&event.payload)?;
         let kind = canonical::to_string(&event.kind)?;
         // Keys in RFC 8785 order (all ASCII, so UTF-16 order is byte order);
         // the unit test `envelope_matches_full_canonicalization` pins this.
         let head = format!("{{\"action_id\":{action},\"actor\":{actor},\"occurred_at\":\"");
         let middle = format!("\",\"payload\":{payload},\"seq\":");
-        let size = head.len() + middle.len() + kind.len() + 64;
+        let tail = format!(",\"type\":{kind},\"v\":{ENVELOPE_VERSION}}}");
+        let size = head.len() + middle.len() + tail.len() + 64;
         if size > MAX_EVENT_BYTES {
             return Err(EvidenceError::TooLarge {
                 bytes: size,
@@ -189,38 +191,29 @@ impl PreparedEvent {
             event,
             head,
             middle,
-            kind,
+            tail,
         })
     }
 
     /// The canonical leaf for this event at `seq` and `occurred_at`.
+    #[cfg(test)]
     pub fn canonical(&self, seq: u64, occurred_at: &DateTime<Utc>) -> String {
-        let p = self.parts();
-        format!(
-            "{}{}{}{seq}{}",
-            p.head,
-            format_time(occurred_at),
-            p.middle,
-            p.tail
-        )
+        self.row().canonical(&format_time(occurred_at), seq)
     }
 
-    /// The leaf split around the two values the store fills in:
-    /// `head ‖ occurred_at ‖ middle ‖ seq ‖ tail`.
-    pub fn parts(&self) -> LeafParts {
-        LeafParts {
-            head: self.head.clone(),
-            middle: self.middle.clone(),
-            tail: format!(",\"type\":{},\"v\":{ENVELOPE_VERSION}}}", self.kind),
+    /// The row to store: the leaf split around the two values the store fills
+    /// in, `head ‖ occurred_at ‖ middle ‖ seq ‖ tail`.
+    pub fn row(&self) -> NewRow<'_> {
+        NewRow {
+            head: &self.head,
+            middle: &self.middle,
+            tail: &self.tail,
+            kind: self.event.kind.as_str(),
+            action_id: self.event.action_id,
+            actor_kind: self.event.actor.kind.as_str(),
+            actor_id: &self.event.actor.id,
         }
     }
-}
-
-/// A canonical leaf with holes for occurred_at and seq (see `PreparedEvent::parts`).
-pub struct LeafParts {
-    pub head: String,
-    pub middle: String,
-    pub tail: String,
 }
 
 impl StoredEvent {

@@ -15,6 +15,9 @@ use crate::store::{NewRow, Store, StoreKind};
 
 pub(super) type Reply = oneshot::Sender<Result<Vec<CommittedEvent>, EvidenceError>>;
 
+/// A committed batch: each request's reply channel and its events.
+type Committed = Vec<(Reply, Vec<CommittedEvent>)>;
+
 /// One caller's events; they commit together or not at all.
 pub(super) struct Request {
     pub events: Vec<PreparedEvent>,
@@ -61,39 +64,35 @@ impl Writer {
             let this = this.clone();
             let since_wake = since_wake.clone();
             tokio::spawn(async move {
-                let result = this.commit(&batch, n).await;
+                let result = this.commit(batch, n).await;
                 drop(slot);
-                this.reply(batch, n, result, &since_wake);
+                this.reply(result, n, &since_wake);
             });
         }
     }
 
     fn reply(
         &self,
-        batch: Vec<Request>,
+        result: Result<Committed, (Vec<Request>, EvidenceError)>,
         n: usize,
-        result: Result<Vec<CommittedEvent>, EvidenceError>,
         since_wake: &AtomicU64,
     ) {
         match result {
             Ok(committed) => {
                 tracing::debug!(
                     events = n,
-                    requests = batch.len(),
+                    requests = committed.len(),
                     "evidence batch committed"
                 );
                 if since_wake.fetch_add(n as u64, Ordering::Relaxed) + n as u64 >= self.wake_every {
                     since_wake.store(0, Ordering::Relaxed);
                     self.wake.notify_one();
                 }
-                let mut committed = committed.into_iter();
-                for r in batch {
-                    let mine: Vec<CommittedEvent> =
-                        committed.by_ref().take(r.events.len()).collect();
-                    let _ = r.reply.send(Ok(mine));
+                for (reply, events) in committed {
+                    let _ = reply.send(Ok(events));
                 }
             }
-            Err(e) => {
+            Err((batch, e)) => {
                 tracing::warn!(events = n, requests = batch.len(), error = %e, "evidence batch failed");
                 for r in batch {
                     let _ = r.reply.send(Err(e.clone()));
@@ -102,57 +101,61 @@ impl Writer {
         }
     }
 
+    /// Appends the batch in one transaction; on success each request's reply
+    /// channel with its committed events, in order.
     async fn commit(
         &self,
-        batch: &[Request],
+        batch: Vec<Request>,
         n: usize,
-    ) -> Result<Vec<CommittedEvent>, EvidenceError> {
+    ) -> Result<Committed, (Vec<Request>, EvidenceError)> {
         let occurred_at = truncate_micros(Utc::now());
         let at_text = format_time(&occurred_at);
-        let events = || batch.iter().flat_map(|r| r.events.iter());
-        let rows: Vec<NewRow> = events()
-            .map(|e| {
-                let p = e.parts();
-                NewRow {
-                    head: p.head,
-                    middle: p.middle,
-                    tail: p.tail,
-                    kind: e.event.kind.as_str().to_owned(),
-                    action_id: e.event.action_id,
-                    actor_kind: e.event.actor.kind.as_str().to_owned(),
-                    actor_id: e.event.actor.id.clone(),
-                }
-            })
+        let rows: Vec<NewRow<'_>> = batch
+            .iter()
+            .flat_map(|r| r.events.iter().map(PreparedEvent::row))
             .collect();
-        let stored = self
-            .store
-            .append_events(occurred_at, &at_text, &rows)
-            .await?;
-        if stored.len() != n {
-            return Err(EvidenceError::Store(format!(
-                "store appended {} of {n} events",
-                stored.len()
-            )));
-        }
-        let mut out = Vec::with_capacity(n);
-        for ((seq, stored_leaf), e) in stored.into_iter().zip(events()) {
-            let canonical = e.canonical(seq, &occurred_at);
-            let leaf = leaf_hash(&canonical);
-            // INVARIANT: the store built the same leaf we did; if not, say so
-            // loudly rather than hand out a hash that proves nothing.
-            if leaf != stored_leaf {
-                return Err(EvidenceError::Corrupt(format!(
-                    "seq {seq} was stored with a different leaf than the writer built"
-                )));
+        let stored = match self.store.append_events(occurred_at, &at_text, &rows).await {
+            Ok(stored) if stored.len() == n => stored,
+            Ok(stored) => {
+                let e =
+                    EvidenceError::Store(format!("store appended {} of {n} events", stored.len()));
+                return Err((batch, e));
             }
-            out.push(CommittedEvent {
-                seq,
-                occurred_at,
-                leaf_hash: leaf,
-                event: e.event.clone(),
-                canonical,
-            });
+            Err(e) => return Err((batch, e.into())),
+        };
+        // INVARIANT: the store built the same leaf we did; if not, say so
+        // loudly rather than hand out a hash that proves nothing.
+        let mut canonicals = Vec::with_capacity(n);
+        for (row, (seq, stored_leaf)) in rows.iter().zip(&stored) {
+            let canonical = row.canonical(&at_text, *seq);
+            if leaf_hash(&canonical) != *stored_leaf {
+                let e = EvidenceError::Corrupt(format!(
+                    "seq {seq} was stored with a different leaf than the writer built"
+                ));
+                drop(rows);
+                return Err((batch, e));
+            }
+            canonicals.push(canonical);
         }
-        Ok(out)
+        drop(rows);
+        let mut stored = stored.into_iter().zip(canonicals);
+        Ok(batch
+            .into_iter()
+            .map(|r| {
+                let events = r
+                    .events
+                    .into_iter()
+                    .zip(stored.by_ref())
+                    .map(|(e, ((seq, leaf_hash), canonical))| CommittedEvent {
+                        seq,
+                        occurred_at,
+                        leaf_hash,
+                        event: e.event,
+                        canonical,
+                    })
+                    .collect();
+                (r.reply, events)
+            })
+            .collect())
     }
 }

@@ -144,18 +144,18 @@ pub struct EventRow {
 }
 
 /// An event to append, its canonical leaf split around occurred_at and seq.
-#[derive(Clone, Debug)]
-pub struct NewRow {
-    pub head: String,
-    pub middle: String,
-    pub tail: String,
-    pub kind: String,
+#[derive(Clone, Copy, Debug)]
+pub struct NewRow<'a> {
+    pub head: &'a str,
+    pub middle: &'a str,
+    pub tail: &'a str,
+    pub kind: &'static str,
     pub action_id: Option<Uuid>,
-    pub actor_kind: String,
-    pub actor_id: String,
+    pub actor_kind: &'static str,
+    pub actor_id: &'a str,
 }
 
-impl NewRow {
+impl NewRow<'_> {
     pub fn canonical(&self, at_text: &str, seq: u64) -> String {
         format!("{}{at_text}{}{seq}{}", self.head, self.middle, self.tail)
     }
@@ -235,7 +235,7 @@ impl Store {
         &self,
         occurred_at: DateTime<Utc>,
         at_text: &str,
-        rows: &[NewRow],
+        rows: &[NewRow<'_>],
     ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
         match self {
             Store::Postgres(p) => postgres::append_events(p, occurred_at, at_text, rows).await,

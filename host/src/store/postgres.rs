@@ -52,35 +52,37 @@ pub(super) async fn append_events(
     pool: &PgPool,
     occurred_at: DateTime<Utc>,
     at_text: &str,
-    rows: &[NewRow],
+    rows: &[NewRow<'_>],
 ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
-    let col = |f: fn(&NewRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
+    let col = |f: for<'r> fn(&'r NewRow<'_>) -> &'r str| rows.iter().map(f).collect::<Vec<&str>>();
     let action: Vec<Option<String>> = rows
         .iter()
         .map(|r| r.action_id.map(|u| u.to_string()))
         .collect();
-    // Autocommit: the function takes APPEND_LOCK, assigns seqs from MAX(seq)
-    // and inserts; the lock is released by the implicit COMMIT.
-    let out: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT seq, leaf_hash FROM evidence_append($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(occurred_at)
-    .bind(at_text)
-    .bind(col(|r| r.head.clone()))
-    .bind(col(|r| r.middle.clone()))
-    .bind(col(|r| r.tail.clone()))
-    .bind(col(|r| r.kind.clone()))
-    .bind(action)
-    .bind(col(|r| r.actor_kind.clone()))
-    .bind(col(|r| r.actor_id.clone()))
-    .fetch_all(pool)
-    .await?;
-    let mut out = out
+    // Autocommit: the procedure takes APPEND_LOCK, assigns seqs from
+    // MAX(seq), inserts, commits without waiting for the flush (releasing the
+    // lock) and returns once the WAL is flushed through the batch
+    // (migrations/postgres/0008_evidence_group_flush.sql).
+    let (first, leaves): (Option<i64>, Option<Vec<Vec<u8>>>) =
+        sqlx::query_as("CALL evidence_append_flushed($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(occurred_at)
+            .bind(at_text)
+            .bind(col(|r| r.head))
+            .bind(col(|r| r.middle))
+            .bind(col(|r| r.tail))
+            .bind(col(|r| r.kind))
+            .bind(action)
+            .bind(col(|r| r.actor_kind))
+            .bind(col(|r| r.actor_id))
+            .fetch_one(pool)
+            .await?;
+    let first = to_u64(first.unwrap_or(-1), "first seq")?;
+    leaves
+        .unwrap_or_default()
         .into_iter()
-        .map(|(s, h)| Ok((to_u64(s, "seq")?, hash32(h, "leaf_hash")?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    out.sort_unstable_by_key(|x| x.0);
-    Ok(out)
+        .enumerate()
+        .map(|(i, h)| Ok((first + i as u64, hash32(h, "leaf_hash")?)))
+        .collect()
 }
 
 pub(super) async fn event_count<'e>(ex: impl PgExecutor<'e>) -> Result<u64, StoreError> {

@@ -59,7 +59,7 @@ pub(super) async fn append_events(
     pool: &SqlitePool,
     occurred_at: DateTime<Utc>,
     at_text: &str,
-    rows: &[NewRow],
+    rows: &[NewRow<'_>],
 ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
     // IMMEDIATE takes the write lock before the MAX read, so no other writer
     // can slip in between (a deferred transaction would fail to upgrade).
@@ -68,7 +68,7 @@ pub(super) async fn append_events(
         .fetch_one(&mut *tx)
         .await?;
     let first = to_u64(next, "next seq")?;
-    let built: Vec<(u64, String, [u8; 32], &NewRow)> = rows
+    let built: Vec<(u64, String, [u8; 32], &NewRow<'_>)> = rows
         .iter()
         .enumerate()
         .map(|(i, r)| {
@@ -84,10 +84,10 @@ pub(super) async fn append_events(
         q.push_values(chunk, |mut b, (seq, canonical, leaf, r)| {
             b.push_bind(to_i64(*seq))
                 .push_bind(ts(&occurred_at))
-                .push_bind(r.kind.clone())
+                .push_bind(r.kind)
                 .push_bind(r.action_id.map(|u| u.to_string()))
-                .push_bind(r.actor_kind.clone())
-                .push_bind(r.actor_id.clone())
+                .push_bind(r.actor_kind)
+                .push_bind(r.actor_id.to_owned())
                 .push_bind(canonical.clone())
                 .push_bind(leaf.to_vec());
         });
