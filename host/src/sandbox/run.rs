@@ -107,10 +107,13 @@ impl Sandbox {
 
     fn store(&self, action_id: &str, requested_at: Duration) -> Store<GuestState> {
         let limits = &self.config.limits;
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let state = GuestState {
-            wasi: wasi::deterministic_ctx(action_id, requested_at, stderr.clone()),
-            stderr,
+            wasi: None,
+            world: wasi::World {
+                action_id: action_id.to_string(),
+                requested_at,
+            },
+            stderr: MemoryOutputPipe::new(STDERR_CAPTURE),
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 limits: StoreLimitsBuilder::new()
