@@ -21,6 +21,7 @@ pub struct Plugin {
     /// Version of the `actiongate:policy` contract it was built against.
     pub wit_version: String,
     pub(super) pre: PolicyPre<super::GuestState>,
+    pub(super) exports: super::run::Exports,
 }
 
 /// What `actiongate plugin inspect` reports. Produced even for a plugin
@@ -172,12 +173,13 @@ impl Sandbox {
             .map_err(|e| PluginFailure::load(format!("{e:#}")))?;
         let pre =
             PolicyPre::new(instance_pre).map_err(|e| PluginFailure::load(format!("{e:#}")))?;
-        let info = self.describe(&pre)?;
+        let (info, exports) = self.describe(&pre)?;
         Ok(Plugin {
             sha256,
             info,
             wit_version,
             pre,
+            exports,
         })
     }
 }

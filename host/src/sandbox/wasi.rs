@@ -77,13 +77,21 @@ fn seed(purpose: &str, action_id: &str) -> [u8; 32] {
         .into()
 }
 
-/// Builds the WASI context for one evaluation. `stderr` captures what the
-/// guest prints (its panic message) up to the pipe's capacity.
-pub fn deterministic_ctx(
-    action_id: &str,
-    requested_at: Duration,
-    stderr: MemoryOutputPipe,
-) -> WasiCtx {
+/// What one evaluation's WASI context is made from.
+pub struct World {
+    pub action_id: String,
+    pub requested_at: Duration,
+}
+
+impl World {
+    /// Builds the WASI context for one evaluation. `stderr` captures what
+    /// the guest prints (its panic message) up to the pipe's capacity.
+    pub fn ctx(&self, stderr: MemoryOutputPipe) -> WasiCtx {
+        deterministic_ctx(&self.action_id, self.requested_at, stderr)
+    }
+}
+
+fn deterministic_ctx(action_id: &str, requested_at: Duration, stderr: MemoryOutputPipe) -> WasiCtx {
     let insecure_seed = seed("insecure-seed", action_id);
     let mut builder = WasiCtxBuilder::new();
     builder
