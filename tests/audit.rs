@@ -25,7 +25,7 @@ struct Fixture {
 }
 
 async fn fixture(pool: sqlx::PgPool, n: u64) -> Fixture {
-    let store = Store::Postgres(pool.clone());
+    let store = Store::from_pool(pool.clone());
     store.migrate().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = EvidenceConfig {

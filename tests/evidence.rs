@@ -183,14 +183,14 @@ async fn evidence_tables_refuse_update_and_delete(store: Store) {
     ];
     for sql in statements
         .iter()
-        .chain(if matches!(store, Store::Postgres(_)) {
+        .chain(if matches!(store, Store::Postgres(..)) {
             &pg_only[..]
         } else {
             &[]
         })
     {
         let err = match &store {
-            Store::Postgres(p) => sqlx::query(sql).execute(p).await.err(),
+            Store::Postgres(p, ..) => sqlx::query(sql).execute(p).await.err(),
             Store::Sqlite(p) => sqlx::query(sql).execute(p).await.err(),
         };
         let err = err.unwrap_or_else(|| panic!("{sql} was allowed"));
@@ -214,7 +214,7 @@ macro_rules! conformance {
             $(
                 #[sqlx::test(migrations = false)]
                 async fn $name(pool: sqlx::PgPool) {
-                    let store = actiongate::store::Store::Postgres(pool);
+                    let store = actiongate::store::Store::from_pool(pool);
                     store.migrate().await.unwrap();
                     super::$name(store).await;
                 }
@@ -246,7 +246,7 @@ conformance!(
 
 #[sqlx::test(migrations = false)]
 async fn service_role_may_insert_and_select_only(pool: sqlx::PgPool) {
-    let store = Store::Postgres(pool.clone());
+    let store = Store::from_pool(pool.clone());
     store.migrate().await.unwrap();
     store.migrate().await.unwrap(); // idempotent, role already there
     let mut c = pool.acquire().await.unwrap();
@@ -303,7 +303,7 @@ async fn serve(log: EvidenceLog) -> String {
 /// RFC 9162 verifier written from the RFC's pseudo-code (no shared code).
 #[sqlx::test(migrations = false)]
 async fn http_proofs_verify_with_an_independent_rfc9162_verifier(pool: sqlx::PgPool) {
-    let store = Store::Postgres(pool);
+    let store = Store::from_pool(pool);
     store.migrate().await.unwrap();
     let (log, _dir) = open(store).await;
     for i in 0..29 {
@@ -355,7 +355,7 @@ async fn http_proofs_verify_with_an_independent_rfc9162_verifier(pool: sqlx::PgP
 #[sqlx::test(migrations = false)]
 async fn http_errors_are_problem_json(pool: sqlx::PgPool) {
     use tower::ServiceExt;
-    let store = Store::Postgres(pool);
+    let store = Store::from_pool(pool);
     store.migrate().await.unwrap();
     let (log, _dir) = open(store).await;
     log.append(event(None, 0)).await.unwrap();
@@ -554,7 +554,7 @@ async fn two_replica_processes_share_one_log_and_fail_over() {
     );
     let writers: BTreeSet<&str> = rows.iter().map(|r| r.actor_id.as_str()).collect();
     assert_eq!(writers.len(), 2, "both replicas wrote");
-    if let Store::Postgres(p) = &store {
+    if let Store::Postgres(p, ..) = &store {
         let holders: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
              AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \

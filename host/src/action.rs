@@ -40,9 +40,9 @@ impl Action {
     /// sha256 over the RFC 8785 canonical JSON of the action: what approvals
     /// and grants are bound to. Any change to any field changes it.
     pub fn digest(&self) -> String {
-        let canonical =
-            serde_json_canonicalizer::to_vec(self).expect("an Action always serializes");
-        hex::encode(Sha256::digest(canonical))
+        hex::encode(Sha256::digest(crate::evidence::canonical::digest_bytes(
+            self,
+        )))
     }
 
     /// `requested_at` as the plugin sees it: RFC 3339, UTC, milliseconds.

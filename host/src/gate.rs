@@ -207,9 +207,9 @@ impl Gate {
                 "kind: `{HOST_KINDS}*` kinds are the host's own (policy changes); agents may not submit them"
             )));
         }
-        let request_hash = hex::encode(Sha256::digest(
-            serde_json_canonicalizer::to_vec(&submission).expect("a submission serializes"),
-        ));
+        let request_hash = hex::encode(Sha256::digest(crate::evidence::canonical::digest_bytes(
+            &submission,
+        )));
         if let Some(key) = &idempotency_key {
             if let Some(existing) = self.store.action_by_idempotency_key(&agent.id, key).await? {
                 return self.replay(existing, &request_hash, key);

@@ -70,7 +70,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     let signing_key = crate::keys::load_or_create_signing_key(&config.grants.key_path)
         .context("loading the grant signing key")?;
     let waiters = Waiters::default();
-    if let Store::Postgres(pool) = &store {
+    if let Store::Postgres(pool, ..) = &store {
         waiters.listen_postgres(pool.clone());
     }
     let directory =

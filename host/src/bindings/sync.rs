@@ -80,7 +80,7 @@ impl Bindings {
     /// that were approved but not yet applied (after a crash).
     pub fn spawn_sync(self: Arc<Self>, poll: Duration) -> tokio::task::JoinHandle<()> {
         let wake = Arc::new(Notify::new());
-        if let Store::Postgres(pool) = &self.store {
+        if let Store::Postgres(pool, ..) = &self.store {
             listen(pool.clone(), wake.clone());
         }
         tokio::spawn(async move {

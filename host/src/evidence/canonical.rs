@@ -24,6 +24,17 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String, EvidenceErr
     value_to_string(&v)
 }
 
+/// Canonical bytes to hash (action digests, request hashes): the same bytes as
+/// the `serde_json_canonicalizer` crate always produced for them, including for
+/// what [`to_string`] refuses (integers beyond 2^53, which that crate rounds
+/// through a double), so no digest ever recorded changes.
+pub fn digest_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    match to_string(value) {
+        Ok(s) => s.into_bytes(),
+        Err(_) => serde_json_canonicalizer::to_vec(value).unwrap_or_default(),
+    }
+}
+
 /// Canonical JSON of a JSON value, without copying it first.
 pub fn value_to_string(v: &Value) -> Result<String, EvidenceError> {
     let mut out = Vec::with_capacity(256);
@@ -244,6 +255,18 @@ mod tests {
         for v in values {
             let want = serde_json_canonicalizer::to_string(&v).unwrap();
             assert_eq!(value_to_string(&v).unwrap(), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn digest_bytes_match_the_crate_even_where_to_string_refuses() {
+        for v in [
+            serde_json::json!({"rows": u64::MAX, "b": [1, 2.5]}),
+            serde_json::json!({"a": "x", "n": -(1i64 << 60)}),
+            serde_json::json!({"z": {"\u{1f600}": 1, "\u{e000}": 2}}),
+        ] {
+            let want = serde_json_canonicalizer::to_vec(&v).unwrap();
+            assert_eq!(digest_bytes(&v), want, "{v}");
         }
     }
 

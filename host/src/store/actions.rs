@@ -56,6 +56,25 @@ macro_rules! action_row {
     }};
 }
 
+/// Binds an action row's columns, in `COLUMNS` order, as $1..$12.
+macro_rules! bind_action {
+    ($q:expr, $row:expr) => {{
+        let row = $row;
+        $q.bind(&row.id)
+            .bind(&row.agent_id)
+            .bind(&row.idempotency_key)
+            .bind(&row.request_hash)
+            .bind(&row.action)
+            .bind(&row.digest)
+            .bind(&row.state)
+            .bind(&row.verdict)
+            .bind(&row.grant_token)
+            .bind(row.expires_at)
+            .bind(row.created_at)
+            .bind(row.updated_at)
+    }};
+}
+
 impl Store {
     /// Inserts a new action (and its grant's single-use record, in the same
     /// transaction), or returns the one this agent already created with the
@@ -65,40 +84,52 @@ impl Store {
         row: &ActionRow,
         grant: Option<(&str, DateTime<Utc>)>,
     ) -> Result<Inserted, StoreError> {
-        let sql = format!(
-            "INSERT INTO actions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (agent_id, idempotency_key) DO NOTHING"
-        );
-        let inserted = on_pool!(self, pool => async {
-            let mut tx = pool.begin().await?;
-            let inserted = sqlx::query(&sql)
-                .bind(&row.id)
-                .bind(&row.agent_id)
-                .bind(&row.idempotency_key)
-                .bind(&row.request_hash)
-                .bind(&row.action)
-                .bind(&row.digest)
-                .bind(&row.state)
-                .bind(&row.verdict)
-                .bind(&row.grant_token)
-                .bind(row.expires_at)
-                .bind(row.created_at)
-                .bind(row.updated_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if inserted == 1 {
-                if let Some((jti, expires_at)) = grant {
-                    sqlx::query("INSERT INTO grants (jti, action_id, expires_at) VALUES ($1, $2, $3)")
+        let inserted = match self {
+            // One statement, so one round trip: the action and its grant's
+            // single-use row commit together or not at all.
+            Store::Postgres(_, lanes) => {
+                let sql = format!(
+                    "WITH action AS (
+                         INSERT INTO actions ({COLUMNS})
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                         ON CONFLICT (agent_id, idempotency_key) DO NOTHING
+                         RETURNING id),
+                     grant_row AS (
+                         INSERT INTO grants (jti, action_id, expires_at)
+                         SELECT $13, id, $14 FROM action WHERE $13::text IS NOT NULL)
+                     SELECT count(*) FROM action"
+                );
+                let query = bind_action!(sqlx::query_scalar::<_, i64>(&sql), row)
+                    .bind(grant.map(|g| g.0))
+                    .bind(grant.map(|g| g.1));
+                let lane = lanes.get().await?;
+                lane.run(async |c| query.fetch_one(c).await).await? as u64
+            }
+            Store::Sqlite(pool) => {
+                let sql = format!(
+                    "INSERT INTO actions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (agent_id, idempotency_key) DO NOTHING"
+                );
+                let mut tx = pool.begin().await?;
+                let inserted = bind_action!(sqlx::query(&sql), row)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if inserted == 1 {
+                    if let Some((jti, expires_at)) = grant {
+                        sqlx::query(
+                            "INSERT INTO grants (jti, action_id, expires_at) VALUES ($1, $2, $3)",
+                        )
                         .bind(jti)
                         .bind(&row.id)
                         .bind(expires_at)
                         .execute(&mut *tx)
                         .await?;
+                    }
+                    tx.commit().await?;
                 }
-                tx.commit().await?;
+                inserted
             }
-            Ok::<_, sqlx::Error>(inserted)
-        }.await)?;
+        };
         if inserted == 1 {
             return Ok(Inserted::Created);
         }
@@ -234,7 +265,7 @@ impl Store {
     /// Wakes waiters on every replica (Postgres NOTIFY); SQLite is one
     /// process, whose waiters the caller wakes directly.
     pub async fn notify_action_changed(&self, id: &str) -> Result<(), StoreError> {
-        if let Store::Postgres(pool) = self {
+        if let Store::Postgres(pool, ..) = self {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(ACTION_CHANNEL)
                 .bind(id)

@@ -23,6 +23,20 @@ macro_rules! agent_row {
     }};
 }
 
+/// (role, subject, the agent when the key is an agent's) from a key_agent row.
+macro_rules! key_agent_row {
+    ($r:expr) => {{
+        let r = $r;
+        // No agent row: not an agent key (or its agent is gone).
+        let agent = r.get::<Option<String>, _>("id").map(|_| agent_row!(&r));
+        (
+            r.get::<String, _>("role"),
+            r.get::<String, _>("subject"),
+            agent,
+        )
+    }};
+}
+
 /// Who a bearer key belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyRole {
@@ -154,19 +168,25 @@ impl Store {
         &self,
         key_hash: &str,
     ) -> Result<Option<(KeyRole, String, Option<AgentRow>)>, StoreError> {
-        let row = on_pool!(self, pool => sqlx::query(
+        const SQL: &str =
             "SELECT k.role, k.subject, a.id, a.owner, a.attributes, a.created_at, a.revoked_at
              FROM api_keys k LEFT JOIN agents a ON k.role = 'agent' AND a.id = k.subject
-             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(pool)
-        .await
-        .map(|row| row.map(|r| {
-            // No agent row: not an agent key (or its agent is gone).
-            let agent = r.get::<Option<String>, _>("id").map(|_| agent_row!(&r));
-            (r.get::<String, _>("role"), r.get::<String, _>("subject"), agent)
-        })))?;
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL";
+        // Every request authenticates: on Postgres, through a lane.
+        let row = match self {
+            Store::Postgres(_, lanes) => {
+                let query = sqlx::query(SQL).bind(key_hash);
+                let lane = lanes.get().await?;
+                lane.run(async |c| query.fetch_optional(c).await)
+                    .await?
+                    .map(|r| key_agent_row!(r))
+            }
+            Store::Sqlite(pool) => sqlx::query(SQL)
+                .bind(key_hash)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| key_agent_row!(r)),
+        };
         let Some((role, subject, agent)) = row else {
             return Ok(None);
         };

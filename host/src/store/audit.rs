@@ -57,7 +57,7 @@ impl Store {
     ) -> Result<Vec<EventRow>, StoreError> {
         let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
         match self {
-            Store::Postgres(p) => {
+            Store::Postgres(p, ..) => {
                 let q = format!(
                     "SELECT {} FROM evidence_events WHERE {} ORDER BY seq",
                     postgres::EVENT_COLUMNS,

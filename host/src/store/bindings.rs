@@ -133,7 +133,7 @@ impl Store {
     /// Locks binding changes against each other, on every replica.
     pub async fn lock_bindings(&self) -> Result<BindingsGuard, StoreError> {
         match self {
-            Store::Postgres(pool) => {
+            Store::Postgres(pool, ..) => {
                 let mut tx = pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(BINDINGS_LOCK)
@@ -150,7 +150,7 @@ impl Store {
 
     /// Tells every replica to reload its bindings (Postgres; SQLite is one process).
     pub async fn notify_bindings_changed(&self) -> Result<(), StoreError> {
-        if let Store::Postgres(pool) = self {
+        if let Store::Postgres(pool, ..) = self {
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(BINDINGS_CHANNEL)
                 .execute(pool)

@@ -5,6 +5,7 @@ mod actions;
 mod agents;
 mod audit;
 mod bindings;
+mod lanes;
 mod plugins;
 mod postgres;
 mod reviews;
@@ -14,6 +15,7 @@ mod teams;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -22,6 +24,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use uuid::Uuid;
+
+use lanes::Lanes;
 
 pub use actions::{ActionChange, ActionRow, Inserted, ACTION_CHANNEL};
 pub use agents::{AgentRow, KeyRole};
@@ -40,7 +44,7 @@ pub use teams::TeamsActivity;
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
-            Store::Postgres($pool) => $body,
+            Store::Postgres($pool, ..) => $body,
             Store::Sqlite($pool) => $body,
         }
     };
@@ -50,7 +54,8 @@ pub(crate) use on_pool;
 /// Where the state lives: Postgres in production, SQLite embedded.
 #[derive(Clone, Debug)]
 pub enum Store {
-    Postgres(PgPool),
+    /// The pool, and lanes for the queries on the decision path (`lanes.rs`).
+    Postgres(PgPool, Arc<Lanes>),
     Sqlite(SqlitePool),
 }
 
@@ -182,9 +187,14 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(opts.acquire_timeout)
+                // No ping round trip before every query: sqlx already pings
+                // each connection when it is released, and a connection that
+                // died while idle fails its next query, which the caller
+                // answers closed (503), and is then discarded.
+                .test_before_acquire(false)
                 .connect_with(connect)
                 .await?;
-            Store::Postgres(pool)
+            Store::from_pool(pool)
         } else if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)
                 .map_err(StoreError::Query)?
@@ -213,16 +223,27 @@ impl Store {
         Ok(store)
     }
 
+    /// A Postgres store over `pool`, with as many lanes as the pool has connections.
+    pub fn from_pool(pool: PgPool) -> Store {
+        let opts = pool.options();
+        let lanes = Lanes::new(
+            (*pool.connect_options()).clone(),
+            opts.get_max_connections() as usize,
+            opts.get_acquire_timeout(),
+        );
+        Store::Postgres(pool, Arc::new(lanes))
+    }
+
     pub fn kind(&self) -> StoreKind {
         match self {
-            Store::Postgres(_) => StoreKind::Postgres,
+            Store::Postgres(..) => StoreKind::Postgres,
             Store::Sqlite(_) => StoreKind::Sqlite,
         }
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Store::Postgres(p) => PG_MIGRATOR.run(p).await?,
+            Store::Postgres(p, ..) => PG_MIGRATOR.run(p).await?,
             Store::Sqlite(p) => SQLITE_MIGRATOR.run(p).await?,
         }
         Ok(())
@@ -238,7 +259,9 @@ impl Store {
         rows: &[NewRow<'_>],
     ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
         match self {
-            Store::Postgres(p) => postgres::append_events(p, occurred_at, at_text, rows).await,
+            Store::Postgres(_, lanes) => {
+                postgres::append_events(lanes, occurred_at, at_text, rows).await
+            }
             Store::Sqlite(p) => sqlite::append_events(p, occurred_at, at_text, rows).await,
         }
     }
@@ -246,7 +269,7 @@ impl Store {
     /// Number of committed events, which is also the next seq.
     pub async fn event_count(&self) -> Result<u64, StoreError> {
         match self {
-            Store::Postgres(p) => postgres::event_count(p).await,
+            Store::Postgres(p, ..) => postgres::event_count(p).await,
             Store::Sqlite(p) => sqlite::event_count(p).await,
         }
     }
@@ -254,7 +277,7 @@ impl Store {
     /// Events with `start <= seq < end`, ordered by seq.
     pub async fn events_range(&self, start: u64, end: u64) -> Result<Vec<EventRow>, StoreError> {
         match self {
-            Store::Postgres(p) => postgres::events_range(p, start, end).await,
+            Store::Postgres(p, ..) => postgres::events_range(p, start, end).await,
             Store::Sqlite(p) => sqlite::events_range(p, start, end).await,
         }
     }
@@ -263,21 +286,21 @@ impl Store {
     /// Unlike `events_range` it does not assume seqs are dense (for auditing).
     pub async fn events_page(&self, from: u64, limit: u64) -> Result<Vec<EventRow>, StoreError> {
         match self {
-            Store::Postgres(p) => postgres::events_page(p, from, limit).await,
+            Store::Postgres(p, ..) => postgres::events_page(p, from, limit).await,
             Store::Sqlite(p) => sqlite::events_page(p, from, limit).await,
         }
     }
 
     pub async fn events_for_action(&self, id: Uuid) -> Result<Vec<EventRow>, StoreError> {
         match self {
-            Store::Postgres(p) => postgres::events_for_action(p, id).await,
+            Store::Postgres(p, ..) => postgres::events_for_action(p, id).await,
             Store::Sqlite(p) => sqlite::events_for_action(p, id).await,
         }
     }
 
     pub async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
         match self {
-            Store::Postgres(p) => postgres::latest_checkpoint(&mut *p.acquire().await?).await,
+            Store::Postgres(p, ..) => postgres::latest_checkpoint(&mut *p.acquire().await?).await,
             Store::Sqlite(p) => sqlite::latest_checkpoint(p).await,
         }
     }
@@ -285,7 +308,7 @@ impl Store {
     /// Every checkpoint, smallest first.
     pub async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
         match self {
-            Store::Postgres(p) => postgres::checkpoints(p).await,
+            Store::Postgres(p, ..) => postgres::checkpoints(p).await,
             Store::Sqlite(p) => sqlite::checkpoints(p).await,
         }
     }
@@ -293,7 +316,9 @@ impl Store {
     /// Stored tree hashes by index, in the order asked; a missing one is `Corrupt`.
     pub async fn tree_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
         match self {
-            Store::Postgres(p) => postgres::tree_hashes(&mut *p.acquire().await?, indexes).await,
+            Store::Postgres(p, ..) => {
+                postgres::tree_hashes(&mut *p.acquire().await?, indexes).await
+            }
             Store::Sqlite(p) => sqlite::tree_hashes(p, indexes).await,
         }
     }
@@ -305,7 +330,7 @@ impl Store {
         end: u64,
     ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
         match self {
-            Store::Postgres(p) => postgres::tree_hash_range(p, start, end).await,
+            Store::Postgres(p, ..) => postgres::tree_hash_range(p, start, end).await,
             Store::Sqlite(p) => sqlite::tree_hash_range(p, start, end).await,
         }
     }
@@ -332,7 +357,7 @@ impl Contender {
     /// dead leader's lock is freed by Postgres itself.
     pub async fn try_lead(&mut self) -> Result<Option<Leader>, StoreError> {
         match &self.store {
-            Store::Postgres(p) => {
+            Store::Postgres(p, ..) => {
                 let conn = match self.conn.take() {
                     Some(c) => c,
                     // Detached: a pooled connection would keep the session lock after we let go.

@@ -49,7 +49,7 @@ pub(super) fn event_row(r: RawEvent) -> Result<EventRow, StoreError> {
 }
 
 pub(super) async fn append_events(
-    pool: &PgPool,
+    lanes: &super::lanes::Lanes,
     occurred_at: DateTime<Utc>,
     at_text: &str,
     rows: &[NewRow<'_>],
@@ -63,19 +63,20 @@ pub(super) async fn append_events(
     // MAX(seq), inserts, commits without waiting for the flush (releasing the
     // lock) and returns once the WAL is flushed through the batch
     // (migrations/postgres/0008_evidence_group_flush.sql).
-    let (first, leaves): (Option<i64>, Option<Vec<Vec<u8>>>) =
-        sqlx::query_as("CALL evidence_append_flushed($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-            .bind(occurred_at)
-            .bind(at_text)
-            .bind(col(|r| r.head))
-            .bind(col(|r| r.middle))
-            .bind(col(|r| r.tail))
-            .bind(col(|r| r.kind))
-            .bind(action)
-            .bind(col(|r| r.actor_kind))
-            .bind(col(|r| r.actor_id))
-            .fetch_one(pool)
-            .await?;
+    let query = sqlx::query_as::<_, (Option<i64>, Option<Vec<Vec<u8>>>)>(
+        "CALL evidence_append_flushed($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(occurred_at)
+    .bind(at_text)
+    .bind(col(|r| r.head))
+    .bind(col(|r| r.middle))
+    .bind(col(|r| r.tail))
+    .bind(col(|r| r.kind))
+    .bind(action)
+    .bind(col(|r| r.actor_kind))
+    .bind(col(|r| r.actor_id));
+    let lane = lanes.get().await?;
+    let (first, leaves) = lane.run(async |c| query.fetch_one(c).await).await?;
     let first = to_u64(first.unwrap_or(-1), "first seq")?;
     leaves
         .unwrap_or_default()

@@ -42,7 +42,7 @@ impl Store {
     /// Locks `id` against concurrent decisions, on every replica.
     pub async fn lock_action(&self, id: &str) -> Result<ActionGuard, StoreError> {
         match self {
-            Store::Postgres(pool) => {
+            Store::Postgres(pool, ..) => {
                 let mut tx = pool.begin().await?;
                 // NO KEY UPDATE: blocks other deciders, but not the inserts
                 // of reviews whose foreign key points at this row.
