@@ -79,7 +79,7 @@ fn main() {
     let status = cargo.status().expect("failed to run cargo for plugins/");
     assert!(
         status.success(),
-        "building plugins/ for wasm32-wasip2 failed"
+        "building plugins/ for wasm32-wasip2 failed (if the error above is \"can't find crate for `std`\", run `rustup target add wasm32-wasip2`: rustup adds rust-toolchain.toml's targets only when it installs the toolchain)"
     );
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
