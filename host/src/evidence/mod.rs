@@ -9,6 +9,13 @@
 //!   does not always mean "not written": if the connection drops during COMMIT
 //!   the event may be in the log anyway; it is then evidence of an attempt.
 //!   Failed batches are never retried, so nothing is written twice.
+//! * **Durable before acknowledged, visible a little earlier.** On Postgres a
+//!   batch commits asynchronously under the append lock and its append then
+//!   waits for the WAL flush through it (migration 0008), so other sessions
+//!   may read a batch up to one flush before it is durable. Nothing durable
+//!   can depend on such a read: WAL is flushed in order, so every later
+//!   synchronous commit (a checkpoint, a grant, an action's state) makes the
+//!   batch durable first; a crash in that window loses the log's tail whole.
 //! * **Order.** Seqs are dense from 0, without gaps or duplicates, across all
 //!   replicas sharing a database: each batch transaction takes an advisory
 //!   lock (Postgres) or the write lock (SQLite) and continues from `MAX(seq)`.

@@ -123,21 +123,12 @@ impl Writer {
             }
             Err(e) => return Err((batch, e.into())),
         };
-        // INVARIANT: the store built the same leaf we did; if not, say so
-        // loudly rather than hand out a hash that proves nothing.
-        let mut canonicals = Vec::with_capacity(n);
-        for (row, (seq, stored_leaf)) in rows.iter().zip(&stored) {
-            let canonical = row.canonical(&at_text, *seq);
-            if leaf_hash(&canonical) != *stored_leaf {
-                let e = EvidenceError::Corrupt(format!(
-                    "seq {seq} was stored with a different leaf than the writer built"
-                ));
-                drop(rows);
-                return Err((batch, e));
-            }
-            canonicals.push(canonical);
-        }
+        let checked = check_leaves(&rows, &stored, &at_text);
         drop(rows);
+        let canonicals = match checked {
+            Ok(c) => c,
+            Err(e) => return Err((batch, e)),
+        };
         let mut stored = stored.into_iter().zip(canonicals);
         Ok(batch
             .into_iter()
@@ -158,4 +149,26 @@ impl Writer {
             })
             .collect())
     }
+}
+
+/// Rebuilds each stored event's canonical leaf. INVARIANT: the store built the
+/// same leaf we did; if not, say so loudly rather than hand out a hash that
+/// proves nothing.
+fn check_leaves(
+    rows: &[NewRow<'_>],
+    stored: &[(u64, [u8; 32])],
+    at_text: &str,
+) -> Result<Vec<String>, EvidenceError> {
+    rows.iter()
+        .zip(stored)
+        .map(|(row, (seq, stored_leaf))| {
+            let canonical = row.canonical(at_text, *seq);
+            if leaf_hash(&canonical) != *stored_leaf {
+                return Err(EvidenceError::Corrupt(format!(
+                    "seq {seq} was stored with a different leaf than the writer built"
+                )));
+            }
+            Ok(canonical)
+        })
+        .collect()
 }

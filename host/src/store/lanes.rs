@@ -8,6 +8,7 @@
 //! is exactly what the ping protected against.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
@@ -20,22 +21,18 @@ pub struct Lanes {
     options: PgConnectOptions,
     idle: Mutex<Vec<PgConnection>>,
     slots: Arc<Semaphore>,
-    acquire_timeout: std::time::Duration,
+    acquire_timeout: Duration,
 }
 
 /// One connection, held for one query or statement sequence.
 pub struct Lane<'a> {
     lanes: &'a Lanes,
-    conn: Option<PgConnection>,
-    _slot: OwnedSemaphorePermit,
+    conn: PgConnection,
+    slot: OwnedSemaphorePermit,
 }
 
 impl Lanes {
-    pub fn new(
-        options: PgConnectOptions,
-        max: usize,
-        acquire_timeout: std::time::Duration,
-    ) -> Self {
+    pub fn new(options: PgConnectOptions, max: usize, acquire_timeout: Duration) -> Self {
         Lanes {
             options,
             idle: Mutex::new(Vec::with_capacity(max)),
@@ -61,8 +58,8 @@ impl Lanes {
         };
         Ok(Lane {
             lanes: self,
-            conn: Some(conn),
-            _slot: slot,
+            conn,
+            slot,
         })
     }
 }
@@ -70,11 +67,15 @@ impl Lanes {
 impl Lane<'_> {
     /// Runs `f` on the connection. The connection goes back to the idle list
     /// only if `f` completes with a result the server produced.
-    pub async fn run<T, F>(mut self, f: F) -> Result<T, StoreError>
+    pub async fn run<T, F>(self, f: F) -> Result<T, StoreError>
     where
         F: AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     {
-        let mut conn = self.conn.take().expect("a lane holds its connection");
+        let Lane {
+            lanes,
+            mut conn,
+            slot,
+        } = self;
         let result = f(&mut conn).await;
         let reusable = match &result {
             Ok(_) => true,
@@ -83,12 +84,13 @@ impl Lane<'_> {
             Err(_) => false,
         };
         if reusable {
-            self.lanes
+            lanes
                 .idle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(conn);
         }
+        drop(slot);
         result.map_err(StoreError::from)
     }
 }
