@@ -94,3 +94,53 @@ impl Lane<'_> {
         result.map_err(StoreError::from)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    async fn backend_pid(lanes: &Lanes) -> i32 {
+        let lane = lanes.get().await.unwrap();
+        lane.run(async |c| {
+            sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(c)
+                .await
+        })
+        .await
+        .unwrap()
+    }
+
+    /// A lane's connection is reused after a completed query, also one the
+    /// server refused, and dropped when its query is cancelled midway.
+    #[tokio::test]
+    async fn only_connections_whose_query_completed_are_reused() {
+        let url = std::env::var("DATABASE_URL")
+            .expect("DATABASE_URL: a Postgres to connect to (tests/run sets it)");
+        let options = PgConnectOptions::from_str(&url).unwrap();
+        let lanes = Lanes::new(options, 1, Duration::from_secs(10));
+
+        let first = backend_pid(&lanes).await;
+        assert_eq!(backend_pid(&lanes).await, first, "reused after success");
+
+        let lane = lanes.get().await.unwrap();
+        let refused = lane
+            .run(async |c| sqlx::query("SELECT 1 / 0").execute(c).await)
+            .await;
+        assert!(refused.is_err());
+        assert_eq!(
+            backend_pid(&lanes).await,
+            first,
+            "reused after a server error"
+        );
+
+        let lane = lanes.get().await.unwrap();
+        let sleeping = lane.run(async |c| sqlx::query("SELECT pg_sleep(5)").execute(c).await);
+        assert!(tokio::time::timeout(Duration::from_millis(200), sleeping)
+            .await
+            .is_err());
+        let after = backend_pid(&lanes).await;
+        assert_ne!(after, first, "a cancelled query's connection is not reused");
+    }
+}
