@@ -102,8 +102,7 @@ impl Store {
                 let query = bind_action!(sqlx::query_scalar::<_, i64>(&sql), row)
                     .bind(grant.map(|g| g.0))
                     .bind(grant.map(|g| g.1));
-                let lane = lanes.get().await?;
-                lane.run(async |c| query.fetch_one(c).await).await? as u64
+                lanes.run(async |c| query.fetch_one(c).await).await? as u64
             }
             Store::Sqlite(pool) => {
                 let sql = format!(

@@ -176,8 +176,8 @@ impl Store {
         let row = match self {
             Store::Postgres(_, lanes) => {
                 let query = sqlx::query(SQL).bind(key_hash);
-                let lane = lanes.get().await?;
-                lane.run(async |c| query.fetch_optional(c).await)
+                lanes
+                    .run(async |c| query.fetch_optional(c).await)
                     .await?
                     .map(|r| key_agent_row!(r))
             }

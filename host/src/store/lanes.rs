@@ -64,6 +64,16 @@ impl Lanes {
     }
 }
 
+impl Lanes {
+    /// [`Lanes::get`], then [`Lane::run`].
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    {
+        self.get().await?.run(f).await
+    }
+}
+
 impl Lane<'_> {
     /// Runs `f` on the connection. The connection goes back to the idle list
     /// only if `f` completes with a result the server produced.

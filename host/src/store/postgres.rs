@@ -75,8 +75,7 @@ pub(super) async fn append_events(
     .bind(action)
     .bind(col(|r| r.actor_kind))
     .bind(col(|r| r.actor_id));
-    let lane = lanes.get().await?;
-    let (first, leaves) = lane.run(async |c| query.fetch_one(c).await).await?;
+    let (first, leaves) = lanes.run(async |c| query.fetch_one(c).await).await?;
     let first = to_u64(first.unwrap_or(-1), "first seq")?;
     leaves
         .unwrap_or_default()
