@@ -5,10 +5,12 @@
 //! ping was a third of all round trips. A lane is returned to the idle list
 //! only when its query ran to completion (success or an error the server
 //! reported), so a cancelled or broken connection is dropped instead, which
-//! is exactly what the ping protected against.
+//! is exactly what the ping protected against. A lane idle for longer than
+//! [`CHECK_AFTER_IDLE`] is pinged before use, so a database restart during a
+//! quiet spell does not fail the next requests on dead connections.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
@@ -16,10 +18,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::StoreError;
 
+/// Under load lanes are reused within milliseconds and never pinged.
+pub const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 pub struct Lanes {
     options: PgConnectOptions,
-    idle: Mutex<Vec<PgConnection>>,
+    /// Connections and when each went idle.
+    idle: Mutex<Vec<(PgConnection, Instant)>>,
     slots: Arc<Semaphore>,
     acquire_timeout: Duration,
 }
@@ -47,6 +53,12 @@ impl Lanes {
             .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolTimedOut))?
             .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed))?;
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let idle = match idle {
+            Some((mut c, since)) if since.elapsed() >= CHECK_AFTER_IDLE => {
+                c.ping().await.ok().map(|()| c)
+            }
+            other => other.map(|(c, _)| c),
+        };
         let conn = match idle {
             Some(c) => c,
             None => tokio::time::timeout(
@@ -98,7 +110,7 @@ impl Lane<'_> {
                 .idle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
+                .push((conn, Instant::now()));
         }
         drop(slot);
         result.map_err(StoreError::from)
@@ -152,5 +164,28 @@ mod tests {
             .is_err());
         let after = backend_pid(&lanes).await;
         assert_ne!(after, first, "a cancelled query's connection is not reused");
+    }
+
+    /// A lane idle past `CHECK_AFTER_IDLE` whose connection died meanwhile
+    /// (a database restart) is replaced before use, not failed on.
+    #[tokio::test]
+    async fn an_idle_lane_that_died_is_replaced_before_use() {
+        let url = std::env::var("DATABASE_URL")
+            .expect("DATABASE_URL: a Postgres to connect to (tests/run sets it)");
+        let options = PgConnectOptions::from_str(&url).unwrap();
+        let lanes = Lanes::new(options.clone(), 1, Duration::from_secs(10));
+        let first = backend_pid(&lanes).await;
+
+        let mut admin = PgConnection::connect_with(&options).await.unwrap();
+        let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(first)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(killed);
+        tokio::time::sleep(CHECK_AFTER_IDLE + Duration::from_millis(100)).await;
+
+        let after = backend_pid(&lanes).await;
+        assert_ne!(after, first);
     }
 }

@@ -187,11 +187,6 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(opts.acquire_timeout)
-                // No ping round trip before every query: sqlx already pings
-                // each connection when it is released, and a connection that
-                // died while idle fails its next query, which the caller
-                // answers closed (503), and is then discarded.
-                .test_before_acquire(false)
                 .connect_with(connect)
                 .await?;
             Store::from_pool(pool)
