@@ -138,7 +138,7 @@ async fn measure(
     }
     let stop = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
-    let cpu_before = (cpu_seconds(|pid| pid == std::process::id()), postgres_cpu());
+    let cpu_before = (own_cpu(), postgres_cpu());
     let mut tasks = Vec::new();
     for w in 0..writers {
         let log = log.clone();
@@ -157,10 +157,7 @@ async fn measure(
         latencies.extend(t.await.unwrap());
     }
     let elapsed = started.elapsed();
-    let cpu = (
-        cpu_seconds(|pid| pid == std::process::id()) - cpu_before.0,
-        postgres_cpu() - cpu_before.1,
-    );
+    let cpu = (own_cpu() - cpu_before.0, postgres_cpu() - cpu_before.1);
     Sample {
         events: latencies.len() as u64,
         elapsed,
@@ -169,9 +166,9 @@ async fn measure(
     }
 }
 
-/// CPU seconds (user + system) of the processes `pick` selects, from /proc.
-fn cpu_seconds(pick: impl Fn(u32) -> bool) -> f64 {
-    cpu_of(|pid, _| pick(pid))
+/// CPU seconds (user + system) of this process.
+fn own_cpu() -> f64 {
+    cpu_of(|pid, _| pid == std::process::id())
 }
 
 /// CPU seconds of every process named `postgres` (0 when none is local).
@@ -179,6 +176,7 @@ fn postgres_cpu() -> f64 {
     cpu_of(|_, comm| comm == "postgres")
 }
 
+/// CPU seconds of the processes `pick` selects by pid and name, from /proc.
 fn cpu_of(pick: impl Fn(u32, &str) -> bool) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
