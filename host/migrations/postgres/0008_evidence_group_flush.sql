@@ -34,22 +34,11 @@ CREATE PROCEDURE evidence_append_flushed(
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
-    -- Same key as evidence_append and store/postgres.rs APPEND_LOCK.
-    PERFORM pg_advisory_xact_lock(7018683433663161345);
-    SELECT COALESCE(MAX(e.seq) + 1, 0) INTO first_seq FROM evidence_events e;
-    WITH inserted AS (
-        INSERT INTO evidence_events AS e
-            (seq, occurred_at, kind, action_id, actor_kind, actor_id, canonical, leaf_hash)
-        SELECT first_seq + t.ord - 1, p_occurred_at, t.kind, t.action_id::uuid, t.actor_kind,
-               t.actor_id, c.canonical, sha256('\x00'::bytea || convert_to(c.canonical, 'UTF8'))
-        FROM unnest(p_head, p_middle, p_tail, p_kind, p_action_id, p_actor_kind, p_actor_id)
-             WITH ORDINALITY AS t(head, middle, tail, kind, action_id, actor_kind, actor_id, ord)
-        CROSS JOIN LATERAL
-             (SELECT t.head || p_at_text || t.middle || (first_seq + t.ord - 1)::text || t.tail
-                 AS canonical) c
-        RETURNING e.seq, e.leaf_hash
-    )
-    SELECT array_agg(i.leaf_hash ORDER BY i.seq) INTO leaves FROM inserted i;
+    -- evidence_append (0001) takes the append lock, which this transaction
+    -- holds until its COMMIT below, assigns the seqs and inserts the rows.
+    SELECT min(a.seq), array_agg(a.leaf_hash ORDER BY a.seq) INTO first_seq, leaves
+    FROM evidence_append(p_occurred_at, p_at_text, p_head, p_middle, p_tail, p_kind,
+                         p_action_id, p_actor_kind, p_actor_id) AS a;
     -- Releases the append lock; the commit record is not yet flushed.
     COMMIT;
     -- An empty transaction with an id: its synchronous commit flushes the

@@ -84,16 +84,17 @@ impl Store {
         row: &ActionRow,
         grant: Option<(&str, DateTime<Utc>)>,
     ) -> Result<Inserted, StoreError> {
+        let insert = format!(
+            "INSERT INTO actions ({COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (agent_id, idempotency_key) DO NOTHING"
+        );
         let inserted = match self {
             // One statement, so one round trip: the action and its grant's
             // single-use row commit together or not at all.
             Store::Postgres(_, lanes) => {
                 let sql = format!(
-                    "WITH action AS (
-                         INSERT INTO actions ({COLUMNS})
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                         ON CONFLICT (agent_id, idempotency_key) DO NOTHING
-                         RETURNING id),
+                    "WITH action AS ({insert} RETURNING id),
                      grant_row AS (
                          INSERT INTO grants (jti, action_id, expires_at)
                          SELECT $13, id, $14 FROM action WHERE $13::text IS NOT NULL)
@@ -105,11 +106,8 @@ impl Store {
                 lanes.run(async |c| query.fetch_one(c).await).await? as u64
             }
             Store::Sqlite(pool) => {
-                let sql = format!(
-                    "INSERT INTO actions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (agent_id, idempotency_key) DO NOTHING"
-                );
                 let mut tx = pool.begin().await?;
-                let inserted = bind_action!(sqlx::query(&sql), row)
+                let inserted = bind_action!(sqlx::query(&insert), row)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();

@@ -59,10 +59,10 @@ pub(super) async fn append_events(
         .iter()
         .map(|r| r.action_id.map(|u| u.to_string()))
         .collect();
-    // Autocommit: the procedure takes APPEND_LOCK, assigns seqs from
-    // MAX(seq), inserts, commits without waiting for the flush (releasing the
-    // lock) and returns once the WAL is flushed through the batch
-    // (migrations/postgres/0008_evidence_group_flush.sql).
+    // Autocommit: the procedure appends through evidence_append (APPEND_LOCK,
+    // seqs from MAX(seq), the rows), commits without waiting for the flush
+    // (releasing the lock) and returns once the WAL is flushed through the
+    // batch (migrations/postgres/0008_evidence_group_flush.sql).
     let query = sqlx::query_as::<_, (Option<i64>, Option<Vec<Vec<u8>>>)>(
         "CALL evidence_append_flushed($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
@@ -76,9 +76,12 @@ pub(super) async fn append_events(
     .bind(col(|r| r.actor_kind))
     .bind(col(|r| r.actor_id));
     let (first, leaves) = lanes.run(async |c| query.fetch_one(c).await).await?;
+    let leaves = leaves.unwrap_or_default();
+    if leaves.is_empty() {
+        return Ok(Vec::new());
+    }
     let first = to_u64(first.unwrap_or(-1), "first seq")?;
     leaves
-        .unwrap_or_default()
         .into_iter()
         .enumerate()
         .map(|(i, h)| Ok((first + i as u64, hash32(h, "leaf_hash")?)))
