@@ -9,6 +9,7 @@ use actiongate_tests::server::TestServer;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
+#[derive(Clone)]
 struct Agent {
     key: String,
     client: Client,
@@ -186,6 +187,65 @@ async fn idempotency_key_replays_or_conflicts() {
     let theirs = second.submit_with(body, Some("k-1")).await;
     assert_eq!(theirs.0, StatusCode::OK);
     assert_ne!(theirs.2["action_id"], first.2["action_id"]);
+}
+
+/// Retries racing with one key: each request is decided and its evidence
+/// committed, but only one action (and one grant) is recorded, and every
+/// request gets its answer. The losers find the key taken inside the
+/// evidence batch (the same INSERT, or a concurrent one) and replay.
+#[tokio::test]
+async fn racing_requests_with_one_key_record_one_action() {
+    let server = TestServer::start().await;
+    let agent = Agent::new(&server, "etl-agent").await;
+    let body = export(500, &["orders"], "s3://corp-analytics/race");
+    let race = |key: Option<&'static str>| {
+        let mut racers = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let (agent, body) = (agent.clone(), body.clone());
+            racers.spawn(async move { agent.submit_with(body, key).await });
+        }
+        racers.join_all()
+    };
+    // Warm-up without a key: the plugin loaded and the server's database
+    // connections open (a debug build's SCRAM handshakes are slow), so the
+    // racers overlap.
+    for (status, _, answer) in race(None).await {
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let answers = race(Some("race-1")).await;
+    let (status, _, first) = &answers[0];
+    assert_eq!(*status, StatusCode::OK, "{first}");
+    for (status, _, answer) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["action_id"], first["action_id"]);
+        assert_eq!(answer["grant"], first["grant"]);
+    }
+    let db = sqlx::PgPool::connect(&server.database_url).await.unwrap();
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM actions WHERE idempotency_key = 'race-1'").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM grants g JOIN actions a ON a.id = g.action_id WHERE a.idempotency_key = 'race-1'").await,
+        1
+    );
+    // Every attempt is in the evidence, the recorded one included.
+    let submitted =
+        count("SELECT count(*) - 16 FROM evidence_events WHERE kind = 'submitted'").await;
+    assert!((1..=16).contains(&submitted), "{submitted}");
+    let id = uuid::Uuid::parse_str(first["action_id"].as_str().unwrap()).unwrap();
+    let events = server.app.evidence.events_for_action(id).await.unwrap();
+    assert_eq!(events[0].kind, EventKind::Submitted);
+    assert_eq!(events.last().unwrap().kind, EventKind::Granted);
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use crate::evaluate::{Evaluator, Verdict};
 use crate::evidence::{Actor, ActorKind, EventKind, EvidenceError, EvidenceLog, NewEvent};
 use crate::grant::{GrantClaims, GrantSigner, AUDIENCE, ISSUER};
 use crate::metrics::Metrics;
-use crate::store::{ActionChange, ActionRow, AgentRow, Inserted, Store, StoreError};
+use crate::store::{ActionChange, ActionRow, AgentRow, NewAction, Store, StoreError};
 use crate::waiters::Waiters;
 
 /// What an agent asks for. The agent itself comes from its key.
@@ -305,9 +305,6 @@ impl Gate {
             ),
         };
 
-        // Evidence first: if it cannot be committed, nothing is allowed.
-        self.evidence.append_all(events).await?;
-
         let row = ActionRow {
             id: action.id.clone(),
             agent_id: agent.id.clone(),
@@ -322,24 +319,33 @@ impl Gate {
             created_at: now,
             updated_at: now,
         };
-        // The grant's single-use record is written with the action, before
-        // the grant leaves. A failure here is a 503 and no grant.
-        let grant_record = grant.as_ref().map(|(_, claims)| {
-            (
-                claims.jti.as_str(),
-                DateTime::from_timestamp(claims.exp, 0).unwrap_or(now),
-            )
+        let status = status_of(&row, true)?;
+        // The grant's single-use record is written with the action.
+        let grant = grant.map(|(_, claims)| {
+            let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
+            (claims.jti, expires_at)
         });
-        match self.store.insert_action(&row, grant_record).await? {
-            Inserted::Created => {}
+        // Evidence first: the action row, and the grant in it, commit only
+        // once the events are durable; if they cannot be, nothing is allowed
+        // (an error here is a 503 and no grant).
+        let (_, created) = self
+            .evidence
+            .append_with_action(events, NewAction { row, grant })
+            .await?;
+        if !created {
             // Another request with this key won the race; answer as it did.
-            Inserted::Exists(existing) => {
-                return self.replay(
-                    *existing,
-                    request_hash,
-                    idempotency_key.as_deref().unwrap_or_default(),
-                )
-            }
+            let key = idempotency_key.as_deref().unwrap_or_default();
+            let existing = self
+                .store
+                .action_by_idempotency_key(&agent.id, key)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "action {} was neither inserted nor found",
+                        action.id
+                    ))
+                })?;
+            return self.replay(existing, request_hash, key);
         }
         self.metrics.decided(state);
         tracing::info!(action_id = %action.id, agent = %agent.id, kind = %action.kind, state = state.as_str(), risk = verdict.classification.risk.as_str(), "action decided");
@@ -349,7 +355,7 @@ impl Gate {
                     .await?,
             );
         }
-        status_of(&row, true)
+        Ok(status)
     }
 
     fn replay(

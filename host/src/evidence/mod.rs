@@ -64,7 +64,7 @@ pub use event::{
 pub use http::router;
 pub use merkle::{ConsistencyProof, InclusionProof};
 
-use crate::store::{Store, StoreError};
+use crate::store::{NewAction, Store, StoreError};
 use event::PreparedEvent;
 use merkle::FnReader;
 
@@ -246,6 +246,29 @@ impl EvidenceLog {
         if es.is_empty() {
             return Ok(Vec::new());
         }
+        Ok(self.send(es, None).await?.events)
+    }
+
+    /// Appends the events of a decision, then inserts its action row (and
+    /// its grant's single-use record), which commits only once the events
+    /// are durable: it shares their batch instead of a transaction of its
+    /// own. False when the agent already used the action's idempotency key:
+    /// the events stay (evidence of the attempt) and no row is written. An
+    /// error may still leave the events committed, never the action.
+    pub async fn append_with_action(
+        &self,
+        es: Vec<NewEvent>,
+        action: NewAction,
+    ) -> Result<(Vec<CommittedEvent>, bool), EvidenceError> {
+        let done = self.send(es, Some(action)).await?;
+        Ok((done.events, done.created))
+    }
+
+    async fn send(
+        &self,
+        es: Vec<NewEvent>,
+        action: Option<NewAction>,
+    ) -> Result<writer::Done, EvidenceError> {
         let events = es
             .into_iter()
             .map(PreparedEvent::new)
@@ -254,7 +277,11 @@ impl EvidenceLog {
         let stopped = || EvidenceError::Unavailable("evidence writer stopped".into());
         self.inner
             .tx
-            .send(writer::Request { events, reply })
+            .send(writer::Request {
+                events,
+                action,
+                reply,
+            })
             .await
             .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?

@@ -11,17 +11,26 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use super::event::{format_time, truncate_micros, CommittedEvent, PreparedEvent};
 use super::merkle::leaf_hash;
 use super::EvidenceError;
-use crate::store::{NewRow, Store, StoreKind};
+use crate::store::{NewAction, NewRow, Store, StoreKind};
 
-pub(super) type Reply = oneshot::Sender<Result<Vec<CommittedEvent>, EvidenceError>>;
+pub(super) type Reply = oneshot::Sender<Result<Done, EvidenceError>>;
 
-/// A committed batch: each request's reply channel and its events.
-type Committed = Vec<(Reply, Vec<CommittedEvent>)>;
+/// A committed batch: each request's reply channel and what it committed.
+type Committed = Vec<(Reply, Done)>;
 
-/// One caller's events; they commit together or not at all.
+/// One caller's events; they commit together or not at all. Its action, if
+/// any, is inserted once they are durable (`Store::append_events`).
 pub(super) struct Request {
     pub events: Vec<PreparedEvent>,
+    pub action: Option<NewAction>,
     pub reply: Reply,
+}
+
+/// What one request committed.
+pub(super) struct Done {
+    pub events: Vec<CommittedEvent>,
+    /// Its action was inserted (false: none, or its idempotency key was taken).
+    pub created: bool,
 }
 
 pub(super) struct Writer {
@@ -88,8 +97,8 @@ impl Writer {
                     since_wake.store(0, Ordering::Relaxed);
                     self.wake.notify_one();
                 }
-                for (reply, events) in committed {
-                    let _ = reply.send(Ok(events));
+                for (reply, done) in committed {
+                    let _ = reply.send(Ok(done));
                 }
             }
             Err((batch, e)) => {
@@ -114,11 +123,19 @@ impl Writer {
             .iter()
             .flat_map(|r| r.events.iter().map(PreparedEvent::row))
             .collect();
-        let stored = match self.store.append_events(occurred_at, &at_text, &rows).await {
-            Ok(stored) if stored.len() == n => stored,
-            Ok(stored) => {
-                let e =
-                    EvidenceError::Store(format!("store appended {} of {n} events", stored.len()));
+        let actions: Vec<&NewAction> = batch.iter().filter_map(|r| r.action.as_ref()).collect();
+        let appended = self
+            .store
+            .append_events(occurred_at, &at_text, &rows, &actions)
+            .await;
+        drop(actions);
+        let (stored, created) = match appended {
+            Ok(a) if a.leaves.len() == n => (a.leaves, a.created),
+            Ok(a) => {
+                let e = EvidenceError::Store(format!(
+                    "store appended {} of {n} events",
+                    a.leaves.len()
+                ));
                 return Err((batch, e));
             }
             Err(e) => return Err((batch, e.into())),
@@ -145,7 +162,8 @@ impl Writer {
                         canonical,
                     })
                     .collect();
-                (r.reply, events)
+                let created = r.action.is_some_and(|a| created.contains(&a.row.id));
+                (r.reply, Done { events, created })
             })
             .collect())
     }

@@ -26,12 +26,14 @@ pub struct ActionRow {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The result of inserting an action under an idempotency key.
+/// A decided action to insert once its evidence is committed, with its
+/// grant's single-use record (jti, expiry) when it has one. It rides in the
+/// evidence append (`Store::append_events`): inserted after the events, in a
+/// transaction that commits only once they are durable.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Inserted {
-    Created,
-    /// The agent already used this idempotency key; here is that action.
-    Exists(Box<ActionRow>),
+pub struct NewAction {
+    pub row: ActionRow,
+    pub grant: Option<(String, DateTime<Utc>)>,
 }
 
 const COLUMNS: &str = "id, agent_id, idempotency_key, request_hash, action, digest, state, verdict, grant_token, expires_at, created_at, updated_at";
@@ -56,90 +58,47 @@ macro_rules! action_row {
     }};
 }
 
-/// Binds an action row's columns, in `COLUMNS` order, as $1..$12.
-macro_rules! bind_action {
-    ($q:expr, $row:expr) => {{
-        let row = $row;
-        $q.bind(&row.id)
-            .bind(&row.agent_id)
-            .bind(&row.idempotency_key)
-            .bind(&row.request_hash)
-            .bind(&row.action)
-            .bind(&row.digest)
-            .bind(&row.state)
-            .bind(&row.verdict)
-            .bind(&row.grant_token)
-            .bind(row.expires_at)
-            .bind(row.created_at)
-            .bind(row.updated_at)
-    }};
+/// SQLite: inserts `new` and its grant inside the caller's append
+/// transaction; false when the agent already used its idempotency key.
+pub(super) async fn insert_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    new: &NewAction,
+) -> Result<bool, StoreError> {
+    let insert = format!(
+        "INSERT INTO actions ({COLUMNS})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (agent_id, idempotency_key) DO NOTHING"
+    );
+    let row = &new.row;
+    let inserted = sqlx::query(&insert)
+        .bind(&row.id)
+        .bind(&row.agent_id)
+        .bind(&row.idempotency_key)
+        .bind(&row.request_hash)
+        .bind(&row.action)
+        .bind(&row.digest)
+        .bind(&row.state)
+        .bind(&row.verdict)
+        .bind(&row.grant_token)
+        .bind(row.expires_at)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1;
+    if let (true, Some((jti, expires_at))) = (inserted, &new.grant) {
+        sqlx::query("INSERT INTO grants (jti, action_id, expires_at) VALUES ($1, $2, $3)")
+            .bind(jti)
+            .bind(&new.row.id)
+            .bind(expires_at)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(inserted)
 }
 
 impl Store {
-    /// Inserts a new action (and its grant's single-use record, in the same
-    /// transaction), or returns the one this agent already created with the
-    /// same idempotency key, inserting nothing.
-    pub async fn insert_action(
-        &self,
-        row: &ActionRow,
-        grant: Option<(&str, DateTime<Utc>)>,
-    ) -> Result<Inserted, StoreError> {
-        let insert = format!(
-            "INSERT INTO actions ({COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (agent_id, idempotency_key) DO NOTHING"
-        );
-        let inserted = match self {
-            // One statement, so one round trip: the action and its grant's
-            // single-use row commit together or not at all.
-            Store::Postgres(_, lanes) => {
-                let sql = format!(
-                    "WITH action AS ({insert} RETURNING id),
-                     grant_row AS (
-                         INSERT INTO grants (jti, action_id, expires_at)
-                         SELECT $13, id, $14 FROM action WHERE $13::text IS NOT NULL)
-                     SELECT count(*) FROM action"
-                );
-                let query = bind_action!(sqlx::query_scalar::<_, i64>(&sql), row)
-                    .bind(grant.map(|g| g.0))
-                    .bind(grant.map(|g| g.1));
-                lanes.run(async |c| query.fetch_one(c).await).await? as u64
-            }
-            Store::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                let inserted = bind_action!(sqlx::query(&insert), row)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if inserted == 1 {
-                    if let Some((jti, expires_at)) = grant {
-                        sqlx::query(
-                            "INSERT INTO grants (jti, action_id, expires_at) VALUES ($1, $2, $3)",
-                        )
-                        .bind(jti)
-                        .bind(&row.id)
-                        .bind(expires_at)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    tx.commit().await?;
-                }
-                inserted
-            }
-        };
-        if inserted == 1 {
-            return Ok(Inserted::Created);
-        }
-        let key = row.idempotency_key.as_deref().unwrap_or_default();
-        match self.action_by_idempotency_key(&row.agent_id, key).await? {
-            Some(existing) => Ok(Inserted::Exists(Box::new(existing))),
-            None => Err(StoreError::Corrupt(format!(
-                "action {} was neither inserted nor found",
-                row.id
-            ))),
-        }
-    }
-
     pub async fn action(&self, id: &str) -> Result<Option<ActionRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM actions WHERE id = $1");
         Ok(on_pool!(self, pool => sqlx::query(&sql)

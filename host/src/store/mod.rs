@@ -13,6 +13,7 @@ mod slack;
 mod sqlite;
 mod teams;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use uuid::Uuid;
 
 use lanes::Lanes;
 
-pub use actions::{ActionChange, ActionRow, Inserted, ACTION_CHANNEL};
+pub use actions::{ActionChange, ActionRow, NewAction, ACTION_CHANNEL};
 pub use agents::{AgentRow, KeyRole};
 pub use audit::Window;
 pub use bindings::{BindingRow, BindingsGuard, NewBinding, BINDINGS_CHANNEL};
@@ -166,6 +167,15 @@ impl NewRow<'_> {
     }
 }
 
+/// What an append committed.
+#[derive(Debug, Default)]
+pub struct Appended {
+    /// Each event's seq and leaf hash, in order.
+    pub leaves: Vec<(u64, [u8; 32])>,
+    /// The ids of the actions inserted.
+    pub created: HashSet<String>,
+}
+
 /// One signed checkpoint as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckpointRow {
@@ -247,17 +257,21 @@ impl Store {
     /// Appends events atomically with consecutive seqs, each leaf being
     /// `head ‖ at_text ‖ middle ‖ seq ‖ tail`; returns each one's seq and leaf
     /// hash. The seqs continue from `MAX(seq)` under the store's append lock.
+    /// `actions` are inserted after the events, never before they are
+    /// durable; one whose agent already used its idempotency key is skipped
+    /// (absent from `Appended::created`).
     pub async fn append_events(
         &self,
         occurred_at: DateTime<Utc>,
         at_text: &str,
         rows: &[NewRow<'_>],
-    ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+        actions: &[&NewAction],
+    ) -> Result<Appended, StoreError> {
         match self {
             Store::Postgres(_, lanes) => {
-                postgres::append_events(lanes, occurred_at, at_text, rows).await
+                postgres::append_events(lanes, occurred_at, at_text, rows, actions).await
             }
-            Store::Sqlite(p) => sqlite::append_events(p, occurred_at, at_text, rows).await,
+            Store::Sqlite(p) => sqlite::append_events(p, occurred_at, at_text, rows, actions).await,
         }
     }
 

@@ -7,7 +7,10 @@ use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::{hash32, to_i64, to_u64, CheckpointRow, EventRow, NewRow, StoreError};
+use super::{
+    hash32, to_i64, to_u64, ActionRow, Appended, CheckpointRow, EventRow, NewAction, NewRow,
+    StoreError,
+};
 
 pub static PG_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -53,18 +56,33 @@ pub(super) async fn append_events(
     occurred_at: DateTime<Utc>,
     at_text: &str,
     rows: &[NewRow<'_>],
-) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+    actions: &[&NewAction],
+) -> Result<Appended, StoreError> {
     let col = |f: for<'r> fn(&'r NewRow<'_>) -> &'r str| rows.iter().map(f).collect::<Vec<&str>>();
     let action: Vec<Option<String>> = rows
         .iter()
         .map(|r| r.action_id.map(|u| u.to_string()))
         .collect();
+    let a = |f: for<'r> fn(&'r ActionRow) -> &'r str| {
+        actions.iter().map(|n| f(&n.row)).collect::<Vec<&str>>()
+    };
+    let a_opt = |f: for<'r> fn(&'r ActionRow) -> Option<&'r str>| {
+        actions
+            .iter()
+            .map(|n| f(&n.row))
+            .collect::<Vec<Option<&str>>>()
+    };
+    let a_time = |f: fn(&ActionRow) -> Option<DateTime<Utc>>| {
+        actions.iter().map(|n| f(&n.row)).collect::<Vec<_>>()
+    };
     // Autocommit: the procedure appends through evidence_append (APPEND_LOCK,
     // seqs from MAX(seq), the rows), commits without waiting for the flush
-    // (releasing the lock) and returns once the WAL is flushed through the
-    // batch (migrations/postgres/0008_evidence_group_flush.sql).
-    let query = sqlx::query_as::<_, (Option<i64>, Option<Vec<Vec<u8>>>)>(
-        "CALL evidence_append_flushed($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    // (releasing the lock), then inserts the actions in a transaction whose
+    // synchronous commit returns once the WAL is flushed through both
+    // (migrations/postgres/0008_evidence_group_flush.sql, 0009).
+    let query = sqlx::query_as::<_, (Option<i64>, Option<Vec<Vec<u8>>>, Option<Vec<String>>)>(
+        "CALL evidence_append_flushed($1, $2, $3, $4, $5, $6, $7, $8, $9,
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
     )
     .bind(occurred_at)
     .bind(at_text)
@@ -74,18 +92,47 @@ pub(super) async fn append_events(
     .bind(col(|r| r.kind))
     .bind(action)
     .bind(col(|r| r.actor_kind))
-    .bind(col(|r| r.actor_id));
-    let (first, leaves) = lanes.run(async |c| query.fetch_one(c).await).await?;
+    .bind(col(|r| r.actor_id))
+    .bind(a(|r| &r.id))
+    .bind(a(|r| &r.agent_id))
+    .bind(a_opt(|r| r.idempotency_key.as_deref()))
+    .bind(a(|r| &r.request_hash))
+    .bind(a(|r| &r.action))
+    .bind(a(|r| &r.digest))
+    .bind(a(|r| &r.state))
+    .bind(a(|r| &r.verdict))
+    .bind(a_opt(|r| r.grant_token.as_deref()))
+    .bind(a_time(|r| r.expires_at))
+    .bind(a_time(|r| Some(r.created_at)))
+    .bind(a_time(|r| Some(r.updated_at)))
+    .bind(
+        actions
+            .iter()
+            .map(|n| n.grant.as_ref().map(|g| g.0.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        actions
+            .iter()
+            .map(|n| n.grant.as_ref().map(|g| g.1))
+            .collect::<Vec<_>>(),
+    );
+    let (first, leaves, created) = lanes.run(async |c| query.fetch_one(c).await).await?;
+    let created = created.unwrap_or_default().into_iter().collect();
     let leaves = leaves.unwrap_or_default();
     if leaves.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Appended {
+            leaves: Vec::new(),
+            created,
+        });
     }
     let first = to_u64(first.unwrap_or(-1), "first seq")?;
-    leaves
+    let leaves = leaves
         .into_iter()
         .enumerate()
         .map(|(i, h)| Ok((first + i as u64, hash32(h, "leaf_hash")?)))
-        .collect()
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Appended { leaves, created })
 }
 
 pub(super) async fn event_count<'e>(ex: impl PgExecutor<'e>) -> Result<u64, StoreError> {

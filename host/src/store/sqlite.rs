@@ -1,13 +1,17 @@
 //! SQLite queries for the evidence log (the embedded store). Inserts and
 //! selects only; `BEGIN IMMEDIATE` is the append serialization point.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
-use super::{hash32, to_i64, to_u64, CheckpointRow, EventRow, NewRow, StoreError};
+use super::{
+    hash32, to_i64, to_u64, Appended, CheckpointRow, EventRow, NewAction, NewRow, StoreError,
+};
 
 pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -60,7 +64,8 @@ pub(super) async fn append_events(
     occurred_at: DateTime<Utc>,
     at_text: &str,
     rows: &[NewRow<'_>],
-) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+    actions: &[&NewAction],
+) -> Result<Appended, StoreError> {
     // IMMEDIATE takes the write lock before the MAX read, so no other writer
     // can slip in between (a deferred transaction would fail to upgrade).
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -93,8 +98,18 @@ pub(super) async fn append_events(
         });
         q.build().execute(&mut *tx).await?;
     }
+    // In the same transaction: the actions commit with their events.
+    let mut created = HashSet::new();
+    for new in actions {
+        if super::actions::insert_sqlite(&mut tx, new).await? {
+            created.insert(new.row.id.clone());
+        }
+    }
     tx.commit().await?;
-    Ok(built.into_iter().map(|(s, _, h, _)| (s, h)).collect())
+    Ok(Appended {
+        leaves: built.into_iter().map(|(s, _, h, _)| (s, h)).collect(),
+        created,
+    })
 }
 
 pub(super) async fn event_count(pool: &SqlitePool) -> Result<u64, StoreError> {

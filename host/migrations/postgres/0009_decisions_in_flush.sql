@@ -1,0 +1,86 @@
+-- Decided actions ride in the append's flushing transaction.
+--
+-- A decision used to cost its own synchronous transaction after its
+-- evidence batch: one commit and one WAL flush wait per action. The second
+-- transaction of evidence_append_flushed (0008) exists only to wait for the
+-- flush, so it now also inserts the batch's new actions and their grants'
+-- single-use rows. Order and durability are as before: the events commit
+-- first (under the append lock); the actions commit synchronously after
+-- them, so an action, and the grant in it, is visible to other sessions
+-- only once the WAL through its own evidence is flushed. If this second
+-- transaction fails, the events stay (evidence of an attempt) and no action
+-- row or grant exists: callers fail closed.
+--
+-- An action whose (agent_id, idempotency_key) already exists is skipped, not
+-- an error; `created` lists the ids that were inserted, and the caller
+-- answers the others as the earlier request was answered.
+DROP PROCEDURE evidence_append_flushed(
+    TIMESTAMPTZ, TEXT, TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], BIGINT, BYTEA[]);
+
+CREATE PROCEDURE evidence_append_flushed(
+    p_occurred_at TIMESTAMPTZ,
+    p_at_text     TEXT,
+    p_head        TEXT[],
+    p_middle      TEXT[],
+    p_tail        TEXT[],
+    p_kind        TEXT[],
+    p_action_id   TEXT[],
+    p_actor_kind  TEXT[],
+    p_actor_id    TEXT[],
+    -- The new actions, one element per action, in actions' column order,
+    -- then each one's grant (jti NULL when it has none).
+    a_id              TEXT[],
+    a_agent_id        TEXT[],
+    a_idempotency_key TEXT[],
+    a_request_hash    TEXT[],
+    a_action          TEXT[],
+    a_digest          TEXT[],
+    a_state           TEXT[],
+    a_verdict         TEXT[],
+    a_grant_token     TEXT[],
+    a_expires_at      TIMESTAMPTZ[],
+    a_created_at      TIMESTAMPTZ[],
+    a_updated_at      TIMESTAMPTZ[],
+    g_jti             TEXT[],
+    g_expires_at      TIMESTAMPTZ[],
+    INOUT first_seq BIGINT DEFAULT NULL,
+    INOUT leaves    BYTEA[] DEFAULT NULL,
+    INOUT created   TEXT[] DEFAULT NULL
+)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    -- evidence_append (0001) takes the append lock, which this transaction
+    -- holds until its COMMIT below, assigns the seqs and inserts the rows.
+    SELECT min(a.seq), array_agg(a.leaf_hash ORDER BY a.seq) INTO first_seq, leaves
+    FROM evidence_append(p_occurred_at, p_at_text, p_head, p_middle, p_tail, p_kind,
+                         p_action_id, p_actor_kind, p_actor_id) AS a;
+    -- Releases the append lock; the commit record is not yet flushed.
+    COMMIT;
+    -- This transaction's synchronous commit flushes the WAL through the
+    -- batch above (and through itself) before CALL returns and before its
+    -- actions become visible.
+    WITH input AS (
+        SELECT * FROM unnest(a_id, a_agent_id, a_idempotency_key, a_request_hash, a_action,
+                             a_digest, a_state, a_verdict, a_grant_token, a_expires_at,
+                             a_created_at, a_updated_at, g_jti, g_expires_at)
+            AS t(id, agent_id, idempotency_key, request_hash, action, digest, state, verdict,
+                 grant_token, expires_at, created_at, updated_at, jti, grant_expires_at)
+    ), inserted AS (
+        INSERT INTO actions (id, agent_id, idempotency_key, request_hash, action, digest, state,
+                             verdict, grant_token, expires_at, created_at, updated_at)
+        SELECT id, agent_id, idempotency_key, request_hash, action, digest, state,
+               verdict, grant_token, expires_at, created_at, updated_at
+        FROM input
+        ON CONFLICT (agent_id, idempotency_key) DO NOTHING
+        RETURNING id
+    ), granted AS (
+        INSERT INTO grants (jti, action_id, expires_at)
+        SELECT i.jti, i.id, i.grant_expires_at FROM input i JOIN inserted USING (id)
+        WHERE i.jti IS NOT NULL
+    )
+    SELECT array_agg(id) INTO created FROM inserted;
+    -- Gives the transaction an id even when it inserted nothing.
+    PERFORM pg_current_xact_id();
+END
+$$;
