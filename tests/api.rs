@@ -313,6 +313,12 @@ async fn identity_comes_from_the_key_only() {
             "{problem}"
         );
     }
+    // The key was just used, so the service knows it: revoking it in the
+    // database (as `actiongate agent revoke` does, from another process)
+    // still stops the very next submission, and no evidence of a decision
+    // is written for it.
+    assert_eq!(agent.submit(body.clone()).await.0, StatusCode::OK);
+    let events = server.app.evidence.committed_size().await.unwrap();
     assert!(server
         .app
         .gate
@@ -321,6 +327,13 @@ async fn identity_comes_from_the_key_only() {
         .await
         .unwrap());
     let (status, _, problem) = agent.submit(body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
+    assert_eq!(problem["detail"], "unknown or revoked API key");
+    assert_eq!(server.app.evidence.committed_size().await.unwrap(), events);
+    // Refused keys are forgotten: the next attempt is refused as it comes
+    // in (with the key still known, this body would be a 400 from the gate).
+    let host_kind = json!({"kind": "actiongate.bind", "resource": "y", "params": {}});
+    let (status, _, problem) = agent.submit(host_kind).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
 }
 

@@ -9,8 +9,9 @@ use actiongate::audit::verify::verify;
 use actiongate::evidence::merkle::{check_consistency, check_inclusion, leaf_hash};
 use actiongate::evidence::{
     checkpoint, Actor, ActorKind, EventKind, EvidenceConfig, EvidenceError, EvidenceLog, NewEvent,
+    Recorded,
 };
-use actiongate::store::{Store, StoreOptions};
+use actiongate::store::{ActionRow, KeyRole, NewAction, Store, StoreOptions};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -208,6 +209,71 @@ async fn a_bad_event_fails_alone(store: Store) {
     assert_eq!(g.unwrap().seq, 0);
 }
 
+/// A decision's action row commits after its events; one submitted with a
+/// key revoked in the meantime is refused together with its events, and the
+/// seqs of the rest stay dense.
+async fn decisions_commit_after_their_events_unless_their_key_is_revoked(store: Store) {
+    let attrs = std::collections::BTreeMap::new();
+    for (agent, key) in [("live", "live-key"), ("gone", "gone-key")] {
+        assert!(store.create_agent(agent, "o@x", &attrs).await.unwrap());
+        store.add_api_key(key, KeyRole::Agent, agent).await.unwrap();
+    }
+    assert!(store.revoke_agent("gone").await.unwrap());
+    let (log, _dir) = open(store.clone()).await;
+    let decision = |agent: &str, key: &str| {
+        let id = Uuid::now_v7();
+        let now = chrono::Utc::now();
+        let row = ActionRow {
+            id: id.to_string(),
+            agent_id: agent.into(),
+            idempotency_key: None,
+            request_hash: "h".into(),
+            action: "{}".into(),
+            digest: "d".into(),
+            state: "allowed".into(),
+            verdict: "{}".into(),
+            grant_token: Some("t".into()),
+            expires_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let grant = Some((format!("jti-{id}"), now));
+        let events = (0..3).map(|i| event(Some(id), i)).collect::<Vec<_>>();
+        let key_hash = Some(key.to_string());
+        (
+            id,
+            events,
+            NewAction {
+                row,
+                grant,
+                key_hash,
+            },
+        )
+    };
+    let (live, live_events, live_action) = decision("live", "live-key");
+    let (gone, gone_events, gone_action) = decision("gone", "gone-key");
+    let (a, b, c) = tokio::join!(
+        log.append_with_action(gone_events, gone_action),
+        log.append_with_action(live_events, live_action),
+        log.append(event(None, 9)),
+    );
+    let (refused, refused_as) = a.unwrap();
+    assert_eq!(refused_as, Recorded::KeyRevoked);
+    assert!(refused.is_empty());
+    let (written, written_as) = b.unwrap();
+    assert_eq!(written_as, Recorded::Created);
+    let mut seqs: Vec<u64> = written.iter().map(|e| e.seq).collect();
+    seqs.push(c.unwrap().seq);
+    seqs.sort();
+    assert_eq!(seqs, vec![0, 1, 2, 3]);
+    assert_eq!(log.committed_size().await.unwrap(), 4);
+    assert!(log.events_for_action(gone).await.unwrap().is_empty());
+    assert_eq!(log.events_for_action(live).await.unwrap().len(), 3);
+    assert!(store.action(&gone.to_string()).await.unwrap().is_none());
+    let row = store.action(&live.to_string()).await.unwrap().unwrap();
+    assert_eq!(row.grant_token.as_deref(), Some("t"));
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -240,6 +306,7 @@ conformance!(
     checkpoints_are_signed_and_proofs_verify,
     evidence_tables_refuse_update_and_delete,
     a_bad_event_fails_alone,
+    decisions_commit_after_their_events_unless_their_key_is_revoked,
 );
 
 // ---- Postgres only ----

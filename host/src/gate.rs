@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 use crate::action::{Action, Principal, Risk, Route};
 use crate::evaluate::{Evaluator, Verdict};
-use crate::evidence::{Actor, ActorKind, EventKind, EvidenceError, EvidenceLog, NewEvent};
+use crate::evidence::{
+    Actor, ActorKind, EventKind, EvidenceError, EvidenceLog, NewEvent, Recorded,
+};
 use crate::grant::{GrantClaims, GrantSigner, AUDIENCE, ISSUER};
 use crate::metrics::Metrics;
 use crate::store::{ActionChange, ActionRow, AgentRow, NewAction, Store, StoreError};
@@ -132,6 +134,8 @@ pub enum GateError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("the API key or its agent was revoked")]
+    KeyRevoked,
     #[error("grant refused: {0}")]
     GrantRefused(String),
     #[error("grant {jti} was already used")]
@@ -184,13 +188,19 @@ pub(crate) struct Decided {
     pub verdict: Verdict,
     pub idempotency_key: Option<String>,
     pub request_hash: String,
+    /// The sha256 of the API key that submitted it, if the agent was
+    /// authenticated from a cache: confirmed live as the decision commits.
+    pub key_hash: Option<String>,
 }
 
 impl Gate {
     /// Decides a new action. Same idempotency key and body: the same answer.
+    /// `key_hash`: the agent was authenticated from a cache with this key,
+    /// which must still be live (with its agent) when the decision commits.
     pub async fn submit(
         &self,
         agent: &AgentRow,
+        key_hash: Option<String>,
         submission: Submission,
         idempotency_key: Option<String>,
     ) -> Result<ActionStatus, GateError> {
@@ -249,6 +259,7 @@ impl Gate {
             verdict,
             idempotency_key,
             request_hash,
+            key_hash,
         };
         let status = self.record_decision(agent, &decided, events).await?;
         // Off the response path: the live answer is committed and final.
@@ -276,6 +287,7 @@ impl Gate {
             verdict,
             idempotency_key,
             request_hash,
+            key_hash,
         } = decided;
         let now = Utc::now();
         let action_uuid = Uuid::parse_str(&action.id).expect("host-made ids are UUIDs");
@@ -328,24 +340,29 @@ impl Gate {
         // Evidence first: the action row, and the grant in it, commit only
         // once the events are durable; if they cannot be, nothing is allowed
         // (an error here is a 503 and no grant).
-        let (_, created) = self
-            .evidence
-            .append_with_action(events, NewAction { row, grant })
-            .await?;
-        if !created {
-            // Another request with this key won the race; answer as it did.
-            let key = idempotency_key.as_deref().unwrap_or_default();
-            let existing = self
-                .store
-                .action_by_idempotency_key(&agent.id, key)
-                .await?
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "action {} was neither inserted nor found",
-                        action.id
-                    ))
-                })?;
-            return self.replay(existing, request_hash, key);
+        let new = NewAction {
+            row,
+            grant,
+            key_hash: key_hash.clone(),
+        };
+        match self.evidence.append_with_action(events, new).await?.1 {
+            Recorded::Created | Recorded::NoAction => {}
+            Recorded::KeyRevoked => return Err(GateError::KeyRevoked),
+            Recorded::IdempotencyKeyTaken => {
+                // Another request with this key won the race; answer as it did.
+                let key = idempotency_key.as_deref().unwrap_or_default();
+                let existing = self
+                    .store
+                    .action_by_idempotency_key(&agent.id, key)
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "action {} was neither inserted nor found",
+                            action.id
+                        ))
+                    })?;
+                return self.replay(existing, request_hash, key);
+            }
         }
         self.metrics.decided(state);
         tracing::info!(action_id = %action.id, agent = %agent.id, kind = %action.kind, state = state.as_str(), risk = verdict.classification.risk.as_str(), "action decided");

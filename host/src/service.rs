@@ -133,6 +133,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         teams,
         slack,
         admission,
+        submitters: Default::default(),
     }))
 }
 

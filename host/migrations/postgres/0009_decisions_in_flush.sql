@@ -14,6 +14,14 @@
 -- An action whose (agent_id, idempotency_key) already exists is skipped, not
 -- an error; `created` lists the ids that were inserted, and the caller
 -- answers the others as the earlier request was answered.
+--
+-- An action submitted with an API key (a_key_hash not NULL) is confirmed
+-- here: if that key or its agent is no longer live when the batch appends,
+-- neither the action nor any event that belongs to it (p_owner: the
+-- 1-based index of the event's action, NULL for none) is written, and its
+-- index is in `refused`. So the service may authenticate submissions from
+-- a cache, and a revocation still holds for every decision whose evidence
+-- commits after it.
 DROP PROCEDURE evidence_append_flushed(
     TIMESTAMPTZ, TEXT, TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], BIGINT, BYTEA[]);
 
@@ -27,6 +35,7 @@ CREATE PROCEDURE evidence_append_flushed(
     p_action_id   TEXT[],
     p_actor_kind  TEXT[],
     p_actor_id    TEXT[],
+    p_owner       INT[],
     -- The new actions, one element per action, in actions' column order,
     -- then each one's grant (jti NULL when it has none).
     a_id              TEXT[],
@@ -43,13 +52,32 @@ CREATE PROCEDURE evidence_append_flushed(
     a_updated_at      TIMESTAMPTZ[],
     g_jti             TEXT[],
     g_expires_at      TIMESTAMPTZ[],
+    a_key_hash        TEXT[],
     INOUT first_seq BIGINT DEFAULT NULL,
     INOUT leaves    BYTEA[] DEFAULT NULL,
-    INOUT created   TEXT[] DEFAULT NULL
+    INOUT created   TEXT[] DEFAULT NULL,
+    INOUT refused   INT[] DEFAULT NULL
 )
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
+    refused := ARRAY(
+        SELECT k.i FROM unnest(a_key_hash) WITH ORDINALITY AS k(key_hash, i)
+        WHERE k.key_hash IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM api_keys ak JOIN agents ag ON ag.id = ak.subject
+            WHERE ak.key_hash = k.key_hash AND ak.role = 'agent'
+              AND ak.revoked_at IS NULL AND ag.revoked_at IS NULL));
+    IF cardinality(refused) > 0 THEN
+        SELECT array_agg(t.head ORDER BY t.o), array_agg(t.middle ORDER BY t.o),
+               array_agg(t.tail ORDER BY t.o), array_agg(t.kind ORDER BY t.o),
+               array_agg(t.action_id ORDER BY t.o), array_agg(t.actor_kind ORDER BY t.o),
+               array_agg(t.actor_id ORDER BY t.o)
+        INTO p_head, p_middle, p_tail, p_kind, p_action_id, p_actor_kind, p_actor_id
+        FROM unnest(p_head, p_middle, p_tail, p_kind, p_action_id, p_actor_kind, p_actor_id,
+                    p_owner) WITH ORDINALITY
+             AS t(head, middle, tail, kind, action_id, actor_kind, actor_id, owner, o)
+        WHERE t.owner IS NULL OR t.owner <> ALL (refused);
+    END IF;
     -- evidence_append (0001) takes the append lock, which this transaction
     -- holds until its COMMIT below, assigns the seqs and inserts the rows.
     SELECT min(a.seq), array_agg(a.leaf_hash ORDER BY a.seq) INTO first_seq, leaves
@@ -63,9 +91,10 @@ BEGIN
     WITH input AS (
         SELECT * FROM unnest(a_id, a_agent_id, a_idempotency_key, a_request_hash, a_action,
                              a_digest, a_state, a_verdict, a_grant_token, a_expires_at,
-                             a_created_at, a_updated_at, g_jti, g_expires_at)
+                             a_created_at, a_updated_at, g_jti, g_expires_at) WITH ORDINALITY
             AS t(id, agent_id, idempotency_key, request_hash, action, digest, state, verdict,
-                 grant_token, expires_at, created_at, updated_at, jti, grant_expires_at)
+                 grant_token, expires_at, created_at, updated_at, jti, grant_expires_at, i)
+        WHERE t.i <> ALL (refused)
     ), inserted AS (
         INSERT INTO actions (id, agent_id, idempotency_key, request_hash, action, digest, state,
                              verdict, grant_token, expires_at, created_at, updated_at)

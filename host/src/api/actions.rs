@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::Stream;
 
-use super::auth::AgentCaller;
+use super::auth::{AgentCaller, Submitter};
 use super::error::{ApiJson, Problem};
 use super::App;
-use crate::gate::{ActionStatus, Outcome, State as ActionState, Submission};
+use crate::gate::{ActionStatus, GateError, Outcome, State as ActionState, Submission};
 
 /// The longest long-poll, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 60;
@@ -37,7 +37,7 @@ pub const MAX_WAIT_SECONDS: u64 = 60;
 )]
 pub async fn submit(
     State(app): State<App>,
-    AgentCaller(agent): AgentCaller,
+    submitter: Submitter,
     headers: HeaderMap,
     ApiJson(submission): ApiJson<Submission>,
 ) -> Result<Response, Problem> {
@@ -55,8 +55,15 @@ pub async fn submit(
                 .to_string(),
         ),
     };
-    let status = app.gate.submit(&agent, submission, key).await?;
-    Ok(decision_response(status))
+    let Submitter { agent, key_hash } = submitter;
+    let submitted = app
+        .gate
+        .submit(&agent, Some(key_hash.clone()), submission, key)
+        .await;
+    if let Err(GateError::KeyRevoked) = submitted {
+        app.submitters.forget(&key_hash);
+    }
+    Ok(decision_response(submitted?))
 }
 
 /// 200 for allowed, 202 + Location for pending, 403 for denied or expired.

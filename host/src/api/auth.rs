@@ -1,7 +1,9 @@
 //! Bearer-key authentication. An agent's identity is whatever its key says,
 //! never anything from the body. Logs never contain the key.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRef, FromRequestParts, Request, State};
 use axum::http::header;
@@ -59,6 +61,20 @@ pub(super) async fn key_holder(parts: &Parts, app: &App) -> Result<KeyHolder, Pr
     }
 }
 
+/// The live agent whose key hashes to `key_hash`, or why not.
+async fn agent_by_key(app: &App, key_hash: &str) -> Result<AgentRow, Problem> {
+    match app.gate.store.key_agent(key_hash).await {
+        Ok(Some((KeyRole::Agent, _, Some(agent)))) if agent.revoked_at.is_none() => Ok(agent),
+        Ok(Some((KeyRole::Agent, _, _))) => Err(Problem::unauthorized("the agent is revoked")),
+        Ok(Some((role, _, _))) => Err(Problem::forbidden(format!(
+            "this endpoint is for agents; the key is an {} key",
+            role.as_str()
+        ))),
+        Ok(None) => Err(unknown_key()),
+        Err(e) => Err(store_problem(e)),
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for AgentCaller
 where
     Arc<super::AppState>: FromRef<S>,
@@ -67,19 +83,75 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = App::from_ref(state);
-        let key = bearer_key(parts)?;
-        match app.gate.store.key_agent(&hash_api_key(key)).await {
-            Ok(Some((KeyRole::Agent, _, Some(agent)))) if agent.revoked_at.is_none() => {
-                Ok(AgentCaller(agent))
+        let key_hash = hash_api_key(bearer_key(parts)?);
+        Ok(AgentCaller(agent_by_key(&app, &key_hash).await?))
+    }
+}
+
+/// An agent submitting an action, authenticated from [`Submitters`] when
+/// its key was seen lately. `key_hash` goes with the decision, which commits
+/// only if the key and its agent are still live then.
+pub struct Submitter {
+    pub agent: Arc<AgentRow>,
+    pub key_hash: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Submitter
+where
+    Arc<super::AppState>: FromRef<S>,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let app = App::from_ref(state);
+        let key_hash = hash_api_key(bearer_key(parts)?);
+        let agent = match app.submitters.get(&key_hash) {
+            Some(agent) => agent,
+            None => {
+                let agent = Arc::new(agent_by_key(&app, &key_hash).await?);
+                app.submitters.put(&key_hash, agent.clone());
+                agent
             }
-            Ok(Some((KeyRole::Agent, _, _))) => Err(Problem::unauthorized("the agent is revoked")),
-            Ok(Some((role, _, _))) => Err(Problem::forbidden(format!(
-                "this endpoint is for agents; the key is an {} key",
-                role.as_str()
-            ))),
-            Ok(None) => Err(unknown_key()),
-            Err(e) => Err(store_problem(e)),
+        };
+        Ok(Submitter { agent, key_hash })
+    }
+}
+
+/// Agents recently authenticated to submit, by key hash: it spares every
+/// submission a database round trip. Safe only for submissions, because
+/// each decision confirms its key as its evidence commits (migration 0009),
+/// so a revoked key may be evaluated but is never decided; every other
+/// endpoint looks the key up. Entries live `SUBMITTER_TTL`.
+#[derive(Default)]
+pub struct Submitters {
+    agents: RwLock<HashMap<String, (Arc<AgentRow>, Instant)>>,
+}
+
+const SUBMITTER_TTL: Duration = Duration::from_secs(60);
+const SUBMITTERS_MAX: usize = 10_000;
+
+impl Submitters {
+    fn get(&self, key_hash: &str) -> Option<Arc<AgentRow>> {
+        let agents = self.agents.read().unwrap_or_else(|e| e.into_inner());
+        let (agent, at) = agents.get(key_hash)?;
+        (at.elapsed() < SUBMITTER_TTL).then(|| agent.clone())
+    }
+
+    fn put(&self, key_hash: &str, agent: Arc<AgentRow>) {
+        let mut agents = self.agents.write().unwrap_or_else(|e| e.into_inner());
+        if agents.len() >= SUBMITTERS_MAX {
+            agents.retain(|_, (_, at)| at.elapsed() < SUBMITTER_TTL);
+            if agents.len() >= SUBMITTERS_MAX {
+                agents.clear();
+            }
         }
+        agents.insert(key_hash.to_owned(), (agent, Instant::now()));
+    }
+
+    /// Drops a key found revoked.
+    pub fn forget(&self, key_hash: &str) {
+        let mut agents = self.agents.write().unwrap_or_else(|e| e.into_inner());
+        agents.remove(key_hash);
     }
 }
 

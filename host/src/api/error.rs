@@ -119,6 +119,7 @@ impl From<GateError> for Problem {
             ),
             GateError::NotFound(_) => Problem::not_found(e.to_string()),
             GateError::Invalid(_) => Problem::bad_request(e.to_string()),
+            GateError::KeyRevoked => Problem::unauthorized("unknown or revoked API key"),
             GateError::GrantRefused(_) => Problem::new(
                 StatusCode::FORBIDDEN,
                 "grant-refused",

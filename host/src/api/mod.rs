@@ -34,6 +34,8 @@ pub struct AppState {
     pub slack: Option<Arc<crate::chat::slack::SlackApp>>,
     /// What a plugin must show to be registered (signature policy).
     pub admission: Arc<crate::registry::admit::Admission>,
+    /// Agents recently authenticated to submit.
+    pub submitters: auth::Submitters,
 }
 
 pub type App = Arc<AppState>;

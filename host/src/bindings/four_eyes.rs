@@ -146,6 +146,7 @@ impl Gate {
             action,
             verdict,
             idempotency_key: None,
+            key_hash: None,
         };
         let status = self.record_decision(&agent, &decided, events).await?;
         tracing::info!(action_id = %status.action_id, requester = %requester, pattern = %change.pattern, "binding change held for policy admins");

@@ -212,6 +212,7 @@ impl PreparedEvent {
             action_id: self.event.action_id,
             actor_kind: self.event.actor.kind.as_str(),
             actor_id: &self.event.actor.id,
+            owner: None,
         }
     }
 }

@@ -146,6 +146,22 @@ impl Default for EvidenceConfig {
     }
 }
 
+/// What became of the action given to [`EvidenceLog::append_with_action`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// Inserted, after its events.
+    Created,
+    /// Not inserted: the agent already used its idempotency key. The events
+    /// stay, as evidence of the attempt.
+    IdempotencyKeyTaken,
+    /// Neither it nor its events were written: the key that submitted it
+    /// (`NewAction::key_hash`), or its agent, was revoked before they could
+    /// commit.
+    KeyRevoked,
+    /// The append had no action.
+    NoAction,
+}
+
 /// Where a committed event stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryState {
@@ -252,16 +268,15 @@ impl EvidenceLog {
     /// Appends the events of a decision, then inserts its action row (and
     /// its grant's single-use record), which commits only once the events
     /// are durable: it shares their batch instead of a transaction of its
-    /// own. False when the agent already used the action's idempotency key:
-    /// the events stay (evidence of the attempt) and no row is written. An
-    /// error may still leave the events committed, never the action.
+    /// own. See [`Recorded`] for what can happen instead; an error may still
+    /// leave the events committed, never the action.
     pub async fn append_with_action(
         &self,
         es: Vec<NewEvent>,
         action: NewAction,
-    ) -> Result<(Vec<CommittedEvent>, bool), EvidenceError> {
+    ) -> Result<(Vec<CommittedEvent>, Recorded), EvidenceError> {
         let done = self.send(es, Some(action)).await?;
-        Ok((done.events, done.created))
+        Ok((done.events, done.outcome))
     }
 
     async fn send(

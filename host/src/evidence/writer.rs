@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use super::event::{format_time, truncate_micros, CommittedEvent, PreparedEvent};
 use super::merkle::leaf_hash;
-use super::EvidenceError;
+use super::{EvidenceError, Recorded};
 use crate::store::{NewAction, NewRow, Store, StoreKind};
 
 pub(super) type Reply = oneshot::Sender<Result<Done, EvidenceError>>;
@@ -29,8 +29,16 @@ pub(super) struct Request {
 /// What one request committed.
 pub(super) struct Done {
     pub events: Vec<CommittedEvent>,
-    /// Its action was inserted (false: none, or its idempotency key was taken).
-    pub created: bool,
+    pub outcome: Recorded,
+}
+
+impl Done {
+    fn refused() -> Done {
+        Done {
+            events: Vec::new(),
+            outcome: Recorded::KeyRevoked,
+        }
+    }
 }
 
 pub(super) struct Writer {
@@ -119,37 +127,62 @@ impl Writer {
     ) -> Result<Committed, (Vec<Request>, EvidenceError)> {
         let occurred_at = truncate_micros(Utc::now());
         let at_text = format_time(&occurred_at);
-        let rows: Vec<NewRow<'_>> = batch
-            .iter()
-            .flat_map(|r| r.events.iter().map(PreparedEvent::row))
-            .collect();
-        let actions: Vec<&NewAction> = batch.iter().filter_map(|r| r.action.as_ref()).collect();
+        // Each request's action (if any) is `actions[i]`; its events name i.
+        let mut actions: Vec<&NewAction> = Vec::new();
+        let mut rows: Vec<NewRow<'_>> = Vec::with_capacity(n);
+        for r in &batch {
+            let owner = r.action.as_ref().map(|a| {
+                actions.push(a);
+                actions.len() - 1
+            });
+            rows.extend(r.events.iter().map(|e| NewRow { owner, ..e.row() }));
+        }
         let appended = self
             .store
             .append_events(occurred_at, &at_text, &rows, &actions)
             .await;
         drop(actions);
-        let (stored, created) = match appended {
-            Ok(a) if a.leaves.len() == n => (a.leaves, a.created),
-            Ok(a) => {
-                let e = EvidenceError::Store(format!(
-                    "store appended {} of {n} events",
-                    a.leaves.len()
-                ));
-                return Err((batch, e));
-            }
+        let appended = match appended {
+            Ok(a) => a,
             Err(e) => return Err((batch, e.into())),
         };
-        let checked = check_leaves(&rows, &stored, &at_text);
-        drop(rows);
+        // The events of refused actions were not written.
+        let written: Vec<NewRow<'_>> = rows
+            .into_iter()
+            .filter(|r| r.owner.is_none_or(|i| !appended.refused.contains(&i)))
+            .collect();
+        if appended.leaves.len() != written.len() {
+            let e = EvidenceError::Store(format!(
+                "store appended {} of {} events",
+                appended.leaves.len(),
+                written.len()
+            ));
+            return Err((batch, e));
+        }
+        let checked = check_leaves(&written, &appended.leaves, &at_text);
+        drop(written);
         let canonicals = match checked {
             Ok(c) => c,
             Err(e) => return Err((batch, e)),
         };
-        let mut stored = stored.into_iter().zip(canonicals);
+        let mut stored = appended.leaves.into_iter().zip(canonicals);
+        let mut index = 0;
         Ok(batch
             .into_iter()
             .map(|r| {
+                let outcome = match &r.action {
+                    None => Recorded::NoAction,
+                    Some(a) => {
+                        index += 1;
+                        if appended.refused.contains(&(index - 1)) {
+                            return (r.reply, Done::refused());
+                        } else if appended.created.contains(&a.row.id) {
+                            Recorded::Created
+                        } else {
+                            Recorded::IdempotencyKeyTaken
+                        }
+                    }
+                };
                 let events = r
                     .events
                     .into_iter()
@@ -162,8 +195,7 @@ impl Writer {
                         canonical,
                     })
                     .collect();
-                let created = r.action.is_some_and(|a| created.contains(&a.row.id));
-                (r.reply, Done { events, created })
+                (r.reply, Done { events, outcome })
             })
             .collect())
     }

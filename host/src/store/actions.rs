@@ -34,6 +34,10 @@ pub struct ActionRow {
 pub struct NewAction {
     pub row: ActionRow,
     pub grant: Option<(String, DateTime<Utc>)>,
+    /// The sha256 of the agent API key that submitted it, when it was
+    /// authenticated from a cache: the action and its events are written
+    /// only if that key and its agent are still live as they commit.
+    pub key_hash: Option<String>,
 }
 
 const COLUMNS: &str = "id, agent_id, idempotency_key, request_hash, action, digest, state, verdict, grant_token, expires_at, created_at, updated_at";

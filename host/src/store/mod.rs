@@ -159,6 +159,9 @@ pub struct NewRow<'a> {
     pub action_id: Option<Uuid>,
     pub actor_kind: &'static str,
     pub actor_id: &'a str,
+    /// The index in `actions` of the action this event belongs to: if that
+    /// action is refused, the event is not written either.
+    pub owner: Option<usize>,
 }
 
 impl NewRow<'_> {
@@ -170,10 +173,13 @@ impl NewRow<'_> {
 /// What an append committed.
 #[derive(Debug, Default)]
 pub struct Appended {
-    /// Each event's seq and leaf hash, in order.
+    /// Each written event's seq and leaf hash, in order (the events of
+    /// refused actions are skipped).
     pub leaves: Vec<(u64, [u8; 32])>,
     /// The ids of the actions inserted.
     pub created: HashSet<String>,
+    /// Indexes in `actions` of those refused: their key is no longer live.
+    pub refused: HashSet<usize>,
 }
 
 /// One signed checkpoint as stored.
@@ -259,7 +265,8 @@ impl Store {
     /// hash. The seqs continue from `MAX(seq)` under the store's append lock.
     /// `actions` are inserted after the events, never before they are
     /// durable; one whose agent already used its idempotency key is skipped
-    /// (absent from `Appended::created`).
+    /// (absent from `Appended::created`). One whose submitting key or agent
+    /// is no longer live is refused with its events (`Appended::refused`).
     pub async fn append_events(
         &self,
         occurred_at: DateTime<Utc>,

@@ -75,14 +75,21 @@ pub(super) async fn append_events(
     let a_time = |f: fn(&ActionRow) -> Option<DateTime<Utc>>| {
         actions.iter().map(|n| f(&n.row)).collect::<Vec<_>>()
     };
-    // Autocommit: the procedure appends through evidence_append (APPEND_LOCK,
-    // seqs from MAX(seq), the rows), commits without waiting for the flush
-    // (releasing the lock), then inserts the actions in a transaction whose
-    // synchronous commit returns once the WAL is flushed through both
+    // Autocommit: the procedure confirms the submitting keys, appends
+    // through evidence_append (APPEND_LOCK, seqs from MAX(seq), the rows),
+    // commits without waiting for the flush (releasing the lock), then
+    // inserts the actions in a transaction whose synchronous commit returns
+    // once the WAL is flushed through both
     // (migrations/postgres/0008_evidence_group_flush.sql, 0009).
-    let query = sqlx::query_as::<_, (Option<i64>, Option<Vec<Vec<u8>>>, Option<Vec<String>>)>(
-        "CALL evidence_append_flushed($1, $2, $3, $4, $5, $6, $7, $8, $9,
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
+    type Returned = (
+        Option<i64>,
+        Option<Vec<Vec<u8>>>,
+        Option<Vec<String>>,
+        Option<Vec<i32>>,
+    );
+    let query = sqlx::query_as::<_, Returned>(
+        "CALL evidence_append_flushed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+             $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
     )
     .bind(occurred_at)
     .bind(at_text)
@@ -93,6 +100,11 @@ pub(super) async fn append_events(
     .bind(action)
     .bind(col(|r| r.actor_kind))
     .bind(col(|r| r.actor_id))
+    .bind(
+        rows.iter()
+            .map(|r| r.owner.map(|i| i as i32 + 1))
+            .collect::<Vec<_>>(),
+    )
     .bind(a(|r| &r.id))
     .bind(a(|r| &r.agent_id))
     .bind(a_opt(|r| r.idempotency_key.as_deref()))
@@ -116,23 +128,30 @@ pub(super) async fn append_events(
             .iter()
             .map(|n| n.grant.as_ref().map(|g| g.1))
             .collect::<Vec<_>>(),
+    )
+    .bind(
+        actions
+            .iter()
+            .map(|n| n.key_hash.as_deref())
+            .collect::<Vec<_>>(),
     );
-    let (first, leaves, created) = lanes.run(async |c| query.fetch_one(c).await).await?;
-    let created = created.unwrap_or_default().into_iter().collect();
+    let (first, leaves, created, refused) = lanes.run(async |c| query.fetch_one(c).await).await?;
     let leaves = leaves.unwrap_or_default();
-    if leaves.is_empty() {
-        return Ok(Appended {
-            leaves: Vec::new(),
-            created,
-        });
-    }
-    let first = to_u64(first.unwrap_or(-1), "first seq")?;
-    let leaves = leaves
-        .into_iter()
-        .enumerate()
-        .map(|(i, h)| Ok((first + i as u64, hash32(h, "leaf_hash")?)))
-        .collect::<Result<_, StoreError>>()?;
-    Ok(Appended { leaves, created })
+    let first = match leaves.is_empty() {
+        true => 0,
+        false => to_u64(first.unwrap_or(-1), "first seq")?,
+    };
+    Ok(Appended {
+        leaves: leaves
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| Ok((first + i as u64, hash32(h, "leaf_hash")?)))
+            .collect::<Result<_, StoreError>>()?,
+        created: created.unwrap_or_default().into_iter().collect(),
+        refused: (refused.unwrap_or_default().into_iter())
+            .map(|i| i as usize - 1)
+            .collect(),
+    })
 }
 
 pub(super) async fn event_count<'e>(ex: impl PgExecutor<'e>) -> Result<u64, StoreError> {

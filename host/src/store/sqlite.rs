@@ -73,8 +73,17 @@ pub(super) async fn append_events(
         .fetch_one(&mut *tx)
         .await?;
     let first = to_u64(next, "next seq")?;
+    let mut refused = HashSet::new();
+    for (i, new) in actions.iter().enumerate() {
+        if let Some(key_hash) = &new.key_hash {
+            if !super::agents::agent_key_is_live(&mut tx, key_hash).await? {
+                refused.insert(i);
+            }
+        }
+    }
     let built: Vec<(u64, String, [u8; 32], &NewRow<'_>)> = rows
         .iter()
+        .filter(|r| r.owner.is_none_or(|i| !refused.contains(&i)))
         .enumerate()
         .map(|(i, r)| {
             let seq = first + i as u64;
@@ -100,7 +109,11 @@ pub(super) async fn append_events(
     }
     // In the same transaction: the actions commit with their events.
     let mut created = HashSet::new();
-    for new in actions {
+    for (_, new) in actions
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !refused.contains(i))
+    {
         if super::actions::insert_sqlite(&mut tx, new).await? {
             created.insert(new.row.id.clone());
         }
@@ -109,6 +122,7 @@ pub(super) async fn append_events(
     Ok(Appended {
         leaves: built.into_iter().map(|(s, _, h, _)| (s, h)).collect(),
         created,
+        refused,
     })
 }
 
