@@ -16,6 +16,11 @@
 //!   can depend on such a read: WAL is flushed in order, so every later
 //!   synchronous commit (a checkpoint, a grant, an action's state) makes the
 //!   batch durable first; a crash in that window loses the log's tail whole.
+//! * **Decisions ride along.** [`EvidenceLog::append_with_action`] hands in
+//!   a decided action with its events: the action row (and its grant) is
+//!   inserted by the transaction that waits for the flush, so it is never
+//!   visible before its evidence is durable, and the submitting key is
+//!   confirmed under the append (migration 0009).
 //! * **Order.** Seqs are dense from 0, without gaps or duplicates, across all
 //!   replicas sharing a database: each batch transaction takes an advisory
 //!   lock (Postgres) or the write lock (SQLite) and continues from `MAX(seq)`.
