@@ -27,6 +27,8 @@
 //! The SDK never touches the host: everything a plugin needs arrives in the
 //! `Action`. Errors returned from `classify` or `route` fail closed.
 
+#[cfg(target_arch = "wasm32")]
+mod heap;
 mod params;
 mod time;
 
