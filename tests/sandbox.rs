@@ -103,6 +103,25 @@ fn panic() {
     still_works(&sandbox);
 }
 
+/// The SDK's own panic handler (a `#![no_std]` plugin, as the examples
+/// are) reports the message as std's hook does.
+#[test]
+fn panic_no_std() {
+    let sandbox = sandbox(Limits::default());
+    match failure_of(&sandbox, "hostile_panic_no_std") {
+        PluginFailure::Trap { message } => {
+            assert!(
+                message.contains("panicked at")
+                    && message.contains("policy bug: cannot classify test.hostile"),
+                "{message}"
+            );
+            assert!(message.contains("unreachable"), "{message}");
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    still_works(&sandbox);
+}
+
 #[test]
 fn oversized_output() {
     let sandbox = sandbox(Limits::default());

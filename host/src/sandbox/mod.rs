@@ -7,6 +7,17 @@
 //! allocator, one compile per sha256 (cached on disk, keyed by sha256 and
 //! the engine's compatibility hash), one `InstancePre` per plugin, and a
 //! fresh `Store` + instance per evaluation.
+//!
+//! Most of an evaluation is that fresh instance, whatever the plugin does:
+//! a guest that returns at once still costs about 8 us (db-export, all of
+//! it, about 11 us). Instantiating takes three core instances (the main
+//! module plus the shim and fixup that wasm-component-ld adds as soon as a
+//! guest imports a WASI function taking a list, as the panic handler's
+//! stderr write does), lowering the action twice calls the guest's
+//! allocator once per string, and dropping the store resets the two pages
+//! of initial memory. The guest SDK keeps its side small: a bump allocator
+//! and `#![no_std]` plugins, whose components import 3 WASI interfaces
+//! instead of std's 14 (plugins/sdk/src/lib.rs).
 
 mod failure;
 mod plugin;

@@ -3,7 +3,9 @@
 //! A plugin author writes rules, nothing else:
 //!
 //! ```ignore
-//! use actiongate_sdk::*;
+//! #![no_std]
+//!
+//! use actiongate_sdk::prelude::*;
 //!
 //! struct MyPolicy;
 //!
@@ -21,14 +23,34 @@
 //!     }
 //! }
 //!
-//! export_policy!(MyPolicy);
+//! export_policy!(MyPolicy, no_std);
 //! ```
 //!
 //! The SDK never touches the host: everything a plugin needs arrives in the
 //! `Action`. Errors returned from `classify` or `route` fail closed.
+//!
+//! Plugins are best written `#![no_std]`, as above: the prelude brings
+//! `String`, `Vec`, `format!` and `vec!` from `alloc`, and
+//! `export_policy!(P, no_std)` adds the panic handler. A std plugin (plain
+//! `use actiongate_sdk::*;` and `export_policy!(P)`) works the same, but
+//! std makes its component import the whole WASI CLI world, which makes
+//! every evaluation about a tenth slower. Either way the SDK's allocator
+//! (see `heap.rs`) serves the plugin's allocations.
 
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+#[cfg(target_arch = "wasm32")]
+mod heap;
 mod params;
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub mod runtime;
 mod time;
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 pub use params::Params;
 pub use time::Instant;
@@ -48,6 +70,20 @@ pub use bindings::actiongate::policy::types::{
     Action, Approval, Classification, PluginInfo, Principal, Risk, Route,
 };
 
+/// Everything a `#![no_std]` plugin needs in scope: the SDK's items and
+/// what std's prelude would have given it from `alloc`.
+pub mod prelude {
+    pub use crate::{
+        export_policy, rank, Action, Approval, Classification, Instant, Params, PluginInfo, Policy,
+        Principal, Risk, Route,
+    };
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::boxed::Box;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec::Vec;
+    pub use alloc::{format, vec};
+}
+
 /// The rules of one policy plugin. Implement it on a unit struct and pass
 /// that struct to [`export_policy!`].
 pub trait Policy {
@@ -60,8 +96,32 @@ pub trait Policy {
 }
 
 /// Exports a [`Policy`] implementation as the plugin's component exports.
+/// In a `#![no_std]` plugin, write `export_policy!(P, no_std)`: that also
+/// defines the panic handler (the message goes to stderr, where the host
+/// reports it) and `cabi_realloc`, both of which std provides otherwise.
 #[macro_export]
 macro_rules! export_policy {
+    ($policy:ty, no_std) => {
+        $crate::export_policy!($policy);
+
+        #[panic_handler]
+        fn __actiongate_panic(info: &::core::panic::PanicInfo<'_>) -> ! {
+            $crate::runtime::panic(info)
+        }
+
+        /// # Safety
+        /// Called only by the host, with the canonical ABI's contract.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn cabi_realloc(
+            old_ptr: *mut u8,
+            old_len: usize,
+            align: usize,
+            new_len: usize,
+        ) -> *mut u8 {
+            // SAFETY: forwarded unchanged; see `runtime::cabi_realloc`.
+            unsafe { $crate::runtime::cabi_realloc(old_ptr, old_len, align, new_len) }
+        }
+    };
     ($policy:ty) => {
         #[doc(hidden)]
         struct __ActiongateExport;
@@ -70,13 +130,15 @@ macro_rules! export_policy {
             fn describe() -> $crate::PluginInfo {
                 <$policy as $crate::Policy>::describe()
             }
-            fn classify(action: $crate::Action) -> Result<$crate::Classification, String> {
+            fn classify(
+                action: $crate::Action,
+            ) -> Result<$crate::Classification, $crate::prelude::String> {
                 <$policy as $crate::Policy>::classify(&action)
             }
             fn route(
                 action: $crate::Action,
                 classification: $crate::Classification,
-            ) -> Result<$crate::Route, String> {
+            ) -> Result<$crate::Route, $crate::prelude::String> {
                 <$policy as $crate::Policy>::route(&action, &classification)
             }
         }

@@ -1,6 +1,9 @@
 //! Typed access to an action's params (a JSON object), with errors that say
 //! which field was wrong, so a failing plugin explains itself in the evidence.
 
+use alloc::format;
+use alloc::string::String;
+
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 

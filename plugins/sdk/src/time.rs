@@ -1,6 +1,9 @@
 //! Calendar view of `requested-at`, for rules such as change windows.
 //! No clock is read: the instant comes from the action, so replays agree.
 
+use alloc::format;
+use alloc::string::String;
+
 /// A UTC instant broken into calendar fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Instant {
@@ -24,7 +27,7 @@ impl Instant {
         if b.len() < 20 || !s.ends_with('Z') || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
             return Err(bad());
         }
-        let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<u32>().ok());
+        let num = |r: core::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<u32>().ok());
         let (year, month, day) = (
             num(0..4).ok_or_else(bad)?,
             num(5..7).ok_or_else(bad)?,

@@ -1,7 +1,9 @@
 //! The catch-all for action kinds no other plugin is bound to: nothing
 //! unknown runs unseen. Medium risk, one approver from the default group.
 
-use actiongate_sdk::*;
+#![no_std]
+
+use actiongate_sdk::prelude::*;
 
 struct Baseline;
 
@@ -23,4 +25,4 @@ impl Policy for Baseline {
     }
 }
 
-export_policy!(Baseline);
+export_policy!(Baseline, no_std);

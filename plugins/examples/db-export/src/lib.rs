@@ -4,7 +4,9 @@
 //! destination outside the allow-list. Small, clean exports run at once;
 //! critical ones need two data owners; PII to an unknown destination is denied.
 
-use actiongate_sdk::*;
+#![no_std]
+
+use actiongate_sdk::prelude::*;
 
 /// Tables that hold personal data.
 const PII_TABLES: &[&str] = &["customers", "users", "employees", "payments", "addresses"];
@@ -103,4 +105,4 @@ impl Policy for DbExport {
     }
 }
 
-export_policy!(DbExport);
+export_policy!(DbExport, no_std);

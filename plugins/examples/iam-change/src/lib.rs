@@ -4,7 +4,9 @@
 //! from security. An agent may never grant a role to its own identity.
 //! Revocations reduce access and run at once.
 
-use actiongate_sdk::*;
+#![no_std]
+
+use actiongate_sdk::prelude::*;
 
 struct IamChange;
 
@@ -84,4 +86,4 @@ impl Policy for IamChange {
     }
 }
 
-export_policy!(IamChange);
+export_policy!(IamChange, no_std);

@@ -4,7 +4,9 @@
 //! engineer; outside the change window (Monday to Thursday, 09:00 to 16:00
 //! UTC, judged from requested-at) it needs a second approver too.
 
-use actiongate_sdk::*;
+#![no_std]
+
+use actiongate_sdk::prelude::*;
 
 struct ProdOps;
 
@@ -75,4 +77,4 @@ impl Policy for ProdOps {
     }
 }
 
-export_policy!(ProdOps);
+export_policy!(ProdOps, no_std);
