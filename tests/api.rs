@@ -248,6 +248,34 @@ async fn racing_requests_with_one_key_record_one_action() {
     assert_eq!(events.last().unwrap().kind, EventKind::Granted);
 }
 
+/// An evaluation decides on the async worker only within a small fuel slice
+/// and without calling an import; otherwise it runs again, from scratch, on
+/// the blocking pool with the full budget: the same decision and the same
+/// fuel as one run, never an out-of-fuel.
+#[tokio::test]
+async fn evaluations_beyond_the_inline_slice_run_again_with_the_full_budget() {
+    async fn decide(inline_fuel: u64) -> (u64, bool) {
+        let server = TestServer::start_with(|c| c.sandbox.inline_fuel = inline_fuel).await;
+        let agent = Agent::new(&server, "etl-agent").await;
+        let body = export(500, &["orders"], "s3://corp-analytics/x");
+        let (status, _, answer) = agent.submit(body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let id = uuid::Uuid::parse_str(answer["action_id"].as_str().unwrap()).unwrap();
+        let events = server.app.evidence.events_for_action(id).await.unwrap();
+        let action = serde_json::from_value(events[0].payload["action"].clone()).unwrap();
+        let inline = server.app.gate.evaluator.evaluate_bound_inline(&action);
+        (
+            events[1].payload["fuel_used"].as_u64().unwrap(),
+            inline.is_some(),
+        )
+    }
+    let (fuel, inline) = decide(actiongate::sandbox::SandboxConfig::default().inline_fuel).await;
+    assert!(inline, "db-export fits the default slice");
+    let (sliced_fuel, inline) = decide(fuel / 2).await;
+    assert!(!inline, "half its fuel does not suffice");
+    assert_eq!(sliced_fuel, fuel);
+}
+
 #[tokio::test]
 async fn identity_comes_from_the_key_only() {
     let server = TestServer::start().await;

@@ -21,7 +21,12 @@ fn failure_of(sandbox: &Sandbox, fixture: &str) -> PluginFailure {
     let plugin = sandbox
         .load(&component(fixture), None)
         .expect("fixture loads");
-    let evaluation = sandbox.evaluate(&plugin, &action("a-1", "test.hostile", json!({})));
+    let action = action("a-1", "test.hostile", json!({}));
+    assert!(
+        sandbox.evaluate_inline(&plugin, &action).is_none(),
+        "only a decision is taken from an async worker"
+    );
+    let evaluation = sandbox.evaluate(&plugin, &action);
     evaluation.outcome.expect_err("a hostile plugin must fail")
 }
 
@@ -29,10 +34,14 @@ fn failure_of(sandbox: &Sandbox, fixture: &str) -> PluginFailure {
 fn still_works(sandbox: &Sandbox) {
     let plugin = sandbox.load(&component("db_export"), None).unwrap();
     let params = json!({"rows": 10, "tables": ["orders"], "destination": "s3://corp-analytics/x"});
-    let decision = sandbox
-        .evaluate(&plugin, &action("a-2", "db.export", params))
-        .outcome
-        .unwrap();
+    let action = action("a-2", "db.export", params);
+    let full = sandbox.evaluate(&plugin, &action);
+    let inline = sandbox
+        .evaluate_inline(&plugin, &action)
+        .expect("db-export decides without imports, within the slice");
+    assert_eq!(inline.fuel_used, full.fuel_used);
+    let decision = full.outcome.unwrap();
+    assert_eq!(inline.outcome.unwrap(), decision);
     assert_eq!(decision.classification.risk, Risk::Low);
     assert_eq!(decision.route.name(), "allow");
 }
@@ -166,6 +175,12 @@ fn ambient() {
         decision.classification.reasons
     };
     let first = seen("action-1");
+    assert!(
+        sandbox
+            .evaluate_inline(&plugin, &action("action-1", "test.ambient", json!({})))
+            .is_none(),
+        "WASI calls trap on an async worker; the full run answers"
+    );
     assert_eq!(first, seen("action-1"), "same action, same world");
     assert_eq!(first[0], "env=", "no environment");
     assert_eq!(first[1], "args=", "no arguments");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, ApprovalRoute, Classification, Risk, Route};
-use crate::sandbox::{Decision, Limits, Plugin, PluginFailure, Sandbox, WIT_VERSION};
+use crate::sandbox::{Decision, Evaluation, Limits, Plugin, PluginFailure, Sandbox, WIT_VERSION};
 
 /// One binding: action kinds matching `pattern` go to the plugin `sha256`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,31 +176,58 @@ impl Evaluator {
     /// Decides `action` like `evaluate`, and also returns the shadow plugin
     /// of the binding that decided, if it has one (loaded).
     pub fn evaluate_bound(&self, action: &Action) -> (Verdict, Option<Arc<Plugin>>) {
+        let (plugin, shadow) = self.bound(action);
+        let verdict = match plugin {
+            Ok(plugin) => self.evaluate_with(&plugin, action),
+            Err(failure) => self.fail_closed(None, failure, 0, Duration::ZERO),
+        };
+        (verdict, shadow)
+    }
+
+    /// `evaluate_bound` for an async worker (`Sandbox::evaluate_inline`):
+    /// `None` when the plugin must run where blocking is fine.
+    pub fn evaluate_bound_inline(&self, action: &Action) -> Option<(Verdict, Option<Arc<Plugin>>)> {
+        let (plugin, shadow) = self.bound(action);
+        let verdict = match plugin {
+            Ok(plugin) => {
+                let evaluation = self.sandbox.evaluate_inline(&plugin, action)?;
+                self.verdict(&plugin, action, evaluation)
+            }
+            Err(failure) => self.fail_closed(None, failure, 0, Duration::ZERO),
+        };
+        Some((verdict, shadow))
+    }
+
+    /// The plugin bound to `action`'s kind (or why there is none to run),
+    /// and the binding's shadow.
+    fn bound(&self, action: &Action) -> (Result<Arc<Plugin>, PluginFailure>, Option<Arc<Plugin>>) {
         let Some(binding) = self.binding_for(&action.kind) else {
             let failure = PluginFailure::Load {
                 reason: format!("no plugin is bound to kind {}", action.kind),
             };
-            return (self.fail_closed(None, failure, 0, Duration::ZERO), None);
+            return (Err(failure), None);
         };
         let shadow = binding.shadow.as_deref().and_then(|sha| self.plugin(sha));
-        let Some(plugin) = self.plugin(&binding.sha256) else {
-            let failure = PluginFailure::Load {
+        let plugin = self
+            .plugin(&binding.sha256)
+            .ok_or_else(|| PluginFailure::Load {
                 reason: format!("bound plugin {} is not registered", binding.sha256),
-            };
-            return (self.fail_closed(None, failure, 0, Duration::ZERO), shadow);
-        };
-        (self.evaluate_with(&plugin, action), shadow)
+            });
+        (plugin, shadow)
     }
 
     /// Decides `action` with a given plugin (shadows, replay, backtests).
     pub fn evaluate_with(&self, plugin: &Plugin, action: &Action) -> Verdict {
+        self.verdict(plugin, action, self.sandbox.evaluate(plugin, action))
+    }
+
+    fn verdict(&self, plugin: &Plugin, action: &Action, evaluation: Evaluation) -> Verdict {
         let plugin_ref = PluginRef {
             sha256: plugin.sha256.clone(),
             name: plugin.info.name.clone(),
             version: plugin.info.version.clone(),
             wit_version: plugin.wit_version.clone(),
         };
-        let evaluation = self.sandbox.evaluate(plugin, action);
         match evaluation.outcome {
             Ok(Decision {
                 classification,

@@ -227,12 +227,18 @@ impl Gate {
         }
 
         let action = self.action_for(agent, submission);
-        let evaluator = self.evaluator.clone();
-        let evaluated = action.clone();
-        let (verdict, shadow) =
-            tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&evaluated))
-                .await
-                .expect("evaluation never panics: failures are values");
+        // Most evaluations take microseconds and call no import: decide them
+        // here. Any other runs again, from scratch, on the blocking pool.
+        let (verdict, shadow) = match self.evaluator.evaluate_bound_inline(&action) {
+            Some(decided) => decided,
+            None => {
+                let evaluator = self.evaluator.clone();
+                let evaluated = action.clone();
+                tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&evaluated))
+                    .await
+                    .expect("evaluation never panics: failures are values")
+            }
+        };
         self.metrics.evaluated(&verdict);
 
         let action_uuid = Uuid::parse_str(&action.id).expect("host-made ids are UUIDs");

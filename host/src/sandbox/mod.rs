@@ -6,7 +6,10 @@
 //! Cost model (see DESIGN.md, Sandbox): one engine with the pooling
 //! allocator, one compile per sha256 (cached on disk, keyed by sha256 and
 //! the engine's compatibility hash), one `InstancePre` per plugin, and a
-//! fresh `Store` + instance per evaluation.
+//! fresh `Store` + instance per evaluation. A second `InstancePre`, with
+//! every import a trap, serves `evaluate_inline` on the service's async
+//! workers, where WASI's sync bindings must not run (they block on the
+//! ambient tokio runtime); only a decision is taken from it.
 //!
 //! Most of an evaluation is that fresh instance, whatever the plugin does:
 //! a guest that returns at once still costs about 8 us (db-export, all of
@@ -88,6 +91,11 @@ pub struct SandboxConfig {
     /// `madvise` when an instance ends; at or above a plugin's initial
     /// memory this removes page faults from the next instantiation.
     pub keep_resident_bytes: usize,
+    /// Fuel an evaluation may use on one of the service's async workers
+    /// (`Sandbox::evaluate_inline`), which must not be held long: about a
+    /// millisecond per million units. One that needs more, or calls an
+    /// import, or fails, is run again on the blocking pool.
+    pub inline_fuel: u64,
 }
 
 impl Default for SandboxConfig {
@@ -97,6 +105,7 @@ impl Default for SandboxConfig {
             max_instances: 128,
             cache_dir: None,
             keep_resident_bytes: 2 << 20,
+            inline_fuel: 1_000_000,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
+use wasmtime::component::{Component, Linker};
 
 use super::{wasi, PluginFailure, PolicyPre, Sandbox};
 use crate::action::PluginInfo;
@@ -21,6 +21,9 @@ pub struct Plugin {
     /// Version of the `actiongate:policy` contract it was built against.
     pub wit_version: String,
     pub(super) pre: PolicyPre<super::GuestState>,
+    /// The same component with every import a trap, for evaluations on an
+    /// async worker (`Sandbox::evaluate_inline`).
+    pub(super) inline: PolicyPre<super::GuestState>,
     pub(super) exports: super::run::Exports,
 }
 
@@ -173,12 +176,21 @@ impl Sandbox {
             .map_err(|e| PluginFailure::load(format!("{e:#}")))?;
         let pre =
             PolicyPre::new(instance_pre).map_err(|e| PluginFailure::load(format!("{e:#}")))?;
+        // WASI's sync bindings block on the ambient tokio runtime, which an
+        // async worker must not do: there, every import traps instead.
+        let mut stubs = Linker::new(&self.engine);
+        let inline = stubs
+            .define_unknown_imports_as_traps(component)
+            .and_then(|()| stubs.instantiate_pre(component))
+            .and_then(PolicyPre::new)
+            .map_err(|e| PluginFailure::load(format!("{e:#}")))?;
         let (info, exports) = self.describe(&pre)?;
         Ok(Plugin {
             sha256,
             info,
             wit_version,
             pre,
+            inline,
             exports,
         })
     }

@@ -39,18 +39,40 @@ pub struct Evaluation {
 impl Sandbox {
     /// Runs `classify` then `route` on a fresh instance of `plugin`.
     pub fn evaluate(&self, plugin: &Plugin, action: &Action) -> Evaluation {
+        self.evaluate_on(&plugin.pre, plugin, action, self.config.limits.fuel)
+    }
+
+    /// For an async worker, which must neither block nor be held long:
+    /// `evaluate` on an instance whose imports all trap, with at most
+    /// `inline_fuel`. `None` unless that decided the action; then run
+    /// `evaluate` (from scratch) where blocking is fine. An evaluation that
+    /// decides here made no import call and used no more fuel than it was
+    /// given, so a full run, being deterministic, would decide the same.
+    pub fn evaluate_inline(&self, plugin: &Plugin, action: &Action) -> Option<Evaluation> {
+        let fuel = self.config.inline_fuel.min(self.config.limits.fuel);
+        let evaluation = self.evaluate_on(&plugin.inline, plugin, action, fuel);
+        evaluation.outcome.is_ok().then_some(evaluation)
+    }
+
+    fn evaluate_on(
+        &self,
+        pre: &PolicyPre<GuestState>,
+        plugin: &Plugin,
+        action: &Action,
+        fuel: u64,
+    ) -> Evaluation {
         let started = Instant::now();
         let epoch_ns = action
             .requested_at
             .timestamp_nanos_opt()
             .unwrap_or(0)
             .max(0) as u64;
-        let mut store = self.store(&action.id, Duration::from_nanos(epoch_ns));
+        let mut store = self.store(&action.id, Duration::from_nanos(epoch_ns), fuel);
         let params = action.params.to_string();
         let requested_at = action.requested_at_rfc3339();
         let input = ActionArg::new(action, &params, &requested_at);
-        let outcome = self.run(&mut store, plugin, &input);
-        let fuel_used = self.config.limits.fuel - store.get_fuel().unwrap_or(0);
+        let outcome = self.run(&mut store, pre, plugin, &input);
+        let fuel_used = fuel - store.get_fuel().unwrap_or(0);
         Evaluation {
             outcome,
             fuel_used,
@@ -61,11 +83,11 @@ impl Sandbox {
     fn run(
         &self,
         store: &mut Store<GuestState>,
+        pre: &PolicyPre<GuestState>,
         plugin: &Plugin,
         action: &ActionArg<'_>,
     ) -> Result<Decision, PluginFailure> {
-        let instance = plugin
-            .pre
+        let instance = pre
             .instance_pre()
             .instantiate(&mut *store)
             .map_err(|e| self.failure(store, e))?;
@@ -105,7 +127,7 @@ impl Sandbox {
         &self,
         pre: &PolicyPre<GuestState>,
     ) -> Result<(PluginInfo, Exports), PluginFailure> {
-        let mut store = self.store("describe", Duration::ZERO);
+        let mut store = self.store("describe", Duration::ZERO, self.config.limits.fuel);
         let instance = pre
             .instance_pre()
             .instantiate(&mut store)
@@ -131,7 +153,7 @@ impl Sandbox {
         ))
     }
 
-    fn store(&self, action_id: &str, requested_at: Duration) -> Store<GuestState> {
+    fn store(&self, action_id: &str, requested_at: Duration, fuel: u64) -> Store<GuestState> {
         let limits = &self.config.limits;
         let state = GuestState {
             wasi: None,
@@ -152,9 +174,7 @@ impl Sandbox {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store
-            .set_fuel(limits.fuel)
-            .expect("fuel is enabled on the engine");
+        store.set_fuel(fuel).expect("fuel is enabled on the engine");
         store.set_epoch_deadline(limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1);
         store
     }
