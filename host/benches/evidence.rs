@@ -107,12 +107,26 @@ async fn run() {
     }
     drop(store);
     if let Some((admin, name)) = cleanup {
-        sql_admin(
-            &admin,
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        )
-        .await;
+        drop_database(&admin, &name).await;
     }
+}
+
+/// Drops the bench database. Autovacuum often works on it right after the
+/// run, and a non-superuser may not terminate an autovacuum worker (42501),
+/// so try again for a while, and at worst leave the database and say so.
+async fn drop_database(admin: &str, name: &str) {
+    use sqlx::Connection;
+    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
+    let mut last = None;
+    for _ in 0..50 {
+        match sqlx::query(&sql).execute(&mut c).await {
+            Ok(_) => return,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("could not drop bench database {name}: {}", last.unwrap());
 }
 
 async fn measure(

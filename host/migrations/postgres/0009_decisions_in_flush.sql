@@ -61,12 +61,17 @@ CREATE PROCEDURE evidence_append_flushed(
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
-    refused := ARRAY(
-        SELECT k.i FROM unnest(a_key_hash) WITH ORDINALITY AS k(key_hash, i)
-        WHERE k.key_hash IS NOT NULL AND NOT EXISTS (
-            SELECT 1 FROM api_keys ak JOIN agents ag ON ag.id = ak.subject
-            WHERE ak.key_hash = k.key_hash AND ak.role = 'agent'
-              AND ak.revoked_at IS NULL AND ag.revoked_at IS NULL));
+    refused := '{}';
+    -- Plain appends carry no actions: skip what only actions need (each
+    -- statement here is planned on every call).
+    IF cardinality(a_key_hash) > 0 THEN
+        refused := ARRAY(
+            SELECT k.i FROM unnest(a_key_hash) WITH ORDINALITY AS k(key_hash, i)
+            WHERE k.key_hash IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM api_keys ak JOIN agents ag ON ag.id = ak.subject
+                WHERE ak.key_hash = k.key_hash AND ak.role = 'agent'
+                  AND ak.revoked_at IS NULL AND ag.revoked_at IS NULL));
+    END IF;
     IF cardinality(refused) > 0 THEN
         SELECT array_agg(t.head ORDER BY t.o), array_agg(t.middle ORDER BY t.o),
                array_agg(t.tail ORDER BY t.o), array_agg(t.kind ORDER BY t.o),
@@ -88,27 +93,29 @@ BEGIN
     -- This transaction's synchronous commit flushes the WAL through the
     -- batch above (and through itself) before CALL returns and before its
     -- actions become visible.
-    WITH input AS (
-        SELECT * FROM unnest(a_id, a_agent_id, a_idempotency_key, a_request_hash, a_action,
-                             a_digest, a_state, a_verdict, a_grant_token, a_expires_at,
-                             a_created_at, a_updated_at, g_jti, g_expires_at) WITH ORDINALITY
-            AS t(id, agent_id, idempotency_key, request_hash, action, digest, state, verdict,
-                 grant_token, expires_at, created_at, updated_at, jti, grant_expires_at, i)
-        WHERE t.i <> ALL (refused)
-    ), inserted AS (
-        INSERT INTO actions (id, agent_id, idempotency_key, request_hash, action, digest, state,
-                             verdict, grant_token, expires_at, created_at, updated_at)
-        SELECT id, agent_id, idempotency_key, request_hash, action, digest, state,
-               verdict, grant_token, expires_at, created_at, updated_at
-        FROM input
-        ON CONFLICT (agent_id, idempotency_key) DO NOTHING
-        RETURNING id
-    ), granted AS (
-        INSERT INTO grants (jti, action_id, expires_at)
-        SELECT i.jti, i.id, i.grant_expires_at FROM input i JOIN inserted USING (id)
-        WHERE i.jti IS NOT NULL
-    )
-    SELECT array_agg(id) INTO created FROM inserted;
+    IF cardinality(a_id) > 0 THEN
+        WITH input AS (
+            SELECT * FROM unnest(a_id, a_agent_id, a_idempotency_key, a_request_hash, a_action,
+                                 a_digest, a_state, a_verdict, a_grant_token, a_expires_at,
+                                 a_created_at, a_updated_at, g_jti, g_expires_at) WITH ORDINALITY
+                AS t(id, agent_id, idempotency_key, request_hash, action, digest, state, verdict,
+                     grant_token, expires_at, created_at, updated_at, jti, grant_expires_at, i)
+            WHERE t.i <> ALL (refused)
+        ), inserted AS (
+            INSERT INTO actions (id, agent_id, idempotency_key, request_hash, action, digest, state,
+                                 verdict, grant_token, expires_at, created_at, updated_at)
+            SELECT id, agent_id, idempotency_key, request_hash, action, digest, state,
+                   verdict, grant_token, expires_at, created_at, updated_at
+            FROM input
+            ON CONFLICT (agent_id, idempotency_key) DO NOTHING
+            RETURNING id
+        ), granted AS (
+            INSERT INTO grants (jti, action_id, expires_at)
+            SELECT i.jti, i.id, i.grant_expires_at FROM input i JOIN inserted USING (id)
+            WHERE i.jti IS NOT NULL
+        )
+        SELECT array_agg(id) INTO created FROM inserted;
+    END IF;
     -- Gives the transaction an id even when it inserted nothing.
     PERFORM pg_current_xact_id();
 END
