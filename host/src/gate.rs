@@ -188,15 +188,16 @@ pub(crate) struct Decided {
     pub verdict: Verdict,
     pub idempotency_key: Option<String>,
     pub request_hash: String,
-    /// The sha256 of the API key that submitted it, if the agent was
-    /// authenticated from a cache: confirmed live as the decision commits.
+    /// The sha256 of the agent API key that submitted it (none for policy
+    /// changes): confirmed live as the decision commits.
     pub key_hash: Option<String>,
 }
 
 impl Gate {
     /// Decides a new action. Same idempotency key and body: the same answer.
-    /// `key_hash`: the agent was authenticated from a cache with this key,
-    /// which must still be live (with its agent) when the decision commits.
+    /// `key_hash`: the key the agent authenticated with (possibly from a
+    /// cache), which must still be live, with its agent, when the decision
+    /// commits.
     pub async fn submit(
         &self,
         agent: &AgentRow,

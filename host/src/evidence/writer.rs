@@ -129,12 +129,14 @@ impl Writer {
         let at_text = format_time(&occurred_at);
         // Each request's action (if any) is `actions[i]`; its events name i.
         let mut actions: Vec<&NewAction> = Vec::new();
+        let mut owners: Vec<Option<usize>> = Vec::with_capacity(batch.len());
         let mut rows: Vec<NewRow<'_>> = Vec::with_capacity(n);
         for r in &batch {
             let owner = r.action.as_ref().map(|a| {
                 actions.push(a);
                 actions.len() - 1
             });
+            owners.push(owner);
             rows.extend(r.events.iter().map(|e| NewRow { owner, ..e.row() }));
         }
         let appended = self
@@ -149,7 +151,7 @@ impl Writer {
         // The events of refused actions were not written.
         let written: Vec<NewRow<'_>> = rows
             .into_iter()
-            .filter(|r| r.owner.is_none_or(|i| !appended.refused.contains(&i)))
+            .filter(|r| r.is_written(&appended.refused))
             .collect();
         if appended.leaves.len() != written.len() {
             let e = EvidenceError::Store(format!(
@@ -166,22 +168,17 @@ impl Writer {
             Err(e) => return Err((batch, e)),
         };
         let mut stored = appended.leaves.into_iter().zip(canonicals);
-        let mut index = 0;
         Ok(batch
             .into_iter()
-            .map(|r| {
-                let outcome = match &r.action {
-                    None => Recorded::NoAction,
-                    Some(a) => {
-                        index += 1;
-                        if appended.refused.contains(&(index - 1)) {
-                            return (r.reply, Done::refused());
-                        } else if appended.created.contains(&a.row.id) {
-                            Recorded::Created
-                        } else {
-                            Recorded::IdempotencyKeyTaken
-                        }
+            .zip(owners)
+            .map(|(r, owner)| {
+                let outcome = match (&r.action, owner) {
+                    (Some(_), Some(i)) if appended.refused.contains(&i) => {
+                        return (r.reply, Done::refused());
                     }
+                    (Some(a), _) if appended.created.contains(&a.row.id) => Recorded::Created,
+                    (Some(_), _) => Recorded::IdempotencyKeyTaken,
+                    (None, _) => Recorded::NoAction,
                 };
                 let events = r
                     .events

@@ -34,9 +34,10 @@ pub struct ActionRow {
 pub struct NewAction {
     pub row: ActionRow,
     pub grant: Option<(String, DateTime<Utc>)>,
-    /// The sha256 of the agent API key that submitted it, when it was
-    /// authenticated from a cache: the action and its events are written
-    /// only if that key and its agent are still live as they commit.
+    /// The sha256 of the agent API key that submitted it (none for the
+    /// host's own policy-change actions): the action and its events are
+    /// written only if that key and its agent are still live as they commit,
+    /// which lets submissions authenticate from a cache.
     pub key_hash: Option<String>,
 }
 

@@ -168,6 +168,12 @@ impl NewRow<'_> {
     pub fn canonical(&self, at_text: &str, seq: u64) -> String {
         format!("{}{at_text}{}{seq}{}", self.head, self.middle, self.tail)
     }
+
+    /// Whether the append writes this event, given the indexes of the
+    /// actions it refused (`Appended::refused`).
+    pub fn is_written(&self, refused: &HashSet<usize>) -> bool {
+        self.owner.is_none_or(|i| !refused.contains(&i))
+    }
 }
 
 /// What an append committed.

@@ -83,7 +83,7 @@ pub(super) async fn append_events(
     }
     let built: Vec<(u64, String, [u8; 32], &NewRow<'_>)> = rows
         .iter()
-        .filter(|r| r.owner.is_none_or(|i| !refused.contains(&i)))
+        .filter(|r| r.is_written(&refused))
         .enumerate()
         .map(|(i, r)| {
             let seq = first + i as u64;
