@@ -338,7 +338,15 @@ impl Gate {
             created_at: now,
             updated_at: now,
         };
-        let status = status_of(&row, true)?;
+        let status = status(
+            &row,
+            state,
+            action,
+            &verdict.classification,
+            &verdict.route,
+            None,
+            true,
+        );
         // The grant's single-use record is written with the action.
         let grant = grant.map(|(_, claims)| {
             let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
@@ -658,15 +666,38 @@ pub fn status_of(row: &ActionRow, with_grant: bool) -> Result<ActionStatus, Gate
     let route: Route =
         serde_json::from_value(verdict["route"].clone()).map_err(|e| corrupt("route", e))?;
     let state = State::parse(&row.state)?;
-    let reason = match (&route, state) {
+    let denied_reason = verdict["denied_reason"].as_str();
+    Ok(status(
+        row,
+        state,
+        &action,
+        &classification,
+        &route,
+        denied_reason,
+        with_grant,
+    ))
+}
+
+/// `status_of` from the parts it parses out of `row`; the submit path, which
+/// holds them already, starts here.
+fn status(
+    row: &ActionRow,
+    state: State,
+    action: &Action,
+    classification: &crate::action::Classification,
+    route: &Route,
+    denied_reason: Option<&str>,
+    with_grant: bool,
+) -> ActionStatus {
+    let reason = match (route, state) {
         (Route::Deny { reason }, State::Denied) => Some(reason.clone()),
-        (_, State::Denied) => verdict["denied_reason"].as_str().map(String::from),
+        (_, State::Denied) => denied_reason.map(String::from),
         (_, State::Expired) => {
             Some("no decision before the approval expired; failing closed".into())
         }
         _ => None,
     };
-    let approval = match (&route, row.expires_at) {
+    let approval = match (route, row.expires_at) {
         (Route::RequireApproval(a), Some(expires_at)) => Some(PendingApproval {
             groups: a.groups.clone(),
             quorum: a.quorum,
@@ -674,13 +705,13 @@ pub fn status_of(row: &ActionRow, with_grant: bool) -> Result<ActionStatus, Gate
         }),
         _ => None,
     };
-    Ok(ActionStatus {
+    ActionStatus {
         action_id: row.id.clone(),
         state,
-        kind: action.kind,
-        resource: action.resource,
+        kind: action.kind.clone(),
+        resource: action.resource.clone(),
         risk: classification.risk,
-        reasons: classification.reasons,
+        reasons: classification.reasons.clone(),
         reason,
         approval,
         grant: if with_grant && matches!(state, State::Allowed | State::Approved) {
@@ -690,5 +721,5 @@ pub fn status_of(row: &ActionRow, with_grant: bool) -> Result<ActionStatus, Gate
         },
         digest: row.digest.clone(),
         updated_at: row.updated_at,
-    })
+    }
 }
