@@ -165,26 +165,16 @@ fn time_each(n: usize, mut f: impl FnMut(u64)) -> (Duration, Duration) {
     percentiles(samples)
 }
 
-fn throughput(sandbox: &Arc<Sandbox>, threads: usize, run_for: Duration) -> f64 {
-    let plugin = sandbox
-        .load(
-            actiongate::examples::example("db-export").unwrap().wasm,
-            None,
-        )
-        .unwrap();
+/// Calls `f(i)` for fresh `i` on `threads` threads for `run_for`: calls/s in all.
+fn throughput(f: Arc<dyn Fn(u64) + Send + Sync>, threads: usize, run_for: Duration) -> f64 {
     let started = Instant::now();
-    let handles: Vec<_> = (0..threads)
+    let handles: Vec<_> = (0..threads as u64)
         .map(|t| {
-            let (sandbox, plugin) = (sandbox.clone(), plugin.clone());
+            let f = f.clone();
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while started.elapsed() < run_for {
-                    black_box(
-                        sandbox
-                            .evaluate(&plugin, &action(t as u64 * 1_000_000_000 + n))
-                            .outcome
-                            .unwrap(),
-                    );
+                    f(t * 1_000_000_000 + n);
                     n += 1;
                 }
                 n
@@ -249,8 +239,23 @@ fn main() {
             );
         }
     }
-    let one = throughput(&sandbox, 1, Duration::from_secs(3));
-    let two = throughput(&sandbox, 2, Duration::from_secs(3));
+    // Each call builds its input, as a service would. The native function
+    // on the same threads is the control: how far this machine's two cores
+    // scale work that shares nothing.
+    let evaluate: Arc<dyn Fn(u64) + Send + Sync> = {
+        let (sandbox, plugin) = (sandbox.clone(), plugin.clone());
+        Arc::new(move |i| {
+            black_box(sandbox.evaluate(&plugin, &action(i)).outcome.unwrap());
+        })
+    };
+    let native: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(|i| {
+        black_box(native::evaluate(&action(i).params.to_string()).unwrap());
+    });
+    let run_for = Duration::from_secs(3);
+    let one = throughput(evaluate.clone(), 1, run_for);
+    let two = throughput(evaluate, 2, run_for);
+    let native_one = throughput(native.clone(), 1, run_for);
+    let native_two = throughput(native, 2, run_for);
     println!("\nper-evaluation latency over {N} single evaluations (db-export):");
     println!(
         "  sandbox  p50 {:>8.2} us   p99 {:>8.2} us",
@@ -269,5 +274,9 @@ fn main() {
     println!(
         "throughput: 1 thread {one:.0} evals/s, 2 threads {two:.0} evals/s ({:.2}x)",
         two / one
+    );
+    println!(
+        "  native:   1 thread {native_one:.0} calls/s, 2 threads {native_two:.0} calls/s ({:.2}x)",
+        native_two / native_one
     );
 }
