@@ -248,6 +248,86 @@ async fn racing_requests_with_one_key_record_one_action() {
     assert_eq!(events.last().unwrap().kind, EventKind::Granted);
 }
 
+/// Evidence first, down to the WAL: every decision answered 200 survives a
+/// crash of Postgres the moment the answers are in: its action, its grant's
+/// single-use row and its three events. This Postgres writes asynchronous
+/// commits out only every 10 s, so an answer sent before the WAL of its
+/// evidence was written would be lost by the crash (tried: with the flushing
+/// transaction made asynchronous, this test fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_decisions_survive_a_postgres_crash() {
+    let pg = actiongate_tests::pg::PrivatePostgres::start_with(&["wal_writer_delay=10s"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = actiongate_tests::server::config(&pg.url(), dir.path());
+    // No checkpoint during the test: its synchronous commit would flush the
+    // WAL for every decision before it.
+    config.evidence.checkpoint_every_seconds = 3600.0;
+    config.evidence.checkpoint_every_events = 1_000_000;
+    let server = TestServer::start_config(config, dir, None).await;
+    let agent = Agent::new(&server, "etl-agent").await;
+
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let agent = agent.clone();
+        let body = export(500, &["orders"], &format!("s3://corp-analytics/crash-{i}"));
+        racers.spawn(async move { agent.submit(body).await });
+    }
+    let mut answered = Vec::new();
+    for (status, _, answer) in racers.join_all().await {
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert!(answer["grant"].is_string(), "{answer}");
+        answered.push(answer["action_id"].as_str().unwrap().to_string());
+    }
+    // One more, alone, so that the last answer is the last thing written.
+    let (status, _, last) = agent
+        .submit(export(500, &["orders"], "s3://corp-analytics/crash-last"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{last}");
+    answered.push(last["action_id"].as_str().unwrap().to_string());
+
+    tokio::task::block_in_place(|| {
+        pg.crash();
+        pg.start_server();
+    });
+    let db = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    for id in &answered {
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM actions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&db)
+            .await
+            .unwrap();
+        assert_eq!(
+            state.as_deref(),
+            Some("allowed"),
+            "action {id} after the crash"
+        );
+        let grants: i64 = sqlx::query_scalar("SELECT count(*) FROM grants WHERE action_id = $1")
+            .bind(id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(grants, 1, "grant of {id} after the crash");
+        let kinds: Vec<String> = sqlx::query_scalar(
+            "SELECT kind FROM evidence_events WHERE action_id = $1::uuid ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+        assert_eq!(
+            kinds,
+            ["submitted", "evaluated", "granted"],
+            "events of {id}"
+        );
+    }
+    let (count, last_seq): (i64, Option<i64>) =
+        sqlx::query_as("SELECT count(*), max(seq) FROM evidence_events")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(last_seq, Some(count - 1), "seqs are dense after recovery");
+}
+
 /// An evaluation decides on the async worker only within a small fuel slice
 /// and without calling an import; otherwise it runs again, from scratch, on
 /// the blocking pool with the full budget: the same decision and the same

@@ -117,10 +117,17 @@ const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 pub struct PrivatePostgres {
     dir: tempfile::TempDir,
     pub port: u16,
+    /// Extra `-c name=value` server settings, at every start.
+    settings: Vec<String>,
 }
 
 impl PrivatePostgres {
     pub fn start() -> PrivatePostgres {
+        PrivatePostgres::start_with(&[])
+    }
+
+    /// `start` with server settings, e.g. `"wal_writer_delay=10s"`.
+    pub fn start_with(settings: &[&str]) -> PrivatePostgres {
         let dir = tempfile::Builder::new()
             .prefix("ag-pg-")
             .tempdir()
@@ -138,7 +145,11 @@ impl PrivatePostgres {
             "--no-sync",
         ]);
         let port = free_port();
-        let pg = PrivatePostgres { dir, port };
+        let pg = PrivatePostgres {
+            dir,
+            port,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
+        };
         pg.start_server();
         pg
     }
@@ -153,11 +164,14 @@ impl PrivatePostgres {
 
     /// Starts the stopped server on the same port and data.
     pub fn start_server(&self) {
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.path().display()
         );
+        for setting in &self.settings {
+            opts.push_str(&format!(" -c {setting}"));
+        }
         let log = self.dir.path().join("server.log");
         run_as_postgres(&[
             &format!("{PG_BIN}/pg_ctl"),
@@ -174,12 +188,24 @@ impl PrivatePostgres {
 
     /// Stops the server (fast shutdown: open transactions roll back).
     pub fn stop(&self) {
+        self.stop_mode("fast");
+    }
+
+    /// Kills the server as a crash would (immediate shutdown): WAL it has
+    /// not written out yet is lost, and the next start recovers from the
+    /// rest. (With fsync off, what it wrote survives: this is a crash of
+    /// Postgres, not of the machine.)
+    pub fn crash(&self) {
+        self.stop_mode("immediate");
+    }
+
+    fn stop_mode(&self, mode: &str) {
         run_as_postgres(&[
             &format!("{PG_BIN}/pg_ctl"),
             "-D",
             self.data().to_str().unwrap(),
             "-m",
-            "fast",
+            mode,
             "-w",
             "stop",
         ]);
