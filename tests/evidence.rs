@@ -465,6 +465,57 @@ async fn http_errors_are_problem_json(pool: sqlx::PgPool) {
     assert_eq!(resp.status().as_u16(), 200);
 }
 
+/// An acknowledged append is durable: appended events survive a crash of
+/// Postgres right after, with no action in the batch (the case where the
+/// flushing transaction writes nothing and must still wait for the flush).
+/// This Postgres writes asynchronous commits out only every 10 s, so an
+/// append acknowledged before its WAL was written would be lost by the crash.
+/// (It was: before migration 0010 the flushing transaction of a plain append
+/// wrote no WAL, so its commit did not wait, and this test failed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_appends_survive_a_postgres_crash() {
+    let pg = actiongate_tests::pg::PrivatePostgres::start_with(&["wal_writer_delay=10s"]);
+    let store = Store::connect(&pg.url()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // No checkpoint during the test: its synchronous commit would flush the
+    // appends before it.
+    let quiet = EvidenceConfig {
+        checkpoint_every_events: 1_000_000,
+        checkpoint_every_seconds: 3600.0,
+        ..config(&dir)
+    };
+    let log = EvidenceLog::open(store, quiet).await.unwrap();
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        acknowledged.push(log.append(event(None, i)).await.unwrap());
+    }
+    acknowledged.extend(
+        log.append_all((5..10).map(|i| event(None, i)).collect())
+            .await
+            .unwrap(),
+    );
+
+    tokio::task::block_in_place(|| {
+        pg.crash();
+        pg.start_server();
+    });
+    let db = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    for c in &acknowledged {
+        let canonical: Option<String> =
+            sqlx::query_scalar("SELECT canonical FROM evidence_events WHERE seq = $1")
+                .bind(c.seq as i64)
+                .fetch_optional(&db)
+                .await
+                .unwrap();
+        assert_eq!(
+            canonical.as_deref(),
+            Some(c.canonical()),
+            "seq {} after the crash",
+            c.seq
+        );
+    }
+}
+
 /// With Postgres stopped, appends fail (the caller fails closed) and the host
 /// keeps running; once it is back, appends resume with no gap or duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,8 @@
 //!   Failed batches are never retried, so nothing is written twice.
 //! * **Durable before acknowledged, visible a little earlier.** On Postgres a
 //!   batch commits asynchronously under the append lock and its append then
-//!   waits for the WAL flush through it (migration 0008), so other sessions
+//!   waits for the WAL flush through it (migrations 0008 and 0010; tested
+//!   by crashing Postgres right after appends), so other sessions
 //!   may read a batch up to one flush before it is durable. Nothing durable
 //!   can depend on such a read: WAL is flushed in order, so every later
 //!   synchronous commit (a checkpoint, a grant, an action's state) makes the

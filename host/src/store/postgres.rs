@@ -80,7 +80,7 @@ pub(super) async fn append_events(
     // commits without waiting for the flush (releasing the lock), then
     // inserts the actions in a transaction whose synchronous commit returns
     // once the WAL is flushed through both
-    // (migrations/postgres/0008_evidence_group_flush.sql, 0009).
+    // (migrations/postgres/0008_evidence_group_flush.sql, 0009, 0010).
     type Returned = (
         Option<i64>,
         Option<Vec<Vec<u8>>>,
