@@ -4,29 +4,28 @@
 
 use actiongate::evidence::EventKind;
 use actiongate::store::KeyRole;
+use actiongate_tests::caller::Caller;
 use actiongate_tests::run_python;
 use actiongate_tests::server::TestServer;
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-#[derive(Clone)]
-struct Agent {
-    key: String,
-    client: Client,
-    base: String,
+/// A new agent named `name`, owned by owner-of-NAME@example.com.
+async fn new_agent(server: &TestServer, name: &str) -> Caller {
+    Caller::agent(server, name, &format!("owner-of-{name}@example.com")).await
 }
 
-impl Agent {
-    async fn new(server: &TestServer, name: &str) -> Agent {
-        Agent {
-            key: server
-                .agent(name, &format!("owner-of-{name}@example.com"))
-                .await,
-            client: Client::new(),
-            base: server.url.clone(),
-        }
-    }
+/// Submitting actions: the status, the headers and the answer.
+trait Submit {
+    async fn submit(&self, body: Value) -> (StatusCode, reqwest::header::HeaderMap, Value);
+    async fn submit_with(
+        &self,
+        body: Value,
+        idempotency_key: Option<&str>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value);
+}
 
+impl Submit for Caller {
     async fn submit(&self, body: Value) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         self.submit_with(body, None).await
     }
@@ -36,26 +35,11 @@ impl Agent {
         body: Value,
         idempotency_key: Option<&str>,
     ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        let mut request = self
-            .client
-            .post(format!("{}/v1/actions", self.base))
-            .bearer_auth(&self.key)
-            .json(&body);
-        if let Some(k) = idempotency_key {
-            request = request.header("Idempotency-Key", k);
-        }
-        let response = request.send().await.unwrap();
-        let (status, headers) = (response.status(), response.headers().clone());
-        (status, headers, response.json().await.unwrap())
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap()
+        let headers: Vec<(&str, &str)> = idempotency_key
+            .map(|k| ("Idempotency-Key", k))
+            .into_iter()
+            .collect();
+        self.post_with("/v1/actions", &body, &headers).await
     }
 }
 
@@ -68,7 +52,7 @@ fn export(rows: u64, tables: &[&str], destination: &str) -> Value {
 #[tokio::test]
 async fn each_example_plugin_allows_denies_and_holds() {
     let server = TestServer::start().await;
-    let agent = Agent::new(&server, "etl-agent").await;
+    let agent = new_agent(&server, "etl-agent").await;
     let cases = [
         (
             export(500, &["orders"], "s3://corp-analytics/x"),
@@ -160,7 +144,7 @@ async fn each_example_plugin_allows_denies_and_holds() {
 #[tokio::test]
 async fn idempotency_key_replays_or_conflicts() {
     let server = TestServer::start().await;
-    let agent = Agent::new(&server, "etl-agent").await;
+    let agent = new_agent(&server, "etl-agent").await;
     let body = export(500, &["orders"], "s3://corp-analytics/x");
     let first = agent.submit_with(body.clone(), Some("k-1")).await;
     let again = agent.submit_with(body.clone(), Some("k-1")).await;
@@ -183,7 +167,7 @@ async fn idempotency_key_replays_or_conflicts() {
     assert_eq!(other.2["status"], 409);
 
     // Keys are per agent: another agent may use the same key.
-    let second = Agent::new(&server, "other-agent").await;
+    let second = new_agent(&server, "other-agent").await;
     let theirs = second.submit_with(body, Some("k-1")).await;
     assert_eq!(theirs.0, StatusCode::OK);
     assert_ne!(theirs.2["action_id"], first.2["action_id"]);
@@ -196,7 +180,7 @@ async fn idempotency_key_replays_or_conflicts() {
 #[tokio::test]
 async fn racing_requests_with_one_key_record_one_action() {
     let server = TestServer::start().await;
-    let agent = Agent::new(&server, "etl-agent").await;
+    let agent = new_agent(&server, "etl-agent").await;
     let body = export(500, &["orders"], "s3://corp-analytics/race");
     let race = |key: Option<&'static str>| {
         let mut racers = tokio::task::JoinSet::new();
@@ -264,7 +248,7 @@ async fn answered_decisions_survive_a_postgres_crash() {
     config.evidence.checkpoint_every_seconds = 3600.0;
     config.evidence.checkpoint_every_events = 1_000_000;
     let server = TestServer::start_config(config, dir, None).await;
-    let agent = Agent::new(&server, "etl-agent").await;
+    let agent = new_agent(&server, "etl-agent").await;
 
     let mut racers = tokio::task::JoinSet::new();
     for i in 0..24 {
@@ -336,7 +320,7 @@ async fn answered_decisions_survive_a_postgres_crash() {
 async fn evaluations_beyond_the_inline_slice_run_again_with_the_full_budget() {
     async fn decide(inline_fuel: u64) -> (u64, bool) {
         let server = TestServer::start_with(|c| c.sandbox.inline_fuel = inline_fuel).await;
-        let agent = Agent::new(&server, "etl-agent").await;
+        let agent = new_agent(&server, "etl-agent").await;
         let body = export(500, &["orders"], "s3://corp-analytics/x");
         let (status, _, answer) = agent.submit(body).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
@@ -359,7 +343,7 @@ async fn evaluations_beyond_the_inline_slice_run_again_with_the_full_budget() {
 #[tokio::test]
 async fn identity_comes_from_the_key_only() {
     let server = TestServer::start().await;
-    let agent = Agent::new(&server, "provisioner").await;
+    let agent = new_agent(&server, "provisioner").await;
     // Claiming another identity in the body is refused, naming the field.
     let mut body = json!({"kind": "iam.grant", "resource": "gcp://p", "params": {"principal": "x@y", "role": "roles/viewer"}});
     body["agent"] = json!("security-admin-bot");
@@ -448,7 +432,7 @@ async fn identity_comes_from_the_key_only() {
 #[tokio::test]
 async fn grants_verify_with_pyjwt_and_are_single_use() {
     let server = TestServer::start().await;
-    let agent = Agent::new(&server, "etl-agent").await;
+    let agent = new_agent(&server, "etl-agent").await;
     let (status, _, answer) = agent
         .submit(export(500, &["orders"], "s3://corp-analytics/x"))
         .await;
@@ -549,7 +533,7 @@ async fn grants_verify_with_pyjwt_and_are_single_use() {
 #[tokio::test]
 async fn bad_input_gets_problem_json_and_changes_nothing() {
     let server = TestServer::start().await;
-    let agent = Agent::new(&server, "etl-agent").await;
+    let agent = new_agent(&server, "etl-agent").await;
     let post = |body: String, content_type: &'static str| {
         agent
             .client
@@ -667,8 +651,8 @@ async fn bad_input_gets_problem_json_and_changes_nothing() {
 #[tokio::test]
 async fn actions_are_private_to_their_agent_and_long_polls_time_out_pending() {
     let server = TestServer::start().await;
-    let agent = Agent::new(&server, "etl-agent").await;
-    let other = Agent::new(&server, "nosy-agent").await;
+    let agent = new_agent(&server, "etl-agent").await;
+    let other = new_agent(&server, "nosy-agent").await;
     let (_, _, pending) = agent
         .submit(export(250_000, &["customers"], "s3://corp-analytics/x"))
         .await;
@@ -696,7 +680,7 @@ async fn actions_are_private_to_their_agent_and_long_polls_time_out_pending() {
 #[tokio::test]
 async fn operations_endpoints() {
     let server = TestServer::start().await;
-    let agent = Agent::new(&server, "etl-agent").await;
+    let agent = new_agent(&server, "etl-agent").await;
     agent
         .submit(export(500, &["orders"], "s3://corp-analytics/x"))
         .await;
@@ -747,7 +731,7 @@ async fn with_postgres_down_the_answer_is_503_and_nothing_is_allowed() {
     let mut config = actiongate_tests::server::config(&pg.url(), dir.path());
     config.evidence.checkpoint_every_seconds = 0.2;
     let server = TestServer::start_config(config, dir, None).await;
-    let agent = Agent::new(&server, "etl-agent").await;
+    let agent = new_agent(&server, "etl-agent").await;
     let allowed = export(500, &["orders"], "s3://corp-analytics/x");
     assert_eq!(agent.submit(allowed.clone()).await.0, StatusCode::OK);
     // Startup records plugins and bindings; the outage must not skip past these.

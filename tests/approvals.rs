@@ -5,56 +5,28 @@
 use std::time::Duration;
 
 use actiongate::evidence::EventKind;
-use actiongate::store::KeyRole;
+use actiongate_tests::caller::Caller;
 use actiongate_tests::server::TestServer;
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-struct Caller {
-    key: String,
-    base: String,
-    client: Client,
+/// The calls of the approval workflow.
+trait Workflow {
+    async fn submit(&self, body: Value) -> Value;
+    async fn review(&self, id: &str, body: Value) -> (StatusCode, Value);
+    async fn approve(&self, id: &str, reason: &str) -> (StatusCode, Value);
+    async fn wait(&self, id: &str, seconds: u64) -> Value;
+    async fn pending(&self) -> Vec<Value>;
 }
 
-impl Caller {
-    fn new(server: &TestServer, key: String) -> Caller {
-        Caller {
-            key,
-            base: server.url.clone(),
-            client: Client::new(),
-        }
-    }
-
-    async fn agent(server: &TestServer, name: &str, owner: &str) -> Caller {
-        Caller::new(server, server.agent(name, owner).await)
-    }
-
-    async fn approver(server: &TestServer, email: &str) -> Caller {
-        Caller::new(server, server.key(KeyRole::Approver, email).await)
-    }
-
+impl Workflow for Caller {
     async fn submit(&self, body: Value) -> Value {
-        let r = self
-            .client
-            .post(format!("{}/v1/actions", self.base))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        r.json().await.unwrap()
+        self.post("/v1/actions", body).await.1
     }
 
     async fn review(&self, id: &str, body: Value) -> (StatusCode, Value) {
-        let r = self
-            .client
-            .post(format!("{}/v1/approvals/{id}/reviews", self.base))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
+        self.post(&format!("/v1/approvals/{id}/reviews"), body)
             .await
-            .unwrap();
-        (r.status(), r.json().await.unwrap())
     }
 
     async fn approve(&self, id: &str, reason: &str) -> (StatusCode, Value) {
@@ -63,25 +35,15 @@ impl Caller {
     }
 
     async fn wait(&self, id: &str, seconds: u64) -> Value {
+        let wait = format!("wait={seconds}");
         let r = self
-            .client
-            .get(format!("{}/v1/actions/{id}", self.base))
-            .bearer_auth(&self.key)
-            .header("Prefer", format!("wait={seconds}"))
-            .send()
-            .await
-            .unwrap();
+            .get_with(&format!("/v1/actions/{id}"), &[("Prefer", &wait)])
+            .await;
         r.json().await.unwrap()
     }
 
     async fn pending(&self) -> Vec<Value> {
-        let r = self
-            .client
-            .get(format!("{}/v1/approvals?state=pending", self.base))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
+        let r = self.get("/v1/approvals?state=pending").await;
         r.json::<Value>().await.unwrap().as_array().unwrap().clone()
     }
 }

@@ -280,48 +280,22 @@ mod history {
     use std::time::Duration;
 
     use actiongate::cli::run;
-    use actiongate::store::KeyRole;
+    pub use actiongate_tests::caller::Caller;
     use actiongate_tests::server::TestServer;
-    use reqwest::{Client, StatusCode};
+    use reqwest::StatusCode;
     use serde_json::{json, Value};
 
-    pub struct Caller {
-        pub key: String,
-        base: String,
-        client: Client,
+    /// What an agent and an approver do in these histories.
+    pub trait Calls {
+        /// Submits an action; returns (action id, answer).
+        async fn submit(&self, body: Value) -> (String, Value);
+        async fn approve(&self, id: &str) -> Value;
+        /// Reports success with the action's grant.
+        async fn execute(&self, id: &str);
     }
 
-    impl Caller {
-        pub async fn agent(server: &TestServer, name: &str, owner: &str) -> Caller {
-            Caller::new(server, server.agent(name, owner).await)
-        }
-
-        pub async fn approver(server: &TestServer, email: &str) -> Caller {
-            Caller::new(server, server.key(KeyRole::Approver, email).await)
-        }
-
-        fn new(server: &TestServer, key: String) -> Caller {
-            Caller {
-                key,
-                base: server.url.clone(),
-                client: Client::new(),
-            }
-        }
-
-        pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-            let r = self
-                .client
-                .post(format!("{}{path}", self.base))
-                .bearer_auth(&self.key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            (r.status(), r.json().await.unwrap())
-        }
-
-        /// Submits an action; returns (action id, answer).
-        pub async fn submit(&self, body: Value) -> (String, Value) {
+    impl Calls for Caller {
+        async fn submit(&self, body: Value) -> (String, Value) {
             let (_, answer) = self.post("/v1/actions", body).await;
             let id = answer["action_id"]
                 .as_str()
@@ -330,7 +304,7 @@ mod history {
             (id, answer)
         }
 
-        pub async fn approve(&self, id: &str) -> Value {
+        async fn approve(&self, id: &str) -> Value {
             let (status, answer) = self
                 .post(
                     &format!("/v1/approvals/{id}/reviews"),
@@ -341,16 +315,13 @@ mod history {
             answer
         }
 
-        /// Reports success with the action's grant.
-        pub async fn execute(&self, id: &str) {
-            let r = self
-                .client
-                .get(format!("{}/v1/actions/{id}", self.base))
-                .bearer_auth(&self.key)
-                .send()
+        async fn execute(&self, id: &str) {
+            let status: Value = self
+                .get(&format!("/v1/actions/{id}"))
+                .await
+                .json()
                 .await
                 .unwrap();
-            let status: Value = r.json().await.unwrap();
             let grant = status["grant"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{status}"));
@@ -507,7 +478,7 @@ mod history {
     }
 }
 
-use history::History;
+use history::{Calls, History};
 
 /// A recorded `evaluated` event of `action`, as stored.
 async fn evaluated_payload(h: &History, action: &str) -> serde_json::Value {
