@@ -39,7 +39,8 @@ pub struct Problem {
 impl Problem {
     fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
         Problem {
-            kind: format!("https://actiongate.dev/problems/{slug}"),
+            // The service's one problem-type scheme (api::error).
+            kind: format!("urn:actiongate:problem:{slug}"),
             title: title.into(),
             status: status.as_u16(),
             detail: detail.into(),

@@ -159,8 +159,7 @@ impl SlackReviews {
                 decision,
                 channel: channel.clone(),
             };
-            let view =
-                blocks::review_modal(&current, &meta, &modifiable, &self.settings.redact_params);
+            let view = blocks::review_modal(&current, &meta, &modifiable, &current.action.redacted);
             let trigger = payload["trigger_id"].as_str().unwrap_or_default();
             if let Err(e) = self
                 .client
@@ -236,7 +235,7 @@ impl SlackReviews {
             &meta,
             &current.action.params,
             &modifiable,
-            &self.settings.redact_params,
+            &current.action.redacted,
         ) {
             Ok(input) => input,
             Err(errors) => return Ack::Json(blocks::errors_response(&errors)),
@@ -396,7 +395,13 @@ async fn interactivity(
         now.timestamp(),
     ) {
         tracing::warn!(error = %e, "slack request refused");
-        return Problem::unauthorized(format!("Slack request not verified: {e}")).into_response();
+        return Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "slack-signature-refused",
+            "Slack request signature or timestamp not verified",
+            format!("Slack request not verified: {e}"),
+        )
+        .into_response();
     }
     let signature = signature.unwrap_or_default().trim().to_ascii_lowercase();
     let forget_before = now - chrono::Duration::seconds(2 * verify::MAX_SKEW_SECONDS);
@@ -409,8 +414,13 @@ async fn interactivity(
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!("slack request replayed; refused");
-            return Problem::unauthorized("Slack request not verified: already handled (replay)")
-                .into_response();
+            return Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "slack-replay-refused",
+                "Slack request already handled (replay refused)",
+                "Slack request not verified: already handled (replay)",
+            )
+            .into_response();
         }
         Err(e) => {
             tracing::error!(error = %e, "could not record the slack request signature");

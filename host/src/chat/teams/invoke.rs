@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
@@ -86,11 +86,25 @@ struct ExecuteAction {
     data: Map<String, Value>,
 }
 
-async fn messages(State(bot): State<Bot>, headers: HeaderMap, body: Bytes) -> Response {
+async fn messages(State(bot): State<Bot>, headers: HeaderMap, body: Body) -> Response {
+    // The token first: nothing of an unverified request's body is read.
     let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if authorization.is_none() {
-        return refuse_unverified("no Authorization header");
-    }
+    let token = match bot.teams.auth.verify_token(authorization).await {
+        Ok(token) => token,
+        Err(e) => return refuse_unverified(&e.to_string()),
+    };
+    let body = match axum::body::to_bytes(body, crate::api::BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(_) => {
+            return Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+                format!("the limit is {} bytes", crate::api::BODY_LIMIT),
+            )
+            .into_response()
+        }
+    };
     let activity: Activity = match serde_json::from_slice(&body) {
         Ok(activity) => activity,
         Err(e) => {
@@ -98,12 +112,7 @@ async fn messages(State(bot): State<Bot>, headers: HeaderMap, body: Bytes) -> Re
                 .into_response()
         }
     };
-    if let Err(e) = bot
-        .teams
-        .auth
-        .verify(authorization, &activity.service_url, &activity.channel_id)
-        .await
-    {
+    if let Err(e) = token.for_activity(&activity.service_url, &activity.channel_id) {
         return refuse_unverified(&e.to_string());
     }
     if activity.kind != "invoke" {
@@ -137,7 +146,7 @@ fn refuse_unverified(why: &str) -> Response {
     tracing::warn!(reason = why, "teams: request refused");
     Problem::new(
         StatusCode::UNAUTHORIZED,
-        "unauthorized",
+        "teams-token-refused",
         "Not a verified Bot Connector request",
         "the Bot Framework token was missing or not accepted",
     )
