@@ -47,7 +47,7 @@
 pub mod canonical;
 pub mod checkpoint;
 mod event;
-mod http;
+pub(crate) mod http;
 mod integrator;
 pub mod merkle;
 mod writer;

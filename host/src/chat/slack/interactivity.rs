@@ -376,7 +376,18 @@ pub fn routes(reviews: Arc<SlackReviews>) -> Router {
         .with_state(reviews)
 }
 
-async fn interactivity(
+/// Slack's interactivity requests (button clicks, modal submissions).
+#[utoipa::path(post, path = "/slack/interactivity", tag = "chat",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "`payload=<JSON>`, signed with X-Slack-Signature and X-Slack-Request-Timestamp"),
+    responses(
+        (status = 200, description = "Acknowledged (empty), or a modal `response_action`"),
+        (status = 400, description = "Not a form with a JSON `payload`"),
+        (status = 401, description = "Signature, timestamp or replay refused"),
+        (status = 404, description = "Slack HTTP mode is not enabled"),
+        (status = 503, description = "The request could not be recorded; Slack retries"),
+    ))]
+pub(crate) async fn interactivity(
     State(reviews): State<Arc<SlackReviews>>,
     headers: HeaderMap,
     body: Bytes,

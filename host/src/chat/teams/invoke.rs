@@ -29,7 +29,7 @@ const ERROR_TYPE: &str = "application/vnd.microsoft.error";
 pub const CHANNEL: &str = "teams";
 
 #[derive(Clone)]
-struct Bot {
+pub(crate) struct Bot {
     gate: Arc<Gate>,
     teams: Arc<Teams>,
 }
@@ -86,7 +86,19 @@ struct ExecuteAction {
     data: Map<String, Value>,
 }
 
-async fn messages(State(bot): State<Bot>, headers: HeaderMap, body: Body) -> Response {
+/// The bot's messaging endpoint: Bot Framework activities, card clicks as
+/// `adaptiveCard/action` invokes.
+#[utoipa::path(post, path = "/teams/messages", tag = "chat",
+    request_body(content = Object, content_type = "application/json", description = "A Bot Framework activity"),
+    responses(
+        (status = 200, description = "Handled; for a card action, the invoke response with the redrawn card"),
+        (status = 400, description = "Not a Bot Framework activity, or not an Action.Execute invoke"),
+        (status = 401, description = "The Bot Connector token is missing or not accepted (checked before the body is read)"),
+        (status = 413, description = "Body too large"),
+        (status = 501, description = "An invoke the bot does not handle"),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn messages(State(bot): State<Bot>, headers: HeaderMap, body: Body) -> Response {
     // The token first: nothing of an unverified request's body is read.
     let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
     let token = match bot.teams.auth.verify_token(authorization).await {
