@@ -122,6 +122,9 @@ fn ensure_wasm_target() {
         // Let the plugin build itself say what is wrong.
         return;
     };
+    if wasm_target::has_target(&sysroot) {
+        return;
+    }
     let runs = |r: &PathBuf| Command::new(r).arg("--version").output().is_ok();
     let cargo_home = env::var_os("CARGO_HOME")
         .map(PathBuf::from)
