@@ -203,3 +203,36 @@ async fn binding_patterns_follow_the_kind_grammar() {
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
+
+/// A plugin's declared kinds follow the grammar too: one that declares
+/// look-alikes of `db.export` is refused at registration, and nothing of it
+/// is stored or recorded.
+#[tokio::test]
+async fn a_plugin_declaring_kinds_outside_the_grammar_is_not_registered() {
+    use base64::Engine as _;
+    let server = TestServer::start().await;
+    let admin = Caller::new(
+        &server,
+        server
+            .key(KeyRole::Approver, "demo-owner@example.com")
+            .await,
+    );
+    let wasm = actiongate_tests::component("fixture_odd_kinds");
+    let sha256 = actiongate::sandbox::sha256_hex(&wasm);
+    let before = server.app.evidence.committed_size().await.unwrap();
+    let (status, problem) = admin
+        .post(
+            "/v1/admin/plugins",
+            json!({"wasm_base64": base64::engine::general_purpose::STANDARD.encode(&wasm)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(problem["type"], "urn:actiongate:problem:invalid-kind");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("declares kind \"DB.Export\"") && detail.contains(RULE),
+        "{detail}"
+    );
+    assert!(!server.app.gate.store.has_plugin(&sha256).await.unwrap());
+    assert_eq!(server.app.evidence.committed_size().await.unwrap(), before);
+}
