@@ -754,6 +754,29 @@ mod tests {
         .unwrap_err();
         assert!(unchanged.contains_key("param:rows"));
         assert_eq!(errors_response(&errors)["response_action"], "errors");
+
+        // A number parsers read differently is refused on its field, with
+        // what to send instead; nothing reaches the review.
+        for (rows, want) in [
+            (
+                "9007199254740993",
+                "send it as a string (\"9007199254740993\")",
+            ),
+            ("1e400", "beyond ±9007199254740991"),
+            ("0.30000000000000001", "send 0.3"),
+        ] {
+            let errors = read_submission(
+                &view(rows, "s3://x", "fewer"),
+                &meta,
+                &n.action.params,
+                &modifiable,
+                &[],
+            )
+            .unwrap_err();
+            let message = &errors["param:rows"];
+            assert!(message.starts_with("rows: the number"), "{message}");
+            assert!(message.contains(want), "{message}");
+        }
     }
 
     #[test]
