@@ -49,6 +49,8 @@ pub struct Config {
     pub slack: Option<crate::chat::slack::SlackConfig>,
     /// What approvers are shown: the one redaction rule set (`[approvals]`).
     pub approvals: crate::approvals::ApprovalsConfig,
+    /// Passkey step-up for the riskiest approvals (`[step_up]`); off when absent.
+    pub step_up: Option<crate::stepup::StepUpConfig>,
 }
 
 /// `[notify]`: outgoing announcements.
@@ -87,6 +89,7 @@ impl Default for Config {
             teams: None,
             slack: None,
             approvals: crate::approvals::ApprovalsConfig::default(),
+            step_up: None,
         }
     }
 }

@@ -186,6 +186,8 @@ pub struct Gate {
     pub shadows: crate::shadow::Shadows,
     /// What no channel shows of params and context (`[approvals]`).
     pub redaction: crate::approvals::Redaction,
+    /// Passkey step-up, when `[step_up]` is configured.
+    pub step_up: Option<Arc<crate::stepup::StepUp>>,
 }
 
 /// Action kinds only the host makes (`actiongate.bind`).

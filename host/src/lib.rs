@@ -34,6 +34,7 @@ pub mod registry;
 pub mod sandbox;
 pub mod service;
 pub mod shadow;
+pub mod stepup;
 pub mod store;
 pub mod waiters;
 

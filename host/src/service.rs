@@ -102,7 +102,14 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     if let Some(slack) = &slack {
         notifiers.push(slack.notifier());
     }
+    let step_up = config
+        .step_up
+        .clone()
+        .map(|c| crate::stepup::StepUp::new(c, store.clone()).map(Arc::new))
+        .transpose()
+        .context("checking [step_up]")?;
     let gate = Arc::new(Gate {
+        step_up,
         store,
         directory,
         notifiers,

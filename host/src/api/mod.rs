@@ -8,11 +8,12 @@ mod auth;
 mod error;
 mod openapi;
 mod ops;
+mod passkeys;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use utoipa::OpenApi;
 
@@ -45,7 +46,7 @@ pub type App = Arc<AppState>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "actiongate", description = "Human approval in front of AI agents' privileged actions."),
-    paths(actions::submit, actions::get_action, actions::events, actions::outcome, approvals::list, approvals::detail, approvals::review, admin::list_bindings, admin::bind, admin::list_plugins, admin::register, ops::keys, ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+    paths(actions::submit, actions::get_action, actions::events, actions::outcome, approvals::list, approvals::detail, approvals::review, passkeys::challenge, passkeys::registration_start, passkeys::registration_finish, passkeys::list, passkeys::remove, admin::list_bindings, admin::bind, admin::list_plugins, admin::register, ops::keys, ops::healthz, ops::readyz, ops::metrics, ops::openapi,
         crate::evidence::http::checkpoint, crate::evidence::http::inclusion, crate::evidence::http::consistency, crate::evidence::http::entries,
         crate::chat::slack::interactivity::interactivity, crate::chat::teams::invoke::messages),
     components(schemas(openapi::ProblemDoc)),
@@ -81,6 +82,16 @@ pub fn router(app: App) -> Router {
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}", get(approvals::detail))
         .route("/v1/approvals/{id}/reviews", post(approvals::review))
+        .route("/v1/approvals/{id}/step-up", post(passkeys::challenge))
+        .route(
+            "/v1/passkeys",
+            get(passkeys::list).post(passkeys::registration_finish),
+        )
+        .route(
+            "/v1/passkeys/registration",
+            post(passkeys::registration_start),
+        )
+        .route("/v1/passkeys/{id}", delete(passkeys::remove))
         .route(
             "/v1/admin/bindings",
             get(admin::list_bindings).post(admin::bind),
