@@ -20,7 +20,7 @@ fn step_up(app: &App) -> Result<&StepUp, Problem> {
 }
 
 /// Starts registering a passkey for the caller: options for `navigator.credentials.create`.
-#[utoipa::path(post, path = "/v1/passkeys/registration", tag = "passkeys",
+#[utoipa::path(post, path = "/v1/passkeys/registration", operation_id = "start_passkey_registration", tag = "passkeys",
     responses((status = 200, body = Registration), (status = 404, description = "Step-up is not configured")),
     security(("bearer" = [])))]
 pub async fn registration_start(
@@ -47,7 +47,7 @@ pub struct RegistrationFinish {
 }
 
 /// Finishes a registration the caller started; the passkey is theirs.
-#[utoipa::path(post, path = "/v1/passkeys", tag = "passkeys", request_body = RegistrationFinish,
+#[utoipa::path(post, path = "/v1/passkeys", operation_id = "finish_passkey_registration", tag = "passkeys", request_body = RegistrationFinish,
     responses(
         (status = 201, body = PasskeyInfo),
         (status = 400, description = "Unknown, used or expired registration, or a refused credential"),
@@ -66,7 +66,7 @@ pub async fn registration_finish(
 }
 
 /// The caller's passkeys.
-#[utoipa::path(get, path = "/v1/passkeys", tag = "passkeys",
+#[utoipa::path(get, path = "/v1/passkeys", operation_id = "list_passkeys", tag = "passkeys",
     responses((status = 200, body = [PasskeyInfo])),
     security(("bearer" = [])))]
 pub async fn list(
@@ -77,7 +77,7 @@ pub async fn list(
 }
 
 /// Removes one of the caller's passkeys.
-#[utoipa::path(delete, path = "/v1/passkeys/{id}", tag = "passkeys",
+#[utoipa::path(delete, path = "/v1/passkeys/{id}", operation_id = "remove_passkey", tag = "passkeys",
     params(("id" = String, Path)),
     responses((status = 204, description = "Removed"), (status = 404, description = "No such passkey of yours")),
     security(("bearer" = [])))]
@@ -92,7 +92,7 @@ pub async fn remove(
 
 /// A step-up challenge bound to the action's current digest and the
 /// caller, for `navigator.credentials.get`; single use.
-#[utoipa::path(post, path = "/v1/approvals/{id}/step-up", tag = "approvers",
+#[utoipa::path(post, path = "/v1/approvals/{id}/step-up", operation_id = "step_up_challenge", tag = "approvers",
     params(("id" = String, Path)),
     responses(
         (status = 200, body = StepUpChallenge),
