@@ -47,6 +47,8 @@ pub struct Config {
     pub teams: Option<crate::chat::teams::TeamsConfig>,
     /// Approvals in Slack (`[slack]`); off when absent.
     pub slack: Option<crate::chat::slack::SlackConfig>,
+    /// The approver web inbox with OIDC sign-in (`[inbox]`); off when absent.
+    pub inbox: Option<crate::inbox::InboxConfig>,
 }
 
 /// `[notify]`: outgoing announcements.
@@ -84,6 +86,7 @@ impl Default for Config {
             sweep_interval_ms: 1000,
             teams: None,
             slack: None,
+            inbox: None,
         }
     }
 }

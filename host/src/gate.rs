@@ -175,6 +175,8 @@ pub struct Gate {
     pub bindings: Arc<crate::bindings::Bindings>,
     /// Shadow plugins, evaluated after the live answer is committed.
     pub shadows: crate::shadow::Shadows,
+    /// The web inbox's public base URL: notifications link to each action's page.
+    pub inbox_url: Option<String>,
 }
 
 /// Action kinds only the host makes (`actiongate.bind`).

@@ -102,6 +102,21 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     if let Some(slack) = &slack {
         notifiers.push(slack.notifier());
     }
+    // The inbox redacts params by the chat cards' rules.
+    let inbox = config
+        .inbox
+        .as_ref()
+        .map(|c| {
+            let redact = config
+                .slack
+                .as_ref()
+                .map_or_else(crate::chat::slack::config::default_redact_params, |s| {
+                    s.redact_params.clone()
+                });
+            crate::inbox::Inbox::new(c, redact).map(Arc::new)
+        })
+        .transpose()
+        .context("checking [inbox]")?;
     let gate = Arc::new(Gate {
         store,
         directory,
@@ -118,6 +133,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             evidence.clone(),
             (config.sandbox.max_instances / 4) as usize,
         ),
+        inbox_url: inbox.as_ref().map(|i| i.settings.public_url.clone()),
     });
     bindings.spawn_sync(Duration::from_millis(
         config.plugins.bindings_poll_ms.max(50),
@@ -134,6 +150,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         slack,
         admission,
         submitters: Default::default(),
+        inbox,
     }))
 }
 

@@ -36,6 +36,8 @@ pub struct AppState {
     pub admission: Arc<crate::registry::admit::Admission>,
     /// Agents recently authenticated to submit.
     pub submitters: auth::Submitters,
+    /// The approver web inbox, when `[inbox]` is configured.
+    pub inbox: Option<Arc<crate::inbox::Inbox>>,
 }
 
 pub type App = Arc<AppState>;
@@ -68,6 +70,7 @@ pub fn router(app: App) -> Router {
     );
     let teams_routes = crate::chat::teams::invoke::router(&app);
     let slack_routes = crate::chat::slack::routes(app.slack.as_deref());
+    let inbox_routes = crate::inbox::routes(&app);
     Router::new()
         .route("/v1/actions", post(actions::submit))
         .route("/v1/actions/{id}", get(actions::get_action))
@@ -94,6 +97,7 @@ pub fn router(app: App) -> Router {
         .merge(log_routes)
         .merge(teams_routes)
         .merge(slack_routes)
+        .merge(inbox_routes)
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())

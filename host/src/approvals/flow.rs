@@ -426,6 +426,10 @@ impl Gate {
             },
             review: None,
             occurred_at: Utc::now(),
+            inbox_url: self
+                .inbox_url
+                .as_deref()
+                .map(|base| crate::inbox::action_url(base, action_id)),
         })
     }
 

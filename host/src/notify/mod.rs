@@ -128,6 +128,9 @@ pub struct Notification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<ReviewEntry>,
     pub occurred_at: DateTime<Utc>,
+    /// The action's page in the web inbox, when the inbox is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox_url: Option<String>,
 }
 
 /// A notification that reached its receiver.

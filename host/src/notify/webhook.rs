@@ -557,6 +557,7 @@ mod tests {
             },
             review: None,
             occurred_at: at,
+            inbox_url: None,
         }
     }
 

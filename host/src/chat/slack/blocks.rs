@@ -299,9 +299,15 @@ pub fn card(n: &Notification, redact_keys: &[String]) -> Value {
     if !is_final(n.kind) {
         blocks.push(buttons(n));
     }
+    // A link, not a button: it opens the inbox and sends Slack no click.
+    let inbox = n
+        .inbox_url
+        .as_deref()
+        .map(|url| format!(" · <{}|Open in the inbox>", escape(url)))
+        .unwrap_or_default();
     blocks.push(
         json!({"type": "context", "elements": [mrkdwn(&truncate(&format!(
-        "action `{}` · digest `{}` · groups {}",
+        "action `{}` · digest `{}` · groups {}{inbox}",
         escape(&s.action_id),
         escape(&s.digest.chars().take(12).collect::<String>()),
         escape(&n.approval.groups.join(", "))
@@ -598,6 +604,7 @@ mod tests {
                 at,
             }),
             occurred_at: at,
+            inbox_url: None,
         }
     }
 

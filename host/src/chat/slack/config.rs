@@ -93,7 +93,8 @@ pub struct SlackConfig {
 fn default_api_base_url() -> String {
     "https://slack.com/api/".into()
 }
-fn default_redact_params() -> Vec<String> {
+/// The param names redacted on every review surface unless configured otherwise.
+pub fn default_redact_params() -> Vec<String> {
     [
         "password",
         "secret",

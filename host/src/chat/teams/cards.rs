@@ -232,6 +232,13 @@ pub fn card(view: &CardView<'_>) -> Value {
         }
         card["actions"] = Value::Array(actions);
     }
+    if let Some(url) = &n.inbox_url {
+        let link = json!({"type": "Action.OpenUrl", "title": "Open in the inbox", "url": url});
+        match card["actions"].as_array_mut() {
+            Some(actions) => actions.push(link),
+            None => card["actions"] = json!([link]),
+        }
+    }
     card
 }
 
@@ -310,6 +317,7 @@ mod tests {
             },
             review: None,
             occurred_at: chrono::Utc::now(),
+            inbox_url: None,
         }
     }
 
