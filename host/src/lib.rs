@@ -26,6 +26,7 @@ pub mod evidence;
 pub mod examples;
 pub mod gate;
 pub mod grant;
+pub mod ijson;
 pub mod inbox;
 pub mod keys;
 pub mod metrics;
