@@ -170,6 +170,18 @@ async fn two_data_owners_approve_in_the_browser_and_the_agent_gets_its_grant() {
         "{}",
         out.text("list")
     );
+    // Chat cards and webhooks get a link to this page.
+    let notification = inbox
+        .server
+        .app
+        .gate
+        .notification_for(&id, actiongate::notify::NotificationKind::Pending)
+        .await
+        .unwrap();
+    assert_eq!(
+        notification.inbox_url,
+        Some(inbox.url(&format!("/inbox/actions/{id}")))
+    );
     let page = out.text("action");
     let sha = hex::encode(Sha256::digest(
         actiongate::examples::example("db-export").unwrap().wasm,

@@ -632,6 +632,20 @@ mod tests {
     }
 
     #[test]
+    fn cards_link_to_the_inbox_page_when_there_is_one() {
+        let mut n = notification(NotificationKind::Pending, Risk::High);
+        assert!(!card(&n, &redact_keys())
+            .to_string()
+            .contains("Open in the inbox"));
+        n.inbox_url = Some("https://ag.example.com/inbox/actions/a1".into());
+        let text = card(&n, &redact_keys()).to_string();
+        assert!(
+            text.contains("<https://ag.example.com/inbox/actions/a1|Open in the inbox>"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn pending_card_has_buttons_confirm_and_escaped_text() {
         let n = notification(NotificationKind::Reviewed, Risk::Critical);
         let blocks = card(&n, &redact_keys());

@@ -365,6 +365,22 @@ mod tests {
     }
 
     #[test]
+    fn cards_link_to_the_inbox_page_when_there_is_one() {
+        let mut n = notification(NotificationKind::Approved);
+        n.inbox_url = Some("https://ag.example.com/inbox/actions/a1".into());
+        let card = card(&CardView {
+            notification: &n,
+            state: CardState::of_kind(n.kind),
+            modifiable: &[],
+            notice: None,
+        });
+        assert_eq!(
+            card["actions"],
+            json!([{"type": "Action.OpenUrl", "title": "Open in the inbox", "url": "https://ag.example.com/inbox/actions/a1"}])
+        );
+    }
+
+    #[test]
     fn final_card_has_no_buttons() {
         let n = notification(NotificationKind::Approved);
         let card = card(&CardView {
