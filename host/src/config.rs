@@ -49,6 +49,8 @@ pub struct Config {
     pub slack: Option<crate::chat::slack::SlackConfig>,
     /// The approver web inbox with OIDC sign-in (`[inbox]`); off when absent.
     pub inbox: Option<crate::inbox::InboxConfig>,
+    /// What approvers are shown: the one redaction rule set (`[approvals]`).
+    pub approvals: crate::approvals::ApprovalsConfig,
 }
 
 /// `[notify]`: outgoing announcements.
@@ -87,6 +89,7 @@ impl Default for Config {
             teams: None,
             slack: None,
             inbox: None,
+            approvals: crate::approvals::ApprovalsConfig::default(),
         }
     }
 }

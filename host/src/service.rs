@@ -102,19 +102,10 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     if let Some(slack) = &slack {
         notifiers.push(slack.notifier());
     }
-    // The inbox redacts params by the chat cards' rules.
     let inbox = config
         .inbox
         .as_ref()
-        .map(|c| {
-            let redact = config
-                .slack
-                .as_ref()
-                .map_or_else(crate::chat::slack::config::default_redact_params, |s| {
-                    s.redact_params.clone()
-                });
-            crate::inbox::Inbox::new(c, redact).map(Arc::new)
-        })
+        .map(|c| crate::inbox::Inbox::new(c).map(Arc::new))
         .transpose()
         .context("checking [inbox]")?;
     let gate = Arc::new(Gate {
@@ -134,6 +125,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             (config.sandbox.max_instances / 4) as usize,
         ),
         inbox_url: inbox.as_ref().map(|i| i.settings.public_url.clone()),
+        redaction: redaction(config),
     });
     bindings.spawn_sync(Duration::from_millis(
         config.plugins.bindings_poll_ms.max(50),
@@ -209,6 +201,20 @@ async fn admit_config_binding(
         sha256,
         shadow,
     })
+}
+
+/// The one redaction rule set; `[slack] redact_params`, the older
+/// per-channel setting, now adds to it for every channel.
+fn redaction(config: &Config) -> crate::approvals::Redaction {
+    let older = config
+        .slack
+        .as_ref()
+        .and_then(|s| s.redact_params.clone())
+        .unwrap_or_default();
+    if !older.is_empty() {
+        tracing::warn!("[slack] redact_params is deprecated: its names now apply to every channel; move them to [approvals] redact_params");
+    }
+    crate::approvals::Redaction::from_config(&config.approvals, &older)
 }
 
 fn store_name(url: &str) -> &'static str {

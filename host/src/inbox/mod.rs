@@ -28,23 +28,19 @@ use session::Cookies;
 /// elsewhere, no framing; forms only post back here.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The inbox as configured: settings, the provider, the redaction rules.
+/// The inbox as configured: settings and the provider. What it shows of an
+/// action is the one approval summary (`approvals::summary`), redacted by
+/// the rules every channel shares.
 pub struct Inbox {
     pub settings: Arc<Settings>,
     pub cookies: Cookies,
     provider: oidc::Provider,
-    /// Param names shown as `[redacted]`: the chat cards' rule set.
-    redact_params: Vec<String>,
 }
 
 impl Inbox {
     /// Checks `[inbox]`, with the client secret from the process
-    /// environment when the file has none. `redact_params` is the chat
-    /// cards' list, so that every surface redacts alike.
-    pub fn new(
-        config: &InboxConfig,
-        redact_params: Vec<String>,
-    ) -> Result<Inbox, InboxConfigError> {
+    /// environment when the file has none.
+    pub fn new(config: &InboxConfig) -> Result<Inbox, InboxConfigError> {
         let settings = Arc::new(config.settings(|name| std::env::var(name).ok())?);
         let provider =
             oidc::Provider::new(settings.clone()).map_err(|e| InboxConfigError::Issuer {
@@ -57,7 +53,6 @@ impl Inbox {
             },
             settings,
             provider,
-            redact_params,
         })
     }
 

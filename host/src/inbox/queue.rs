@@ -9,8 +9,9 @@ use super::pages::{times, ActionView, Pair, ParamField, PendingItem, PluginView,
 use super::session::SignedIn;
 use crate::action::{Action, Risk, Route};
 use crate::api::App;
-use crate::approvals::{self, rules, Decision, Refusal, Request, Tally};
-use crate::chat::slack::blocks::redact;
+use crate::approvals::{
+    self, rules, ApprovalSummary, Decision, Redaction, Refusal, Request, Tally,
+};
 use crate::directory::Directory;
 use crate::evaluate::Verdict;
 use crate::gate::{GateError, State};
@@ -125,26 +126,19 @@ fn param_text(value: Option<&Value>) -> (String, &'static str) {
     }
 }
 
-/// Whether `name` is one of the redacted param names (without case).
-pub fn is_redacted(redact_params: &[String], name: &str) -> bool {
-    redact_params.iter().any(|r| r.eq_ignore_ascii_case(name))
-}
-
-/// The whole context of one action, as its page shows it.
-pub fn action_view(dir: &Directory, redact_params: &[String], l: &Loaded) -> ActionView {
+/// The whole context of one action, as its page shows it: the one
+/// approval summary every channel shows (secrets redacted by the shared
+/// rules), with each review's channel and version from the store.
+pub fn action_view(dir: &Directory, redaction: &Redaction, l: &Loaded) -> ActionView {
+    let summary = ApprovalSummary::build(&l.action, &l.verdict, &l.request, dir, redaction);
+    let (a, route) = (&summary.action, &summary.approval);
     let state = State::parse(&l.row.state).unwrap_or(State::Pending);
-    let request = &l.request;
-    let approvals = match rules::tally(request) {
-        Tally::Pending { approvers, .. } | Tally::Approved { approvers } => approvers.len(),
-        Tally::Denied { .. } => 0,
-    };
     let routed = matches!(l.verdict.route, Route::RequireApproval(_));
-    let modifiable = request
-        .route
+    let modifiable = route
         .modifiable_params
         .iter()
         .map(|name| {
-            let redacted = is_redacted(redact_params, name);
+            let redacted = redaction.is_secret(name);
             let (value, hint) = param_text(l.action.params.get(name));
             ParamField {
                 name: name.clone(),
@@ -175,24 +169,22 @@ pub fn action_view(dir: &Directory, redact_params: &[String], l: &Loaded) -> Act
         })
         .collect();
     let (requested, requested_iso) = times(l.action.requested_at);
-    let (expires, expires_iso) = times(request.expires_at);
-    let risk = l.verdict.classification.risk;
+    let (expires, expires_iso) = times(route.expires_at);
     ActionView {
         id: l.row.id.clone(),
         digest: l.row.digest.clone(),
         digest_short: l.row.digest.chars().take(12).collect(),
         state: state.as_str(),
         pending: state == State::Pending,
-        kind: l.action.kind.clone(),
-        resource: l.action.resource.clone(),
-        agent: l.action.agent.id.clone(),
-        owner: request.requester.owner.clone(),
-        on_behalf_of: l.action.on_behalf_of.clone(),
+        kind: a.kind.clone(),
+        resource: a.resource.clone(),
+        agent: a.agent_id.clone(),
+        owner: a.owner.clone(),
+        on_behalf_of: a.on_behalf_of.clone(),
         requested,
         requested_iso,
-        justification: l.action.justification.clone(),
-        context: l
-            .action
+        justification: a.justification.clone(),
+        context: a
             .context
             .iter()
             .map(|(k, v)| Pair {
@@ -200,28 +192,27 @@ pub fn action_view(dir: &Directory, redact_params: &[String], l: &Loaded) -> Act
                 value: v.clone(),
             })
             .collect(),
-        params: serde_json::to_string_pretty(&redact(&l.action.params, redact_params))
-            .expect("JSON serializes"),
-        risk: risk.as_str(),
-        approve_needs_reason: risk >= Risk::High,
-        reasons: l.verdict.classification.reasons.clone(),
-        plugin: l.verdict.plugin.as_ref().map(|p| PluginView {
+        params: serde_json::to_string_pretty(&a.params).expect("JSON serializes"),
+        risk: a.risk.as_str(),
+        approve_needs_reason: a.risk >= Risk::High,
+        reasons: a.reasons.clone(),
+        plugin: a.plugin.as_ref().map(|p| PluginView {
             name: p.name.clone(),
             version: p.version.clone(),
             sha256: p.sha256.clone(),
         }),
         failure: l.verdict.failure.as_ref().map(ToString::to_string),
         groups: if routed {
-            request.route.groups.join(", ")
+            route.groups.join(", ")
         } else {
             "none (not held for approval)".into()
         },
-        quorum: request.quorum(),
-        approvals,
+        quorum: route.quorum,
+        approvals: route.approvals.len(),
         expires,
         expires_iso,
-        escalate_to: request.route.escalate_to.join(", "),
-        escalated: request.escalated,
+        escalate_to: route.escalate_to.join(", "),
+        escalated: route.escalated,
         modifiable,
         reviews,
     }

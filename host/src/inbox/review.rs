@@ -11,9 +11,10 @@ use serde_json::Value;
 
 use super::inbox;
 use super::pages::{self, ActionPage, HistoryItem, HistoryPage, ListPage, Notice};
-use super::queue::{self, is_redacted};
+use super::queue;
 use super::session::{origin_refusal, SignedIn};
 use crate::api::App;
+use crate::approvals::Redaction;
 use crate::approvals::{Decision, ReviewError};
 use crate::gate::GateError;
 
@@ -88,7 +89,7 @@ async fn show(
         Ok(_) => return pages::not_found(Some(me.me())),
         Err(e) => return gate_failure(&e, me),
     };
-    let a = queue::action_view(&app.gate.directory, &inbox(app).redact_params, &loaded);
+    let a = queue::action_view(&app.gate.directory, &app.gate.redaction, &loaded);
     pages::render(
         status,
         &ActionPage {
@@ -144,14 +145,14 @@ fn parse_param(old: Option<&Value>, text: &str) -> Result<Value, &'static str> {
 fn changes(
     fields: &[(String, String)],
     current: &Value,
-    redact_params: &[String],
+    redaction: &Redaction,
 ) -> Result<Value, String> {
     let mut changes = serde_json::Map::new();
     for (key, text) in fields {
         let Some(name) = key.strip_prefix("param.") else {
             continue;
         };
-        if text.trim().is_empty() && is_redacted(redact_params, name) {
+        if text.trim().is_empty() && redaction.is_secret(name) {
             // Shown empty because redacted: empty keeps the value.
             continue;
         }
@@ -213,7 +214,7 @@ pub async fn submit(
         return show(&app, &me, &id, StatusCode::FORBIDDEN, Some(notice)).await;
     }
     let params = match decision {
-        Decision::Modify => match changes(&fields, &loaded.action.params, &inbox.redact_params) {
+        Decision::Modify => match changes(&fields, &loaded.action.params, &app.gate.redaction) {
             Ok(changes) => Some(changes),
             Err(why) => {
                 let notice = refused_notice("invalid-param", why);
@@ -324,7 +325,7 @@ mod tests {
     fn modify_fields_keep_types_and_skip_unchanged() {
         let current =
             json!({"rows": 500000, "tables": ["customers"], "destination": "s3://x", "token": "t"});
-        let redact = vec!["token".to_string()];
+        let redact = Redaction::new(&["token".to_string()]);
         let fields = vec![
             ("csrf".to_string(), "c".to_string()),
             ("param.rows".to_string(), "1000".to_string()),
