@@ -103,9 +103,11 @@ pub fn router(app: App) -> Router {
         .merge(log_routes)
         .merge(teams_routes)
         .merge(slack_routes)
-        .merge(inbox_routes)
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(error::problem_for_every_error))
+        // The inbox answers people in a browser: its refusals are HTML
+        // pages in the rule's words, not problem+json.
+        .merge(inbox_routes.layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
