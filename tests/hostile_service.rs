@@ -217,7 +217,9 @@ async fn flood_of_hostile_submissions_keeps_good_ones_fast() {
     const SIDE: Duration = Duration::from_secs(4);
     const GOOD_CLIENTS: usize = 2;
     const FLOOD_CLIENTS: usize = 50;
-    let server = TestServer::start_with(|c| bind(c, "test.*", "hostile_memory_bomb")).await;
+    // FLOOD_FIXTURE picks another hostile fixture for the flood.
+    let fixture = std::env::var("FLOOD_FIXTURE").unwrap_or_else(|_| "hostile_memory_bomb".into());
+    let server = TestServer::start_with(|c| bind(c, "test.*", &fixture)).await;
     let agent = Caller::agent(&server, "good-agent", "owner@example.com").await;
     let flooder = Caller::agent(&server, "flood-agent", "owner@example.com").await;
     good_load(&agent, GOOD_CLIENTS, Duration::from_millis(500)).await; // warm-up
@@ -254,7 +256,7 @@ async fn flood_of_hostile_submissions_keeps_good_ones_fast() {
     let (q50, q99) = percentiles(&mut quiet);
     let (f50, f99) = percentiles(&mut flooded);
     println!(
-        "good submissions, {GOOD_CLIENTS} clients, {} s per side:\n  quiet:   n={} p50={q50:.2} ms p99={q99:.2} ms\n  flooded: n={} p50={f50:.2} ms p99={f99:.2} ms ({:.2}x quiet p99)\n  flood ({FLOOD_CLIENTS} clients of memory bombs): {denied} decided (403, failed closed), {busy} refused as busy (503)",
+        "good submissions, {GOOD_CLIENTS} clients, {} s per side:\n  quiet:   n={} p50={q50:.2} ms p99={q99:.2} ms\n  flooded: n={} p50={f50:.2} ms p99={f99:.2} ms ({:.2}x quiet p99)\n  flood ({FLOOD_CLIENTS} clients of {fixture}): {denied} decided (403, failed closed), {busy} refused as busy (503)",
         SIDE.as_secs(),
         quiet.len(),
         flooded.len(),

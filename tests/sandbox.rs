@@ -50,8 +50,9 @@ fn timed_failure_of(sandbox: &Sandbox, fixture: &str) -> (PluginFailure, Duratio
     )
 }
 
-/// The epoch tick (10 ms) and room for a loaded two-core machine.
-const TICK_AND_SLACK: Duration = Duration::from_millis(10 + 240);
+/// The epoch tick (10 ms) and room for a loaded two-core machine (the
+/// failure this guards against is a thread held for the guest's 10 s).
+const TICK_AND_SLACK: Duration = Duration::from_millis(10 + 790);
 
 /// After a hostile plugin, an honest one still evaluates on the same engine.
 fn still_works(sandbox: &Sandbox) {
@@ -474,7 +475,7 @@ fn a_plugin_at_its_share_waits_then_is_busy_while_others_decide() {
     );
     assert!(
         sandbox.evaluate_inline(&flooded, &a).is_none(),
-        "no slot: the inline path leaves it to the waiting one"
+        "a plugin with its share full of slow evaluations gets no quick one"
     );
     let started = Instant::now();
     let busy = sandbox

@@ -19,12 +19,13 @@ pub struct Busy {
 /// The right to run one instance of one plugin; given back when dropped.
 pub struct Slot {
     capacity: Arc<Capacity>,
-    plugin: String,
+    /// The plugin whose share it counts against (none for a quick slot).
+    plugin: Option<String>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.capacity.release(&self.plugin);
+        self.capacity.release(self.plugin.as_deref());
     }
 }
 
@@ -33,13 +34,23 @@ pub(super) struct Capacity {
     share: u32,
     wait: Duration,
     held: Mutex<Held>,
-    freed: Condvar,
 }
 
 #[derive(Default)]
 struct Held {
     total: u32,
-    by_plugin: HashMap<String, u32>,
+    by_plugin: HashMap<String, PluginHeld>,
+}
+
+/// One plugin's slots and the callers waiting for one. Each plugin has its
+/// own condvar: a freed slot wakes one of that plugin's waiters, not the
+/// whole crowd of a flood (50 threads woken per slot, all taking the lock
+/// the async workers' quick evaluations take too).
+#[derive(Default)]
+struct PluginHeld {
+    held: u32,
+    waiting: u32,
+    freed: Arc<Condvar>,
 }
 
 impl Capacity {
@@ -52,7 +63,6 @@ impl Capacity {
             share: share.clamp(1, total),
             wait,
             held: Mutex::new(Held::default()),
-            freed: Condvar::new(),
         })
     }
 
@@ -60,6 +70,24 @@ impl Capacity {
     pub(super) fn try_acquire(self: &Arc<Self>, plugin: &str) -> Option<Slot> {
         let mut held = self.held.lock().unwrap();
         self.take(&mut held, plugin)
+    }
+
+    /// A slot for a quick evaluation of `plugin` on an async worker, if the
+    /// pool has one free now. It does not count against the plugin's share
+    /// (quick ones are bounded by the workers' count and a small fuel and
+    /// memory slice), but a plugin whose share is full of slow evaluations
+    /// (a flooded one) gets none: its quick tries would only take the
+    /// workers' time before waiting for the share anyway.
+    pub(super) fn try_acquire_quick(self: &Arc<Self>, plugin: &str) -> Option<Slot> {
+        let held = &mut *self.held.lock().unwrap();
+        if held.total >= self.total || held.of(plugin) >= self.share {
+            return None;
+        }
+        held.total += 1;
+        Some(Slot {
+            capacity: self.clone(),
+            plugin: None,
+        })
     }
 
     /// A slot for `plugin`, waiting up to the configured time for one.
@@ -75,7 +103,18 @@ impl Capacity {
             if now >= deadline {
                 return Err(self.busy(plugin, now - started));
             }
-            held = self.freed.wait_timeout(held, deadline - now).unwrap().0;
+            let entry = held.by_plugin.entry(plugin.to_string()).or_default();
+            entry.waiting += 1;
+            let freed = entry.freed.clone();
+            held = freed.wait_timeout(held, deadline - now).unwrap().0;
+            let entry = held
+                .by_plugin
+                .get_mut(plugin)
+                .expect("kept while waited for");
+            entry.waiting -= 1;
+            if entry.held == 0 && entry.waiting == 0 {
+                held.by_plugin.remove(plugin);
+            }
         }
     }
 
@@ -89,30 +128,43 @@ impl Capacity {
     }
 
     fn take(self: &Arc<Self>, held: &mut Held, plugin: &str) -> Option<Slot> {
-        let mine = held.by_plugin.get(plugin).copied().unwrap_or(0);
-        if held.total >= self.total || mine >= self.share {
+        if held.total >= self.total || held.of(plugin) >= self.share {
             return None;
         }
         held.total += 1;
-        *held.by_plugin.entry(plugin.to_string()).or_insert(0) += 1;
+        held.by_plugin.entry(plugin.to_string()).or_default().held += 1;
         Some(Slot {
             capacity: self.clone(),
-            plugin: plugin.to_string(),
+            plugin: Some(plugin.to_string()),
         })
     }
 
-    fn release(&self, plugin: &str) {
+    fn release(&self, plugin: Option<&str>) {
         let mut held = self.held.lock().unwrap();
+        let pool_was_full = held.total == self.total;
         held.total -= 1;
-        if let Some(mine) = held.by_plugin.get_mut(plugin) {
-            *mine -= 1;
-            if *mine == 0 {
-                held.by_plugin.remove(plugin);
+        if let Some(plugin) = plugin {
+            if let Some(entry) = held.by_plugin.get_mut(plugin) {
+                entry.held -= 1;
+                if entry.waiting > 0 {
+                    entry.freed.notify_one();
+                } else if entry.held == 0 {
+                    held.by_plugin.remove(plugin);
+                }
             }
         }
-        drop(held);
-        // Waiters wait for different plugins' shares: wake them all to look.
-        self.freed.notify_all();
+        if pool_was_full {
+            // Others may have waited for the pool rather than their share.
+            for entry in held.by_plugin.values().filter(|e| e.waiting > 0) {
+                entry.freed.notify_one();
+            }
+        }
+    }
+}
+
+impl Held {
+    fn of(&self, plugin: &str) -> u32 {
+        self.by_plugin.get(plugin).map_or(0, |e| e.held)
     }
 }
 
@@ -132,10 +184,33 @@ mod tests {
         assert_eq!((busy.plugin.as_str(), busy.share, busy.total), ("a", 2, 3));
         let _b = capacity.try_acquire("b").expect("b has its own share");
         assert!(capacity.try_acquire("c").is_none(), "the pool is full");
+        assert!(
+            capacity.try_acquire_quick("d").is_none(),
+            "full for quick ones too"
+        );
         drop(a1);
         assert!(
             capacity.acquire("c").is_ok(),
             "a freed slot goes to the next"
+        );
+    }
+
+    #[test]
+    fn quick_slots_count_against_the_pool_not_a_share() {
+        let capacity = Capacity::new(4, 2, Duration::from_millis(1));
+        let _a = capacity.try_acquire("a").unwrap();
+        let quick = capacity.try_acquire_quick("a").expect("outside a's share");
+        let _a2 = capacity.try_acquire("a").expect("a's share is still two");
+        assert!(
+            capacity.try_acquire_quick("a").is_none(),
+            "a's share is full"
+        );
+        drop(quick);
+        let _b = capacity.try_acquire("b").unwrap();
+        let _q = capacity.try_acquire_quick("b").unwrap();
+        assert!(
+            capacity.try_acquire_quick("c").is_none(),
+            "the pool is full"
         );
     }
 

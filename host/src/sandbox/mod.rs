@@ -106,8 +106,8 @@ pub struct SandboxConfig {
     pub inline_fuel: u64,
     /// Instances one plugin may hold at once, so that a flood of one kind
     /// cannot take the slots (and cores) every other kind needs. Default:
-    /// the machine's CPU count (evaluations are CPU-bound; more at once
-    /// only queue for the cores).
+    /// half the machine's CPUs, at least one (evaluations are CPU-bound: a
+    /// flooded plugin keeps at most half the cores busy).
     pub plugin_share: Option<u32>,
     /// How long an evaluation waits for a free slot before the submission
     /// is refused as busy (503, nothing decided).
@@ -218,9 +218,10 @@ impl Sandbox {
             .instance(&format!("actiongate:policy/types@{WIT_VERSION}"))
             .map_err(|e| SandboxError::Link(format!("{e:#}")))?;
 
-        let share = config
-            .plugin_share
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+        let share = config.plugin_share.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+            (cpus / 2).max(1)
+        });
         let capacity = capacity::Capacity::new(
             config.max_instances,
             share,

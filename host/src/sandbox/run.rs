@@ -53,7 +53,14 @@ impl Sandbox {
         plugin: &Plugin,
         action: &Action,
     ) -> Result<Evaluation, Busy> {
-        let evaluation = self.evaluate_on(&plugin.pre, plugin, action, self.config.limits.fuel);
+        let limits = &self.config.limits;
+        let evaluation = self.evaluate_on(
+            &plugin.pre,
+            plugin,
+            action,
+            limits.fuel,
+            limits.memory_bytes,
+        );
         drop(slot);
         evaluation
     }
@@ -71,10 +78,19 @@ impl Sandbox {
     /// fuel than it was given, so a full run, being deterministic, would
     /// decide the same.
     pub fn evaluate_inline(&self, plugin: &Plugin, action: &Action) -> Option<Evaluation> {
-        let slot = self.try_slot(plugin)?;
+        // Outside the plugin's share (see `try_acquire_quick`).
+        let slot = self.capacity.try_acquire_quick(&plugin.sha256)?;
         let fuel = self.config.inline_fuel.min(self.config.limits.fuel);
+        // Nor may it grow memory past what stays resident between instances:
+        // a memory bomb faulting in its whole cap held an async worker for
+        // milliseconds before it fell back to the blocking pool anyway.
+        let memory = self
+            .config
+            .keep_resident_bytes
+            .max(1 << 20)
+            .min(self.config.limits.memory_bytes);
         let evaluation = self
-            .evaluate_on(&plugin.inline, plugin, action, fuel)
+            .evaluate_on(&plugin.inline, plugin, action, fuel, memory)
             .ok()?;
         drop(slot);
         evaluation.outcome.is_ok().then_some(evaluation)
@@ -86,6 +102,7 @@ impl Sandbox {
         plugin: &Plugin,
         action: &Action,
         fuel: u64,
+        memory_bytes: usize,
     ) -> Result<Evaluation, Busy> {
         let started = Instant::now();
         let epoch_ns = action
@@ -93,7 +110,12 @@ impl Sandbox {
             .timestamp_nanos_opt()
             .unwrap_or(0)
             .max(0) as u64;
-        let mut store = self.store(&action.id, Duration::from_nanos(epoch_ns), fuel);
+        let mut store = self.store(
+            &action.id,
+            Duration::from_nanos(epoch_ns),
+            fuel,
+            memory_bytes,
+        );
         let params = action.params.to_string();
         let requested_at = action.requested_at_rfc3339();
         let input = ActionArg::new(action, &params, &requested_at);
@@ -157,7 +179,8 @@ impl Sandbox {
         &self,
         pre: &PolicyPre<GuestState>,
     ) -> Result<(PluginInfo, Exports), PluginFailure> {
-        let mut store = self.store("describe", Duration::ZERO, self.config.limits.fuel);
+        let limits = &self.config.limits;
+        let mut store = self.store("describe", Duration::ZERO, limits.fuel, limits.memory_bytes);
         let instance = pre
             .instance_pre()
             .instantiate(&mut store)
@@ -183,7 +206,13 @@ impl Sandbox {
         ))
     }
 
-    fn store(&self, action_id: &str, requested_at: Duration, fuel: u64) -> Store<GuestState> {
+    fn store(
+        &self,
+        action_id: &str,
+        requested_at: Duration,
+        fuel: u64,
+        memory_bytes: usize,
+    ) -> Store<GuestState> {
         let limits = &self.config.limits;
         let state = GuestState {
             wasi: None,
@@ -195,7 +224,7 @@ impl Sandbox {
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 limits: StoreLimitsBuilder::new()
-                    .memory_size(limits.memory_bytes)
+                    .memory_size(memory_bytes)
                     .instances(32)
                     .trap_on_grow_failure(true)
                     .build(),
