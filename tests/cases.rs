@@ -164,3 +164,40 @@ async fn plugin_test_checks_routes_against_the_configs_directory() {
         "without a directory the cases pass as written: {out}"
     );
 }
+
+/// `plugin inspect` looks without installing: it used to compile into the
+/// config's cache (`./data/plugin-cache` of the current directory by
+/// default), even for a plugin it then refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_inspect_writes_no_compile_cache() {
+    for (fixture, code) in [("db_export", 0), ("hostile_forbidden_import", 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let config = dir.path().join("actiongate.toml");
+        std::fs::write(
+            &config,
+            format!("[sandbox]\ncache_dir = {:?}\n", cache.display().to_string()),
+        )
+        .unwrap();
+        let wasm = dir.path().join("plugin.wasm");
+        std::fs::write(&wasm, actiongate_tests::component(fixture)).unwrap();
+        let cli = <actiongate::cli::Cli as clap::Parser>::try_parse_from([
+            "actiongate",
+            "--config",
+            config.to_str().unwrap(),
+            "plugin",
+            "inspect",
+            wasm.to_str().unwrap(),
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        assert_eq!(actiongate::cli::run(cli, &mut out).await, code);
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("wit:     actiongate:policy@0.1.0"), "{out}");
+        assert!(
+            !cache.exists(),
+            "{fixture}: inspect wrote {}",
+            cache.display()
+        );
+    }
+}

@@ -158,6 +158,9 @@ fn sandbox() -> Arc<Sandbox> {
     Arc::new(
         Sandbox::new(SandboxConfig {
             limits: Limits::default(),
+            // The throughput rounds run one plugin on several threads; the
+            // service's per-plugin share (half the CPUs) would serialize them.
+            plugin_share: Some(64),
             ..SandboxConfig::default()
         })
         .unwrap(),

@@ -21,6 +21,10 @@
 //! of initial memory. The guest SDK keeps its side small: a bump allocator
 //! and `#![no_std]` plugins, whose components import 3 WASI interfaces
 //! instead of std's 14 (plugins/sdk/src/lib.rs).
+//!
+//! No WASI call a guest makes waits in real time (`nonblocking`), and an
+//! evaluation runs only in an instance slot it holds (`capacity`): a full
+//! pool is `Busy`, the host's state, never the plugin's failure.
 
 mod capacity;
 mod failure;
