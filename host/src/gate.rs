@@ -153,6 +153,9 @@ pub enum GateError {
         state: &'static str,
         what: &'static str,
     },
+    /// No sandbox slot came free in time: nothing was decided or recorded.
+    #[error(transparent)]
+    Busy(#[from] crate::sandbox::Busy),
 }
 
 impl GateError {
@@ -248,7 +251,7 @@ impl Gate {
                 let evaluated = action.clone();
                 tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&evaluated))
                     .await
-                    .expect("evaluation never panics: failures are values")
+                    .expect("evaluation never panics: failures are values")?
             }
         };
         self.metrics.evaluated(&verdict);

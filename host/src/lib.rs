@@ -32,6 +32,7 @@ pub mod keys;
 pub mod metrics;
 pub mod notify;
 pub mod registry;
+pub mod route_check;
 pub mod sandbox;
 pub mod service;
 pub mod shadow;

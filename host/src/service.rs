@@ -44,7 +44,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     );
     let sandbox =
         Arc::new(Sandbox::new(config.sandbox.clone()).context("starting the plugin sandbox")?);
-    let evaluator = Arc::new(Evaluator::new(sandbox, config.fail_closed.clone()));
+    let directory =
+        Arc::new(Directory::from_config(&config.directory).context("checking [directory]")?);
+    let evaluator = Arc::new(
+        Evaluator::new(sandbox, config.fail_closed.clone()).with_directory(directory.clone()),
+    );
     let mut seeds = Vec::with_capacity(config.bindings.len());
     for binding in &config.bindings {
         seeds.push(
@@ -73,8 +77,6 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     if let Store::Postgres(pool, ..) = &store {
         waiters.listen_postgres(pool.clone());
     }
-    let directory =
-        Arc::new(Directory::from_config(&config.directory).context("checking [directory]")?);
     let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
     for hook in &config.notify.webhooks {
         let webhook =

@@ -120,7 +120,8 @@ impl Gate {
                 let (new_verdict, new_shadow) =
                     tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&input))
                         .await
-                        .expect("evaluation never panics");
+                        .expect("evaluation never panics")
+                        .map_err(GateError::from)?;
                 shadow = new_shadow;
                 self.metrics.evaluated(&new_verdict);
                 let digest = modified.digest();
