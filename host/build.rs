@@ -12,7 +12,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const EXAMPLES: &[&str] = &["db-export", "iam-change", "prod-ops", "baseline"];
+const EXAMPLES: &[&str] = &[
+    "db-export",
+    "iam-change",
+    "prod-ops",
+    "baseline",
+    "mcp-tools",
+];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

@@ -47,6 +47,8 @@ pub struct Config {
     pub teams: Option<crate::chat::teams::TeamsConfig>,
     /// Approvals in Slack (`[slack]`); off when absent.
     pub slack: Option<crate::chat::slack::SlackConfig>,
+    /// The MCP gateway (`[mcp]`, `[[mcp.upstreams]]`); off without upstreams.
+    pub mcp: crate::mcp::McpConfig,
 }
 
 /// `[notify]`: outgoing announcements.
@@ -84,6 +86,7 @@ impl Default for Config {
             sweep_interval_ms: 1000,
             teams: None,
             slack: None,
+            mcp: Default::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ use axum::Router;
 use utoipa::OpenApi;
 
 pub use approvals::review_problem;
+pub use auth::Submitter;
 pub use error::Problem;
 
 use crate::evidence::EvidenceLog;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub admission: Arc<crate::registry::admit::Admission>,
     /// Agents recently authenticated to submit.
     pub submitters: auth::Submitters,
+    /// The MCP gateway at `/mcp`, when `[[mcp.upstreams]]` are configured.
+    pub mcp: Option<Arc<crate::mcp::Gateway>>,
 }
 
 pub type App = Arc<AppState>;
@@ -68,6 +71,10 @@ pub fn router(app: App) -> Router {
     );
     let teams_routes = crate::chat::teams::invoke::router(&app);
     let slack_routes = crate::chat::slack::routes(app.slack.as_deref());
+    let mcp_routes = match &app.mcp {
+        Some(gateway) => crate::mcp::front::routes(&app, gateway.clone()),
+        None => Router::new(),
+    };
     Router::new()
         .route("/v1/actions", post(actions::submit))
         .route("/v1/actions/{id}", get(actions::get_action))
@@ -94,6 +101,7 @@ pub fn router(app: App) -> Router {
         .merge(log_routes)
         .merge(teams_routes)
         .merge(slack_routes)
+        .merge(mcp_routes)
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())

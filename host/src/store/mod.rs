@@ -6,6 +6,7 @@ mod agents;
 mod audit;
 mod bindings;
 mod lanes;
+mod mcp;
 mod plugins;
 mod postgres;
 mod reviews;
