@@ -287,7 +287,8 @@ impl Rig {
 
     /// The first pending action of `kind`, waiting for it to appear.
     async fn pending_of(&self, kind: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // The first call starts every upstream: slow on a loaded machine.
+        let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Some(id) = self.actions_of(kind).await.pop() {
                 return id;
@@ -762,7 +763,7 @@ async fn oversized_arguments_results_and_slow_upstreams_are_refused_clearly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_endpoint_wants_an_agent_key() {
+async fn the_endpoint_wants_an_agent_key_and_i_json() {
     let rig = rig(|_| {}).await;
     let client = reqwest::Client::new();
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -786,6 +787,29 @@ async fn the_endpoint_wants_an_agent_key() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403, "only agents call tools");
+    // Arguments that parsers would read differently never become an action:
+    // the body is refused before the protocol is even parsed.
+    let duplicate = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"py__echo","arguments":{"text":"a","text":"b"}}}"#;
+    let r = client
+        .post(format!("{}/mcp", rig.server.url))
+        .bearer_auth(&rig.key)
+        .header("Accept", "application/json, text/event-stream")
+        .header("Content-Type", "application/json")
+        .header("MCP-Protocol-Version", "2026-07-28")
+        .body(duplicate)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let problem: Value = r.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("params.arguments.text"),
+        "{problem}"
+    );
+    assert!(rig.actions_of("mcp.py.echo").await.is_empty());
 }
 
 /// Calls/s and latency of an allowed call (`py__echo`) through the gateway

@@ -27,6 +27,7 @@ pub mod examples;
 pub mod execution;
 pub mod gate;
 pub mod grant;
+pub mod ijson;
 pub mod keys;
 pub mod mcp;
 pub mod metrics;

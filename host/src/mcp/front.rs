@@ -31,15 +31,32 @@ struct McpAgent {
     key_hash: String,
 }
 
-/// Every request to `/mcp` (POST, GET, DELETE) names its agent by key.
+/// Every request to `/mcp` (POST, GET, DELETE) names its agent by key, and
+/// every JSON-RPC message passes the host's one I-JSON check before rmcp
+/// parses it (so tool arguments that parsers would read differently, such
+/// as duplicate keys, never become an action).
 async fn authenticate(
-    State(app): State<App>,
+    State((app, body_limit)): State<(App, usize)>,
     request: Request,
     next: Next,
 ) -> Result<Response, Problem> {
     let (mut parts, body) = request.into_parts();
     let Submitter { agent, key_hash } = Submitter::from_request_parts(&mut parts, &app).await?;
     parts.extensions.insert(McpAgent { agent, key_hash });
+    let body = if parts.method == http::Method::POST {
+        let bytes = axum::body::to_bytes(body, body_limit).await.map_err(|_| {
+            Problem::new(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+                format!("the limit is {body_limit} bytes"),
+            )
+        })?;
+        crate::ijson::check(&bytes).map_err(|e| Problem::bad_request(e.to_string()))?;
+        axum::body::Body::from(bytes)
+    } else {
+        body
+    };
     Ok(next.run(Request::from_parts(parts, body)).await)
 }
 
@@ -55,7 +72,8 @@ pub fn routes(app: &App, gateway: Arc<Gateway>) -> Router {
     };
     // The body limit is the arguments' plus room for the envelope; larger
     // arguments are refused as a tool result, so the model reads why.
-    http.max_request_body_bytes = config.max_argument_bytes.saturating_mul(2) + 64 * 1024;
+    let body_limit = config.max_argument_bytes.saturating_mul(2) + 64 * 1024;
+    http.max_request_body_bytes = body_limit;
     let front = Front { gateway };
     let service = StreamableHttpService::new(
         move || Ok(front.clone()),
@@ -65,7 +83,7 @@ pub fn routes(app: &App, gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route_service("/mcp", service)
         .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
+            (app.clone(), body_limit),
             authenticate,
         ))
 }

@@ -16,7 +16,14 @@ use actiongate_sdk::prelude::*;
 struct McpTools;
 
 /// Arguments that name files: a string, or a list of strings.
-const PATH_KEYS: &[&str] = &["path", "paths", "source", "destination", "file", "directory"];
+const PATH_KEYS: &[&str] = &[
+    "path",
+    "paths",
+    "source",
+    "destination",
+    "file",
+    "directory",
+];
 
 fn hint(action: &Action, name: &str, default: bool) -> bool {
     match action.context(name) {
@@ -83,15 +90,23 @@ impl Policy for McpTools {
         let mut c = Classification::new(Risk::Low);
         if read_only {
             c.tags.push("read-only".into());
-            c.reasons.push(format!("{} says it only reads", action.resource));
+            c.reasons
+                .push(format!("{} says it only reads", action.resource));
         } else if destructive {
             c.raise(
                 Risk::High,
                 "destructive",
-                format!("{} may destroy data (or does not say it won't)", action.resource),
+                format!(
+                    "{} may destroy data (or does not say it won't)",
+                    action.resource
+                ),
             );
         } else {
-            c.raise(Risk::Medium, "writes", format!("{} changes things", action.resource));
+            c.raise(
+                Risk::Medium,
+                "writes",
+                format!("{} changes things", action.resource),
+            );
         }
         let found = paths(&params)?;
         if !found.is_empty() {
