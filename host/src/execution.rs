@@ -15,7 +15,7 @@ use crate::store::{ActionChange, AgentRow, StoreError};
 #[derive(Debug)]
 pub enum Claim {
     /// This caller holds the grant and must run the action, then record it.
-    Run(ClaimedRun),
+    Run(Box<ClaimedRun>),
     /// Another request claimed it first (it runs, or ran, there).
     Taken,
     /// Its grant expired before anyone ran it.
@@ -65,12 +65,12 @@ impl Gate {
         }
         let action: Action = serde_json::from_str(&row.action)
             .map_err(|e| StoreError::Corrupt(format!("action {id}: {e}")))?;
-        Ok(Claim::Run(ClaimedRun {
+        Ok(Claim::Run(Box::new(ClaimedRun {
             action,
             digest: row.digest,
             jti: claims.jti,
             from: state,
-        }))
+        })))
     }
 
     /// Records how a claimed run went: the `executed` event, then the state.
