@@ -285,15 +285,23 @@ impl Rig {
         assert!(status.is_success(), "approve {id}: {status} {body}");
     }
 
-    /// The first pending action of `kind`, waiting for it to appear.
+    /// The pending action of `kind` as an approver sees it, waiting for it
+    /// to appear in Dana's list.
     async fn pending_of(&self, kind: &str) -> String {
         // The first call starts every upstream: slow on a loaded machine.
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if let Some(id) = self.actions_of(kind).await.pop() {
-                return id;
+            let list: Value = self
+                .dana
+                .get("/v1/approvals?state=pending")
+                .await
+                .json()
+                .await
+                .unwrap();
+            if let Some(a) = list.as_array().unwrap().iter().find(|a| a["kind"] == kind) {
+                return a["action_id"].as_str().unwrap().to_string();
             }
-            assert!(Instant::now() < deadline, "no {kind} action submitted");
+            assert!(Instant::now() < deadline, "no pending {kind} action");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -833,6 +841,7 @@ async fn gateway_benchmark() {
             .unwrap_or(d)
     };
     let seconds = env("BENCH_SECONDS", 3);
+    actiongate::mcp::upstream::install_tls_provider();
     let rounds = env("BENCH_ROUNDS", 3);
     let state = tempfile::tempdir().unwrap();
     let upstream = HttpUpstream::start_with(state.path(), true).await;

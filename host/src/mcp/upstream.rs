@@ -118,7 +118,9 @@ pub struct Upstream {
     session: Mutex<Option<Arc<Session>>>,
 }
 
-fn install_tls_provider() {
+/// Installs the process's rustls provider (ring) once; rmcp's HTTP client
+/// needs one. Harmless when another part of the process installed one.
+pub fn install_tls_provider() {
     static ONCE: Once = Once::new();
     // rmcp's HTTP client takes the process default; another part of the
     // process may have installed one already, which is as good.
