@@ -116,6 +116,9 @@ fn notification(id: &str) -> Notification {
             reasons: vec!["exports personal data".into()],
             justification: Some("quarterly report — «ünïcode» too".into()),
             params: serde_json::json!({"rows": 1000, "columns": ["email", "name"]}),
+            context: Default::default(),
+            plugin: None,
+            redacted: vec![],
         },
         approval: ApprovalState {
             groups: vec!["data-owners".into(), "security".into()],
@@ -127,9 +130,13 @@ fn notification(id: &str) -> Notification {
             }],
             expires_at: at + chrono::Duration::hours(1),
             escalate_to: vec!["oncall".into()],
+            escalated: false,
+            modifiable_params: vec![],
+            reviews: vec![],
         },
         review: None,
         occurred_at: at,
+        inbox_url: None,
     }
 }
 

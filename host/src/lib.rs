@@ -28,6 +28,7 @@ pub mod execution;
 pub mod gate;
 pub mod grant;
 pub mod ijson;
+pub mod inbox;
 pub mod keys;
 pub mod mcp;
 pub mod metrics;
@@ -38,3 +39,9 @@ pub mod service;
 pub mod shadow;
 pub mod store;
 pub mod waiters;
+
+/// The build script's wasm-target check, unit-tested here (build scripts
+/// have no tests of their own).
+#[cfg(test)]
+#[path = "../build/wasm_target.rs"]
+mod wasm_target;

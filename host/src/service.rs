@@ -102,6 +102,12 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     if let Some(slack) = &slack {
         notifiers.push(slack.notifier());
     }
+    let inbox = config
+        .inbox
+        .as_ref()
+        .map(|c| crate::inbox::Inbox::new(c).map(Arc::new))
+        .transpose()
+        .context("checking [inbox]")?;
     let gate = Arc::new(Gate {
         store,
         directory,
@@ -118,6 +124,8 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             evidence.clone(),
             (config.sandbox.max_instances / 4) as usize,
         ),
+        inbox_url: inbox.as_ref().map(|i| i.settings.public_url.clone()),
+        redaction: redaction(config),
     });
     bindings.spawn_sync(Duration::from_millis(
         config.plugins.bindings_poll_ms.max(50),
@@ -135,6 +143,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         slack,
         admission,
         submitters: Default::default(),
+        inbox,
         mcp,
     }))
 }
@@ -194,6 +203,20 @@ async fn admit_config_binding(
         sha256,
         shadow,
     })
+}
+
+/// The one redaction rule set; `[slack] redact_params`, the older
+/// per-channel setting, now adds to it for every channel.
+fn redaction(config: &Config) -> crate::approvals::Redaction {
+    let older = config
+        .slack
+        .as_ref()
+        .and_then(|s| s.redact_params.clone())
+        .unwrap_or_default();
+    if !older.is_empty() {
+        tracing::warn!("[slack] redact_params is deprecated: its names now apply to every channel; move them to [approvals] redact_params");
+    }
+    crate::approvals::Redaction::from_config(&config.approvals, &older)
 }
 
 fn store_name(url: &str) -> &'static str {

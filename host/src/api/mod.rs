@@ -6,6 +6,7 @@ mod admin;
 mod approvals;
 mod auth;
 mod error;
+mod openapi;
 mod ops;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use utoipa::OpenApi;
 pub use approvals::review_problem;
 pub use auth::Submitter;
 pub use error::Problem;
+use openapi::ProblemResponses;
 
 use crate::evidence::EvidenceLog;
 use crate::gate::Gate;
@@ -37,6 +39,8 @@ pub struct AppState {
     pub admission: Arc<crate::registry::admit::Admission>,
     /// Agents recently authenticated to submit.
     pub submitters: auth::Submitters,
+    /// The approver web inbox, when `[inbox]` is configured.
+    pub inbox: Option<Arc<crate::inbox::Inbox>>,
     /// The MCP gateway at `/mcp`, when `[[mcp.upstreams]]` are configured.
     pub mcp: Option<Arc<crate::mcp::Gateway>>,
 }
@@ -46,8 +50,11 @@ pub type App = Arc<AppState>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "actiongate", description = "Human approval in front of AI agents' privileged actions."),
-    paths(actions::submit, actions::get_action, actions::events, actions::outcome, approvals::list, approvals::review, admin::list_bindings, admin::bind, admin::list_plugins, admin::register, ops::keys, ops::healthz, ops::readyz),
-    modifiers(&BearerAuth),
+    paths(actions::submit, actions::get_action, actions::events, actions::outcome, approvals::list, approvals::detail, approvals::review, admin::list_bindings, admin::bind, admin::list_plugins, admin::register, ops::keys, ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+        crate::evidence::http::checkpoint, crate::evidence::http::inclusion, crate::evidence::http::consistency, crate::evidence::http::entries,
+        crate::chat::slack::interactivity::interactivity, crate::chat::teams::invoke::messages),
+    components(schemas(openapi::ProblemDoc)),
+    modifiers(&BearerAuth, &ProblemResponses),
 )]
 pub struct ApiDoc;
 
@@ -71,6 +78,7 @@ pub fn router(app: App) -> Router {
     );
     let teams_routes = crate::chat::teams::invoke::router(&app);
     let slack_routes = crate::chat::slack::routes(app.slack.as_deref());
+    let inbox_routes = crate::inbox::routes(&app);
     let mcp_routes = match &app.mcp {
         Some(gateway) => crate::mcp::front::routes(&app, gateway.clone()),
         None => Router::new(),
@@ -81,6 +89,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/actions/{id}/events", get(actions::events))
         .route("/v1/actions/{id}/outcome", post(actions::outcome))
         .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{id}", get(approvals::detail))
         .route("/v1/approvals/{id}/reviews", post(approvals::review))
         .route(
             "/v1/admin/bindings",
@@ -104,5 +113,9 @@ pub fn router(app: App) -> Router {
         .merge(mcp_routes)
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(error::problem_for_every_error))
+        // The inbox answers people in a browser: its refusals are HTML
+        // pages in the rule's words, not problem+json.
+        .merge(inbox_routes.layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

@@ -547,6 +547,9 @@ mod tests {
                 reasons: vec!["pii".into()],
                 justification: None,
                 params: serde_json::json!({"rows": 10}),
+                context: Default::default(),
+                plugin: None,
+                redacted: vec![],
             },
             approval: ApprovalState {
                 groups: vec!["data-owners".into()],
@@ -554,9 +557,13 @@ mod tests {
                 approvals: vec![],
                 expires_at: at,
                 escalate_to: vec![],
+                escalated: false,
+                modifiable_params: vec![],
+                reviews: vec![],
             },
             review: None,
             occurred_at: at,
+            inbox_url: None,
         }
     }
 
