@@ -7,7 +7,7 @@ use actiongate::sandbox::Limits;
 #[test]
 fn every_example_passes_its_case_file() {
     let sandbox = actiongate_tests::sandbox(Limits::default());
-    assert_eq!(EXAMPLES.len(), 4);
+    assert_eq!(EXAMPLES.len(), 5);
     for example in EXAMPLES {
         let results = actiongate::cases::run(&sandbox, example.wasm, example.cases, None).unwrap();
         assert!(results.len() >= 2, "{} has too few cases", example.name);

@@ -51,6 +51,8 @@ pub struct Config {
     pub inbox: Option<crate::inbox::InboxConfig>,
     /// What approvers are shown: the one redaction rule set (`[approvals]`).
     pub approvals: crate::approvals::ApprovalsConfig,
+    /// The MCP gateway (`[mcp]`, `[[mcp.upstreams]]`); off without upstreams.
+    pub mcp: crate::mcp::McpConfig,
 }
 
 /// `[notify]`: outgoing announcements.
@@ -90,6 +92,7 @@ impl Default for Config {
             slack: None,
             inbox: None,
             approvals: crate::approvals::ApprovalsConfig::default(),
+            mcp: Default::default(),
         }
     }
 }

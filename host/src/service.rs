@@ -137,6 +137,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         Duration::from_millis(config.sweep_interval_ms.max(10)),
     );
     let slack = slack.map(|s| Arc::new(s.start(gate.clone())));
+    let mcp = crate::mcp::Gateway::new(gate.clone(), &config.mcp).context("checking [mcp]")?;
     Ok(Arc::new(AppState {
         gate,
         evidence,
@@ -145,6 +146,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         admission,
         submitters: Default::default(),
         inbox,
+        mcp,
     }))
 }
 
@@ -168,7 +170,7 @@ async fn admit_config_binding(
     };
     let example = |name: &str| {
         crate::examples::example(name).with_context(|| {
-            format!("no example plugin named {name:?} (examples: db-export, iam-change, prod-ops, baseline)")
+            format!("no example plugin named {name:?} (examples: db-export, iam-change, prod-ops, baseline, mcp-tools)")
         })
     };
     let sha256 = match (&b.plugin, &b.path, &b.sha256) {

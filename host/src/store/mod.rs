@@ -7,6 +7,7 @@ mod audit;
 mod bindings;
 mod inbox;
 mod lanes;
+mod mcp;
 mod plugins;
 mod postgres;
 mod reviews;
