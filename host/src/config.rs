@@ -47,10 +47,14 @@ pub struct Config {
     pub teams: Option<crate::chat::teams::TeamsConfig>,
     /// Approvals in Slack (`[slack]`); off when absent.
     pub slack: Option<crate::chat::slack::SlackConfig>,
+    /// The approver web inbox with OIDC sign-in (`[inbox]`); off when absent.
+    pub inbox: Option<crate::inbox::InboxConfig>,
     /// What approvers are shown: the one redaction rule set (`[approvals]`).
     pub approvals: crate::approvals::ApprovalsConfig,
     /// Passkey step-up for the riskiest approvals (`[step_up]`); off when absent.
     pub step_up: Option<crate::stepup::StepUpConfig>,
+    /// The MCP gateway (`[mcp]`, `[[mcp.upstreams]]`); off without upstreams.
+    pub mcp: crate::mcp::McpConfig,
 }
 
 /// `[notify]`: outgoing announcements.
@@ -88,8 +92,10 @@ impl Default for Config {
             sweep_interval_ms: 1000,
             teams: None,
             slack: None,
+            inbox: None,
             approvals: crate::approvals::ApprovalsConfig::default(),
             step_up: None,
+            mcp: Default::default(),
         }
     }
 }

@@ -153,6 +153,9 @@ pub enum GateError {
         state: &'static str,
         what: &'static str,
     },
+    /// No sandbox slot came free in time: nothing was decided or recorded.
+    #[error(transparent)]
+    Busy(#[from] crate::sandbox::Busy),
 }
 
 impl GateError {
@@ -184,6 +187,8 @@ pub struct Gate {
     pub bindings: Arc<crate::bindings::Bindings>,
     /// Shadow plugins, evaluated after the live answer is committed.
     pub shadows: crate::shadow::Shadows,
+    /// The web inbox's public base URL: notifications link to each action's page.
+    pub inbox_url: Option<String>,
     /// What no channel shows of params and context (`[approvals]`).
     pub redaction: crate::approvals::Redaction,
     /// Passkey step-up, when `[step_up]` is configured.
@@ -248,7 +253,7 @@ impl Gate {
                 let evaluated = action.clone();
                 tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&evaluated))
                     .await
-                    .expect("evaluation never panics: failures are values")
+                    .expect("evaluation never panics: failures are values")?
             }
         };
         self.metrics.evaluated(&verdict);

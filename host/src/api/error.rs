@@ -127,6 +127,15 @@ impl From<GateError> for Problem {
             return Problem::unavailable("the database is unavailable; retry later");
         }
         match &e {
+            GateError::Busy(busy) => {
+                tracing::warn!(plugin = %busy.plugin, waited_ms = busy.waited_ms, "sandbox busy; nothing decided");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "The policy sandbox is busy; nothing was decided",
+                    e.to_string(),
+                )
+            }
             GateError::IdempotencyConflict(_) => Problem::new(
                 StatusCode::CONFLICT,
                 "idempotency-conflict",

@@ -18,6 +18,7 @@ use axum::Router;
 use utoipa::OpenApi;
 
 pub use approvals::review_problem;
+pub use auth::Submitter;
 pub use error::Problem;
 use openapi::ProblemResponses;
 
@@ -39,6 +40,10 @@ pub struct AppState {
     pub admission: Arc<crate::registry::admit::Admission>,
     /// Agents recently authenticated to submit.
     pub submitters: auth::Submitters,
+    /// The approver web inbox, when `[inbox]` is configured.
+    pub inbox: Option<Arc<crate::inbox::Inbox>>,
+    /// The MCP gateway at `/mcp`, when `[[mcp.upstreams]]` are configured.
+    pub mcp: Option<Arc<crate::mcp::Gateway>>,
 }
 
 pub type App = Arc<AppState>;
@@ -74,6 +79,11 @@ pub fn router(app: App) -> Router {
     );
     let teams_routes = crate::chat::teams::invoke::router(&app);
     let slack_routes = crate::chat::slack::routes(app.slack.as_deref());
+    let inbox_routes = crate::inbox::routes(&app);
+    let mcp_routes = match &app.mcp {
+        Some(gateway) => crate::mcp::front::routes(&app, gateway.clone()),
+        None => Router::new(),
+    };
     Router::new()
         .route("/v1/actions", post(actions::submit))
         .route("/v1/actions/{id}", get(actions::get_action))
@@ -111,8 +121,12 @@ pub fn router(app: App) -> Router {
         .merge(log_routes)
         .merge(teams_routes)
         .merge(slack_routes)
+        .merge(mcp_routes)
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(error::problem_for_every_error))
+        // The inbox answers people in a browser: its refusals are HTML
+        // pages in the rule's words, not problem+json.
+        .merge(inbox_routes.layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

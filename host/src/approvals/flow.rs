@@ -156,7 +156,8 @@ impl Gate {
                 let (new_verdict, new_shadow) =
                     tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&input))
                         .await
-                        .expect("evaluation never panics");
+                        .expect("evaluation never panics")
+                        .map_err(GateError::from)?;
                 shadow = new_shadow;
                 self.metrics.evaluated(&new_verdict);
                 let digest = modified.digest();
@@ -561,7 +562,12 @@ impl Gate {
         action_id: &str,
         kind: NotificationKind,
     ) -> Result<Notification, GateError> {
-        Ok(Notification::new(kind, self.summary(action_id).await?))
+        let mut notification = Notification::new(kind, self.summary(action_id).await?);
+        notification.inbox_url = self
+            .inbox_url
+            .as_deref()
+            .map(|base| crate::inbox::action_url(base, action_id));
+        Ok(notification)
     }
 
     /// Pending actions `approver` may review now, as every channel shows them.

@@ -564,6 +564,7 @@ mod tests {
             },
             review: None,
             occurred_at: at,
+            inbox_url: None,
         }
     }
 
