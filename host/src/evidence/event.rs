@@ -91,7 +91,7 @@ event_kinds! {
     // MCP gateway: a tool definition first seen or changed; an upstream's
     // request to the client that was refused.
     McpToolDefined = "mcp-tool-defined",
-    McpRefused = "mcp-request-refused",
+    McpRequestRefused = "mcp-request-refused",
 }
 
 impl std::fmt::Display for EventKind {

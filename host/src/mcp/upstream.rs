@@ -59,7 +59,7 @@ impl Refuser {
     async fn refuse(&self, what: &'static str) -> ErrorData {
         tracing::warn!(upstream = %self.upstream, request = what, "upstream asked the client; refused");
         let event = NewEvent {
-            kind: EventKind::McpRefused,
+            kind: EventKind::McpRequestRefused,
             action_id: None,
             actor: Actor::system(format!("mcp:{}", self.upstream)),
             payload: serde_json::json!({"upstream": self.upstream, "request": what}),
