@@ -298,8 +298,13 @@ impl Rig {
                 .json()
                 .await
                 .unwrap();
-            if let Some(a) = list.as_array().unwrap().iter().find(|a| a["kind"] == kind) {
-                return a["action_id"].as_str().unwrap().to_string();
+            if let Some(a) = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["action"]["kind"] == kind)
+            {
+                return a["action"]["action_id"].as_str().unwrap().to_string();
             }
             assert!(Instant::now() < deadline, "no pending {kind} action");
             tokio::time::sleep(Duration::from_millis(100)).await;
