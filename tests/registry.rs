@@ -11,7 +11,13 @@ async fn bound_plugins_are_stored_by_sha256_once() {
     let server = TestServer::start().await;
     let store = &server.app.gate.store;
     let stored = store.plugins().await.unwrap();
-    for name in ["db-export", "iam-change", "prod-ops", "baseline", "mcp-tools"] {
+    for name in [
+        "db-export",
+        "iam-change",
+        "prod-ops",
+        "baseline",
+        "mcp-tools",
+    ] {
         let wasm = example(name).unwrap().wasm;
         let sha = sha256_hex(wasm);
         let row = store.plugin(&sha).await.unwrap().expect("stored");
