@@ -736,6 +736,72 @@ async fn a_rug_pulled_definition_is_recorded_and_every_call_carries_its_hash() {
     );
 }
 
+/// An upstream (the Python SDK's server, over Streamable HTTP and over
+/// stdio) that asks the client side for sampling, elicitation or roots in
+/// the middle of a tool call gets actiongate's refusal, never the agent's
+/// model or user (an elicitation would let the agent's user approve in the
+/// approvers' place), and each refusal is in the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstreams_sampling_elicitation_and_roots_requests_are_refused_and_recorded() {
+    let rig = rig(|_| {}).await;
+    let asks = [
+        ("sampling", "sampling/createMessage"),
+        ("elicitation", "elicitation/create"),
+        ("roots", "roots/list"),
+    ];
+    for (upstream, mode) in [("py", LEGACY), ("pyio", MODERN)] {
+        for (what, method) in asks {
+            let tool = format!("{upstream}__ask");
+            let result = rig.call(mode, &tool, json!({"what": what})).await;
+            // The call itself ran (it is allowed); what the upstream got
+            // back for its own request is actiongate's refusal.
+            assert_eq!(result["isError"], false, "{result}");
+            let said = text(&result);
+            assert!(
+                said.starts_with("refused: ")
+                    && said.contains(&format!(
+                        "actiongate refuses {method} from upstream servers"
+                    )),
+                "{tool} {what}: {said}"
+            );
+        }
+    }
+    let refused: Vec<(String, String)> = rig
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EventKind::McpRequestRefused)
+        .map(|e| {
+            assert_eq!(
+                e.actor.id,
+                format!("mcp:{}", e.payload["upstream"].as_str().unwrap())
+            );
+            (
+                e.payload["upstream"].as_str().unwrap().to_string(),
+                e.payload["request"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for upstream in ["py", "pyio"] {
+        for (_, method) in asks {
+            assert_eq!(
+                refused
+                    .iter()
+                    .filter(|(u, r)| u == upstream && r == method)
+                    .count(),
+                1,
+                "one {method} refusal recorded for {upstream}: {refused:?}"
+            );
+        }
+    }
+    // Each call is still an action that ran once, with its outcome.
+    let ids = rig.actions_of("mcp.py.ask").await;
+    assert_eq!(ids.len(), 3);
+    for id in ids {
+        assert!(kinds(&rig.action_events(&id).await).contains(&EventKind::Executed));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_arguments_results_and_slow_upstreams_are_refused_clearly() {
     let rig = rig(|m| {

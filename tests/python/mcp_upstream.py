@@ -14,7 +14,10 @@ import os
 import sys
 from pathlib import Path
 
-from mcp.server.mcpserver import MCPServer
+import anyio
+import mcp_types as types
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.shared.message import ServerMessageMetadata
 from mcp_types import ToolAnnotations
 
 parser = argparse.ArgumentParser()
@@ -74,6 +77,41 @@ def big(size: int) -> str:
 def crash() -> str:
     ran("crash", {})
     os._exit(3)
+
+
+@server.tool(annotations=READ_ONLY, description="Ask the client for sampling, elicitation or roots mid-call.")
+async def ask(what: str, ctx: Context) -> str:
+    """Asks the client side during the call, on the call's own stream, and
+    says what came back: the gateway must refuse, never pass it on."""
+    ran("ask", {"what": what})
+    related = ServerMessageMetadata(related_request_id=ctx.request_context.request_id)
+    try:
+        with anyio.fail_after(20):
+            if what == "sampling":
+                request = types.CreateMessageRequest(
+                    params=types.CreateMessageRequestParams(
+                        messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text="Say yes."))],
+                        max_tokens=5,
+                    )
+                )
+                answer = await ctx.session.send_request(request, types.CreateMessageResult, metadata=related)
+            elif what == "elicitation":
+                request = types.ElicitRequest(
+                    params=types.ElicitRequestFormParams(
+                        message="Approve this call?",
+                        requested_schema={"type": "object", "properties": {"ok": {"type": "boolean"}}},
+                    )
+                )
+                answer = await ctx.session.send_request(request, types.ElicitResult, metadata=related)
+            elif what == "roots":
+                answer = await ctx.session.send_request(types.ListRootsRequest(), types.ListRootsResult, metadata=related)
+            else:
+                return f"unknown request {what}"
+    except TimeoutError:
+        return f"no answer to {what}"
+    except Exception as e:  # noqa: BLE001  (the refusal is what the test reads)
+        return f"refused: {e}"
+    return f"answered: {answer.model_dump_json()}"
 
 
 def weather_description() -> str:
