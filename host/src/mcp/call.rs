@@ -320,7 +320,7 @@ impl Gateway {
             put("open_world_hint", hint(a.open_world_hint));
         }
         Submission {
-            kind: entry.kind.clone(),
+            kind: entry.kind.to_string(),
             resource: entry.resource(),
             params: arguments.clone(),
             justification: None,

@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use rmcp::model::Tool;
 use sha2::{Digest, Sha256};
 
+use crate::action::{Kind, KindError};
+
 /// Between the upstream's name and the tool's in the names agents see.
 pub const SEPARATOR: &str = "__";
-
-/// Longest kind the gate accepts.
-const MAX_KIND: usize = 200;
 
 /// One upstream tool as the gateway offers it.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +19,7 @@ pub struct Entry {
     /// The upstream's own name for it.
     pub tool: String,
     /// `mcp.UPSTREAM.TOOL`, in the kind grammar.
-    pub kind: String,
+    pub kind: Kind,
     /// sha256 (hex) of the RFC 8785 form of the upstream's definition.
     pub sha256: String,
     /// The upstream's definition, as listed.
@@ -52,25 +51,27 @@ pub fn definition_sha256(tool: &Tool) -> String {
     )))
 }
 
-/// `mcp.UPSTREAM.TOOL` for a tool name, or `None` when the name cannot be
-/// put in the kind grammar (lowercase ASCII segments of `a-z0-9_-`) without
-/// guessing. ASCII letters are lowercased; `.`, `/`, `:` and spaces become
-/// `_`, so a tool's name never adds kind segments of its own.
-pub fn kind_for(upstream: &str, tool: &str) -> Option<String> {
-    if tool.is_empty() {
-        return None;
-    }
-    let mut segment = String::with_capacity(tool.len());
-    for c in tool.chars() {
-        match c {
-            'a'..='z' | '0'..='9' | '_' | '-' => segment.push(c),
-            'A'..='Z' => segment.push(c.to_ascii_lowercase()),
-            '.' | '/' | ':' | ' ' => segment.push('_'),
-            _ => return None,
-        }
-    }
-    let kind = format!("mcp.{upstream}.{segment}");
-    (kind.len() <= MAX_KIND).then_some(kind)
+/// `mcp.UPSTREAM.TOOL` for a tool name, through the one kind grammar
+/// ([`Kind`]). Only spellings that cannot mislead are mapped into it: ASCII
+/// capitals are lowercased, and `.`, `/`, `:` and a plain space inside the
+/// name become `_` (so a tool's name never adds kind segments of its own).
+/// Everything else the grammar refuses: any other character (look-alike
+/// letters, non-ASCII case such as the Kelvin sign, other whitespace,
+/// invisible characters) and leading or trailing separators. Names that
+/// differ only in what was mapped meet at one kind, and [`list`] refuses
+/// both.
+pub fn kind_for(upstream: &str, tool: &str) -> Result<Kind, KindError> {
+    let last = tool.chars().count().saturating_sub(1);
+    let segment: String = tool
+        .chars()
+        .enumerate()
+        .map(|(i, c)| match c {
+            'A'..='Z' => c.to_ascii_lowercase(),
+            '.' | '/' | ':' | ' ' if i != 0 && i != last => '_',
+            other => other,
+        })
+        .collect();
+    Kind::mcp_tool(upstream, &segment)
 }
 
 /// What building one upstream's part of the catalog found.
@@ -78,7 +79,7 @@ pub fn kind_for(upstream: &str, tool: &str) -> Option<String> {
 pub struct Listing {
     pub entries: Vec<Entry>,
     /// Tools left out, with why (logged; agents never see them).
-    pub refused: Vec<(String, &'static str)>,
+    pub refused: Vec<(String, String)>,
 }
 
 /// One upstream's tools as entries. Tools whose names do not fit the kind
@@ -86,13 +87,14 @@ pub struct Listing {
 /// kind would let a policy written for one decide the other.
 pub fn list(upstream: &str, tools: Vec<Tool>) -> Listing {
     let mut listing = Listing::default();
-    let mut by_kind: BTreeMap<String, Vec<Tool>> = BTreeMap::new();
+    let mut by_kind: BTreeMap<Kind, Vec<Tool>> = BTreeMap::new();
     for tool in tools {
         match kind_for(upstream, &tool.name) {
-            Some(kind) => by_kind.entry(kind).or_default().push(tool),
-            None => listing
-                .refused
-                .push((tool.name.to_string(), "name outside the kind grammar")),
+            Ok(kind) => by_kind.entry(kind).or_default().push(tool),
+            Err(e) => listing.refused.push((
+                tool.name.to_string(),
+                format!("its name does not make an action kind: {e}"),
+            )),
         }
     }
     for (kind, mut tools) in by_kind {
@@ -100,7 +102,7 @@ pub fn list(upstream: &str, tools: Vec<Tool>) -> Listing {
             for t in tools {
                 listing.refused.push((
                     t.name.to_string(),
-                    "shares its action kind with another tool",
+                    format!("shares its action kind {kind} with another tool"),
                 ));
             }
             continue;
@@ -138,19 +140,64 @@ mod tests {
         t
     }
 
+    fn kind(tool: &str) -> Result<String, KindError> {
+        kind_for("fs", tool).map(Kind::into_string)
+    }
+
     #[test]
     fn kinds_follow_the_grammar_or_are_refused() {
-        assert_eq!(
-            kind_for("fs", "read_file").as_deref(),
-            Some("mcp.fs.read_file")
+        assert_eq!(kind("read_file").unwrap(), "mcp.fs.read_file");
+        assert_eq!(kind("Files.Read").unwrap(), "mcp.fs.files_read");
+        assert_eq!(kind("repo/issues:list").unwrap(), "mcp.fs.repo_issues_list");
+        assert_eq!(kind("read file").unwrap(), "mcp.fs.read_file");
+        assert!(matches!(kind(""), Err(KindError::EmptySegment { .. })));
+        assert!(matches!(
+            kind(&"x".repeat(300)),
+            Err(KindError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn confusable_names_are_refused_not_folded() {
+        for (name, found) in [
+            ("r\u{0435}ad", "U+0435"),      // Cyrillic е
+            ("\u{212A}ill", "U+212A"),      // Kelvin sign: Unicode lowercases it to k
+            ("\u{FF52}ead", "U+FF52"),      // fullwidth r
+            ("read\u{200B}file", "U+200B"), // zero-width space
+            ("read\u{00A0}file", "U+00A0"), // no-break space
+            ("read\tfile", "U+0009"),       // tab
+            ("read_file ", "U+0020"),       // trailing space
+            (" read_file", "U+0020"),       // leading space
+            (".read", "U+002E"),            // a leading dot would add a segment
+            ("read\u{0301}", "U+0301"),     // combining accent
+            ("READ\u{0130}", "U+0130"),     // dotted capital I
+        ] {
+            let e = kind(name).expect_err(name);
+            assert!(e.to_string().contains(found), "{name:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn names_that_meet_at_one_kind_are_all_left_out() {
+        let l = list(
+            "fs",
+            vec![
+                tool("delete_file", "d"),
+                tool("Delete_File", "d2"),
+                tool("delete.file", "d3"),
+                tool("delete file", "d4"),
+                tool("d\u{0435}lete_file", "d5"),
+                tool("read_file", "r"),
+            ],
         );
-        assert_eq!(
-            kind_for("fs", "Files.Read").as_deref(),
-            Some("mcp.fs.files_read")
-        );
-        assert_eq!(kind_for("fs", "rеad"), None, "a Cyrillic е is refused");
-        assert_eq!(kind_for("fs", ""), None);
-        assert_eq!(kind_for("fs", &"x".repeat(300)), None);
+        let offered: Vec<String> = l.entries.iter().map(Entry::name).collect();
+        assert_eq!(offered, ["fs__read_file"]);
+        assert_eq!(l.refused.len(), 5);
+        assert!(l
+            .refused
+            .iter()
+            .filter(|(n, _)| n != "d\u{0435}lete_file")
+            .all(|(_, why)| why.contains("shares its action kind mcp.fs.delete_file")));
     }
 
     #[test]

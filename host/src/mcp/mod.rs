@@ -121,7 +121,7 @@ impl Gateway {
                 payload: serde_json::json!({
                     "tool": name,
                     "upstream": entry.upstream,
-                    "kind": entry.kind,
+                    "kind": entry.kind.as_str(),
                     "sha256": entry.sha256,
                     "previous_sha256": previous,
                     "definition": entry.definition,
