@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use actiongate::config::{BindingConfig, Config};
 use actiongate::evidence::EventKind;
 use actiongate_tests::caller::Caller;
+use actiongate_tests::process::ServedBinary;
 use actiongate_tests::server::TestServer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -205,12 +206,19 @@ async fn good_load(agent: &Caller, clients: usize, for_how_long: Duration) -> Ve
     all
 }
 
+/// The service under load: in this process, or a binary of its own.
+enum Served {
+    InProcess(#[allow(dead_code)] TestServer),
+    Binary(#[allow(dead_code)] ServedBinary),
+}
+
 /// The load test of issue 18, in one run: good `db.export` submissions
 /// alone, then while 50 clients flood `test.*` with memory bombs (each
 /// allocating until its 16 MiB cap traps it). Prints both sides' p50/p99
 /// and fails unless the flooded p99 is at most 3x the quiet one. Loopback
 /// only, a few seconds per side. Run it alone:
 /// `cargo test -p actiongate-tests --test hostile_service -- --ignored --nocapture`
+/// With `BENCH_BIN=target/release/actiongate` it measures that binary.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a load test: run it alone, on a quiet machine"]
 async fn flood_of_hostile_submissions_keeps_good_ones_fast() {
@@ -219,9 +227,35 @@ async fn flood_of_hostile_submissions_keeps_good_ones_fast() {
     const FLOOD_CLIENTS: usize = 50;
     // FLOOD_FIXTURE picks another hostile fixture for the flood.
     let fixture = std::env::var("FLOOD_FIXTURE").unwrap_or_else(|_| "hostile_memory_bomb".into());
-    let server = TestServer::start_with(|c| bind(c, "test.*", &fixture)).await;
-    let agent = Caller::agent(&server, "good-agent", "owner@example.com").await;
-    let flooder = Caller::agent(&server, "flood-agent", "owner@example.com").await;
+    // BENCH_BIN measures that binary (a release build) as its own process.
+    let (_server, agent, flooder) = match std::env::var("BENCH_BIN") {
+        Ok(bin) => {
+            let mut config = Config::default();
+            bind(&mut config, "test.*", &fixture);
+            let b = config.bindings.last().unwrap();
+            let binding = format!(
+                "[[bindings]]\nkind = \"test.*\"\npath = {:?}\nsha256 = {:?}",
+                b.path.as_ref().unwrap().display().to_string(),
+                b.sha256.as_ref().unwrap()
+            );
+            let server = ServedBinary::start(std::path::Path::new(&bin), &binding, "warn").await;
+            let agent = Caller::at(
+                &server.url,
+                server.agent("good-agent", "owner@example.com").await,
+            );
+            let flooder = Caller::at(
+                &server.url,
+                server.agent("flood-agent", "owner@example.com").await,
+            );
+            (Served::Binary(server), agent, flooder)
+        }
+        Err(_) => {
+            let server = TestServer::start_with(|c| bind(c, "test.*", &fixture)).await;
+            let agent = Caller::agent(&server, "good-agent", "owner@example.com").await;
+            let flooder = Caller::agent(&server, "flood-agent", "owner@example.com").await;
+            (Served::InProcess(server), agent, flooder)
+        }
+    };
     good_load(&agent, GOOD_CLIENTS, Duration::from_millis(500)).await; // warm-up
 
     let mut quiet = good_load(&agent, GOOD_CLIENTS, SIDE).await;

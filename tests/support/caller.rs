@@ -24,6 +24,15 @@ impl Caller {
         }
     }
 
+    /// A caller of the service at `base` (`http://127.0.0.1:PORT`).
+    pub fn at(base: &str, key: String) -> Caller {
+        Caller {
+            key,
+            base: base.to_string(),
+            client: Client::new(),
+        }
+    }
+
     /// A new agent named `name`, owned by `owner`.
     pub async fn agent(server: &TestServer, name: &str, owner: &str) -> Caller {
         Caller::new(server, server.agent(name, owner).await)

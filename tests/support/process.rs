@@ -1,0 +1,89 @@
+//! `actiongate serve` as a process of its own (a binary the caller names,
+//! typically a release build) on a fresh database, for load tests that must
+//! measure the service as it ships rather than the debug test process.
+//! Stops the process on drop.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use actiongate::keys::{hash_api_key, new_api_key};
+use actiongate::store::{KeyRole, Store};
+use tempfile::TempDir;
+
+use crate::pg::TempDatabase;
+
+pub struct ServedBinary {
+    child: std::process::Child,
+    pub url: String,
+    /// The service's own database, for setup (agents, keys) and checks.
+    pub store: Store,
+    pub database_url: String,
+    _database: TempDatabase,
+    _dir: TempDir,
+}
+
+impl ServedBinary {
+    /// Starts `bin serve` with the example config (keys and caches in a
+    /// temporary directory) followed by `extra` TOML, and waits for its
+    /// address. `RUST_LOG` is `log` (its log goes to this test's stderr).
+    pub async fn start(bin: &Path, extra: &str, log: &str) -> ServedBinary {
+        let database = TempDatabase::create("ag_bin").await;
+        let dir = tempfile::tempdir().unwrap();
+        let text = actiongate::config::EXAMPLE_CONFIG
+            .replace("demo = true", "demo = false")
+            .replace("./data/", &format!("{}/", dir.path().display()));
+        let text = format!("database_url = \"{}\"\n{text}\n{extra}\n", database.url);
+        let config = dir.path().join("actiongate.toml");
+        std::fs::write(&config, text).unwrap();
+        let mut child = std::process::Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", log)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("actiongate listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let store = Store::connect(&database.url).await.unwrap();
+        ServedBinary {
+            child,
+            url,
+            store,
+            database_url: database.url.clone(),
+            _database: database,
+            _dir: dir,
+        }
+    }
+
+    /// Creates an agent owned by `owner` and returns its API key.
+    pub async fn agent(&self, name: &str, owner: &str) -> String {
+        assert!(self
+            .store
+            .create_agent(name, owner, &Default::default())
+            .await
+            .unwrap());
+        let key = new_api_key().unwrap();
+        self.store
+            .add_api_key(&hash_api_key(&key), KeyRole::Agent, name)
+            .await
+            .unwrap();
+        key
+    }
+}
+
+impl Drop for ServedBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
