@@ -895,7 +895,7 @@ async fn the_endpoint_wants_an_agent_key_and_i_json() {
 /// or, with `BENCH_BIN` set, that `actiongate` binary (a release build) as
 /// a process of its own.
 enum BenchGateway {
-    InProcess(TestServer),
+    InProcess(Box<TestServer>),
     Binary(actiongate_tests::process::ServedBinary),
 }
 
@@ -911,7 +911,7 @@ impl BenchGateway {
             );
         }
         let upstream_url = upstream_url.to_string();
-        BenchGateway::InProcess(
+        BenchGateway::InProcess(Box::new(
             TestServer::start_with(|c| {
                 c.mcp = McpConfig {
                     upstreams: vec![UpstreamConfig {
@@ -927,7 +927,7 @@ impl BenchGateway {
                 };
             })
             .await,
-        )
+        ))
     }
 
     fn url(&self) -> &str {

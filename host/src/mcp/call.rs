@@ -4,6 +4,7 @@
 //! A call never reaches its upstream without a claimed grant.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,11 +58,27 @@ type Shared = Arc<CallToolResult>;
 /// Calls in flight on this replica.
 #[derive(Default)]
 pub struct Calls {
-    /// (agent, call digest) → lock, so identical calls attach in turn.
-    attaching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// (agent, call digest) → its turn, so identical calls attach in turn.
+    attaching: Mutex<HashMap<String, Arc<Turn>>>,
     /// action id → its run's result, for identical retries that arrive
     /// while (or shortly after) it runs.
     runs: Arc<Mutex<HashMap<String, watch::Receiver<Option<Shared>>>>>,
+}
+
+/// The turn identical calls take while one of them may become a held
+/// action that the others must attach to.
+#[derive(Default)]
+struct Turn {
+    lock: tokio::sync::Mutex<()>,
+    /// Set while the latest identical submission was decided at once
+    /// (allowed or denied): then identical calls are independent actions
+    /// and submit side by side instead of queueing behind each other's
+    /// decision (a read-only tool called in a loop by many sessions of one
+    /// agent). Cleared when one is held. Should a policy start holding a
+    /// call it decided at once before, identical calls already past their
+    /// turn may each become a held action (the latest is the one retries
+    /// attach to); none of them runs unapproved.
+    decided_at_once: std::sync::atomic::AtomicBool,
 }
 
 /// How long a run's result stays available to identical retries.
@@ -195,7 +212,9 @@ impl Gateway {
             ));
         }
         let digest = call_digest(&name, &arguments);
+        let started = std::time::Instant::now();
         let status = self.attach(caller, &entry, &arguments, &digest).await?;
+        tracing::debug!(action_id = %status.action_id, tool = %name, state = status.state.as_str(), decide_ms = started.elapsed().as_secs_f64() * 1e3, "tool call decided");
         let status = match status.state {
             State::Pending => {
                 self.hold(caller, status, progress.as_ref(), &cancel)
@@ -229,17 +248,20 @@ impl Gateway {
         digest: &str,
     ) -> Result<ActionStatus, CallError> {
         let agent = &caller.agent;
-        let lock = {
+        let turn = {
             let mut attaching = self.calls.attaching.lock().expect("not poisoned");
             if attaching.len() > 10_000 {
-                attaching.retain(|_, l| Arc::strong_count(l) > 1);
+                attaching.retain(|_, t| Arc::strong_count(t) > 1);
             }
             attaching
                 .entry(format!("{}\n{digest}", agent.id))
                 .or_default()
                 .clone()
         };
-        let _turn = lock.lock().await;
+        let mut held = Some(turn.lock.lock().await);
+        if turn.decided_at_once.load(Ordering::Acquire) {
+            held = None;
+        }
         let store = &self.gate.store;
         if let Some(id) = store
             .mcp_call_action(&agent.id, digest)
@@ -261,12 +283,17 @@ impl Gateway {
                 None,
             )
             .await?;
-        if status.state == State::Pending {
+        let pending = status.state == State::Pending;
+        if pending {
             store
                 .attach_mcp_call(&agent.id, digest, &status.action_id)
                 .await
                 .map_err(GateError::from)?;
         }
+        // INVARIANT: a held action is attached before the turn passes on,
+        // so the next identical call in line finds it.
+        turn.decided_at_once.store(!pending, Ordering::Release);
+        drop(held);
         Ok(status)
     }
 
@@ -462,7 +489,9 @@ impl Gateway {
         let mut forward = CallToolRequestParams::new(entry.tool.clone());
         forward.arguments = run.action.params.as_object().cloned();
         forward.meta = passed_meta(params.meta.as_ref());
+        let started = std::time::Instant::now();
         let outcome = upstream.call_tool(forward).await;
+        let upstream_ms = started.elapsed().as_secs_f64() * 1e3;
         let (result, report) = match outcome {
             Ok(result) => {
                 let bytes = crate::evidence::canonical::digest_bytes(&result);
@@ -512,7 +541,9 @@ impl Gateway {
                 },
             ),
         };
+        let started = std::time::Instant::now();
         self.gate.record_run(&caller.agent, &run, report).await?;
+        tracing::debug!(action_id = %id, upstream_ms, record_ms = started.elapsed().as_secs_f64() * 1e3, "tool call ran and was recorded");
         let mut result = result;
         own_envelope(&mut result);
         if modified {
