@@ -369,6 +369,12 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
                 json!({"rewrite_post": review_post, "field": "step_up", "value": "${before_modify}"}),
                 json!({"click": "#approve-form button[type=submit]", "as": "stale"}),
                 json!({"text": "#notice", "as": "stale_notice"}),
+                // The form posted without the assertion the script made.
+                json!({"goto": inbox.page(&b)}),
+                json!({"fill": "#approve-reason", "value": "fine"}),
+                json!({"rewrite_post": review_post, "field": "step_up", "value": ""}),
+                json!({"click": "#approve-form button[type=submit]", "as": "without"}),
+                json!({"text": "#notice", "as": "without_notice"}),
                 // An authenticator that does not verify the user: the
                 // browser refuses to answer a challenge that requires it...
                 json!({"user_verified": false}),
@@ -471,7 +477,16 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
             "{name}: {notice}"
         );
     };
-    refused("replayed", "step-up-wrong-action", "another action");
+    refused(
+        "replayed",
+        "step-up-wrong-action",
+        &format!("another action ({a})"),
+    );
+    refused(
+        "without",
+        "step-up-required",
+        "approving this action needs your passkey",
+    );
     refused(
         "stale",
         "step-up-wrong-action",
@@ -488,7 +503,11 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
         "step-up-user-not-verified",
         "did not verify the user",
     );
-    refused("foreign", "step-up-invalid", "refused");
+    refused(
+        "foreign",
+        "step-up-invalid",
+        "the passkey assertion was refused: The credential requested could not be found",
+    );
 
     // Nothing Dana tried was recorded: A holds Erin's modify only, B nothing.
     let on_a = inbox.reviewed(&a).await;

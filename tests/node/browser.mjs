@@ -20,7 +20,8 @@
 //   {"add_credential": CREDENTIAL}   (as "credentials" printed it, or as
 //                                    JSON text, e.g. "${NAME}")
 // Requests, as a tampering client would send them (each applies once):
-//   {"capture_post": URL_GLOB, "as", "abort": BOOL} -> the posted body,
+//   {"capture_post": URL_GLOB, "as", "abort": BOOL} -> the posted body
+//   (with abort, the server never sees it),
 //   once {"captured": AS} waited for it
 //   {"rewrite_post": URL_GLOB, "field", "value"}    a form field replaced
 //   {"rewrite_json": URL_GLOB, "set": {"a.b": VALUE}} a JSON answer altered
@@ -99,7 +100,8 @@ try {
       captures[as] = new Promise((resolve) => {
         page.route(sub(step.capture_post), async (route) => {
           out({ as, value: route.request().postData() });
-          if (step.abort) await route.abort(); else await route.continue();
+          // A 204 answer leaves the page as it is: the post never arrives.
+          if (step.abort) await route.fulfill({ status: 204 }); else await route.continue();
           resolve();
         }, { times: 1 });
       });
