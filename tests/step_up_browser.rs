@@ -159,7 +159,17 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
         &[
             vec![json!({"authenticator": {}})],
             sign_in(&inbox.url("/inbox/passkeys"), "dana"),
-            vec![json!({"text": "main", "as": "none_yet"})],
+            vec![
+                json!({"text": "main", "as": "none_yet"}),
+                // The script's calls carry the session's CSRF token; a page
+                // of another origin could not read it.
+                json!({"fetch": "/inbox/passkeys/registration", "as": "no_token",
+                       "headers": {"content-type": "application/json"}}),
+                json!({"fetch": "/inbox/passkeys/registration", "as": "forged_token",
+                       "headers": {"content-type": "application/json", "x-csrf-token": "forged"}}),
+                json!({"fetch": format!("/inbox/actions/{approve_me}/step-up"), "as": "forged_challenge",
+                       "headers": {"content-type": "application/json", "x-csrf-token": "forged"}}),
+            ],
             register("Work laptop", "first"),
             vec![json!({"text": "#passkeys", "as": "one"})],
             // A second device: another authenticator, another passkey.
@@ -192,6 +202,11 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
         "{}",
         out.text("none_yet")
     );
+    for name in ["no_token", "forged_token", "forged_challenge"] {
+        assert_eq!(out.status(name), 403, "{name}");
+        let problem: Value = serde_json::from_str(out.text(name)).unwrap();
+        assert_eq!(problem["type"], "urn:actiongate:problem:csrf", "{name}");
+    }
     assert_eq!(
         out.url("first"),
         inbox.url("/inbox/passkeys?done=registered")

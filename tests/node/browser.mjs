@@ -11,6 +11,8 @@
 //   stdin, and substitutes its fields for ${NAME} in later steps.
 //   {"click": SELECTOR, "navigates": false}: a click that loads no page.
 //   {"wait_text": SELECTOR, "contains": TEXT}: waits until it shows TEXT.
+//   {"fetch": URL, "headers", "as"}: a POST from the page (same origin,
+//   with its cookies) -> {"as", "status", "value": body text}
 // Passkeys through the DevTools protocol's WebAuthn domain:
 //   {"authenticator": OPTIONS}    adds a virtual authenticator (ctap2,
 //                                 internal, resident keys, user verification;
@@ -71,6 +73,13 @@ try {
       await page.click(sub(step.click));
     } else if (step.click !== undefined) {
       [last] = await Promise.all([page.waitForNavigation(), page.click(sub(step.click))]);
+    } else if (step.fetch !== undefined) {
+      const [status, value] = await page.evaluate(async ([url, headers]) => {
+        const r = await fetch(url, { method: "POST", credentials: "same-origin", headers, body: "{}" });
+        return [r.status, await r.text()];
+      }, [sub(step.fetch), subDeep(step.headers || {})]);
+      out({ as: step.as, status, value });
+      continue;
     } else if (step.wait_text !== undefined) {
       await page.locator(sub(step.wait_text), { hasText: sub(step.contains) }).first().waitFor();
     } else if (step.authenticator !== undefined) {

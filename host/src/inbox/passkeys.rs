@@ -32,7 +32,7 @@ fn script_call(
     app: &App,
     me: Result<SignedIn, Response>,
     headers: &HeaderMap,
-) -> Result<SignedIn, Response> {
+) -> Result<SignedIn, Problem> {
     let me = me.map_err(|_| {
         Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -40,7 +40,6 @@ fn script_call(
             "Not signed in",
             "Your inbox session has ended. Reload the page and sign in again.",
         )
-        .into_response()
     })?;
     let public_url = &inbox(app).settings.public_url;
     let token = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
@@ -52,8 +51,7 @@ fn script_call(
             "csrf",
             "Request refused",
             "This request does not carry your session's security token or came from another site (CSRF protection). Nothing was changed. Reload the page and try again.",
-        )
-        .into_response());
+        ));
     }
     Ok(me)
 }
@@ -136,7 +134,7 @@ pub async fn registration_start(
 ) -> Response {
     let me = match script_call(&app, me, &headers) {
         Ok(me) => me,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let su = match step_up(&app) {
         Ok(su) => su,
@@ -158,7 +156,7 @@ pub async fn registration_finish(
 ) -> Response {
     let me = match script_call(&app, me, &headers) {
         Ok(me) => me,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let ApiJson(body) = match body {
         Ok(body) => body,
@@ -238,7 +236,7 @@ pub async fn challenge(
 ) -> Response {
     let me = match script_call(&app, me, &headers) {
         Ok(me) => me,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     match queue::load(&app, &id).await {
         Ok(Some(loaded)) if queue::may_see(&app.gate.directory, &me, &loaded) => {}
