@@ -334,6 +334,20 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
     let b = inbox
         .critical_export(&agent, "s3://corp-analytics/q3")
         .await;
+    // High, not critical: step-up applies only once a modify raises it.
+    let (status, answer) = agent
+        .post(
+            "/v1/actions",
+            json!({"kind": "db.export", "resource": "postgres://prod/crm",
+                   "params": {"rows": 500, "tables": ["customers"], "destination": "s3://corp-analytics/q2", "format": "csv"}}),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), answer["risk"].as_str()),
+        (202, Some("high")),
+        "{answer}"
+    );
+    let c = answer["action_id"].as_str().unwrap().to_string();
     let review_post = "**/inbox/actions/*/review";
 
     // Through the API, an approval without an assertion names the rule.
@@ -446,12 +460,42 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
                 json!({"fill": "#modify-reason", "value": "fewer rows are enough"}),
                 json!({"click": "#modify-form button[type=submit]", "as": "modified"}),
                 json!({"text": "#notice", "as": "notice"}),
+                // A plain action whose modify raises it to critical: the
+                // first try is refused, and the page then asks for the passkey.
+                json!({"goto": inbox.page(&c)}),
+                json!({"text": "#decide", "as": "plain"}),
+                json!({"fill": "#param-rows", "value": "500000"}),
+                json!({"fill": "#modify-reason", "value": "the whole table after all"}),
+                json!({"click": "#modify-form button[type=submit]", "as": "raised"}),
+                json!({"text": "#notice", "as": "raised_notice"}),
+                json!({"fill": "#param-rows", "value": "500000"}),
+                json!({"fill": "#modify-reason", "value": "the whole table after all"}),
+                json!({"click": "#modify-form button[type=submit]", "as": "raised_with_passkey"}),
+                json!({"text": "#notice", "as": "raised_with_passkey_notice"}),
             ],
         ]
         .concat(),
     )
     .await;
     no_script_errors(&erin);
+    assert!(
+        !erin.text("plain").contains("Your passkey is needed"),
+        "{}",
+        erin.text("plain")
+    );
+    assert_eq!(erin.status("raised"), 403);
+    assert!(erin.text("raised_notice").contains("step-up-required"));
+    assert_eq!(erin.status("raised_with_passkey"), 200);
+    assert!(
+        erin.text("raised_with_passkey_notice")
+            .contains("modification is recorded"),
+        "{}",
+        erin.text("raised_with_passkey_notice")
+    );
+    let on_c = inbox.reviewed(&c).await;
+    assert_eq!(on_c.len(), 1, "the refused try left nothing");
+    assert_eq!(on_c[0]["step_up_required"], true);
+    assert_eq!(on_c[0]["step_up"]["user_verified"], true);
     assert_eq!(erin.status("modified"), 200);
     assert!(
         erin.text("notice").contains("modification is recorded"),

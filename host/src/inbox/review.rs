@@ -92,14 +92,19 @@ async fn show(
     };
     let mut a = queue::action_view(&app.gate.directory, &app.gate.redaction, &loaded);
     if let Some(su) = &app.gate.step_up {
-        a.step_up = match app
-            .gate
-            .step_up_in_force(&loaded.action, &loaded.verdict)
-            .await
-        {
-            Ok(in_force) => in_force,
-            Err(e) => return gate_failure(&e, me),
-        };
+        // A modify that raises a plain action to step-up level is refused
+        // as `step-up-required`: the page then offers the passkey prompt,
+        // whose challenge binds the version the modify starts from.
+        let required = notice.as_ref().and_then(|n| n.code.as_deref()) == Some("step-up-required");
+        a.step_up = required
+            || match app
+                .gate
+                .step_up_in_force(&loaded.action, &loaded.verdict)
+                .await
+            {
+                Ok(in_force) => in_force,
+                Err(e) => return gate_failure(&e, me),
+            };
         a.has_passkey = match su.list(&me.approver).await {
             Ok(keys) => !keys.is_empty(),
             Err(e) => return gate_failure(&e.into_store().into(), me),
