@@ -576,3 +576,30 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
     assert_eq!(on_a[0]["step_up"]["user_verified"], true);
     assert!(inbox.reviewed(&b).await.is_empty());
 }
+
+#[tokio::test]
+async fn the_service_refuses_a_step_up_origin_the_inbox_is_not_served_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TempDatabase::create("ag_stepup_origin").await;
+    let mut config: Config = config(&database.url, dir.path());
+    config.inbox = Some(
+        toml::from_str(
+            "public_url = \"https://inbox.example.com\"\n[oidc]\nissuer = \"https://login.example.com\"\nclient_id = \"actiongate\"\nclient_secret = \"s\"\n",
+        )
+        .unwrap(),
+    );
+    config.step_up = Some(
+        toml::from_str("rp_id = \"example.com\"\norigin = \"https://approvals.example.com\"\n")
+            .unwrap(),
+    );
+    let e = actiongate::service::build(&config)
+        .await
+        .err()
+        .expect("a step-up origin other than the inbox's is refused at start");
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("checking [step_up] against [inbox]")
+            && text.contains("\"https://approvals.example.com\" is not the origin of [inbox] public_url \"https://inbox.example.com\""),
+        "{text}"
+    );
+}
