@@ -155,6 +155,18 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
         .await;
     let shots = screenshots();
 
+    // Without a session, the script's calls are refused as problem+json.
+    let r = reqwest::Client::new()
+        .post(inbox.url("/inbox/passkeys/registration"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:actiongate:problem:signed-out");
+
     let out = browse(
         &[
             vec![json!({"authenticator": {}})],
