@@ -191,8 +191,14 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
             ],
             register("Phone", "second"),
             vec![
-                json!({"text": "#passkeys", "as": "two"}),
                 json!({"screenshot": shots.join("passkeys.png").to_str().unwrap()}),
+                // The same device again: the server's options exclude it.
+                json!({"fill": "#passkey-label", "value": "Phone again"}),
+                json!({"click": "#register-form button[type=submit]", "navigates": false}),
+                json!({"wait_text": "#register-status", "contains": "Not added"}),
+                json!({"text": "#register-status", "as": "twice"}),
+                json!({"goto": inbox.url("/inbox/passkeys")}),
+                json!({"text": "#passkeys", "as": "two"}),
                 // The laptop's passkey goes; the phone's stays.
                 json!({"click": "tr:has-text(\"Work laptop\") button", "as": "removed"}),
                 json!({"text": "main", "as": "after_removal"}),
@@ -225,6 +231,16 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
     );
     assert!(out.text("one").contains("Work laptop"));
     assert!(out.text("two").contains("Work laptop") && out.text("two").contains("Phone"));
+    assert!(
+        !out.text("two").contains("Phone again"),
+        "{}",
+        out.text("two")
+    );
+    assert!(
+        out.text("twice").contains("already registered"),
+        "{}",
+        out.text("twice")
+    );
     assert_eq!(out.status("removed"), 200);
     let after = out.text("after_removal");
     assert!(
