@@ -426,6 +426,12 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
                 json!({"rewrite_post": review_post, "field": "step_up", "value": "${before_modify}"}),
                 json!({"click": "#approve-form button[type=submit]", "as": "stale"}),
                 json!({"text": "#notice", "as": "stale_notice"}),
+                // A step_up field that is no assertion at all.
+                json!({"goto": inbox.page(&b)}),
+                json!({"fill": "#approve-reason", "value": "fine"}),
+                json!({"rewrite_post": review_post, "field": "step_up", "value": "{\"challenge_id\": 1}"}),
+                json!({"click": "#approve-form button[type=submit]", "as": "garbled"}),
+                json!({"text": "#notice", "as": "garbled_notice"}),
                 // The form posted without the assertion the script made.
                 json!({"goto": inbox.page(&b)}),
                 json!({"fill": "#approve-reason", "value": "fine"}),
@@ -568,6 +574,13 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
         "replayed",
         "step-up-wrong-action",
         &format!("another action ({a})"),
+    );
+    assert_eq!(out.status("garbled"), 400);
+    assert!(
+        out.text("garbled_notice").contains("step-up-invalid")
+            && out.text("garbled_notice").contains("is not readable"),
+        "{}",
+        out.text("garbled_notice")
     );
     refused(
         "without",

@@ -1,6 +1,7 @@
 //! The inbox's pages for approvers: the pending list, one action, the
-//! review forms and the person's history. Reviews go to `Gate::review`
-//! with channel `inbox`; a refusal is shown in the rule's own words.
+//! review forms and the person's history. Reviews go to the gate with
+//! channel `inbox` (with the passkey assertion the page's script adds for a
+//! step-up action); a refusal is shown in the rule's own words.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
