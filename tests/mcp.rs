@@ -365,6 +365,19 @@ async fn tools_are_merged_hashed_and_listed_in_both_eras() {
         ] {
             assert!(names.contains(&expected), "{expected} in {names:?}");
         }
+        // The upstream also lists `\u{212A}ill` (Kelvin sign) and
+        // `echo\u{200B}`: names outside the kind grammar are not offered,
+        // nor folded into `kill` or `echo`.
+        for hidden in ["\u{212A}", "\u{200B}", "kill"] {
+            assert!(
+                !names.iter().any(|n| n.contains(hidden)),
+                "{hidden:?} in {names:?}"
+            );
+        }
+        assert_eq!(
+            names.iter().filter(|n| n.starts_with("py__echo")).count(),
+            1
+        );
         let write = listed["tools"]
             .as_array()
             .unwrap()
