@@ -34,7 +34,7 @@ where
                 holder.role.as_str()
             )));
         }
-        match app.gate.directory.person_by_email(&holder.subject) {
+        match app.gate.directory().person_by_email(&holder.subject) {
             Some(person) => Ok(ApproverCaller(person.id().clone())),
             None => Err(Problem::forbidden(
                 "the key's owner is no longer in the approver directory",
@@ -102,22 +102,22 @@ pub async fn review(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ReviewRequest>,
 ) -> Result<Json<ReviewAnswer>, Problem> {
+    let action_id = super::actions::parse_id(&id)?;
+    let review = crate::approvals::ReviewRequest {
+        decision: body.decision,
+        reason: body.reason,
+        params: body.params,
+        seen_digest: body.digest,
+        channel: "api".into(),
+    };
     let outcome = app
         .gate
-        .review(
-            &me,
-            &id,
-            body.decision,
-            body.reason,
-            body.params,
-            body.digest.as_deref(),
-            "api",
-        )
+        .review(&me, &action_id, review)
         .await
         .map_err(review_problem)?;
     let n = outcome.notification;
     Ok(Json(ReviewAnswer {
-        action_id: id,
+        action_id: action_id.to_string(),
         state: outcome.state,
         approvals: n.approval.approvals.len(),
         quorum: n.approval.quorum,

@@ -28,6 +28,8 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 pub struct AppState {
     pub gate: Arc<Gate>,
     pub evidence: EvidenceLog,
+    /// The bindings store (admin changes, four-eyes requests).
+    pub bindings: Arc<crate::bindings::Bindings>,
     /// The Teams bot, when `[teams]` is configured.
     pub teams: Option<Arc<crate::chat::teams::Teams>>,
     /// Slack reviews, when `[slack]` is configured.
@@ -66,7 +68,7 @@ pub fn router(app: App) -> Router {
     let log_routes = crate::evidence::router(app.evidence.clone()).layer(
         axum::middleware::from_fn_with_state(app.clone(), auth::require_auditor),
     );
-    let teams_routes = crate::chat::teams::invoke::router(&app);
+    let teams_routes = crate::chat::teams::invoke::router(app.gate.clone(), app.teams.clone());
     let slack_routes = crate::chat::slack::routes(app.slack.as_deref());
     Router::new()
         .route("/v1/actions", post(actions::submit))

@@ -1,25 +1,23 @@
-//! The approval workflow around the rules: record a review under the
-//! action's lock, commit its evidence, then change state and announce.
-//! Every channel (API, CLI, Slack, Teams) comes through `Gate::review`.
-
-use std::sync::Arc;
+//! The approval workflow around the rules: one review, in four steps under
+//! the action's lock: `check` (the rules), `revise` (a modify's new action
+//! and verdict), `tally` (what the reviews add up to now), `commit` (the
+//! evidence, then the review and the state). Every channel (API, CLI,
+//! Slack, Teams) comes through `Gate::review`. Never changes a state before
+//! its evidence is committed.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
-use super::rules::{self, Decision, Refusal, Request, RequestState, Requester, Review, Tally};
-use crate::action::{Action, Route};
+use super::rules::{self, Decision, Refusal, Request, Review, Tally};
+use crate::action::{Action, ActionId, Route, State};
 use crate::directory::ApproverId;
 use crate::evaluate::Verdict;
-use crate::evidence::{Actor, ActorKind, EventKind, NewEvent};
-use crate::gate::{
-    event, grant_event, status_of, verdict_events, ActionStatus, Gate, GateError, State,
-};
-use crate::notify::{
-    ActionSummary, ApprovalEntry, ApprovalState, Notification, NotificationKind, ReviewEntry,
-};
-use crate::store::{ActionChange, ActionRow, ReviewRow, StoreError};
+use crate::evidence::payload::{self, Payload};
+use crate::evidence::{Actor, ActorKind, NewEvent};
+use crate::gate::{grant_event, verdict_events, ActionRecord, Gate, GateError};
+use crate::notify::{Notification, NotificationKind, ReviewEntry};
+use crate::sandbox::Plugin;
+use crate::store::{ActionChange, ActionGuard, ReviewRow, StoreError};
 
 /// Why a review did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -45,201 +43,308 @@ pub struct ReviewOutcome {
     pub notification: Notification,
 }
 
+/// One review as a channel hands it in.
+#[derive(Debug, Clone)]
+pub struct ReviewRequest {
+    pub decision: Decision,
+    pub reason: Option<String>,
+    /// A modify's changes to the modifiable params.
+    pub params: Option<serde_json::Value>,
+    /// The digest the reviewer was shown: the review is refused if the
+    /// action changed since.
+    pub seen_digest: Option<String>,
+    /// `api`, `slack`, `teams`, …, as recorded.
+    pub channel: String,
+}
+
+/// A review the rules accept, with what they looked at.
+struct Checked<'a> {
+    record: ActionRecord,
+    request: Request,
+    approver: &'a ApproverId,
+    /// The approver's name, as the directory has it.
+    name: String,
+    decision: Decision,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+}
+
+/// The action the review is about once applied: itself, or a modify's new
+/// version with its fresh verdict.
+struct Revision {
+    action: Action,
+    verdict: Verdict,
+    digest: String,
+    /// The modified action's shadow, run once its answer is committed.
+    shadow: Option<std::sync::Arc<Plugin>>,
+    change: ActionChange,
+}
+
+/// Where the reviews leave the action.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Standing {
+    /// The modified action's policy denies it.
+    DeniedByPolicy {
+        reason: String,
+    },
+    Pending,
+    DeniedBy {
+        by: ApproverId,
+        reason: Option<String>,
+    },
+    Approved {
+        approvers: Vec<ApproverId>,
+    },
+}
+
+impl Standing {
+    fn state(&self) -> State {
+        match self {
+            Standing::DeniedByPolicy { .. } | Standing::DeniedBy { .. } => State::Denied,
+            Standing::Pending => State::Pending,
+            Standing::Approved { .. } => State::Approved,
+        }
+    }
+}
+
 impl Gate {
-    /// Applies one review by `approver` through `channel`. Every approval
-    /// rule is checked under the action's lock; the evidence is committed
-    /// before the state changes. With `seen_digest`, the review is refused
-    /// if the action is no longer the version the reviewer was shown.
-    #[allow(clippy::too_many_arguments)] // one argument per field of a review, as every channel has them
+    /// Applies one review by `approver`. Every approval rule is checked
+    /// under the action's lock; the evidence is committed before the state
+    /// changes.
     pub async fn review(
         &self,
         approver: &ApproverId,
-        action_id: &str,
-        decision: Decision,
-        reason: Option<String>,
-        params: Option<serde_json::Value>,
-        seen_digest: Option<&str>,
-        channel: &str,
+        action_id: &ActionId,
+        review: ReviewRequest,
     ) -> Result<ReviewOutcome, ReviewError> {
-        let reason = reason
+        let mut guard = self.store().lock_action(&action_id.to_string()).await?;
+        let checked = self.check(&mut guard, approver, action_id, &review).await?;
+        let revision = self.revise(&checked, review.params).await?;
+        let standing = tally(&checked, &revision);
+        self.commit(guard, checked, revision, standing, &review.channel)
+            .await
+    }
+
+    /// Step 1: the stored action, still the version the reviewer saw, and
+    /// every approval rule.
+    async fn check<'a>(
+        &self,
+        _guard: &mut ActionGuard,
+        approver: &'a ApproverId,
+        action_id: &ActionId,
+        review: &ReviewRequest,
+    ) -> Result<Checked<'a>, ReviewError> {
+        let reason = review
+            .reason
+            .as_ref()
             .map(|r| r.trim().to_string())
             .filter(|r| !r.is_empty());
-        let mut guard = self.store.lock_action(action_id).await?;
-        let (row, action, verdict, request) = self.snapshot(action_id).await?;
+        let record = self.record(action_id).await?;
+        let request = self.request_of(&record).await?;
         // A review counts only for the version the reviewer saw: checked
         // under the lock, so a modify cannot slip in between.
-        if let Some(seen) = seen_digest {
-            if seen != row.digest {
+        if let Some(seen) = &review.seen_digest {
+            if *seen != record.digest {
                 return Err(Refusal::Stale {
-                    seen: seen.to_string(),
-                    current: row.digest.clone(),
+                    seen: seen.clone(),
+                    current: record.digest.clone(),
                 }
                 .into());
             }
         }
         let now = Utc::now();
         rules::check(
-            &self.directory,
+            self.directory(),
             &request,
             approver,
-            decision,
+            review.decision,
             reason.as_deref(),
             now,
         )?;
-        let person = self
-            .directory
+        let name = self
+            .directory()
             .person(approver)
-            .expect("check() found the approver");
-        let action_uuid = uuid_of(&row.id)?;
-        let human = Actor {
-            kind: ActorKind::Human,
-            id: approver.to_string(),
-        };
+            .expect("check() found the approver")
+            .name()
+            .to_string();
+        Ok(Checked {
+            record,
+            request,
+            approver,
+            name,
+            decision: review.decision,
+            reason,
+            now,
+        })
+    }
 
-        let mut events = Vec::new();
-        let mut change = ActionChange::default();
-        let mut reviews = request.reviews.clone();
-        // The modified action's shadow, run once its answer is committed.
-        let mut shadow = None;
-        let (final_action, final_verdict, review_digest) = match decision {
-            Decision::Approve | Decision::Deny => {
-                (action.clone(), verdict.clone(), row.digest.clone())
-            }
-            Decision::Modify => {
-                let changes = params.ok_or_else(|| {
-                    GateError::Invalid("params: a modify must say which params change".into())
-                })?;
-                let new_params = rules::apply_modify(
-                    &action.params,
-                    &changes,
-                    &request.route.modifiable_params,
-                )?;
-                let modified = Action {
-                    params: new_params,
-                    ..action.clone()
-                };
-                let evaluator = self.evaluator.clone();
-                let input = modified.clone();
-                let (new_verdict, new_shadow) =
-                    tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&input))
-                        .await
-                        .expect("evaluation never panics");
-                shadow = new_shadow;
-                self.metrics.evaluated(&new_verdict);
-                let digest = modified.digest();
-                change.action =
-                    Some(serde_json::to_string(&modified).expect("an action serializes"));
-                change.digest = Some(digest.clone());
-                (modified, new_verdict, digest)
-            }
-        };
-        events.push(event(EventKind::Reviewed, action_uuid, human.clone(), serde_json::json!({
-            "approver": approver,
-            "name": person.name(),
-            "decision": decision,
-            "reason": reason,
-            "channel": channel,
-            "digest": review_digest,
-            "previous_digest": (decision == Decision::Modify).then_some(&row.digest),
-            "changes": (decision == Decision::Modify).then_some(&change.action).map(|_| &final_action.params),
-        })));
-        if decision == Decision::Modify {
-            events.extend(verdict_events(action_uuid, &final_action, &final_verdict));
+    /// Step 2: a modify changes only the modifiable params, and the new
+    /// action is evaluated again, from scratch.
+    async fn revise(
+        &self,
+        checked: &Checked<'_>,
+        params: Option<serde_json::Value>,
+    ) -> Result<Revision, ReviewError> {
+        let record = &checked.record;
+        if checked.decision != Decision::Modify {
+            return Ok(Revision {
+                action: record.action.clone(),
+                verdict: record.verdict.clone(),
+                digest: record.digest.clone(),
+                shadow: None,
+                change: ActionChange::default(),
+            });
         }
-        reviews.push(Review {
-            approver: approver.clone(),
+        let changes = params.ok_or_else(|| {
+            GateError::Invalid("params: a modify must say which params change".into())
+        })?;
+        let new_params = rules::apply_modify(
+            &record.action.params,
+            &changes,
+            &checked.request.route.modifiable_params,
+        )?;
+        let modified = Action {
+            params: new_params,
+            ..record.action.clone()
+        };
+        let evaluator = self.evaluator().clone();
+        let input = modified.clone();
+        let (verdict, shadow) =
+            tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&input))
+                .await
+                .expect("evaluation never panics");
+        self.metrics().evaluated(&verdict);
+        let digest = modified.digest();
+        let change = ActionChange {
+            action: Some(serde_json::to_string(&modified).expect("an action serializes")),
+            digest: Some(digest.clone()),
+            ..ActionChange::default()
+        };
+        Ok(Revision {
+            action: modified,
+            verdict,
+            digest,
+            shadow,
+            change,
+        })
+    }
+
+    /// Step 4: the evidence, then (under the lock) the review and the new
+    /// state; then what follows a committed review: the shadow, waiters,
+    /// an approval's hook, the cards.
+    async fn commit(
+        &self,
+        mut guard: ActionGuard,
+        checked: Checked<'_>,
+        revision: Revision,
+        standing: Standing,
+        channel: &str,
+    ) -> Result<ReviewOutcome, ReviewError> {
+        let Checked {
+            record,
+            approver,
+            name,
+            decision,
+            reason,
+            now,
+            ..
+        } = checked;
+        let Revision {
+            action: final_action,
+            verdict: final_verdict,
+            digest: review_digest,
+            shadow,
+            mut change,
+        } = revision;
+        let action_uuid = Some(record.id.uuid());
+        let modify = decision == Decision::Modify;
+        let mut events: Vec<NewEvent> = vec![payload::Reviewed {
+            approver: approver.to_string(),
+            name: name.clone(),
             decision,
             reason: reason.clone(),
+            channel: channel.to_string(),
             digest: review_digest.clone(),
-            at: now,
-        });
-
-        // The route that governs now: the modified action's, after a modify.
-        let state = match &final_verdict.route {
-            Route::Deny { reason: why } => {
-                events.push(event(
-                    EventKind::Denied,
-                    action_uuid,
-                    Actor::system("policy"),
-                    serde_json::json!({
-                        "reason": why, "after": "modify",
-                    }),
+            previous_digest: modify.then(|| record.digest.clone()),
+            changes: modify.then(|| final_action.params.clone()),
+        }
+        .event(
+            action_uuid,
+            Actor {
+                kind: ActorKind::Human,
+                id: approver.to_string(),
+            },
+        )];
+        if modify {
+            events.extend(verdict_events(
+                record.id.uuid(),
+                &final_action,
+                &final_verdict,
+            ));
+        }
+        let state = standing.state();
+        match standing {
+            Standing::DeniedByPolicy { reason: why } => events.push(
+                payload::Denied {
+                    by: None,
+                    reason: Some(why),
+                    risk: None,
+                    after: Some("modify".into()),
+                }
+                .event(action_uuid, Actor::system("policy")),
+            ),
+            Standing::Pending => {}
+            Standing::DeniedBy { by, reason } => {
+                events.push(
+                    payload::Denied {
+                        by: Some(by.to_string()),
+                        reason: reason.clone(),
+                        risk: None,
+                        after: None,
+                    }
+                    .event(
+                        action_uuid,
+                        Actor {
+                            kind: ActorKind::Human,
+                            id: by.to_string(),
+                        },
+                    ),
+                );
+                let mut v = serde_json::to_value(&final_verdict).expect("a verdict serializes");
+                v["denied_reason"] = serde_json::json!(format!(
+                    "denied by {by}{}",
+                    reason.map(|r| format!(": {r}")).unwrap_or_default()
                 ));
-                State::Denied
+                change.verdict = Some(v.to_string());
             }
-            route => {
-                let mut governing = Request {
-                    digest: review_digest.clone(),
-                    reviews,
-                    ..request.clone()
-                };
-                if let Route::RequireApproval(a) = route {
-                    governing.route = a.clone();
-                }
-                let tally = match route {
-                    // The policy allows the modified action: the modifier's
-                    // review is the approval.
-                    Route::Allow => Tally::Approved {
-                        approvers: vec![approver.clone()],
-                    },
-                    _ => rules::tally(&governing),
-                };
-                match tally {
-                    Tally::Pending { .. } => State::Pending,
-                    Tally::Denied { by, reason } => {
-                        events.push(event(
-                            EventKind::Denied,
-                            action_uuid,
-                            Actor {
-                                kind: ActorKind::Human,
-                                id: by.to_string(),
-                            },
-                            serde_json::json!({
-                                "by": by, "reason": reason,
-                            }),
-                        ));
-                        let mut v =
-                            serde_json::to_value(&final_verdict).expect("a verdict serializes");
-                        v["denied_reason"] = serde_json::json!(format!(
-                            "denied by {by}{}",
-                            reason.map(|r| format!(": {r}")).unwrap_or_default()
-                        ));
-                        change.verdict = Some(v.to_string());
-                        State::Denied
+            Standing::Approved { approvers } => {
+                let emails: Vec<String> = approvers.iter().map(ToString::to_string).collect();
+                events.push(
+                    payload::Approved {
+                        approvers: emails.clone(),
+                        digest: review_digest.clone(),
                     }
-                    Tally::Approved { approvers } => {
-                        let emails: Vec<String> =
-                            approvers.iter().map(ToString::to_string).collect();
-                        events.push(event(
-                            EventKind::Approved,
-                            action_uuid,
-                            Actor::system("approvals"),
-                            serde_json::json!({
-                                "approvers": emails, "digest": review_digest,
-                            }),
-                        ));
-                        let (token, claims) = self.issue_grant(
-                            &final_action,
-                            &final_action.digest(),
-                            &final_verdict,
-                            emails,
-                            now,
-                        );
-                        events.push(grant_event(action_uuid, &claims));
-                        self.store
-                            .insert_grant(
-                                &claims.jti,
-                                &row.id,
-                                DateTime::from_timestamp(claims.exp, 0).unwrap_or(now),
-                            )
-                            .await?;
-                        change.grant_token = Some(token);
-                        State::Approved
-                    }
-                }
+                    .event(action_uuid, Actor::system("approvals")),
+                );
+                let (token, claims) = self.issue_grant(
+                    &final_action,
+                    &final_action.digest(),
+                    &final_verdict,
+                    emails,
+                    now,
+                );
+                events.push(grant_event(record.id.uuid(), &claims));
+                self.store()
+                    .insert_grant(
+                        &claims.jti,
+                        &record.id.to_string(),
+                        DateTime::from_timestamp(claims.exp, 0).unwrap_or(now),
+                    )
+                    .await?;
+                change.grant_token = Some(token);
             }
-        };
-        if decision == Decision::Modify && change.verdict.is_none() {
+        }
+        if modify && change.verdict.is_none() {
             change.verdict =
                 Some(serde_json::to_string(&final_verdict).expect("a verdict serializes"));
             if let Route::RequireApproval(a) = &final_verdict.route {
@@ -248,13 +353,14 @@ impl Gate {
         }
 
         // Evidence first; then the review and the state, under the lock.
-        self.evidence
+        self.evidence()
             .append_all(events)
             .await
             .map_err(GateError::from)?;
-        self.store
+        let id = record.id.to_string();
+        self.store()
             .insert_review(&ReviewRow {
-                action_id: row.id.clone(),
+                action_id: id.clone(),
                 approver: approver.to_string(),
                 decision: decision.as_str().into(),
                 reason: reason.clone(),
@@ -272,23 +378,21 @@ impl Gate {
         }
         guard.commit().await?;
         if let (Some(shadow), Some(live)) = (shadow, &final_verdict.plugin) {
-            self.shadows
+            self.shadows()
                 .spawn(shadow, final_action.clone(), live.sha256.clone());
         }
-        self.metrics.decided(state);
-        tracing::info!(action_id = %row.id, approver = %approver, decision = decision.as_str(), channel, state = state.as_str(), "review recorded");
-        self.changed(&row.id).await;
-        if state == State::Approved && row.agent_id == crate::bindings::four_eyes::HOST_AGENT {
-            // An approved policy change: the host is its executor. If this
-            // fails, every replica's sync loop retries it.
-            if let Err(e) = self.bindings.apply_approval(&row.id).await {
-                tracing::error!(action_id = %row.id, error = %e, "approved binding change not applied yet");
-            }
+        self.metrics().decided(state);
+        tracing::info!(action_id = %id, approver = %approver, decision = decision.as_str(), channel, state = state.as_str(), "review recorded");
+        self.changed(&id).await;
+        if state == State::Approved {
+            // What the host executes itself (a binding change) runs now; if
+            // it fails, its own retry picks it up.
+            self.approved(&id, &final_action.kind).await;
         }
 
         let review = ReviewEntry {
             approver: approver.to_string(),
-            name: person.name().to_string(),
+            name,
             decision: decision.as_str().into(),
             reason,
             at: now,
@@ -298,7 +402,7 @@ impl Gate {
             State::Denied => NotificationKind::Denied,
             _ => NotificationKind::Reviewed,
         };
-        let mut notification = self.notification_for(&row.id, kind).await?;
+        let mut notification = self.notification_for(&record.id, kind).await?;
         notification.review = Some(review);
         self.announce(notification.clone());
         Ok(ReviewOutcome {
@@ -306,214 +410,58 @@ impl Gate {
             notification,
         })
     }
+}
 
-    /// The stored action, parsed, with the rules' view of it.
-    async fn snapshot(
-        &self,
-        action_id: &str,
-    ) -> Result<(ActionRow, Action, Verdict, Request), GateError> {
-        let row = self
-            .store
-            .action(action_id)
-            .await?
-            .ok_or_else(|| GateError::NotFound(action_id.into()))?;
-        let (action, verdict) = parse_row(&row)?;
-        let request = self.request_of(&row, &action, &verdict).await?;
-        Ok((row, action, verdict, request))
-    }
+/// Step 3: what the reviews add up to, under the route that governs now
+/// (the modified action's, after a modify, never lowering the bar).
+fn tally(checked: &Checked<'_>, revision: &Revision) -> Standing {
+    let mut reviews = checked.request.reviews.clone();
+    reviews.push(Review {
+        approver: checked.approver.clone(),
+        decision: checked.decision,
+        reason: checked.reason.clone(),
+        digest: revision.digest.clone(),
+        at: checked.now,
+    });
+    standing(
+        &checked.request,
+        &revision.verdict.route,
+        checked.approver,
+        revision.digest.clone(),
+        reviews,
+    )
+}
 
-    /// The rules' view of a stored action and its reviews.
-    pub(crate) async fn request_of(
-        &self,
-        row: &ActionRow,
-        action: &Action,
-        verdict: &Verdict,
-    ) -> Result<Request, GateError> {
-        let route = match &verdict.route {
-            Route::RequireApproval(a) => a.clone(),
-            _ => crate::action::ApprovalRoute {
-                groups: vec![],
-                quorum: 1,
-                ttl_seconds: 1,
-                modifiable_params: vec![],
-                escalate_to: vec![],
-            },
-        };
-        let requester = Requester::from_action(action).ok_or_else(|| {
-            GateError::Store(StoreError::Corrupt(format!(
-                "action {} has no owner",
-                row.id
-            )))
-        })?;
-        let state = match State::parse(&row.state)? {
-            State::Pending => RequestState::Pending,
-            State::Approved | State::Allowed | State::Executed => RequestState::Approved,
-            State::Denied => RequestState::Denied,
-            State::Expired => RequestState::Expired,
-        };
-        let reviews = self
-            .store
-            .reviews(&row.id)
-            .await?
-            .into_iter()
-            .filter_map(|r| {
-                // People removed from the directory lose their approvals.
-                let approver = self.directory.person_by_email(&r.approver)?.id().clone();
-                let decision = match r.decision.as_str() {
-                    "approve" => Decision::Approve,
-                    "deny" => Decision::Deny,
-                    _ => Decision::Modify,
-                };
-                Some(Review {
-                    approver,
-                    decision,
-                    reason: r.reason,
-                    digest: r.digest,
-                    at: r.at,
-                })
-            })
-            .collect();
-        Ok(Request {
-            action_id: row.id.clone(),
-            digest: row.digest.clone(),
-            route,
-            risk: verdict.classification.risk,
-            requester,
-            state,
-            expires_at: row.expires_at.unwrap_or(row.created_at),
-            escalated: self.store.is_escalated(&row.id).await?,
-            reviews,
-        })
-    }
-
-    /// The action as a card shows it now.
-    pub async fn notification_for(
-        &self,
-        action_id: &str,
-        kind: NotificationKind,
-    ) -> Result<Notification, GateError> {
-        let (_, action, verdict, request) = self.snapshot(action_id).await?;
-        let approvers = match rules::tally(&request) {
-            Tally::Pending { approvers, .. } | Tally::Approved { approvers } => approvers,
-            Tally::Denied { .. } => Vec::new(),
-        };
-        let approvals = approvers
-            .iter()
-            .filter_map(|id| {
-                let person = self.directory.person(id)?;
-                let at = request
-                    .reviews
-                    .iter()
-                    .find(|r| &r.approver == id && r.digest == request.digest)?
-                    .at;
-                Some(ApprovalEntry {
-                    approver: id.to_string(),
-                    name: person.name().to_string(),
-                    at,
-                })
-            })
-            .collect();
-        Ok(Notification {
-            id: Uuid::now_v7().to_string(),
-            kind,
-            action: ActionSummary::from_action(&action, &verdict.classification),
-            approval: ApprovalState {
-                groups: request.route.groups.clone(),
-                quorum: request.quorum(),
-                approvals,
-                expires_at: request.expires_at,
-                escalate_to: request.route.escalate_to.clone(),
-            },
-            review: None,
-            occurred_at: Utc::now(),
-        })
-    }
-
-    /// Pending actions `approver` may review now.
-    pub async fn pending_for(&self, approver: &ApproverId) -> Result<Vec<ActionStatus>, GateError> {
-        let now = Utc::now();
-        let mut out = Vec::new();
-        for row in self.store.pending_actions(500).await? {
-            let (action, verdict) = parse_row(&row)?;
-            let request = self.request_of(&row, &action, &verdict).await?;
-            // Deny with a reason passes every gate an approve does except
-            // the duplicate check: the list shows what this person may act on.
-            if rules::check(
-                &self.directory,
-                &request,
-                approver,
-                Decision::Deny,
-                Some("-"),
-                now,
-            )
-            .is_ok()
-            {
-                out.push(status_of(&row, false)?);
+/// `tally`'s rule, pure: the request as it was, the route now, the reviewer,
+/// the digest reviewed and every review including this one.
+pub(super) fn standing(
+    request: &Request,
+    route: &Route,
+    approver: &ApproverId,
+    digest: String,
+    reviews: Vec<Review>,
+) -> Standing {
+    match route {
+        Route::Deny { reason } => Standing::DeniedByPolicy {
+            reason: reason.clone(),
+        },
+        // The policy allows the modified action: the modifier's review is
+        // the approval.
+        Route::Allow => Standing::Approved {
+            approvers: vec![approver.clone()],
+        },
+        Route::RequireApproval(a) => {
+            let governing = Request {
+                digest,
+                reviews,
+                route: a.clone(),
+                ..request.clone()
+            };
+            match rules::tally(&governing) {
+                Tally::Pending { .. } => Standing::Pending,
+                Tally::Denied { by, reason } => Standing::DeniedBy { by, reason },
+                Tally::Approved { approvers } => Standing::Approved { approvers },
             }
         }
-        Ok(out)
     }
-
-    /// Sends `notification` to every notifier, off the request path. A
-    /// failure is evidence (`notify-failed`); it never blocks a decision.
-    pub fn announce(&self, notification: Notification) {
-        let notification = Arc::new(notification);
-        for notifier in &self.notifiers {
-            let (notifier, notification, evidence) = (
-                notifier.clone(),
-                notification.clone(),
-                self.evidence.clone(),
-            );
-            tokio::spawn(async move {
-                let action_id = Uuid::parse_str(&notification.action.action_id).ok();
-                let (kind, payload) = match notifier.notify(&notification).await {
-                    Ok(delivered) => (
-                        EventKind::Notified,
-                        serde_json::json!({
-                            "notifier": notifier.name(), "notification": notification.id,
-                            "kind": notification.kind, "attempts": delivered.attempts,
-                        }),
-                    ),
-                    Err(e) => {
-                        tracing::warn!(notifier = notifier.name(), action_id = %notification.action.action_id, error = %e, "notification failed");
-                        (
-                            EventKind::NotifyFailed,
-                            serde_json::json!({
-                                "notifier": notifier.name(), "notification": notification.id,
-                                "kind": notification.kind, "error": e.to_string(),
-                            }),
-                        )
-                    }
-                };
-                let recorded = evidence
-                    .append(NewEvent {
-                        kind,
-                        action_id,
-                        actor: Actor::system(notifier.name().to_string()),
-                        payload,
-                    })
-                    .await;
-                if let Err(e) = recorded {
-                    tracing::error!(error = %e, "could not record a notification outcome");
-                }
-            });
-        }
-    }
-}
-
-pub(crate) fn parse_row(row: &ActionRow) -> Result<(Action, Verdict), GateError> {
-    let corrupt = |what: &str, e: serde_json::Error| {
-        GateError::Store(StoreError::Corrupt(format!(
-            "action {} {what}: {e}",
-            row.id
-        )))
-    };
-    let action: Action = serde_json::from_str(&row.action).map_err(|e| corrupt("action", e))?;
-    let verdict: Verdict = serde_json::from_str(&row.verdict).map_err(|e| corrupt("verdict", e))?;
-    Ok((action, verdict))
-}
-
-pub(crate) fn uuid_of(id: &str) -> Result<Uuid, GateError> {
-    Uuid::parse_str(id)
-        .map_err(|e| GateError::Store(StoreError::Corrupt(format!("action id {id}: {e}"))))
 }

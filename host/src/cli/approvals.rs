@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::{fail, GlobalOpts};
+use crate::action::ActionId;
 use crate::directory::Directory;
 use crate::keys::{hash_api_key, new_api_key};
 use crate::store::{KeyRole, Store};
@@ -38,13 +39,15 @@ pub enum ApprovalsCommand {
     },
     /// One pending action in full.
     Show {
-        id: String,
+        /// The action id (a UUID).
+        id: ActionId,
         #[command(flatten)]
         remote: Remote,
     },
     /// Approve (a reason is required at high and critical risk).
     Approve {
-        id: String,
+        /// The action id (a UUID).
+        id: ActionId,
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]
@@ -52,7 +55,8 @@ pub enum ApprovalsCommand {
     },
     /// Deny, with a reason.
     Deny {
-        id: String,
+        /// The action id (a UUID).
+        id: ActionId,
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -60,7 +64,8 @@ pub enum ApprovalsCommand {
     },
     /// Change modifiable params (a JSON object), with a reason.
     Modify {
-        id: String,
+        /// The action id (a UUID).
+        id: ActionId,
         #[arg(long)]
         params: String,
         #[arg(long)]
@@ -184,7 +189,7 @@ async fn remote(cmd: ApprovalsCommand, out: &mut (dyn Write + Send)) -> anyhow::
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find(|a| a["action_id"] == id.as_str());
+                .find(|a| a["action_id"] == id.to_string().as_str());
             match found {
                 Some(a) => writeln!(out, "{}", serde_json::to_string_pretty(a)?)?,
                 None => {

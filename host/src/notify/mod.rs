@@ -165,6 +165,24 @@ pub enum NotifyError {
 pub type NotifyFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Delivered, NotifyError>> + Send + 'a>>;
 
+/// `[notify]`: outgoing announcements.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Standard Webhooks receivers.
+    pub webhooks: Vec<webhook::WebhookConfig>,
+}
+
+impl std::fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of logs: names only.
+        let names: Vec<&str> = self.webhooks.iter().map(|w| w.name.as_str()).collect();
+        f.debug_struct("NotifyConfig")
+            .field("webhooks", &names)
+            .finish()
+    }
+}
+
 /// One way of announcing. Object safe, so the host keeps a
 /// `Vec<Arc<dyn Notifier>>` and sends each notification to all of them.
 pub trait Notifier: Send + Sync {

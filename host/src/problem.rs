@@ -1,0 +1,150 @@
+//! Every error the HTTP edges (API, chat callbacks) return, as RFC 9457
+//! problem+json, mapped in one place. Below the edges, above the workflow:
+//! never decides anything. Details name the field or the rule; they never
+//! carry secrets or database internals.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::gate::GateError;
+
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: StatusCode,
+    /// A short stable slug; the `type` URI is built from it.
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+}
+
+impl Problem {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Missing, unknown or revoked API key",
+            detail,
+        )
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not allowed for this key",
+            detail,
+        )
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "The request is not valid",
+            detail,
+        )
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such resource",
+            detail,
+        )
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Evidence or state could not be committed; nothing was allowed",
+            detail,
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "type": format!("urn:actiongate:problem:{}", self.kind),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        let mut response = (self.status, body.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<GateError> for Problem {
+    fn from(e: GateError) -> Self {
+        if e.is_unavailable() {
+            tracing::error!(error = %e, "failing closed: database unavailable");
+            return Problem::unavailable("the database is unavailable; retry later");
+        }
+        match &e {
+            GateError::IdempotencyConflict(_) => Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency-conflict",
+                "Idempotency key reused with a different request",
+                e.to_string(),
+            ),
+            GateError::NotFound(_) => Problem::not_found(e.to_string()),
+            GateError::Invalid(_) => Problem::bad_request(e.to_string()),
+            GateError::KeyRevoked => Problem::unauthorized("unknown or revoked API key"),
+            GateError::GrantRefused(_) => Problem::new(
+                StatusCode::FORBIDDEN,
+                "grant-refused",
+                "The grant is not valid for this action",
+                e.to_string(),
+            ),
+            GateError::GrantReused { .. } => Problem::new(
+                StatusCode::CONFLICT,
+                "grant-reused",
+                "The grant was already used",
+                e.to_string(),
+            ),
+            GateError::WrongState { .. } => Problem::new(
+                StatusCode::CONFLICT,
+                "wrong-state",
+                "The action is not in a state that allows this",
+                e.to_string(),
+            ),
+            GateError::Evidence(_) | GateError::Store(_) => {
+                tracing::error!(error = %e, "internal error");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                    "see the server log",
+                )
+            }
+        }
+    }
+}
