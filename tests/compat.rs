@@ -3,7 +3,8 @@
 //! its real API (`fixtures/compat/make`): allow, deny, a modify and approvals,
 //! a reviewer's deny, outcomes, a four-eyes binding change and the plugin
 //! registrations. Today's `audit verify`, `audit replay`, `audit export` and
-//! `verify-bundle` must answer as they did then.
+//! `verify-bundle` must answer as they did then, and today's typed event
+//! payloads must read every recorded event and write back its exact bytes.
 
 use std::path::{Path, PathBuf};
 
@@ -225,4 +226,51 @@ async fn the_recorded_actions_still_export_and_verify_offline() {
     let expected =
         std::fs::read_to_string(std::path::Path::new(FIXTURE).join("changes.csv")).unwrap();
     assert_eq!(rows, expected);
+}
+
+#[tokio::test]
+async fn every_recorded_payload_reads_back_to_its_exact_bytes() {
+    use actiongate::evidence::{canonical, payload, StoredEvent};
+    use actiongate::store::{Store, StoreOptions};
+
+    let c = copy();
+    let opts = StoreOptions {
+        migrate: false,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect_with(&c.url, &opts).await.unwrap();
+    let rows = store.events_range(0, 56).await.unwrap();
+    assert_eq!(rows.len(), 56);
+    let mut kinds = std::collections::BTreeSet::new();
+    for row in rows {
+        let event = StoredEvent::from_canonical(row.canonical, row.leaf_hash).unwrap();
+        let typed = payload::reread(&event).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            canonical::value_to_string(&typed).unwrap(),
+            canonical::value_to_string(&event.payload).unwrap(),
+            "seq {} ({})",
+            event.seq,
+            event.kind
+        );
+        // And the stored leaf holds exactly those bytes.
+        assert!(
+            event
+                .canonical
+                .contains(&canonical::value_to_string(&typed).unwrap()),
+            "seq {}",
+            event.seq
+        );
+        kinds.insert(event.kind.as_str());
+    }
+    // Every kind the host writes but `notified` and `escalated` is on record.
+    assert_eq!(kinds.len(), 15, "{kinds:?}");
+
+    // The check can fail: a payload that lost a field does not read back.
+    let mut event = StoredEvent::from_canonical(
+        store.events_range(0, 1).await.unwrap().remove(0).canonical,
+        [0; 32],
+    )
+    .unwrap();
+    event.payload.as_object_mut().unwrap().remove("sha256");
+    assert!(payload::reread(&event).is_err(), "{:?}", event.kind);
 }

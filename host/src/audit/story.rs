@@ -9,7 +9,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::action::{Action, Route};
+use crate::action::{Decision, Route};
+use crate::evidence::payload::{self, PayloadError};
 use crate::evidence::{EventKind, StoredEvent};
 
 /// One broken rule: where (seq, field) and what.
@@ -89,20 +90,12 @@ pub fn check(events: &[&StoredEvent]) -> Vec<Violation> {
     s.violations
 }
 
-fn text<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
-    v.get(field).and_then(Value::as_str)
-}
-
-fn emails(v: &Value, field: &str) -> Vec<String> {
-    v.get(field)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+/// What a payload lacked, in serde's words.
+fn cause(e: PayloadError) -> String {
+    match e {
+        PayloadError::Shape { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
 }
 
 impl Story {
@@ -134,15 +127,11 @@ impl Story {
     }
 
     fn event(&mut self, e: &StoredEvent) {
-        let p = &e.payload;
         match e.kind {
             EventKind::Submitted => self.submitted(e),
-            EventKind::Evaluated => match (
-                serde_json::from_value::<Action>(p["input"].clone()),
-                serde_json::from_value::<Route>(p["output"]["route"].clone()),
-            ) {
-                (Ok(input), Ok(route)) => {
-                    let digest = input.digest();
+            EventKind::Evaluated => match e.payload_as::<payload::Evaluated>() {
+                Ok(p) => {
+                    let digest = p.input.digest();
                     if self.digest.as_deref() != Some(digest.as_str()) {
                         self.flag(
                             e.seq,
@@ -150,42 +139,48 @@ impl Story {
                             "the evaluated input is not the action as submitted or modified",
                         );
                     }
-                    self.routes.push((digest, route));
+                    self.routes.push((digest, p.output.route));
                 }
-                _ => self.flag(
+                Err(_) => self.flag(
                     e.seq,
                     Some("output"),
                     "not an evaluation with an input and a route",
                 ),
             },
-            EventKind::Reviewed => {
-                let approver = text(p, "approver").unwrap_or_default().to_owned();
-                let digest = text(p, "digest").unwrap_or_default().to_owned();
-                self.not_requester(e.seq, "approver", &approver);
-                match text(p, "decision") {
-                    Some("approve") => {
-                        if self.digest.as_deref() != Some(digest.as_str()) {
-                            self.flag(
-                                e.seq,
-                                Some("digest"),
-                                "the approval is for another version of the action",
-                            );
+            EventKind::Reviewed => match e.payload_as::<payload::Reviewed>() {
+                Ok(p) => {
+                    self.not_requester(e.seq, "approver", &p.approver);
+                    match p.decision {
+                        Decision::Approve => {
+                            if self.digest.as_deref() != Some(p.digest.as_str()) {
+                                self.flag(
+                                    e.seq,
+                                    Some("digest"),
+                                    "the approval is for another version of the action",
+                                );
+                            }
+                            self.approvals.push((e.seq, p.approver, p.digest));
                         }
-                        self.approvals.push((e.seq, approver, digest));
+                        Decision::Modify => {
+                            // The modify is the modifier's approval of the new digest.
+                            self.digest = Some(p.digest.clone());
+                            self.approvals.push((e.seq, p.approver, p.digest));
+                        }
+                        Decision::Deny => {}
                     }
-                    Some("modify") => {
-                        // The modify is the modifier's approval of the new digest.
-                        self.digest = Some(digest.clone());
-                        self.approvals.push((e.seq, approver, digest));
+                }
+                Err(_) => {
+                    if let Some(approver) = e.payload.get("approver").and_then(Value::as_str) {
+                        self.not_requester(e.seq, "approver", approver);
                     }
-                    Some("deny") => {}
-                    other => self.flag(
+                    let decision = e.payload.get("decision").and_then(Value::as_str);
+                    self.flag(
                         e.seq,
                         Some("decision"),
-                        format!("unknown decision {other:?}"),
-                    ),
+                        format!("unknown decision {decision:?}"),
+                    );
                 }
-            }
+            },
             EventKind::Approved => self.approved(e),
             EventKind::Denied => self.denied = Some(e.seq),
             EventKind::Granted => self.granted(e),
@@ -195,15 +190,18 @@ impl Story {
     }
 
     fn submitted(&mut self, e: &StoredEvent) {
-        let p = &e.payload;
         if self.requester.is_some() {
             self.flag(e.seq, None, "submitted twice");
             return;
         }
-        let action: Action = match serde_json::from_value(p["action"].clone()) {
-            Ok(a) => a,
+        let (action, recorded) = match e.payload_as::<payload::Submitted>() {
+            Ok(p) => (p.action.into_owned(), p.digest),
             Err(x) => {
-                self.flag(e.seq, Some("action"), format!("not an action: {x}"));
+                self.flag(
+                    e.seq,
+                    Some("action"),
+                    format!("not an action: {}", cause(x)),
+                );
                 return;
             }
         };
@@ -218,13 +216,17 @@ impl Story {
             );
         }
         let digest = action.digest();
-        if text(p, "digest") != Some(digest.as_str()) {
+        if recorded != digest {
             self.flag(
                 e.seq,
                 Some("digest"),
                 format!(
                     "recorded {}, the submitted action's digest is {digest}",
-                    text(p, "digest").unwrap_or("none")
+                    if recorded.is_empty() {
+                        "none"
+                    } else {
+                        &recorded
+                    }
                 ),
             );
         }
@@ -247,8 +249,11 @@ impl Story {
     }
 
     fn approved(&mut self, e: &StoredEvent) {
-        let approvers = emails(&e.payload, "approvers");
-        let digest = text(&e.payload, "digest").unwrap_or_default().to_owned();
+        let payload::Approved { approvers, digest } =
+            e.payload_as().unwrap_or_else(|_| payload::Approved {
+                approvers: Vec::new(),
+                digest: String::new(),
+            });
         if self.digest.as_deref() != Some(digest.as_str()) {
             self.flag(
                 e.seq,
@@ -314,10 +319,10 @@ impl Story {
     }
 
     fn granted(&mut self, e: &StoredEvent) {
-        let digest = text(&e.payload, "action_digest")
-            .unwrap_or_default()
-            .to_owned();
-        let jti = text(&e.payload, "jti").unwrap_or_default().to_owned();
+        let grant = e.payload_as::<payload::Granted>().ok();
+        let (jti, digest, approvers) = grant
+            .map(|g| (g.jti, g.action_digest, g.approvers))
+            .unwrap_or_default();
         if self.digest.as_deref() != Some(digest.as_str()) {
             self.flag(
                 e.seq,
@@ -335,10 +340,8 @@ impl Story {
                 format!("granted after it was denied at seq {d}"),
             );
         }
-        let approvers: BTreeSet<String> = emails(&e.payload, "approvers")
-            .iter()
-            .map(|a| a.trim().to_lowercase())
-            .collect();
+        let approvers: BTreeSet<String> =
+            approvers.iter().map(|a| a.trim().to_lowercase()).collect();
         match self.route_for(&digest).cloned() {
             Some(Route::Allow) if self.approved.is_none() => {}
             Some(Route::Deny { .. }) => self.flag(
@@ -378,8 +381,17 @@ impl Story {
     }
 
     fn executed(&mut self, e: &StoredEvent) {
-        let digest = text(&e.payload, "digest").unwrap_or_default();
-        let jti = text(&e.payload, "jti").unwrap_or_default();
+        let (digest, jti) = match e.payload_as::<payload::Executed>() {
+            Ok(p) => (
+                p.digest,
+                match p.by {
+                    payload::ExecutedBy::Agent { jti, .. } => jti,
+                    payload::ExecutedBy::Host { .. } => String::new(),
+                },
+            ),
+            Err(_) => Default::default(),
+        };
+        let (digest, jti) = (digest.as_str(), jti.as_str());
         match self.grants.iter().find(|(_, j, _)| j == jti) {
             None => self.flag(e.seq, Some("jti"), "executed without an earlier grant"),
             Some((_, _, granted)) if granted != digest => self.flag(
