@@ -209,3 +209,30 @@ async fn remote(cmd: ApprovalsCommand, out: &mut (dyn Write + Send)) -> anyhow::
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::Cli;
+
+    #[test]
+    fn an_action_id_argument_is_parsed_before_anything_is_sent() {
+        for verb in ["show", "approve", "deny", "modify"] {
+            let mut argv = vec!["actiongate", "approvals", verb, "42; DROP", "--key", "k"];
+            argv.extend(match verb {
+                "deny" => vec!["--reason", "r"],
+                "modify" => vec!["--params", "{}", "--reason", "r"],
+                _ => vec![],
+            });
+            let e = Cli::try_parse_from(&argv).unwrap_err().to_string();
+            assert!(
+                e.contains("\"42; DROP\" is not an action id (a UUID)"),
+                "{verb}: {e}"
+            );
+            argv[3] = "0190c6c2-0000-7000-8000-000000000001";
+            let parsed = Cli::try_parse_from(&argv);
+            assert!(parsed.is_ok(), "{verb}: {:?}", parsed.err());
+        }
+    }
+}
