@@ -465,3 +465,124 @@ pub(super) fn standing(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::action::{ApprovalRoute, Risk};
+    use crate::approvals::rules::{RequestState, Requester};
+    use crate::directory::{Directory, DirectoryConfig};
+
+    fn dir() -> Directory {
+        let cfg: DirectoryConfig = toml::from_str(
+            r#"
+            [[people]]
+            email = "dana@example.com"
+            name = "Dana"
+            [[people]]
+            email = "erin@example.com"
+            name = "Erin"
+            [groups]
+            data-owners = ["dana@example.com", "erin@example.com"]
+            "#,
+        )
+        .unwrap();
+        Directory::from_config(&cfg).unwrap()
+    }
+
+    fn held(quorum: u32) -> ApprovalRoute {
+        ApprovalRoute {
+            groups: vec!["data-owners".into()],
+            quorum,
+            ttl_seconds: 3600,
+            modifiable_params: vec!["rows".into()],
+            escalate_to: vec![],
+        }
+    }
+
+    fn request(quorum: u32) -> Request {
+        let at: DateTime<Utc> = "2026-12-06T07:00:00Z".parse().unwrap();
+        Request {
+            action_id: "a".into(),
+            digest: "d1".into(),
+            route: held(quorum),
+            risk: Risk::High,
+            requester: Requester {
+                agent_id: "etl".into(),
+                owner: "owner@example.com".into(),
+                on_behalf_of: None,
+            },
+            state: RequestState::Pending,
+            expires_at: at + Duration::hours(1),
+            escalated: false,
+            reviews: vec![],
+        }
+    }
+
+    fn approve(d: &Directory, email: &str, digest: &str) -> Review {
+        Review {
+            approver: d.person_by_email(email).unwrap().id().clone(),
+            decision: Decision::Approve,
+            reason: None,
+            digest: digest.into(),
+            at: "2026-12-06T07:01:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_route_in_force_decides_what_the_reviews_add_up_to() {
+        let d = dir();
+        let dana = d.person_by_email("dana@example.com").unwrap().id().clone();
+        let one = vec![approve(&d, "dana@example.com", "d1")];
+        // Held for two: one approval leaves it pending; a second approves.
+        assert_eq!(
+            standing(
+                &request(2),
+                &Route::RequireApproval(held(2)),
+                &dana,
+                "d1".into(),
+                one.clone()
+            ),
+            Standing::Pending
+        );
+        let two = vec![
+            approve(&d, "dana@example.com", "d1"),
+            approve(&d, "erin@example.com", "d1"),
+        ];
+        match standing(
+            &request(2),
+            &Route::RequireApproval(held(2)),
+            &dana,
+            "d1".into(),
+            two,
+        ) {
+            Standing::Approved { approvers } => assert_eq!(approvers.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        // A modified action the policy allows: the modifier's review approves.
+        assert_eq!(
+            standing(&request(2), &Route::Allow, &dana, "d2".into(), one.clone()),
+            Standing::Approved {
+                approvers: vec![dana.clone()]
+            }
+        );
+        // One the policy denies is denied, whatever the reviews.
+        assert_eq!(
+            standing(
+                &request(2),
+                &Route::Deny {
+                    reason: "no".into()
+                },
+                &dana,
+                "d2".into(),
+                one
+            ),
+            Standing::DeniedByPolicy {
+                reason: "no".into()
+            }
+        );
+        assert_eq!(Standing::Pending.state(), State::Pending);
+    }
+}
