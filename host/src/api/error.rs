@@ -48,6 +48,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                         Problem::bad_request(e.body_text())
                     }
                 })?;
+        // Before anything reads the body: input that parsers would read
+        // differently is refused here, never after an evaluation.
+        crate::ijson::check(&bytes).map_err(|e| Problem::bad_request(e.to_string()))?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();

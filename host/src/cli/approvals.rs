@@ -130,8 +130,14 @@ async fn remote(cmd: ApprovalsCommand, out: &mut (dyn Write + Send)) -> anyhow::
             reason,
             remote,
         } => {
-            let params: Value = serde_json::from_str(params)
-                .map_err(|e| anyhow::anyhow!("--params is not JSON: {e}"))?;
+            // Refused here, with the same rules and words as the server's.
+            let params = crate::ijson::value(params).map_err(|e| {
+                if e.is_syntax() {
+                    anyhow::anyhow!("--params is not JSON: {}", e.violation)
+                } else {
+                    anyhow::anyhow!("--params was not sent: {}", e.within("params"))
+                }
+            })?;
             (
                 remote,
                 Some((

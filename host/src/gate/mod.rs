@@ -70,10 +70,11 @@ impl From<crate::action::BadActionId> for GateError {
 }
 
 impl GateError {
-    /// True when the cause is the database being out of reach: answer 503.
+    /// True when the cause is the database or the log being out of reach:
+    /// answer 503. Nothing else is, since retrying cannot fix it.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            GateError::Evidence(_) => true,
+            GateError::Evidence(e) => e.is_unavailable(),
             GateError::Store(e) => e.is_unavailable(),
             _ => false,
         }

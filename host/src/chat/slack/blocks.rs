@@ -499,25 +499,28 @@ pub fn read_submission(
             }
             let parsed = match old {
                 Some(Value::String(_)) => Ok(Value::String(text.to_string())),
-                Some(Value::Number(_)) => serde_json::from_str::<Value>(text.trim())
-                    .ok()
-                    .filter(Value::is_number)
-                    .ok_or("Enter a number."),
+                Some(Value::Number(_)) => {
+                    json_input(name, text, Value::is_number, "Enter a number.")
+                }
                 Some(Value::Bool(_)) => match text.trim() {
                     "true" => Ok(Value::Bool(true)),
                     "false" => Ok(Value::Bool(false)),
-                    _ => Err("Enter true or false."),
+                    _ => Err("Enter true or false.".to_string()),
                 },
-                Some(Value::Array(_)) => serde_json::from_str::<Value>(text.trim())
-                    .ok()
-                    .filter(Value::is_array)
-                    .ok_or("Enter a JSON array, e.g. [\"a\", \"b\"]."),
-                Some(Value::Object(_)) => serde_json::from_str::<Value>(text.trim())
-                    .ok()
-                    .filter(Value::is_object)
-                    .ok_or("Enter a JSON object."),
-                Some(Value::Null) | None => Ok(serde_json::from_str::<Value>(text.trim())
-                    .unwrap_or_else(|_| Value::String(text.to_string()))),
+                Some(Value::Array(_)) => json_input(
+                    name,
+                    text,
+                    Value::is_array,
+                    "Enter a JSON array, e.g. [\"a\", \"b\"].",
+                ),
+                Some(Value::Object(_)) => {
+                    json_input(name, text, Value::is_object, "Enter a JSON object.")
+                }
+                Some(Value::Null) | None => match crate::ijson::value(text.trim()) {
+                    Ok(value) => Ok(value),
+                    Err(e) if e.is_syntax() => Ok(Value::String(text.to_string())),
+                    Err(e) => Err(e.within(name).to_string()),
+                },
             };
             match parsed {
                 Ok(value) if Some(&value) == old => {}
@@ -525,7 +528,7 @@ pub fn read_submission(
                     changes.insert(name.clone(), value);
                 }
                 Err(message) => {
-                    errors.insert(block, message.into());
+                    errors.insert(block, message);
                 }
             }
         }
@@ -547,6 +550,22 @@ pub fn read_submission(
         reason,
         changes: (meta.decision == Decision::Modify).then_some(Value::Object(changes)),
     })
+}
+
+/// One modify input read as JSON of the kind `is_kind` accepts. JSON that
+/// parsers would read differently (I-JSON) is refused with what to enter
+/// instead; anything else that is not of the kind gets `hint`.
+fn json_input(
+    name: &str,
+    text: &str,
+    is_kind: fn(&Value) -> bool,
+    hint: &str,
+) -> Result<Value, String> {
+    match crate::ijson::value(text.trim()) {
+        Ok(value) if is_kind(&value) => Ok(value),
+        Err(e) if !e.is_syntax() => Err(e.within(name).to_string()),
+        _ => Err(hint.to_string()),
+    }
 }
 
 /// A modal's `response_action: errors` body.
@@ -735,6 +754,29 @@ mod tests {
         .unwrap_err();
         assert!(unchanged.contains_key("param:rows"));
         assert_eq!(errors_response(&errors)["response_action"], "errors");
+
+        // A number parsers read differently is refused on its field, with
+        // what to send instead; nothing reaches the review.
+        for (rows, want) in [
+            (
+                "9007199254740993",
+                "send it as a string (\"9007199254740993\")",
+            ),
+            ("1e400", "beyond ±9007199254740991"),
+            ("0.30000000000000001", "send 0.3"),
+        ] {
+            let errors = read_submission(
+                &view(rows, "s3://x", "fewer"),
+                &meta,
+                &n.action.params,
+                &modifiable,
+                &[],
+            )
+            .unwrap_err();
+            let message = &errors["param:rows"];
+            assert!(message.starts_with("rows: the number"), "{message}");
+            assert!(message.contains(want), "{message}");
+        }
     }
 
     #[test]

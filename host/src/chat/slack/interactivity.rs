@@ -401,17 +401,35 @@ async fn interactivity(
             return Problem::unauthorized("Slack request not verified: already handled (replay)")
                 .into_response();
         }
-        Err(e) => {
+        Err(e) if e.is_unavailable() => {
             tracing::error!(error = %e, "could not record the slack request signature");
             return Problem::unavailable("try again").into_response();
+        }
+        Err(e) => {
+            // Retrying cannot fix this: not a 503.
+            tracing::error!(error = %e, "could not record the slack request signature");
+            return Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "see the server log",
+            )
+            .into_response();
         }
     }
     let payload = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
         .ok()
         .and_then(|form| form.into_iter().find(|(k, _)| k == "payload"))
-        .and_then(|(_, p)| serde_json::from_str::<Value>(&p).ok());
-    let Some(payload) = payload else {
-        return Problem::bad_request("expected a form body with a JSON `payload`").into_response();
+        .map(|(_, p)| crate::ijson::value(&p));
+    let payload = match payload {
+        Some(Ok(payload)) => payload,
+        Some(Err(e)) if !e.is_syntax() => {
+            return Problem::bad_request(format!("payload: {e}")).into_response()
+        }
+        _ => {
+            return Problem::bad_request("expected a form body with a JSON `payload`")
+                .into_response()
+        }
     };
     match reviews.handle(payload).await {
         Ack::Empty => StatusCode::OK.into_response(),

@@ -246,12 +246,14 @@ pub fn message(card: Value, summary: &str) -> Value {
 
 /// The changes a Modify click asks for: each modifiable parameter whose
 /// input differs from the current value, read as JSON (or as a string when
-/// it is not JSON). An emptied input removes the parameter.
+/// it is not JSON). An emptied input removes the parameter. JSON that parsers
+/// would read differently (not I-JSON, e.g. `9007199254740993`) is refused,
+/// naming the parameter.
 pub fn modify_changes(
     data: &serde_json::Map<String, Value>,
     current: &Value,
     modifiable: &[String],
-) -> Value {
+) -> Result<Value, crate::ijson::IJsonError> {
     let mut changes = serde_json::Map::new();
     for name in modifiable {
         let Some(input) = data
@@ -264,14 +266,18 @@ pub fn modify_changes(
         let value = if input.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(input).unwrap_or_else(|_| Value::String(input.into()))
+            match crate::ijson::value(input) {
+                Ok(value) => value,
+                Err(e) if e.is_syntax() => Value::String(input.into()),
+                Err(e) => return Err(e.within(name)),
+            }
         };
         let old = current.get(name).cloned().unwrap_or(Value::Null);
         if value != old {
             changes.insert(name.clone(), value);
         }
     }
-    Value::Object(changes)
+    Ok(Value::Object(changes))
 }
 
 #[cfg(test)]
@@ -377,8 +383,35 @@ mod tests {
         let modifiable = ["rows", "table", "columns"].map(String::from);
         let current = json!({"rows": 1000, "table": "customers"});
         assert_eq!(
-            modify_changes(&data, &current, &modifiable),
+            modify_changes(&data, &current, &modifiable).unwrap(),
             json!({"rows": 100, "table": "customers_eu"})
+        );
+    }
+
+    #[test]
+    fn modify_refuses_what_parsers_read_differently() {
+        let current = json!({"rows": 1000, "filter": {}});
+        let modifiable = ["rows", "filter"].map(String::from);
+        let input = |rows: &str, filter: &str| {
+            serde_json::from_value::<serde_json::Map<String, Value>>(
+                json!({"param.rows": rows, "param.filter": filter}),
+            )
+            .unwrap()
+        };
+        let e =
+            modify_changes(&input("9007199254740993", "{}"), &current, &modifiable).unwrap_err();
+        assert_eq!(e.path, "rows");
+        assert!(e.to_string().contains("send it as a string"), "{e}");
+        let e = modify_changes(&input("5", r#"{"a":1,"a":2}"#), &current, &modifiable).unwrap_err();
+        assert_eq!(e.path, "filter.a");
+        // Text that is not JSON at all is still read as a string.
+        assert_eq!(
+            modify_changes(&input("5", "{}"), &current, &modifiable).unwrap(),
+            json!({"rows": 5})
+        );
+        assert_eq!(
+            modify_changes(&input("five", "{}"), &current, &modifiable).unwrap(),
+            json!({"rows": "five"})
         );
     }
 }

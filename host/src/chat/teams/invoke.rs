@@ -89,6 +89,9 @@ async fn messages(State(bot): State<Bot>, headers: HeaderMap, body: Bytes) -> Re
     if authorization.is_none() {
         return refuse_unverified("no Authorization header");
     }
+    if let Err(e) = crate::ijson::check(&body) {
+        return Problem::bad_request(format!("not a Bot Framework activity: {e}")).into_response();
+    }
     let activity: Activity = match serde_json::from_slice(&body) {
         Ok(activity) => activity,
         Err(e) => {
@@ -256,13 +259,18 @@ impl Bot {
             .get(cards::INPUT_REASON)
             .and_then(Value::as_str)
             .map(String::from);
-        let params = (decision == Decision::Modify).then(|| {
-            cards::modify_changes(
+        let params = match decision {
+            Decision::Modify => match cards::modify_changes(
                 &action.data,
                 &current.notification.action.params,
                 &current.modifiable,
-            )
-        });
+            ) {
+                Ok(changes) => Some(changes),
+                // Refused before the review: nothing evaluated, nothing recorded.
+                Err(e) => return self.render(&current, Some(Notice::Refused(e.to_string()))),
+            },
+            _ => None,
+        };
         let review = ReviewRequest {
             decision,
             reason,
