@@ -53,6 +53,8 @@ pub struct Config {
     pub teams: Option<TeamsConfig>,
     /// Approvals in Slack (`[slack]`); off when absent.
     pub slack: Option<SlackConfig>,
+    /// What approvers are shown: the one redaction rule set (`[approvals]`).
+    pub approvals: crate::approvals::ApprovalsConfig,
 }
 
 impl Default for Config {
@@ -72,6 +74,7 @@ impl Default for Config {
             sweep_interval_ms: 1000,
             teams: None,
             slack: None,
+            approvals: crate::approvals::ApprovalsConfig::default(),
         }
     }
 }

@@ -38,3 +38,9 @@ pub mod service;
 pub mod shadow;
 pub mod store;
 pub mod waiters;
+
+/// The build script's wasm-target check, unit-tested here (build scripts
+/// have no tests of their own).
+#[cfg(test)]
+#[path = "../build/wasm_target.rs"]
+mod wasm_target;

@@ -59,6 +59,17 @@ impl Problem {
         )
     }
 
+    /// A kind or kind pattern outside the one kind grammar; the detail
+    /// states the rule.
+    pub fn invalid_kind(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-kind",
+            "The action kind does not follow the kind grammar",
+            detail,
+        )
+    }
+
     pub fn not_found(detail: impl Into<String>) -> Self {
         Problem::new(
             StatusCode::NOT_FOUND,
@@ -78,10 +89,18 @@ impl Problem {
     }
 }
 
+/// Request bodies larger than this are refused with 413, by every HTTP
+/// edge (the API and the chat callbacks).
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+/// Every problem `type` is this prefix and a slug: one scheme for the whole
+/// service (the evidence routes use it too).
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:actiongate:problem:";
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = serde_json::json!({
-            "type": format!("urn:actiongate:problem:{}", self.kind),
+            "type": format!("{PROBLEM_TYPE_PREFIX}{}", self.kind),
             "title": self.title,
             "status": self.status.as_u16(),
             "detail": self.detail,
@@ -117,6 +136,7 @@ impl From<GateError> for Problem {
             ),
             GateError::NotFound(_) => Problem::not_found(e.to_string()),
             GateError::Invalid(_) => Problem::bad_request(e.to_string()),
+            GateError::Kind(_) => Problem::invalid_kind(e.to_string()),
             GateError::KeyRevoked => Problem::unauthorized("unknown or revoked API key"),
             GateError::GrantRefused(_) => Problem::new(
                 StatusCode::FORBIDDEN,

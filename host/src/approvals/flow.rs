@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::rules::{self, Decision, Refusal, Request, Review, Tally};
-use crate::action::{Action, ActionId, Route, State};
+use crate::action::{Action, ActionId, ApprovalRoute, Route, State};
 use crate::directory::ApproverId;
 use crate::evaluate::Verdict;
 use crate::evidence::payload::{self, Payload};
@@ -78,6 +78,9 @@ struct Revision {
     /// The modified action's shadow, run once its answer is committed.
     shadow: Option<std::sync::Arc<Plugin>>,
     change: ActionChange,
+    /// The route in force from now on: after a modify, the new route
+    /// raised to the bar in force before it (`None`: the policy denies).
+    in_force: Option<ApprovalRoute>,
 }
 
 /// Where the reviews leave the action.
@@ -193,6 +196,7 @@ impl Gate {
                 digest: record.digest.clone(),
                 shadow: None,
                 change: ActionChange::default(),
+                in_force: Some(checked.request.route.clone()),
             });
         }
         let changes = params.ok_or_else(|| {
@@ -220,12 +224,15 @@ impl Gate {
             digest: Some(digest.clone()),
             ..ActionChange::default()
         };
+        // A modify never lowers the bar.
+        let in_force = rules::route_after_modify(&checked.request.route, &verdict.route);
         Ok(Revision {
             action: modified,
             verdict,
             digest,
             shadow,
             change,
+            in_force,
         })
     }
 
@@ -251,10 +258,11 @@ impl Gate {
         } = checked;
         let Revision {
             action: final_action,
-            verdict: final_verdict,
+            verdict: mut final_verdict,
             digest: review_digest,
             shadow,
             mut change,
+            in_force,
         } = revision;
         let action_uuid = Some(record.id.uuid());
         let modify = decision == Decision::Modify;
@@ -267,6 +275,8 @@ impl Gate {
             digest: review_digest.clone(),
             previous_digest: modify.then(|| record.digest.clone()),
             changes: modify.then(|| final_action.params.clone()),
+            // Why the quorum is what it is after the modify, on record.
+            route_in_force: in_force.clone().filter(|_| modify),
         }
         .event(
             action_uuid,
@@ -281,6 +291,12 @@ impl Gate {
                 &final_action,
                 &final_verdict,
             ));
+            // The evaluation event keeps the plugin's own route; the stored
+            // verdict carries the one in force, which the next review (and
+            // the next modify) starts from.
+            if let Some(route) = &in_force {
+                final_verdict.route = Route::RequireApproval(route.clone());
+            }
         }
         let state = standing.state();
         match standing {
@@ -412,8 +428,7 @@ impl Gate {
     }
 }
 
-/// Step 3: what the reviews add up to, under the route that governs now
-/// (the modified action's, after a modify, never lowering the bar).
+/// Step 3: what the reviews add up to, under the route in force now.
 fn tally(checked: &Checked<'_>, revision: &Revision) -> Standing {
     let mut reviews = checked.request.reviews.clone();
     reviews.push(Review {
@@ -425,44 +440,41 @@ fn tally(checked: &Checked<'_>, revision: &Revision) -> Standing {
     });
     standing(
         &checked.request,
+        revision.in_force.clone(),
         &revision.verdict.route,
-        checked.approver,
         revision.digest.clone(),
         reviews,
     )
 }
 
-/// `tally`'s rule, pure: the request as it was, the route now, the reviewer,
+/// `tally`'s rule, pure: the request as it was, the route in force (`None`
+/// when the policy denies the action as it now stands, answering `route`),
 /// the digest reviewed and every review including this one.
 pub(super) fn standing(
     request: &Request,
+    in_force: Option<ApprovalRoute>,
     route: &Route,
-    approver: &ApproverId,
     digest: String,
     reviews: Vec<Review>,
 ) -> Standing {
-    match route {
-        Route::Deny { reason } => Standing::DeniedByPolicy {
-            reason: reason.clone(),
-        },
-        // The policy allows the modified action: the modifier's review is
-        // the approval.
-        Route::Allow => Standing::Approved {
-            approvers: vec![approver.clone()],
-        },
-        Route::RequireApproval(a) => {
-            let governing = Request {
-                digest,
-                reviews,
-                route: a.clone(),
-                ..request.clone()
-            };
-            match rules::tally(&governing) {
-                Tally::Pending { .. } => Standing::Pending,
-                Tally::Denied { by, reason } => Standing::DeniedBy { by, reason },
-                Tally::Approved { approvers } => Standing::Approved { approvers },
-            }
-        }
+    let Some(in_force) = in_force else {
+        return Standing::DeniedByPolicy {
+            reason: match route {
+                Route::Deny { reason } => reason.clone(),
+                other => format!("policy answered {}", other.name()),
+            },
+        };
+    };
+    let governing = Request {
+        digest,
+        reviews,
+        route: in_force,
+        ..request.clone()
+    };
+    match rules::tally(&governing) {
+        Tally::Pending { .. } => Standing::Pending,
+        Tally::Denied { by, reason } => Standing::DeniedBy { by, reason },
+        Tally::Approved { approvers } => Standing::Approved { approvers },
     }
 }
 
@@ -534,48 +546,37 @@ mod tests {
     #[test]
     fn the_route_in_force_decides_what_the_reviews_add_up_to() {
         let d = dir();
-        let dana = d.person_by_email("dana@example.com").unwrap().id().clone();
         let one = vec![approve(&d, "dana@example.com", "d1")];
+        let held2 = Route::RequireApproval(held(2));
         // Held for two: one approval leaves it pending; a second approves.
         assert_eq!(
-            standing(
-                &request(2),
-                &Route::RequireApproval(held(2)),
-                &dana,
-                "d1".into(),
-                one.clone()
-            ),
+            standing(&request(2), Some(held(2)), &held2, "d1".into(), one.clone()),
             Standing::Pending
         );
         let two = vec![
             approve(&d, "dana@example.com", "d1"),
             approve(&d, "erin@example.com", "d1"),
         ];
-        match standing(
-            &request(2),
-            &Route::RequireApproval(held(2)),
-            &dana,
-            "d1".into(),
-            two,
-        ) {
+        match standing(&request(2), Some(held(2)), &held2, "d1".into(), two) {
             Standing::Approved { approvers } => assert_eq!(approvers.len(), 2),
             other => panic!("{other:?}"),
         }
-        // A modified action the policy allows: the modifier's review approves.
+        // After a modify the policy allows, the bar in force before stays:
+        // one approval of the new version is still not two.
+        let after = rules::route_after_modify(&held(2), &Route::Allow);
         assert_eq!(
-            standing(&request(2), &Route::Allow, &dana, "d2".into(), one.clone()),
-            Standing::Approved {
-                approvers: vec![dana.clone()]
-            }
+            standing(&request(2), after, &Route::Allow, "d2".into(), one.clone()),
+            Standing::Pending
         );
         // One the policy denies is denied, whatever the reviews.
+        let deny = Route::Deny {
+            reason: "no".into(),
+        };
         assert_eq!(
             standing(
                 &request(2),
-                &Route::Deny {
-                    reason: "no".into()
-                },
-                &dana,
+                rules::route_after_modify(&held(2), &deny),
+                &deny,
                 "d2".into(),
                 one
             ),

@@ -4,16 +4,17 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::rules::{self, Decision, Request, RequestState, Requester, Review, Tally};
+use super::rules::{self, Decision, Request, RequestState, Requester, Review};
+use super::summary::ApprovalSummary;
 use crate::action::{ActionId, ApprovalRoute, Route, State};
 use crate::directory::ApproverId;
 use crate::evidence::payload::{self, Payload};
 use crate::evidence::Actor;
-use crate::gate::{ActionRecord, ActionStatus, Gate, GateError};
-use crate::notify::{ActionSummary, ApprovalEntry, ApprovalState, Notification, NotificationKind};
+use crate::gate::{ActionRecord, Gate, GateError};
+use crate::notify::{Notification, NotificationKind};
 use crate::store::StoreError;
 
 impl Gate {
@@ -74,73 +75,64 @@ impl Gate {
         })
     }
 
+    /// The action as every channel shows it now: the one approval summary.
+    pub async fn summary(&self, action_id: &ActionId) -> Result<ApprovalSummary, GateError> {
+        let record = self.record(action_id).await?;
+        let request = self.request_of(&record).await?;
+        Ok(self.summary_of(&record, &request))
+    }
+
+    fn summary_of(&self, record: &ActionRecord, request: &Request) -> ApprovalSummary {
+        ApprovalSummary::build(
+            &record.action,
+            &record.verdict,
+            request,
+            self.directory(),
+            self.redaction(),
+        )
+    }
+
     /// The action as a card shows it now.
     pub async fn notification_for(
         &self,
         action_id: &ActionId,
         kind: NotificationKind,
     ) -> Result<Notification, GateError> {
-        let record = self.record(action_id).await?;
-        let request = self.request_of(&record).await?;
-        let approvers = match rules::tally(&request) {
-            Tally::Pending { approvers, .. } | Tally::Approved { approvers } => approvers,
-            Tally::Denied { .. } => Vec::new(),
-        };
-        let approvals = approvers
-            .iter()
-            .filter_map(|id| {
-                let person = self.directory().person(id)?;
-                let at = request
-                    .reviews
-                    .iter()
-                    .find(|r| &r.approver == id && r.digest == request.digest)?
-                    .at;
-                Some(ApprovalEntry {
-                    approver: id.to_string(),
-                    name: person.name().to_string(),
-                    at,
-                })
-            })
-            .collect();
-        Ok(Notification {
-            id: Uuid::now_v7().to_string(),
-            kind,
-            action: ActionSummary::from_action(&record.action, &record.verdict.classification),
-            approval: ApprovalState {
-                groups: request.route.groups.clone(),
-                quorum: request.quorum(),
-                approvals,
-                expires_at: request.expires_at,
-                escalate_to: request.route.escalate_to.clone(),
-            },
-            review: None,
-            occurred_at: Utc::now(),
-        })
+        Ok(Notification::new(kind, self.summary(action_id).await?))
     }
 
-    /// Pending actions `approver` may review now.
-    pub async fn pending_for(&self, approver: &ApproverId) -> Result<Vec<ActionStatus>, GateError> {
+    /// Pending actions `approver` may review now, as every channel shows them.
+    pub async fn pending_for(
+        &self,
+        approver: &ApproverId,
+    ) -> Result<Vec<ApprovalSummary>, GateError> {
         let now = Utc::now();
         let mut out = Vec::new();
         for row in self.store().pending_actions(500).await? {
             let record = ActionRecord::decode(row)?;
             let request = self.request_of(&record).await?;
-            // Deny with a reason passes every gate an approve does except
-            // the duplicate check: the list shows what this person may act on.
-            if rules::check(
-                self.directory(),
-                &request,
-                approver,
-                Decision::Deny,
-                Some("-"),
-                now,
-            )
-            .is_ok()
-            {
-                out.push(record.status(false));
+            if may_review(self.directory(), &request, approver, now) {
+                out.push(self.summary_of(&record, &request));
             }
         }
         Ok(out)
+    }
+
+    /// One pending action `approver` may review now; `NotFound` otherwise,
+    /// so an approver learns nothing of actions that are not theirs to judge.
+    pub async fn pending_one_for(
+        &self,
+        approver: &ApproverId,
+        action_id: &ActionId,
+    ) -> Result<ApprovalSummary, GateError> {
+        let record = self.record(action_id).await?;
+        let request = self.request_of(&record).await?;
+        if !may_review(self.directory(), &request, approver, Utc::now()) {
+            return Err(GateError::NotFound(format!(
+                "{action_id} (or it is not pending for you)"
+            )));
+        }
+        Ok(self.summary_of(&record, &request))
     }
 
     /// Sends `notification` to every notifier, off the request path. A
@@ -181,4 +173,15 @@ impl Gate {
             });
         }
     }
+}
+
+/// Deny with a reason passes every gate an approve does except the
+/// duplicate check: what this person may act on now.
+fn may_review(
+    directory: &crate::directory::Directory,
+    request: &Request,
+    approver: &ApproverId,
+    now: DateTime<Utc>,
+) -> bool {
+    rules::check(directory, request, approver, Decision::Deny, Some("-"), now).is_ok()
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Actor, EventKind, NewEvent, StoredEvent};
-use crate::action::{Action, Classification, Decision, OutcomeStatus, Risk, Route};
+use crate::action::{Action, ApprovalRoute, Classification, Decision, OutcomeStatus, Risk, Route};
 use crate::evaluate::{PluginRef, Verdict};
 use crate::notify::NotificationKind;
 use crate::sandbox::{Limits, PluginFailure};
@@ -242,6 +242,10 @@ pub struct Reviewed {
     /// A modify's params, as modified.
     #[serde(default)]
     pub changes: Option<serde_json::Value>,
+    /// After a modify, the route in force: the new route raised to the bar
+    /// in force before (written since the modify rule of issue 19).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_in_force: Option<ApprovalRoute>,
 }
 
 /// `approved`: the quorum of distinct people met, on `digest`.
@@ -548,6 +552,7 @@ mod tests {
                 digest: "d1".into(),
                 previous_digest: None,
                 changes: None,
+                route_in_force: None,
             },
             json!({"approver": "dana@example.com", "name": "Dana", "decision": "approve",
                    "reason": null, "channel": "api", "digest": "d1",
@@ -563,6 +568,7 @@ mod tests {
                 digest: "d2".into(),
                 previous_digest: Some("d1".into()),
                 changes: Some(json!({"rows": 1})),
+                route_in_force: None,
             },
             json!({"approver": "dana@example.com", "name": "Dana", "decision": "modify",
                    "reason": "fewer", "channel": "slack", "digest": "d2",

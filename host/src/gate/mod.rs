@@ -21,7 +21,7 @@ use crate::evaluate::Evaluator;
 use crate::evidence::{EvidenceError, EvidenceLog};
 use crate::grant::GrantSigner;
 use crate::metrics::Metrics;
-use crate::notify::Notifier;
+use crate::notify::{Notifier, Redaction};
 use crate::shadow::Shadows;
 use crate::store::{Store, StoreError};
 use crate::waiters::Waiters;
@@ -43,6 +43,8 @@ pub enum GateError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("kind: {0}")]
+    Kind(#[from] crate::action::KindError),
     #[error("the API key or its agent was revoked")]
     KeyRevoked,
     #[error("grant refused: {0}")]
@@ -114,6 +116,8 @@ pub struct GateParts {
     pub shadows: Shadows,
     /// What approvals of the host's own kinds execute.
     pub when_approved: Vec<Arc<dyn WhenApproved>>,
+    /// What no channel shows of params and context (`[approvals]`).
+    pub redaction: Redaction,
 }
 
 /// Everything a decision needs. Shared by the API, chat, the sweeper and the CLI.
@@ -129,6 +133,7 @@ pub struct Gate {
     metrics: Metrics,
     shadows: Shadows,
     when_approved: Vec<Arc<dyn WhenApproved>>,
+    redaction: Redaction,
 }
 
 impl Gate {
@@ -145,6 +150,7 @@ impl Gate {
             metrics,
             shadows,
             when_approved,
+            redaction,
         } = parts;
         Gate {
             store,
@@ -158,7 +164,13 @@ impl Gate {
             metrics,
             shadows,
             when_approved,
+            redaction,
         }
+    }
+
+    /// The one redaction rule set every channel's summary applies.
+    pub(crate) fn redaction(&self) -> &Redaction {
+        &self.redaction
     }
 
     pub fn store(&self) -> &Store {

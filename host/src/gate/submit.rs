@@ -8,11 +8,8 @@ use uuid::Uuid;
 
 use super::record::{submitted_event, verdict_events, Decided};
 use super::{ActionStatus, Gate, GateError, Submission, HOST_KINDS};
-use crate::action::{Action, Principal};
+use crate::action::{Action, Kind, Principal};
 use crate::store::AgentRow;
-
-/// Longest action kind accepted.
-const MAX_KIND_LEN: usize = 200;
 
 /// Refuses what no plugin should see: params that are not an object, a
 /// kind out of bounds, the host's own kinds.
@@ -20,12 +17,10 @@ pub(super) fn check(submission: &Submission) -> Result<(), GateError> {
     if !submission.params.is_object() {
         return Err(GateError::Invalid("params: must be a JSON object".into()));
     }
-    if submission.kind.is_empty() || submission.kind.len() > MAX_KIND_LEN {
-        return Err(GateError::Invalid(
-            "kind: must be 1 to 200 characters".into(),
-        ));
-    }
-    if submission.kind.starts_with(HOST_KINDS) {
+    // The grammar first: the reserved-prefix check and the binding lookup
+    // only ever see a kind in its one spelling.
+    let kind = Kind::parse(&submission.kind)?;
+    if kind.is_host_kind() {
         return Err(GateError::Invalid(format!(
             "kind: `{HOST_KINDS}*` kinds are the host's own (policy changes); agents may not submit them"
         )));
@@ -148,8 +143,10 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(refused(submission("db.export", json!([1]))).starts_with("params:"));
-        assert!(refused(submission("", json!({}))).starts_with("kind:"));
-        assert!(refused(submission(&"a".repeat(201), json!({}))).starts_with("kind:"));
+        let bad_kind = |s: Submission| matches!(check(&s), Err(GateError::Kind(_)));
+        assert!(bad_kind(submission("", json!({}))));
+        assert!(bad_kind(submission(&"a".repeat(201), json!({}))));
+        assert!(bad_kind(submission("DB.Export", json!({}))));
         assert!(check(&submission(&"a".repeat(200), json!({}))).is_ok());
         assert!(refused(submission("actiongate.bind", json!({}))).contains("host's own"));
     }

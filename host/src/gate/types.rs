@@ -12,7 +12,13 @@ use crate::action::{OutcomeStatus, Risk, State};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Submission {
-    /// The action type, e.g. `db.export`.
+    /// The action type, e.g. `db.export`: lowercase ASCII segments of
+    /// `a-z 0-9 _ -` joined by single dots, at most 200 characters.
+    #[schema(
+        pattern = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$",
+        max_length = 200,
+        example = "db.export"
+    )]
     pub kind: String,
     /// What the action touches.
     pub resource: String,

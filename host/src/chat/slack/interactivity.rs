@@ -158,8 +158,7 @@ impl SlackReviews {
                 decision,
                 channel: channel.clone(),
             };
-            let view =
-                blocks::review_modal(&current, &meta, &modifiable, &self.settings.redact_params);
+            let view = blocks::review_modal(&current, &meta, &modifiable, &current.action.redacted);
             let trigger = payload["trigger_id"].as_str().unwrap_or_default();
             if let Err(e) = self
                 .client
@@ -234,7 +233,7 @@ impl SlackReviews {
             &meta,
             &current.action.params,
             &modifiable,
-            &self.settings.redact_params,
+            &current.action.redacted,
         ) {
             Ok(input) => input,
             Err(errors) => return Ack::Json(blocks::errors_response(&errors)),
@@ -366,7 +365,18 @@ pub fn routes(reviews: Arc<SlackReviews>) -> Router {
         .with_state(reviews)
 }
 
-async fn interactivity(
+/// Slack's interactivity requests (button clicks, modal submissions).
+#[utoipa::path(post, path = "/slack/interactivity", tag = "chat",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "`payload=<JSON>`, signed with X-Slack-Signature and X-Slack-Request-Timestamp"),
+    responses(
+        (status = 200, description = "Acknowledged (empty), or a modal `response_action`"),
+        (status = 400, description = "Not a form with a JSON `payload`"),
+        (status = 401, description = "Signature, timestamp or replay refused"),
+        (status = 404, description = "Slack HTTP mode is not enabled"),
+        (status = 503, description = "The request could not be recorded; Slack retries"),
+    ))]
+pub(crate) async fn interactivity(
     State(reviews): State<Arc<SlackReviews>>,
     headers: HeaderMap,
     body: Bytes,
@@ -385,7 +395,13 @@ async fn interactivity(
         now.timestamp(),
     ) {
         tracing::warn!(error = %e, "slack request refused");
-        return Problem::unauthorized(format!("Slack request not verified: {e}")).into_response();
+        return Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "slack-signature-refused",
+            "Slack request signature or timestamp not verified",
+            format!("Slack request not verified: {e}"),
+        )
+        .into_response();
     }
     let signature = signature.unwrap_or_default().trim().to_ascii_lowercase();
     let forget_before = now - chrono::Duration::seconds(2 * verify::MAX_SKEW_SECONDS);
@@ -398,8 +414,13 @@ async fn interactivity(
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!("slack request replayed; refused");
-            return Problem::unauthorized("Slack request not verified: already handled (replay)")
-                .into_response();
+            return Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "slack-replay-refused",
+                "Slack request already handled (replay refused)",
+                "Slack request not verified: already handled (replay)",
+            )
+            .into_response();
         }
         Err(e) if e.is_unavailable() => {
             tracing::error!(error = %e, "could not record the slack request signature");

@@ -119,10 +119,28 @@ pub fn card(view: &CardView<'_>) -> Value {
     if let Some(justification) = &a.justification {
         facts.push(json!({"title": "Justification", "value": plain(justification)}));
     }
+    for (key, value) in &a.context {
+        facts.push(json!({"title": format!("Context: {}", plain(key)), "value": plain(value)}));
+    }
+    match &a.plugin {
+        Some(p) => {
+            facts.push(
+                json!({"title": "Plugin", "value": format!("{} {}", plain(&p.name), plain(&p.version))}),
+            );
+            facts.push(json!({"title": "Plugin sha256", "value": p.sha256}));
+        }
+        None => facts.push(json!({"title": "Plugin", "value": "none (failed closed)"})),
+    }
     facts.push(json!({"title": "Groups", "value": plain(&approval.groups.join(", "))}));
+    facts.push(json!({"title": "Quorum", "value": approval.quorum.max(1).to_string()}));
     if !approval.escalate_to.is_empty() {
+        let escalated = if approval.escalated {
+            " (escalated)"
+        } else {
+            ""
+        };
         facts.push(
-            json!({"title": "Escalates to", "value": plain(&approval.escalate_to.join(", "))}),
+            json!({"title": "Escalates to", "value": format!("{}{escalated}", plain(&approval.escalate_to.join(", ")))}),
         );
     }
     facts.push(json!({"title": "Expires", "value": approval.expires_at.to_rfc3339()}));
@@ -160,6 +178,22 @@ pub fn card(view: &CardView<'_>) -> Value {
         tally.push_str(&format!(": {}", names.join(", ")));
     }
     body.push(text(tally));
+    if !approval.reviews.is_empty() {
+        body.push(json!({"type": "TextBlock", "text": "Reviews so far", "weight": "Bolder", "wrap": true}));
+        for r in &approval.reviews {
+            let mut line = format!(
+                "{} ({}) {} at {}",
+                plain(&r.name),
+                plain(&r.approver),
+                r.decision,
+                r.at.to_rfc3339()
+            );
+            if let Some(reason) = &r.reason {
+                line.push_str(&format!(": {}", plain(reason)));
+            }
+            body.push(text(line));
+        }
+    }
     if view.state == CardState::Pending {
         let remaining = quorum.saturating_sub(given);
         body.push(text(format!(
@@ -302,6 +336,9 @@ mod tests {
                 reasons: vec!["exports [personal](http://evil) data".into()],
                 justification: Some("report".into()),
                 params: json!({"rows": 1000, "table": "customers"}),
+                context: Default::default(),
+                plugin: None,
+                redacted: vec![],
             },
             approval: ApprovalState {
                 groups: vec!["data-owners".into()],
@@ -313,6 +350,9 @@ mod tests {
                 }],
                 expires_at: chrono::Utc::now(),
                 escalate_to: vec![],
+                escalated: false,
+                modifiable_params: vec![],
+                reviews: vec![],
             },
             review: None,
             occurred_at: chrono::Utc::now(),
