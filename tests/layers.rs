@@ -34,6 +34,87 @@ fn the_host_has_no_import_cycle() {
     );
 }
 
+/// Every top-level module of `host/src` by layer, highest first. A module
+/// may use modules of its own layer or lower, never higher; a new module
+/// must be placed here before the test passes.
+const LAYERS: &[(&str, &[&str])] = &[
+    // Entry points: HTTP, chat, the MCP gateway, the inbox, the CLI, and
+    // the assembly of the service from its config.
+    (
+        "entry",
+        &["api", "chat", "cli", "mcp", "inbox", "service", "config"],
+    ),
+    // Below the entry points: the one problem+json mapping, and the
+    // auditors' readers (used by the CLI).
+    ("edge", &["problem", "audit"]),
+    // Workflow: an action's way, reviews, bindings, plugin registration,
+    // runs by the host, passkey step-up, shadows, case files.
+    (
+        "workflow",
+        &[
+            "gate",
+            "approvals",
+            "bindings",
+            "registry",
+            "execution",
+            "stepup",
+            "shadow",
+            "cases",
+        ],
+    ),
+    // The evidence log: typed payloads of what the workflow decided.
+    ("evidence", &["evidence"]),
+    // Evaluation and what announces it (types the evidence names).
+    (
+        "evaluate",
+        &["evaluate", "route_check", "metrics", "notify"],
+    ),
+    // The sandbox, the store and the small services beside it.
+    (
+        "below",
+        &["sandbox", "store", "waiters", "directory", "grant", "keys"],
+    ),
+    // Plain data and pure functions.
+    ("data", &["action", "canonical", "ijson", "examples"]),
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS
+        .iter()
+        .position(|(_, modules)| modules.contains(&module))
+}
+
+#[test]
+fn dependencies_run_down_the_layers() {
+    let src = host_src();
+    let mut files = Vec::new();
+    collect(&src, &mut files);
+    let tops: BTreeSet<String> = files.iter().filter_map(|f| top_module(&src, f)).collect();
+    let unplaced: Vec<&String> = tops.iter().filter(|m| layer_of(m).is_none()).collect();
+    assert!(
+        unplaced.is_empty(),
+        "modules of host/src in no layer of tests/layers.rs: {unplaced:?}"
+    );
+    let graph = module_graph(&src);
+    let mut upward = Vec::new();
+    for (from, tos) in &graph {
+        for (to, files) in tos {
+            let (f, t) = (layer_of(from).unwrap(), layer_of(to).unwrap());
+            if t < f {
+                upward.push(format!(
+                    "{from} ({}) → {to} ({}): {files:?}",
+                    LAYERS[f].0, LAYERS[t].0
+                ));
+            }
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "dependencies that run up the layers:\n{}",
+        upward.join("\n")
+    );
+}
+
 #[test]
 fn the_checker_names_a_cycle_in_a_tiny_tree() {
     let dir = tempfile::tempdir().unwrap();

@@ -133,9 +133,11 @@ fn notification(id: &str) -> Notification {
             escalated: false,
             modifiable_params: vec![],
             reviews: vec![],
+            step_up: None,
         },
         review: None,
         occurred_at: at,
+        inbox_url: None,
     }
 }
 

@@ -53,8 +53,14 @@ pub struct Config {
     pub teams: Option<TeamsConfig>,
     /// Approvals in Slack (`[slack]`); off when absent.
     pub slack: Option<SlackConfig>,
+    /// The approver web inbox with OIDC sign-in (`[inbox]`); off when absent.
+    pub inbox: Option<crate::inbox::InboxConfig>,
     /// What approvers are shown: the one redaction rule set (`[approvals]`).
     pub approvals: crate::approvals::ApprovalsConfig,
+    /// Passkey step-up for the riskiest approvals (`[step_up]`); off when absent.
+    pub step_up: Option<crate::stepup::StepUpConfig>,
+    /// The MCP gateway (`[mcp]`, `[[mcp.upstreams]]`); off without upstreams.
+    pub mcp: crate::mcp::McpConfig,
 }
 
 impl Default for Config {
@@ -74,7 +80,10 @@ impl Default for Config {
             sweep_interval_ms: 1000,
             teams: None,
             slack: None,
+            inbox: None,
             approvals: crate::approvals::ApprovalsConfig::default(),
+            step_up: None,
+            mcp: Default::default(),
         }
     }
 }

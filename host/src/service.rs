@@ -44,7 +44,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     );
     let sandbox =
         Arc::new(Sandbox::new(config.sandbox.clone()).context("starting the plugin sandbox")?);
-    let evaluator = Arc::new(Evaluator::new(sandbox, config.fail_closed.clone()));
+    let directory =
+        Arc::new(Directory::from_config(&config.directory).context("checking [directory]")?);
+    let evaluator = Arc::new(
+        Evaluator::new(sandbox, config.fail_closed.clone()).with_directory(directory.clone()),
+    );
     let mut seeds = Vec::with_capacity(config.bindings.len());
     for binding in &config.bindings {
         seeds.push(
@@ -73,8 +77,6 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     if let Store::Postgres(pool, ..) = &store {
         waiters.listen_postgres(pool.clone());
     }
-    let directory =
-        Arc::new(Directory::from_config(&config.directory).context("checking [directory]")?);
     let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
     for hook in &config.notify.webhooks {
         let webhook =
@@ -102,9 +104,22 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     if let Some(slack) = &slack {
         notifiers.push(slack.notifier());
     }
+    let step_up = config
+        .step_up
+        .clone()
+        .map(|c| crate::stepup::StepUp::new(c, store.clone()).map(Arc::new))
+        .transpose()
+        .context("checking [step_up]")?;
+    let inbox = config
+        .inbox
+        .as_ref()
+        .map(|c| crate::inbox::Inbox::new(c).map(Arc::new))
+        .transpose()
+        .context("checking [inbox]")?;
     // An approved four-eyes change is the bindings' to make.
     let when_approved: Vec<Arc<dyn WhenApproved>> = vec![bindings.clone() as Arc<dyn WhenApproved>];
     let gate = Arc::new(Gate::new(GateParts {
+        step_up,
         store,
         directory,
         notifiers,
@@ -120,6 +135,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             (config.sandbox.max_instances / 4) as usize,
         ),
         when_approved,
+        inbox_url: inbox.as_ref().map(|i| i.settings.public_url.clone()),
         redaction: redaction(config),
     }));
     bindings.clone().spawn_sync(Duration::from_millis(
@@ -130,6 +146,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         Duration::from_millis(config.sweep_interval_ms.max(10)),
     );
     let slack = slack.map(|s| Arc::new(s.start(gate.clone())));
+    let mcp = crate::mcp::Gateway::new(gate.clone(), &config.mcp).context("checking [mcp]")?;
     Ok(Arc::new(AppState {
         gate,
         bindings,
@@ -138,6 +155,8 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         slack,
         admission,
         submitters: Default::default(),
+        inbox,
+        mcp,
     }))
 }
 
@@ -161,7 +180,7 @@ async fn admit_config_binding(
     };
     let example = |name: &str| {
         crate::examples::example(name).with_context(|| {
-            format!("no example plugin named {name:?} (examples: db-export, iam-change, prod-ops, baseline)")
+            format!("no example plugin named {name:?} (examples: db-export, iam-change, prod-ops, baseline, mcp-tools)")
         })
     };
     let sha256 = match (&b.plugin, &b.path, &b.sha256) {

@@ -4,14 +4,13 @@
 
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::key_holder;
 use super::error::{ApiJson, Problem};
 use super::App;
-use crate::approvals::{ApprovalSummary, Decision, ReviewError};
+use crate::approvals::{ApprovalSummary, Decision};
 use crate::directory::ApproverId;
 use crate::gate::State as ActionState;
 use crate::store::KeyRole;
@@ -91,6 +90,11 @@ pub struct ReviewRequest {
     pub params: Option<serde_json::Value>,
     /// The action digest the reviewer saw; refused (409 `stale`) if it changed since.
     pub digest: Option<String>,
+    /// For step-up actions, required to approve or modify: the challenge id
+    /// from `POST /v1/approvals/{id}/step-up` and the passkey's assertion
+    /// (`PublicKeyCredential` JSON).
+    #[schema(value_type = Option<Object>)]
+    pub step_up: Option<crate::stepup::StepUpAssertion>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -124,6 +128,7 @@ pub async fn review(
         params: body.params,
         seen_digest: body.digest,
         channel: "api".into(),
+        step_up: body.step_up,
     };
     let outcome = app
         .gate
@@ -140,27 +145,4 @@ pub async fn review(
     }))
 }
 
-/// A refused review is a 403 whose `type` names the rule, or 409 when the
-/// request is no longer open.
-pub fn review_problem(e: ReviewError) -> Problem {
-    match e {
-        ReviewError::Refused(refusal) => {
-            let status = match refusal.code() {
-                "not-pending" | "expired" | "duplicate" | "stale" => StatusCode::CONFLICT,
-                "nothing-modifiable"
-                | "param-not-modifiable"
-                | "no-change"
-                | "not-an-object"
-                | "reason-required" => StatusCode::UNPROCESSABLE_ENTITY,
-                _ => StatusCode::FORBIDDEN,
-            };
-            Problem::new(
-                status,
-                refusal.code(),
-                "The review was refused by an approval rule",
-                refusal.to_string(),
-            )
-        }
-        ReviewError::Gate(e) => e.into(),
-    }
-}
+pub use crate::problem::review_problem;

@@ -117,6 +117,20 @@ where
     }
 }
 
+/// The MCP gateway's caller check: a submitter's, handed to `mcp` when the
+/// API mounts its routes (mcp never reaches up into the API).
+pub struct SubmitterKeys(pub App);
+
+impl crate::mcp::front::AgentKeys for SubmitterKeys {
+    fn agent<'a>(&'a self, parts: &'a mut Parts) -> crate::mcp::front::AgentLookup<'a> {
+        Box::pin(async move {
+            let Submitter { agent, key_hash } =
+                Submitter::from_request_parts(parts, &self.0).await?;
+            Ok((agent, key_hash))
+        })
+    }
+}
+
 /// Agents recently authenticated to submit, by key hash: it spares every
 /// submission a database round trip. Safe only for submissions, because
 /// each decision confirms its key as its evidence commits (migration 0009),

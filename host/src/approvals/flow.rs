@@ -17,6 +17,7 @@ use crate::evidence::{Actor, ActorKind, NewEvent};
 use crate::gate::{grant_event, verdict_events, ActionRecord, Gate, GateError};
 use crate::notify::{Notification, NotificationKind, ReviewEntry};
 use crate::sandbox::Plugin;
+use crate::stepup::{StepUpAssertion, StepUpError, StepUpProof};
 use crate::store::{ActionChange, ActionGuard, ReviewRow, StoreError};
 
 /// Why a review did not happen.
@@ -25,6 +26,9 @@ pub enum ReviewError {
     /// An approval rule refused it; the message speaks to the reviewer.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The action needs a passkey step-up that is missing or refused.
+    #[error(transparent)]
+    StepUp(#[from] StepUpError),
     #[error(transparent)]
     Gate(#[from] GateError),
 }
@@ -55,6 +59,10 @@ pub struct ReviewRequest {
     pub seen_digest: Option<String>,
     /// `api`, `slack`, `teams`, …, as recorded.
     pub channel: String,
+    /// The passkey assertion a step-up action's approval (or modify) must
+    /// carry. Channels that cannot carry one (chat) send `None`, and their
+    /// approvals of step-up actions are refused.
+    pub step_up: Option<StepUpAssertion>,
 }
 
 /// A review the rules accept, with what they looked at.
@@ -67,6 +75,10 @@ struct Checked<'a> {
     decision: Decision,
     reason: Option<String>,
     now: DateTime<Utc>,
+    /// Whether approving needs a passkey step-up now.
+    step_up_required: bool,
+    /// The verified step-up, when one was given.
+    proof: Option<StepUpProof>,
 }
 
 /// The action the review is about once applied: itself, or a modify's new
@@ -81,6 +93,9 @@ struct Revision {
     /// The route in force from now on: after a modify, the new route
     /// raised to the bar in force before it (`None`: the policy denies).
     in_force: Option<ApprovalRoute>,
+    /// Step-up is in force for this review: before, or for the modified
+    /// version (a modify never lowers the bar).
+    step_up_required: bool,
 }
 
 /// Where the reviews leave the action.
@@ -170,6 +185,19 @@ impl Gate {
             .expect("check() found the approver")
             .name()
             .to_string();
+        // After the rules, so a review they refuse spends no challenge.
+        let step_up_required = self
+            .step_up_in_force(&record.action, &record.verdict)
+            .await?;
+        let proof = self
+            .step_up_proof(
+                approver,
+                &record,
+                review.decision,
+                step_up_required,
+                review.step_up.as_ref(),
+            )
+            .await?;
         Ok(Checked {
             record,
             request,
@@ -178,6 +206,8 @@ impl Gate {
             decision: review.decision,
             reason,
             now,
+            step_up_required,
+            proof,
         })
     }
 
@@ -197,6 +227,7 @@ impl Gate {
                 shadow: None,
                 change: ActionChange::default(),
                 in_force: Some(checked.request.route.clone()),
+                step_up_required: checked.step_up_required,
             });
         }
         let changes = params.ok_or_else(|| {
@@ -216,8 +247,27 @@ impl Gate {
         let (verdict, shadow) =
             tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&input))
                 .await
-                .expect("evaluation never panics");
+                .expect("evaluation never panics")
+                .map_err(GateError::from)?;
         self.metrics().evaluated(&verdict);
+        // A modify never lowers the bar: if the new version needs step-up,
+        // the modifier's approval of it needs a proof too.
+        let mut step_up_required = checked.step_up_required;
+        if let Some(su) = self.step_up() {
+            if su
+                .config
+                .applies(&modified.kind, verdict.classification.risk)
+            {
+                step_up_required = true;
+                if checked.proof.is_none() {
+                    return Err(StepUpError::Required {
+                        action_id: record.id.to_string(),
+                        link: su.config.inbox_link(&record.id.to_string()),
+                    }
+                    .into());
+                }
+            }
+        }
         let digest = modified.digest();
         let change = ActionChange {
             action: Some(serde_json::to_string(&modified).expect("an action serializes")),
@@ -233,6 +283,7 @@ impl Gate {
             shadow,
             change,
             in_force,
+            step_up_required,
         })
     }
 
@@ -254,6 +305,7 @@ impl Gate {
             decision,
             reason,
             now,
+            proof,
             ..
         } = checked;
         let Revision {
@@ -263,6 +315,7 @@ impl Gate {
             shadow,
             mut change,
             in_force,
+            step_up_required,
         } = revision;
         let action_uuid = Some(record.id.uuid());
         let modify = decision == Decision::Modify;
@@ -277,6 +330,10 @@ impl Gate {
             changes: modify.then(|| final_action.params.clone()),
             // Why the quorum is what it is after the modify, on record.
             route_in_force: in_force.clone().filter(|_| modify),
+            // Written only where step-up is in force, so other stories read
+            // as before; the story rules check the proof against the digest.
+            step_up_required,
+            step_up: proof,
         }
         .event(
             action_uuid,

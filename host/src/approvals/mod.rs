@@ -2,11 +2,13 @@
 //! `rules` is pure (snapshots in, verdicts out, unit-tested without I/O);
 //! `flow` records a review in steps under the action's lock, evidence
 //! first; `view` is what reviewers and cards see; `summary` builds what
-//! every channel shows an approver (one builder, one redaction); `sweeper`
-//! expires, reminds and escalates. Nothing here decides silently.
+//! every channel shows an approver (one builder, one redaction); `step_up`
+//! says which reviews need a passkey proof; `sweeper` expires, reminds and
+//! escalates. Nothing here decides silently.
 
 mod flow;
 pub mod rules;
+mod step_up;
 pub mod summary;
 pub mod sweeper;
 mod view;

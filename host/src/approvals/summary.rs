@@ -101,6 +101,8 @@ impl ApprovalSummary {
                 escalated: request.escalated,
                 modifiable_params: request.route.modifiable_params.clone(),
                 reviews,
+                // Set by the gate, which knows the step-up rule.
+                step_up: None,
             },
         }
     }

@@ -79,17 +79,32 @@ impl Gate {
     pub async fn summary(&self, action_id: &ActionId) -> Result<ApprovalSummary, GateError> {
         let record = self.record(action_id).await?;
         let request = self.request_of(&record).await?;
-        Ok(self.summary_of(&record, &request))
+        self.summary_of(&record, &request).await
     }
 
-    fn summary_of(&self, record: &ActionRecord, request: &Request) -> ApprovalSummary {
-        ApprovalSummary::build(
+    /// The one approval summary, with where to give a step-up approval
+    /// when the step-up rule applies.
+    async fn summary_of(
+        &self,
+        record: &ActionRecord,
+        request: &Request,
+    ) -> Result<ApprovalSummary, GateError> {
+        let mut summary = ApprovalSummary::build(
             &record.action,
             &record.verdict,
             request,
             self.directory(),
             self.redaction(),
-        )
+        );
+        if let Some(su) = self.step_up() {
+            if self
+                .step_up_in_force(&record.action, &record.verdict)
+                .await?
+            {
+                summary.approval.step_up = Some(su.config.inbox_link(&record.id.to_string()));
+            }
+        }
+        Ok(summary)
     }
 
     /// The action as a card shows it now.
@@ -98,7 +113,11 @@ impl Gate {
         action_id: &ActionId,
         kind: NotificationKind,
     ) -> Result<Notification, GateError> {
-        Ok(Notification::new(kind, self.summary(action_id).await?))
+        let mut notification = Notification::new(kind, self.summary(action_id).await?);
+        notification.inbox_url = self
+            .inbox_url()
+            .map(|base| crate::notify::inbox_action_url(base, &action_id.to_string()));
+        Ok(notification)
     }
 
     /// Pending actions `approver` may review now, as every channel shows them.
@@ -112,7 +131,7 @@ impl Gate {
             let record = ActionRecord::decode(row)?;
             let request = self.request_of(&record).await?;
             if may_review(self.directory(), &request, approver, now) {
-                out.push(self.summary_of(&record, &request));
+                out.push(self.summary_of(&record, &request).await?);
             }
         }
         Ok(out)
@@ -132,7 +151,7 @@ impl Gate {
                 "{action_id} (or it is not pending for you)"
             )));
         }
-        Ok(self.summary_of(&record, &request))
+        self.summary_of(&record, &request).await
     }
 
     /// Sends `notification` to every notifier, off the request path. A

@@ -1,7 +1,9 @@
 //! The story rules of one action, checked from its events alone (DESIGN.md,
 //! "Approval rules"): it was submitted as recorded, no approver was the
 //! requester, the quorum of distinct people was met, approval came before
-//! the grant and the grant before execution, and every digest agrees. Pure:
+//! the grant and the grant before execution, every digest agrees, and once
+//! step-up is in force every approval carries a passkey proof whose
+//! challenge derives from the version approved and the approver. Pure:
 //! no database, no clock, so bundles can be checked offline.
 
 use std::collections::BTreeSet;
@@ -69,6 +71,11 @@ struct Story {
     denied: Option<u64>,
     /// (seq, jti, action digest) of each grant.
     grants: Vec<(u64, String, String)>,
+    /// Set by the first review that records step-up in force; from then on
+    /// every approval must carry a proof.
+    step_up: bool,
+    /// (approver, digest) of each approval that carried a valid proof.
+    proven: Vec<(String, String)>,
 }
 
 /// Checks the story of one action from its events, in seq order.
@@ -150,6 +157,7 @@ impl Story {
             EventKind::Reviewed => match e.payload_as::<payload::Reviewed>() {
                 Ok(p) => {
                     self.not_requester(e.seq, "approver", &p.approver);
+                    self.step_up_review(e, &p);
                     match p.decision {
                         Decision::Approve => {
                             if self.digest.as_deref() != Some(p.digest.as_str()) {
@@ -248,6 +256,60 @@ impl Story {
         self.digest = Some(digest);
     }
 
+    /// A review under step-up: an approve or modify must carry a proof with
+    /// user presence and verification, whose challenge recomputes from this
+    /// action, the version reviewed (before a modify) and the approver.
+    fn step_up_review(&mut self, e: &StoredEvent, p: &payload::Reviewed) {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        use base64::Engine as _;
+        if p.step_up_required {
+            self.step_up = true;
+        }
+        if !self.step_up || p.decision == Decision::Deny {
+            return;
+        }
+        let Some(proof) = &p.step_up else {
+            self.flag(
+                e.seq,
+                Some("step_up"),
+                "step-up is in force: the approval carries no passkey assertion",
+            );
+            return;
+        };
+        let reviewed = match p.decision {
+            Decision::Modify => p.previous_digest.as_deref().unwrap_or_default(),
+            _ => p.digest.as_str(),
+        };
+        for (flag, set) in [
+            ("user_present", proof.user_present),
+            ("user_verified", proof.user_verified),
+        ] {
+            if !set {
+                self.flag(
+                    e.seq,
+                    Some("step_up"),
+                    format!("the passkey assertion lacks {flag}"),
+                );
+            }
+        }
+        let action_id = e.action_id.map(|u| u.to_string()).unwrap_or_default();
+        let expected = B64
+            .decode(&proof.nonce)
+            .ok()
+            .map(|n| crate::stepup::challenge::derive(&action_id, reviewed, &p.approver, &n))
+            .map(|c| B64.encode(c));
+        if expected.as_deref() != Some(proof.challenge.as_str()) {
+            self.flag(
+                e.seq,
+                Some("step_up"),
+                "the assertion's challenge is not derived from this version and this approver",
+            );
+            return;
+        }
+        self.proven
+            .push((p.approver.to_lowercase(), p.digest.clone()));
+    }
+
     fn approved(&mut self, e: &StoredEvent) {
         let payload::Approved { approvers, digest } =
             e.payload_as().unwrap_or_else(|_| payload::Approved {
@@ -272,6 +334,18 @@ impl Story {
             approvers.iter().map(|a| a.trim().to_lowercase()).collect();
         for a in &approvers {
             self.not_requester(e.seq, "approvers", a);
+            if self.step_up
+                && !self
+                    .proven
+                    .iter()
+                    .any(|(who, d)| who.eq_ignore_ascii_case(a) && *d == digest)
+            {
+                self.flag(
+                    e.seq,
+                    Some("approvers"),
+                    format!("{a} approved a step-up action without a passkey assertion"),
+                );
+            }
             let reviewed = self
                 .approvals
                 .iter()
@@ -385,7 +459,8 @@ impl Story {
             Ok(p) => (
                 p.digest,
                 match p.by {
-                    payload::ExecutedBy::Agent { jti, .. } => jti,
+                    payload::ExecutedBy::Agent { jti, .. }
+                    | payload::ExecutedBy::Gateway { jti, .. } => jti,
                     payload::ExecutedBy::Host { .. } => String::new(),
                 },
             ),

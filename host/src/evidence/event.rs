@@ -86,6 +86,12 @@ event_kinds! {
     Executed = "executed",
     BindingChanged = "binding-changed",
     PluginRegistered = "plugin-registered",
+    SignedIn = "signed-in",
+    SignInRefused = "sign-in-refused",
+    // MCP gateway: a tool definition first seen or changed; an upstream's
+    // request to the client that was refused.
+    McpToolDefined = "mcp-tool-defined",
+    McpRequestRefused = "mcp-request-refused",
 }
 
 impl std::fmt::Display for EventKind {

@@ -109,6 +109,10 @@ payload_kind! {
     Executed = Executed,
     BindingChanged = BindingChanged,
     PluginRegistered = PluginRegistered,
+    SignedIn = SignedIn,
+    SignInRefused = SignInRefused,
+    McpToolDefined = McpToolDefined,
+    McpRequestRefused = McpRequestRefused,
 }
 
 /// `submitted`: the action as the host built it, and its digest.
@@ -246,6 +250,34 @@ pub struct Reviewed {
     /// in force before (written since the modify rule of issue 19).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_in_force: Option<ApprovalRoute>,
+    /// Step-up was in force for this review (written only then, since
+    /// passkey step-up landed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub step_up_required: bool,
+    /// The verified passkey step-up the approval carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<StepUpProof>,
+}
+
+/// A verified passkey assertion, as a review's evidence records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUpProof {
+    /// base64url credential id.
+    #[serde(default)]
+    pub credential_id: String,
+    /// The authenticator's flags as it signed them.
+    #[serde(default)]
+    pub user_present: bool,
+    #[serde(default)]
+    pub user_verified: bool,
+    #[serde(default)]
+    pub sign_count: u32,
+    /// base64url: the challenge id (the nonce) and the derived challenge,
+    /// so an auditor can recompute `challenge::derive`.
+    #[serde(default)]
+    pub nonce: String,
+    #[serde(default)]
+    pub challenge: String,
 }
 
 /// `approved`: the quorum of distinct people met, on `digest`.
@@ -327,6 +359,17 @@ pub struct Executed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ExecutedBy {
+    /// The host, running a tool call it gated (the MCP gateway), with the
+    /// grant it claimed. First: an agent's report has no `executor`.
+    Gateway {
+        jti: String,
+        /// Always null: the host keeps no run logs.
+        logs: Option<String>,
+        /// `mcp-gateway`.
+        executor: String,
+        /// Facts about the result (its sha256 and size), not the result.
+        result: serde_json::Value,
+    },
     /// The agent, consuming its grant.
     Agent { jti: String, logs: Option<String> },
     /// The host: the binding change it made.
@@ -372,6 +415,78 @@ pub struct PluginRegistered {
     pub signer: Option<String>,
     pub source: String,
     pub cases: Option<CasesPassed>,
+}
+
+/// `signed-in`: an approver signed in to the web inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedIn {
+    /// The directory email the verified `email` claim matched.
+    #[serde(default)]
+    pub approver: String,
+    #[serde(default)]
+    pub issuer: String,
+    #[serde(default)]
+    pub subject: String,
+    /// The provider's group claim, when one is configured.
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+    /// A prefix of the session id's hash: names the session without being
+    /// able to act as it.
+    #[serde(default)]
+    pub session: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `sign-in-refused`: a web inbox sign-in that got no session, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignInRefused {
+    /// The refusal's slug.
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub detail: String,
+    #[serde(default)]
+    pub issuer: String,
+    /// What the provider said of the person, when it got that far.
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: Option<bool>,
+}
+
+/// `mcp-tool-defined`: an upstream tool's definition, first seen or
+/// changed (a rug pull shows with both hashes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpToolDefined {
+    /// The name agents call it by.
+    #[serde(default)]
+    pub tool: String,
+    #[serde(default)]
+    pub upstream: String,
+    /// `mcp.UPSTREAM.TOOL`.
+    #[serde(default)]
+    pub kind: String,
+    /// sha256 of the definition's RFC 8785 form.
+    #[serde(default)]
+    pub sha256: String,
+    #[serde(default)]
+    pub previous_sha256: Option<String>,
+    /// The upstream's definition, as listed.
+    #[serde(default)]
+    pub definition: serde_json::Value,
+}
+
+/// `mcp-request-refused`: an upstream asked the client for sampling,
+/// elicitation or roots, and was refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpRequestRefused {
+    #[serde(default)]
+    pub upstream: String,
+    /// What it asked for.
+    #[serde(default)]
+    pub request: String,
 }
 
 /// A case file a plugin passed at registration, for the record.
@@ -553,10 +668,45 @@ mod tests {
                 previous_digest: None,
                 changes: None,
                 route_in_force: None,
+                step_up_required: false,
+                step_up: None,
             },
             json!({"approver": "dana@example.com", "name": "Dana", "decision": "approve",
                    "reason": null, "channel": "api", "digest": "d1",
                    "previous_digest": null, "changes": null}),
+        );
+        // Under step-up (since passkey step-up landed): the flag and the proof.
+        let proof = StepUpProof {
+            credential_id: "cred".into(),
+            user_present: true,
+            user_verified: true,
+            sign_count: 4,
+            nonce: "bm9uY2U".into(),
+            challenge: "Y2g".into(),
+        };
+        same(
+            Reviewed {
+                approver: "dana@example.com".into(),
+                name: "Dana".into(),
+                decision: Decision::Approve,
+                reason: Some("ok".into()),
+                channel: "inbox".into(),
+                digest: "d1".into(),
+                previous_digest: None,
+                changes: None,
+                route_in_force: None,
+                step_up_required: true,
+                step_up: Some(proof.clone()),
+            },
+            json!({"approver": "dana@example.com", "name": "Dana", "decision": "approve",
+                   "reason": "ok", "channel": "inbox", "digest": "d1",
+                   "previous_digest": null, "changes": null, "step_up_required": true,
+                   "step_up": serde_json::to_value(&proof).unwrap()}),
+        );
+        assert_eq!(
+            serde_json::to_value(&proof).unwrap(),
+            json!({"credential_id": "cred", "user_present": true, "user_verified": true,
+                   "sign_count": 4, "nonce": "bm9uY2U", "challenge": "Y2g"})
         );
         same(
             Reviewed {
@@ -569,6 +719,8 @@ mod tests {
                 previous_digest: Some("d1".into()),
                 changes: Some(json!({"rows": 1})),
                 route_in_force: None,
+                step_up_required: false,
+                step_up: None,
             },
             json!({"approver": "dana@example.com", "name": "Dana", "decision": "modify",
                    "reason": "fewer", "channel": "slack", "digest": "d2",
@@ -726,6 +878,74 @@ mod tests {
             json!({"sha256": "ab", "name": "p", "version": "1", "kinds": ["db.export"],
                    "wit_version": "0.1.0", "size_bytes": 1234, "signer": null,
                    "source": "example:p", "cases": {"count": 3, "sha256": "cs"}}),
+        );
+    }
+
+    #[test]
+    fn inbox_and_mcp_payloads_keep_their_bytes() {
+        let at: DateTime<Utc> = "2026-12-06T07:00:00.5Z".parse().unwrap();
+        same(
+            SignedIn {
+                approver: "dana@example.com".into(),
+                issuer: "https://idp.example".into(),
+                subject: "s1".into(),
+                groups: Some(vec!["data-owners".into()]),
+                session: "0123456789abcdef".into(),
+                expires_at: at,
+            },
+            json!({"approver": "dana@example.com", "issuer": "https://idp.example",
+                   "subject": "s1", "groups": ["data-owners"],
+                   "session": "0123456789abcdef", "expires_at": at}),
+        );
+        same(
+            SignInRefused {
+                reason: "unknown-person".into(),
+                detail: "no such person".into(),
+                issuer: "https://idp.example".into(),
+                subject: Some("s1".into()),
+                email: None,
+                email_verified: Some(false),
+            },
+            json!({"reason": "unknown-person", "detail": "no such person",
+                   "issuer": "https://idp.example", "subject": "s1", "email": null,
+                   "email_verified": false}),
+        );
+        same(
+            McpToolDefined {
+                tool: "fs__read".into(),
+                upstream: "fs".into(),
+                kind: "mcp.fs.read".into(),
+                sha256: "ab".into(),
+                previous_sha256: None,
+                definition: json!({"name": "read", "inputSchema": {"type": "object"}}),
+            },
+            json!({"tool": "fs__read", "upstream": "fs", "kind": "mcp.fs.read",
+                   "sha256": "ab", "previous_sha256": null,
+                   "definition": {"name": "read", "inputSchema": {"type": "object"}}}),
+        );
+        same(
+            McpRequestRefused {
+                upstream: "fs".into(),
+                request: "sampling".into(),
+            },
+            json!({"upstream": "fs", "request": "sampling"}),
+        );
+        // The gateway's own run, beside an agent's report.
+        same(
+            Executed {
+                digest: "d1".into(),
+                status: OutcomeStatus::Succeeded,
+                summary: "ok".into(),
+                by: ExecutedBy::Gateway {
+                    jti: "j1".into(),
+                    logs: None,
+                    executor: "mcp-gateway".into(),
+                    result: json!({"sha256": "cd", "bytes": 12}),
+                },
+            },
+            json!({"jti": "j1", "digest": "d1", "status": "succeeded", "summary": "ok",
+                   "logs": null, "executor": "mcp-gateway",
+                   "result": {"sha256": "cd", "bytes": 12}}),
         );
     }
 

@@ -23,6 +23,7 @@ use crate::grant::GrantSigner;
 use crate::metrics::Metrics;
 use crate::notify::{Notifier, Redaction};
 use crate::shadow::Shadows;
+use crate::stepup::StepUp;
 use crate::store::{Store, StoreError};
 use crate::waiters::Waiters;
 
@@ -56,6 +57,9 @@ pub enum GateError {
         state: &'static str,
         what: &'static str,
     },
+    /// No sandbox slot came free in time: nothing was decided or recorded.
+    #[error(transparent)]
+    Busy(#[from] crate::sandbox::Busy),
 }
 
 impl From<crate::action::UnknownState> for GateError {
@@ -118,6 +122,10 @@ pub struct GateParts {
     pub when_approved: Vec<Arc<dyn WhenApproved>>,
     /// What no channel shows of params and context (`[approvals]`).
     pub redaction: Redaction,
+    /// The web inbox's public base URL: notifications link to each action's page.
+    pub inbox_url: Option<String>,
+    /// Passkey step-up, when `[step_up]` is configured.
+    pub step_up: Option<Arc<StepUp>>,
 }
 
 /// Everything a decision needs. Shared by the API, chat, the sweeper and the CLI.
@@ -134,6 +142,8 @@ pub struct Gate {
     shadows: Shadows,
     when_approved: Vec<Arc<dyn WhenApproved>>,
     redaction: Redaction,
+    inbox_url: Option<String>,
+    step_up: Option<Arc<StepUp>>,
 }
 
 impl Gate {
@@ -151,6 +161,8 @@ impl Gate {
             shadows,
             when_approved,
             redaction,
+            inbox_url,
+            step_up,
         } = parts;
         Gate {
             store,
@@ -165,7 +177,19 @@ impl Gate {
             shadows,
             when_approved,
             redaction,
+            inbox_url,
+            step_up,
         }
+    }
+
+    /// The web inbox's public base URL, when the inbox is served.
+    pub fn inbox_url(&self) -> Option<&str> {
+        self.inbox_url.as_deref()
+    }
+
+    /// Passkey step-up, when `[step_up]` is configured.
+    pub fn step_up(&self) -> Option<&Arc<StepUp>> {
+        self.step_up.as_ref()
     }
 
     /// The one redaction rule set every channel's summary applies.
@@ -177,7 +201,7 @@ impl Gate {
         &self.store
     }
 
-    pub fn directory(&self) -> &Directory {
+    pub fn directory(&self) -> &Arc<Directory> {
         &self.directory
     }
 
@@ -195,6 +219,11 @@ impl Gate {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Wakeups on any action's change, for live views.
+    pub(crate) fn waiters(&self) -> &Waiters {
+        &self.waiters
     }
 
     pub(crate) fn notifiers(&self) -> &[Arc<dyn Notifier>] {

@@ -61,7 +61,7 @@ impl Gate {
         }
     }
 
-    async fn owned_action(
+    pub(crate) async fn owned_action(
         &self,
         agent: &AgentRow,
         id: &ActionId,

@@ -81,7 +81,7 @@ impl Gate {
                 let evaluated = action.clone();
                 tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&evaluated))
                     .await
-                    .expect("evaluation never panics: failures are values")
+                    .expect("evaluation never panics: failures are values")?
             }
         };
         self.metrics.evaluated(&verdict);

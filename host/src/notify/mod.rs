@@ -57,6 +57,9 @@ pub struct Notification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<ReviewEntry>,
     pub occurred_at: DateTime<Utc>,
+    /// The action's page in the web inbox, when the inbox is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox_url: Option<String>,
 }
 
 impl Notification {
@@ -69,6 +72,7 @@ impl Notification {
             approval: summary.approval,
             review: None,
             occurred_at: Utc::now(),
+            inbox_url: None,
         }
     }
 
@@ -143,6 +147,15 @@ pub trait Notifier: Send + Sync {
     /// Delivers `notification`, retrying as the notifier sees fit. Never
     /// decides anything about the action.
     fn notify<'a>(&'a self, notification: &'a Notification) -> NotifyFuture<'a>;
+}
+
+/// `BASE/inbox/actions/ID`: the web inbox's page of one action, which
+/// notifications link to.
+pub fn inbox_action_url(public_url: &str, action_id: &str) -> String {
+    format!(
+        "{}/inbox/actions/{action_id}",
+        public_url.trim_end_matches('/')
+    )
 }
 
 #[cfg(test)]

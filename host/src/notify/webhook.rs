@@ -560,9 +560,11 @@ mod tests {
                 escalated: false,
                 modifiable_params: vec![],
                 reviews: vec![],
+                step_up: None,
             },
             review: None,
             occurred_at: at,
+            inbox_url: None,
         }
     }
 

@@ -15,6 +15,8 @@ use crate::notify::{Notification, NotificationKind};
 pub const APPROVE: &str = "actiongate_approve";
 pub const DENY: &str = "actiongate_deny";
 pub const MODIFY: &str = "actiongate_modify";
+/// A link button to the inbox, in place of Approve, for step-up actions.
+pub const STEP_UP: &str = "actiongate_step_up";
 /// `callback_id` of every review modal.
 pub const REVIEW_CALLBACK: &str = "actiongate_review";
 /// `block_id` of the reason input; params are `param:<name>`.
@@ -323,9 +325,15 @@ pub fn card(n: &Notification) -> Value {
     if !is_final(n.kind) {
         blocks.push(buttons(n));
     }
+    // A link, not a button: it opens the inbox and sends Slack no click.
+    let inbox = n
+        .inbox_url
+        .as_deref()
+        .map(|url| format!(" · <{}|Open in the inbox>", escape(url)))
+        .unwrap_or_default();
     blocks.push(
         json!({"type": "context", "elements": [mrkdwn(&truncate(&format!(
-        "action `{}` · digest `{}` · groups {} · quorum {} · plugin sha256 `{}`",
+        "action `{}` · digest `{}` · groups {} · quorum {} · plugin sha256 `{}`{inbox}",
         escape(&s.action_id),
         escape(&s.digest.chars().take(12).collect::<String>()),
         escape(&n.approval.groups.join(", ")),
@@ -357,6 +365,14 @@ fn buttons(n: &Notification) -> Value {
             "confirm": plain("Continue"),
             "deny": plain("Cancel"),
             "style": "primary",
+        });
+    }
+    if let Some(link) = &n.approval.step_up {
+        // Approving needs the approver's passkey, which chat cannot ask
+        // for: the button opens the inbox page instead.
+        approve = json!({
+            "type": "button", "action_id": STEP_UP, "style": "primary",
+            "text": plain("Approve with passkey"), "url": link,
         });
     }
     json!({
@@ -644,6 +660,7 @@ mod tests {
                 escalated: false,
                 modifiable_params: vec![],
                 reviews: vec![],
+                step_up: None,
             },
             review: Some(ReviewEntry {
                 approver: "dana@example.com".into(),
@@ -653,7 +670,39 @@ mod tests {
                 at,
             }),
             occurred_at: at,
+            inbox_url: None,
         }
+    }
+
+    #[test]
+    fn a_step_up_card_links_to_the_inbox_instead_of_approving() {
+        let mut n = notification(NotificationKind::Pending, Risk::Critical);
+        n.approval.step_up = Some("https://inbox.example/inbox/actions/a1".into());
+        let blocks = card(&n);
+        let actions = blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "actions")
+            .unwrap();
+        let first = &actions["elements"][0];
+        assert_eq!(first["action_id"], STEP_UP);
+        assert_eq!(first["url"], "https://inbox.example/inbox/actions/a1");
+        assert!(first.get("value").is_none(), "the link carries no review");
+        assert!(!blocks.to_string().contains(APPROVE));
+        assert_eq!(actions["elements"][1]["action_id"], DENY);
+    }
+
+    #[test]
+    fn cards_link_to_the_inbox_page_when_there_is_one() {
+        let mut n = notification(NotificationKind::Pending, Risk::High);
+        assert!(!card(&n).to_string().contains("Open in the inbox"));
+        n.inbox_url = Some("https://ag.example.com/inbox/actions/a1".into());
+        let text = card(&n).to_string();
+        assert!(
+            text.contains("<https://ag.example.com/inbox/actions/a1|Open in the inbox>"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -137,6 +137,15 @@ impl SlackReviews {
             Ok(current) => current,
             Err(text) => return reply(text).await,
         };
+        if let (Decision::Approve, Some(link)) = (decision, &current.approval.step_up) {
+            // A chat click proves no passkey: refused before any form opens.
+            let refusal = crate::stepup::StepUpError::Required {
+                action_id: value.action_id.clone(),
+                link: link.clone(),
+            };
+            tracing::info!(action_id = %value.action_id, approver = %approver, "slack approve refused: step-up required");
+            return reply(format!("Not recorded: {refusal}.")).await;
+        }
         let needs_modal = match decision {
             Decision::Approve => current.action.risk >= Risk::High,
             Decision::Deny | Decision::Modify => true,
@@ -177,6 +186,8 @@ impl SlackReviews {
             params: None,
             seen_digest: Some(value.digest.clone()),
             channel: CHANNEL.into(),
+            // A click in chat carries no passkey: step-up actions are refused.
+            step_up: None,
         };
         let result = match action_id(&value.action_id) {
             Ok(id) => self.gate.review(&approver, &id, review).await,
@@ -251,6 +262,8 @@ impl SlackReviews {
                 params: input.changes,
                 seen_digest: Some(meta_for_task.digest.clone()),
                 channel: CHANNEL.into(),
+                // A click in chat carries no passkey: step-up actions are refused.
+                step_up: None,
             };
             let result = match action_id(&meta_for_task.action_id) {
                 Ok(id) => this.gate.review(&approver, &id, review).await,
@@ -316,6 +329,7 @@ impl SlackReviews {
             ReviewError::Refused(refusal) => {
                 format!("Not recorded: {refusal}.")
             }
+            ReviewError::StepUp(e) => format!("Not recorded: {e}."),
             ReviewError::Gate(e) => self.gate_failure(e),
         }
     }

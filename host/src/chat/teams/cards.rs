@@ -257,14 +257,31 @@ pub fn card(view: &CardView<'_>) -> Value {
                 "value": current,
             }));
         }
+        // Approving a step-up action needs the approver's passkey, which a
+        // card cannot ask for: the button opens the inbox page instead.
+        let approve = match &approval.step_up {
+            Some(link) => {
+                json!({"type": "Action.OpenUrl", "title": "Approve with passkey", "url": link, "style": "positive"})
+            }
+            None => {
+                json!({"type": "Action.Execute", "title": "Approve", "verb": VERB_APPROVE, "style": "positive", "data": data})
+            }
+        };
         let mut actions = vec![
-            json!({"type": "Action.Execute", "title": "Approve", "verb": VERB_APPROVE, "style": "positive", "data": data}),
+            approve,
             json!({"type": "Action.Execute", "title": "Deny", "verb": VERB_DENY, "style": "destructive", "data": data}),
         ];
         if !view.modifiable.is_empty() {
             actions.push(json!({"type": "Action.Execute", "title": "Modify", "verb": VERB_MODIFY, "data": data}));
         }
         card["actions"] = Value::Array(actions);
+    }
+    if let Some(url) = &n.inbox_url {
+        let link = json!({"type": "Action.OpenUrl", "title": "Open in the inbox", "url": url});
+        match card["actions"].as_array_mut() {
+            Some(actions) => actions.push(link),
+            None => card["actions"] = json!([link]),
+        }
     }
     card
 }
@@ -353,10 +370,29 @@ mod tests {
                 escalated: false,
                 modifiable_params: vec![],
                 reviews: vec![],
+                step_up: None,
             },
             review: None,
             occurred_at: chrono::Utc::now(),
+            inbox_url: None,
         }
+    }
+
+    #[test]
+    fn a_step_up_card_links_to_the_inbox_instead_of_approving() {
+        let mut n = notification(NotificationKind::Pending);
+        n.approval.step_up = Some("https://inbox.example/inbox/actions/a1".into());
+        let card = card(&CardView {
+            notification: &n,
+            state: CardState::Pending,
+            modifiable: &[],
+            notice: None,
+        });
+        let actions = card["actions"].as_array().unwrap();
+        assert_eq!(actions[0]["type"], "Action.OpenUrl");
+        assert_eq!(actions[0]["url"], "https://inbox.example/inbox/actions/a1");
+        assert!(actions.iter().all(|a| a["verb"] != VERB_APPROVE));
+        assert_eq!(actions[1]["verb"], VERB_DENY, "deny stays in chat");
     }
 
     #[test]
@@ -394,6 +430,22 @@ mod tests {
         assert!(text.contains("\"value\":\"1000\""), "{text}");
         // Markdown from the action is shown literally.
         assert!(text.contains("\\\\[personal\\\\]"), "{text}");
+    }
+
+    #[test]
+    fn cards_link_to_the_inbox_page_when_there_is_one() {
+        let mut n = notification(NotificationKind::Approved);
+        n.inbox_url = Some("https://ag.example.com/inbox/actions/a1".into());
+        let card = card(&CardView {
+            notification: &n,
+            state: CardState::of_kind(n.kind),
+            modifiable: &[],
+            notice: None,
+        });
+        assert_eq!(
+            card["actions"],
+            json!([{"type": "Action.OpenUrl", "title": "Open in the inbox", "url": "https://ag.example.com/inbox/actions/a1"}])
+        );
     }
 
     #[test]

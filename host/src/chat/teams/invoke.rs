@@ -298,6 +298,8 @@ impl Bot {
             params,
             seen_digest: shown.map(String::from),
             channel: CHANNEL.into(),
+            // A click in chat carries no passkey: step-up actions are refused.
+            step_up: None,
         };
         let reviewed = self.gate.review(person.id(), &action_id, review).await;
         match reviewed {
@@ -330,6 +332,12 @@ impl Bot {
             Err(ReviewError::Refused(refusal)) => {
                 tracing::info!(action_id = %action_id, approver = %person.id(), code = refusal.code(), "teams: review refused");
                 self.render(&current, Some(Notice::Refused(refusal.to_string())))
+            }
+            Err(ReviewError::StepUp(e)) => {
+                // A click in chat proves no passkey: the rule's words and
+                // where to approve instead.
+                tracing::info!(action_id = %action_id, approver = %person.id(), code = e.code(), "teams: step-up refused");
+                self.render(&current, Some(Notice::Refused(e.to_string())))
             }
             Err(ReviewError::Gate(e @ (GateError::Invalid(_) | GateError::WrongState { .. }))) => {
                 // Someone else got there first, or the input was unusable:

@@ -1,0 +1,114 @@
+//! Runs by the host itself (the MCP gateway executes the tool call it
+//! gated): the grant is claimed before the run, so an action runs at most
+//! once however many requests race for it, and the outcome is recorded with
+//! the grant after. Never runs an action that is not allowed or approved.
+
+use chrono::Utc;
+
+use crate::action::{Action, ActionId};
+use crate::evidence::payload::{self, Payload};
+use crate::evidence::{Actor, ActorKind};
+use crate::gate::{Gate, GateError, OutcomeStatus, State};
+use crate::store::{ActionChange, AgentRow, StoreError};
+
+/// What claiming an action's run found.
+#[derive(Debug)]
+pub enum Claim {
+    /// This caller holds the grant and must run the action, then record it.
+    Run(Box<ClaimedRun>),
+    /// Another request claimed it first (it runs, or ran, there).
+    Taken,
+    /// Its grant expired before anyone ran it.
+    GrantExpired,
+    /// Not allowed or approved (yet, or any more).
+    NotRunnable(State),
+}
+
+/// A claimed run: the action as it must run (after any modification).
+#[derive(Debug)]
+pub struct ClaimedRun {
+    pub id: ActionId,
+    pub action: Action,
+    pub digest: String,
+    jti: String,
+    from: State,
+}
+
+/// How a host-executed run went.
+pub struct RunReport {
+    pub status: OutcomeStatus,
+    pub summary: String,
+    /// Facts about the result (its sha256 and size), not the result itself.
+    pub result: serde_json::Value,
+}
+
+impl Gate {
+    /// Claims the run of `agent`'s action `id` by consuming its grant.
+    pub async fn claim_run(&self, agent: &AgentRow, id: &ActionId) -> Result<Claim, GateError> {
+        let record = self.owned_action(agent, id).await?;
+        let state = record.state;
+        if !matches!(state, State::Allowed | State::Approved) {
+            return Ok(Claim::NotRunnable(state));
+        }
+        let token = record.grant_token.as_deref().ok_or_else(|| {
+            StoreError::Corrupt(format!("{} action {id} has no grant", state.as_str()))
+        })?;
+        let claims = match self.grants().verify(token, Utc::now()) {
+            Ok(claims) => claims,
+            Err(crate::grant::GrantError::Expired(_)) => return Ok(Claim::GrantExpired),
+            Err(e) => return Err(GateError::GrantRefused(e.to_string())),
+        };
+        if !self.store().consume_grant(&claims.jti, Utc::now()).await? {
+            return Ok(Claim::Taken);
+        }
+        Ok(Claim::Run(Box::new(ClaimedRun {
+            id: record.id,
+            action: record.action,
+            digest: record.digest,
+            jti: claims.jti,
+            from: state,
+        })))
+    }
+
+    /// Records how a claimed run went: the `executed` event, then the state.
+    pub async fn record_run(
+        &self,
+        agent: &AgentRow,
+        run: &ClaimedRun,
+        report: RunReport,
+    ) -> Result<(), GateError> {
+        self.evidence()
+            .append(
+                payload::Executed {
+                    digest: run.digest.clone(),
+                    status: report.status,
+                    summary: report.summary,
+                    by: payload::ExecutedBy::Gateway {
+                        jti: run.jti.clone(),
+                        logs: None,
+                        executor: "mcp-gateway".into(),
+                        result: report.result,
+                    },
+                }
+                .event(
+                    Some(run.id.uuid()),
+                    Actor {
+                        kind: ActorKind::Agent,
+                        id: agent.id.clone(),
+                    },
+                ),
+            )
+            .await?;
+        let key = run.id.to_string();
+        self.store()
+            .transition_action(
+                &key,
+                run.from.as_str(),
+                State::Executed.as_str(),
+                &ActionChange::default(),
+            )
+            .await?;
+        self.changed(&key).await;
+        Ok(())
+    }
+}
