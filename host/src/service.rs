@@ -116,6 +116,13 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .map(|c| crate::inbox::Inbox::new(c).map(Arc::new))
         .transpose()
         .context("checking [inbox]")?;
+    if let (Some(step_up), Some(inbox)) = (&step_up, &inbox) {
+        step_up
+            .config
+            .check_inbox(&inbox.settings.public_url)
+            .map_err(anyhow::Error::msg)
+            .context("checking [step_up] against [inbox]")?;
+    }
     // An approved four-eyes change is the bindings' to make.
     let when_approved: Vec<Arc<dyn WhenApproved>> = vec![bindings.clone() as Arc<dyn WhenApproved>];
     let gate = Arc::new(Gate::new(GateParts {

@@ -19,8 +19,9 @@ use utoipa::OpenApi;
 
 pub use approvals::review_problem;
 pub use auth::Submitter;
-pub use error::Problem;
+pub use error::{ApiJson, Problem};
 use openapi::ProblemResponses;
+pub use passkeys::RegistrationFinish;
 
 use crate::evidence::EvidenceLog;
 use crate::gate::Gate;

@@ -4,8 +4,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
 use super::approvals::ApproverCaller;
 use super::error::{ApiJson, Problem};
@@ -36,15 +34,7 @@ pub async fn registration_start(
     Ok(Json(step_up(&app)?.registration_start(&me, &name).await?))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RegistrationFinish {
-    pub registration_id: String,
-    /// The `PublicKeyCredential` JSON `navigator.credentials.create` gave.
-    #[schema(value_type = Object)]
-    pub credential: RegisterPublicKeyCredential,
-    pub label: Option<String>,
-}
+pub use crate::stepup::RegistrationFinish;
 
 /// Finishes a registration the caller started; the passkey is theirs.
 #[utoipa::path(post, path = "/v1/passkeys", operation_id = "finish_passkey_registration", tag = "passkeys", request_body = RegistrationFinish,

@@ -7,6 +7,7 @@ pub mod config;
 mod live;
 pub mod oidc;
 mod pages;
+mod passkeys;
 mod queue;
 mod review;
 pub mod session;
@@ -100,11 +101,22 @@ pub fn routes(gate: Arc<Gate>, evidence: EvidenceLog, inbox: Option<Arc<Inbox>>)
         .route("/inbox/history", get(review::history))
         .route("/inbox/actions/{id}", get(review::action))
         .route("/inbox/actions/{id}/review", post(review::submit))
+        .route("/inbox/actions/{id}/step-up", post(passkeys::challenge))
+        .route(
+            "/inbox/passkeys",
+            get(passkeys::page).post(passkeys::registration_finish),
+        )
+        .route(
+            "/inbox/passkeys/registration",
+            post(passkeys::registration_start),
+        )
+        .route("/inbox/passkeys/{id}/remove", post(passkeys::remove))
         .route("/inbox/login", get(signin::login))
         .route("/inbox/callback", get(signin::callback))
         .route("/inbox/logout", post(signin::logout))
         .route("/inbox/static/inbox.css", get(stylesheet))
         .route("/inbox/static/inbox.js", get(script))
+        .route("/inbox/static/passkeys.js", get(passkeys_script))
         .with_state(app)
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -145,12 +157,20 @@ async fn stylesheet() -> Response {
 }
 
 async fn script() -> Response {
+    javascript(include_str!("static/inbox.js"))
+}
+
+async fn passkeys_script() -> Response {
+    javascript(include_str!("static/passkeys.js"))
+}
+
+fn javascript(source: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
-        include_str!("static/inbox.js"),
+        source,
     )
         .into_response()
 }

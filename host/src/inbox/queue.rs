@@ -227,5 +227,8 @@ pub fn action_view(dir: &Directory, redaction: &Redaction, l: &Loaded) -> Action
         escalated: route.escalated,
         modifiable,
         reviews,
+        // Whether step-up is in force needs the evidence: the caller sets it.
+        step_up: false,
+        has_passkey: false,
     }
 }

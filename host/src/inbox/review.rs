@@ -1,6 +1,7 @@
 //! The inbox's pages for approvers: the pending list, one action, the
-//! review forms and the person's history. Reviews go to `Gate::review`
-//! with channel `inbox`; a refusal is shown in the rule's own words.
+//! review forms and the person's history. Reviews go to the gate with
+//! channel `inbox` (with the passkey assertion the page's script adds for a
+//! step-up action); a refusal is shown in the rule's own words.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -17,6 +18,7 @@ use super::App;
 use crate::approvals::Redaction;
 use crate::approvals::{Decision, ReviewError, ReviewRequest};
 use crate::gate::{ActionRecord, GateError};
+use crate::stepup::{StepUpAssertion, StepUpError};
 
 fn gate_failure(e: &GateError, me: &SignedIn) -> Response {
     if e.is_unavailable() {
@@ -89,7 +91,26 @@ async fn show(
         Ok(_) => return pages::not_found(Some(me.me())),
         Err(e) => return gate_failure(&e, me),
     };
-    let a = queue::action_view(app.gate.directory(), app.gate.redaction(), &loaded);
+    let mut a = queue::action_view(app.gate.directory(), app.gate.redaction(), &loaded);
+    if let Some(su) = app.gate.step_up() {
+        // A modify that raises a plain action to step-up level is refused
+        // as `step-up-required`: the page then offers the passkey prompt,
+        // whose challenge binds the version the modify starts from.
+        let required = notice.as_ref().and_then(|n| n.code.as_deref()) == Some("step-up-required");
+        a.step_up = required
+            || match app
+                .gate
+                .step_up_in_force(&loaded.record.action, &loaded.record.verdict)
+                .await
+            {
+                Ok(in_force) => in_force,
+                Err(e) => return gate_failure(&e, me),
+            };
+        a.has_passkey = match su.list(&me.approver).await {
+            Ok(keys) => !keys.is_empty(),
+            Err(e) => return gate_failure(&e.into_store().into(), me),
+        };
+    }
     pages::render(
         status,
         &ActionPage {
@@ -232,6 +253,22 @@ pub async fn submit(
         }
         _ => None,
     };
+    // The page's script fills `step_up` with the passkey's answer to a
+    // challenge for this version; without it a step-up action's approval
+    // is refused by the gate, in the rule's own words.
+    let step_up = match field(&fields, "step_up").filter(|v| !v.trim().is_empty()) {
+        None => None,
+        Some(text) => match serde_json::from_str::<StepUpAssertion>(text) {
+            Ok(assertion) => Some(assertion),
+            Err(e) => {
+                let notice = refused_notice(
+                    "step-up-invalid",
+                    format!("The passkey answer sent with the form is not readable ({e}). Nothing was changed."),
+                );
+                return show(&app, &me, &id, StatusCode::BAD_REQUEST, Some(notice)).await;
+            }
+        },
+    };
     let reason = field(&fields, "reason").map(str::to_string);
     let review = ReviewRequest {
         decision,
@@ -239,7 +276,7 @@ pub async fn submit(
         params,
         seen_digest: field(&fields, "digest").map(str::to_string),
         channel: "inbox".into(),
-        step_up: None,
+        step_up,
     };
     let outcome = app
         .gate
@@ -260,10 +297,11 @@ pub async fn submit(
             let notice = refused_notice(refusal.code(), refusal.to_string());
             show(&app, &me, &id, status, Some(notice)).await
         }
+        Err(ReviewError::StepUp(StepUpError::Store(e))) => gate_failure(&e.into(), &me),
         Err(ReviewError::StepUp(e)) => {
-            // The page's passkey prompt is not wired yet: the rule's words.
             let notice = refused_notice(e.code(), e.to_string());
-            show(&app, &me, &id, StatusCode::FORBIDDEN, Some(notice)).await
+            let status = crate::problem::Problem::from(e).status;
+            show(&app, &me, &id, status, Some(notice)).await
         }
         Err(ReviewError::Gate(GateError::Invalid(why))) => {
             let notice = refused_notice("invalid-review", why);

@@ -99,6 +99,17 @@ pub struct StepUpAssertion {
 /// A verified assertion, as the review's evidence records it.
 pub use crate::evidence::payload::StepUpProof;
 
+/// The body that finishes a passkey registration (API and inbox alike).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationFinish {
+    pub registration_id: String,
+    /// The `PublicKeyCredential` JSON `navigator.credentials.create` gave.
+    #[schema(value_type = Object)]
+    pub credential: RegisterPublicKeyCredential,
+    pub label: Option<String>,
+}
+
 /// Request options for `navigator.credentials.get`, for one approver and
 /// one version of one action.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
