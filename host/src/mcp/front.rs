@@ -1,7 +1,8 @@
 //! The gateway's front: the MCP server agents reach at `/mcp` (Streamable
 //! HTTP, rmcp's transport, both protocol eras). Authenticates every HTTP
-//! request with the agent's API key, as the HTTP API does, and hands the
-//! protocol's calls to the gateway. Never decides anything itself.
+//! request with the agent's API key through the `AgentKeys` check the API
+//! hands it (the HTTP API's own), and hands the protocol's calls to the
+//! gateway. Never decides anything itself, and never reaches into the API.
 
 use std::future::Future;
 use std::pin::Pin;
