@@ -92,7 +92,7 @@ impl Inbox {
         self.server
             .app
             .gate
-            .evidence
+            .evidence()
             .events_for_action(uuid)
             .await
             .unwrap()
@@ -274,7 +274,7 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
         .server
         .app
         .gate
-        .directory
+        .directory()
         .person_by_email("dana@example.com")
         .unwrap()
         .id()
@@ -283,8 +283,7 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
         .server
         .app
         .gate
-        .step_up
-        .as_ref()
+        .step_up()
         .unwrap()
         .list(&dana)
         .await
@@ -474,7 +473,7 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
         .server
         .app
         .gate
-        .store
+        .store()
         .action(&a)
         .await
         .unwrap()
@@ -540,7 +539,7 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
         .server
         .app
         .gate
-        .store
+        .store()
         .action(&a)
         .await
         .unwrap()

@@ -11,17 +11,19 @@ use serde::Deserialize;
 
 use super::pages::{self, Notice, PasskeyView, PasskeysPage};
 use super::session::{origin_refusal, same_token, SignedIn};
+use super::App;
 use super::{inbox, queue};
-use crate::api::{ApiJson, App, Problem, RegistrationFinish};
-use crate::stepup::{StepUp, StepUpError};
+use crate::action::ActionId;
+use crate::problem::{ApiJson, Problem};
+use crate::stepup::{RegistrationFinish, StepUp, StepUpError};
 
 /// The header the page's script carries the session's CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 fn step_up(app: &App) -> Result<&StepUp, StepUpError> {
     app.gate
-        .step_up
-        .as_deref()
+        .step_up()
+        .map(|s| s.as_ref())
         .ok_or(StepUpError::NotConfigured)
 }
 
@@ -238,15 +240,16 @@ pub async fn challenge(
         Ok(me) => me,
         Err(refused) => return refused.into_response(),
     };
-    match queue::load(&app, &id).await {
-        Ok(Some(loaded)) if queue::may_see(&app.gate.directory, &me, &loaded) => {}
+    let loaded = match queue::load(&app, &id).await {
+        Ok(Some(loaded)) if queue::may_see(app.gate.directory(), &me, &loaded) => loaded,
         Ok(_) => {
             return Problem::not_found(format!("no action {id} is routed to you")).into_response()
         }
         Err(e) => return Problem::from(e).into_response(),
-    }
-    match app.gate.step_up_challenge(&me.approver, &id).await {
+    };
+    let id: &ActionId = &loaded.record.id;
+    match app.gate.step_up_challenge(&me.approver, id).await {
         Ok(challenge) => Json(challenge).into_response(),
-        Err(e) => crate::api::review_problem(e).into_response(),
+        Err(e) => crate::problem::review_problem(e).into_response(),
     }
 }
