@@ -6,7 +6,11 @@
 //! Run: `cargo bench -p actiongate --bench evaluate`. Criterion measures the
 //! medians; a second pass times single evaluations for p50/p99 and counts
 //! evaluations/s on 1 and 2 threads. All in one run, so the ratios compare
-//! like with like on a noisy machine.
+//! like with like on a noisy machine. Last, the same rules in Python
+//! (plugins/examples/db-export-py, built with plugins/python/build, or
+//! `BENCH_PYTHON_WASM`) beside the Rust plugin: component size, first load,
+//! and fresh-instance evaluations alternating with Rust ones.
+//! `BENCH_PYTHON=only` skips everything before that part.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -243,6 +247,9 @@ fn throughput(f: Arc<dyn Fn(u64) + Send + Sync>, threads: usize, run_for: Durati
 }
 
 fn main() {
+    if std::env::var("BENCH_PYTHON").as_deref() == Ok("only") {
+        return python::compare();
+    }
     let sandbox = sandbox();
     let plugin = sandbox
         .load(
@@ -356,4 +363,124 @@ fn main() {
         "  native:   1 thread {native_one:.0} calls/s, 2 threads {native_two:.0} calls/s ({:.2}x)",
         native_two / native_one
     );
+    python::compare();
+}
+
+mod python {
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    use super::*;
+
+    /// The Python db-export component: `BENCH_PYTHON_WASM`, or built now.
+    fn component() -> Option<PathBuf> {
+        if let Ok(path) = std::env::var("BENCH_PYTHON_WASM") {
+            return Some(path.into());
+        }
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let out =
+            std::env::temp_dir().join(format!("bench-db-export-py-{}.wasm", std::process::id()));
+        let status = Command::new(root.join("plugins/python/build"))
+            .arg(root.join("plugins/examples/db-export-py"))
+            .arg(&out)
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(out),
+            _ => {
+                println!(
+                    "\n(python: plugins/python/build failed; set BENCH_PYTHON_WASM to compare)"
+                );
+                None
+            }
+        }
+    }
+
+    pub fn compare() {
+        let Some(path) = component() else { return };
+        let bytes = std::fs::read(&path).unwrap();
+        let rust_bytes = actiongate::examples::example("db-export").unwrap().wasm;
+        let cache = tempfile::tempdir().unwrap();
+        let fresh = || {
+            Sandbox::new(SandboxConfig {
+                cache_dir: Some(cache.path().to_path_buf()),
+                ..SandboxConfig::default()
+            })
+            .unwrap()
+        };
+        // First load: compile (and write the disk cache), link, describe.
+        // Then a new sandbox, as a restarted service: from the disk cache.
+        let timed = |bytes: &[u8]| {
+            let sandbox = fresh();
+            let t = Instant::now();
+            sandbox.load(bytes, None).unwrap();
+            t.elapsed()
+        };
+        let (py_compile, rust_compile) = (timed(&bytes), timed(rust_bytes));
+        let (py_cached, rust_cached) = (timed(&bytes), timed(rust_bytes));
+
+        let sandbox = fresh();
+        let py = sandbox.load(&bytes, None).unwrap();
+        let rust = sandbox.load(rust_bytes, None).unwrap();
+        for i in 0..50 {
+            let (a, b) = (
+                sandbox.evaluate(&py, &action(i)).outcome.unwrap(),
+                sandbox.evaluate(&rust, &action(i)).outcome.unwrap(),
+            );
+            assert_eq!(a, b, "the Python and Rust db-export decide alike");
+        }
+        let n: usize = std::env::var("BENCH_PYTHON_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000);
+        let actions: Vec<Action> = (0..n as u64).map(action).collect();
+        let (mut py_samples, mut rust_samples) = (Vec::new(), Vec::new());
+        let mut fuel = (0, 0);
+        // One of each, alternating, so both sides see the same machine.
+        for a in &actions {
+            let t = Instant::now();
+            let e = sandbox.evaluate(&py, a);
+            py_samples.push(t.elapsed());
+            fuel.0 = e.fuel_used;
+            let t = Instant::now();
+            let e = sandbox.evaluate(&rust, a);
+            rust_samples.push(t.elapsed());
+            fuel.1 = e.fuel_used;
+        }
+        let (p50, p99) = percentiles(py_samples);
+        let (r50, r99) = percentiles(rust_samples);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "\ndb-export in Python ({}) beside Rust, {n} alternating fresh-instance evaluations:",
+            py.interpreter.as_deref().unwrap_or("?")
+        );
+        println!(
+            "  component      python {:>10} bytes   rust {:>8} bytes",
+            bytes.len(),
+            rust_bytes.len()
+        );
+        println!(
+            "  first load     python {:>10.1} ms      rust {:>8.1} ms   (compile, link, describe)",
+            ms(py_compile),
+            ms(rust_compile)
+        );
+        println!(
+            "  cached load    python {:>10.1} ms      rust {:>8.1} ms   (precompiled, from disk)",
+            ms(py_cached),
+            ms(rust_cached)
+        );
+        println!(
+            "  evaluation p50 python {:>10.3} ms      rust {:>8.3} ms",
+            ms(p50),
+            ms(r50)
+        );
+        println!(
+            "  evaluation p99 python {:>10.3} ms      rust {:>8.3} ms",
+            ms(p99),
+            ms(r99)
+        );
+        println!(
+            "  fuel           python {:>10}         rust {:>8}",
+            fuel.0, fuel.1
+        );
+    }
 }

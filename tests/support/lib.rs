@@ -52,6 +52,7 @@ pub mod caller;
 pub mod fake_slack;
 pub mod fake_teams;
 pub mod pg;
+pub mod python;
 pub mod server;
 
 /// The Python the tests drive official client libraries with: the venv

@@ -10,7 +10,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::actiongate::policy::types as wit;
 use super::{
-    wasi, GuestState, MemoryLimiter, Plugin, PluginFailure, Policy, PolicyPre, Sandbox, EPOCH_TICK,
+    wasi, GuestState, Limits, MemoryLimiter, Plugin, PluginFailure, Policy, PolicyPre, Sandbox,
+    EPOCH_TICK,
 };
 use crate::action::{Action, ApprovalRoute, Classification, PluginInfo, Risk, Route};
 
@@ -39,7 +40,7 @@ pub struct Evaluation {
 impl Sandbox {
     /// Runs `classify` then `route` on a fresh instance of `plugin`.
     pub fn evaluate(&self, plugin: &Plugin, action: &Action) -> Evaluation {
-        self.evaluate_on(&plugin.pre, plugin, action, self.config.limits.fuel)
+        self.evaluate_on(&plugin.pre, plugin, action, plugin.limits.fuel)
     }
 
     /// For an async worker, which must neither block nor be held long:
@@ -49,8 +50,9 @@ impl Sandbox {
     /// decides here made no import call and used no more fuel than it was
     /// given, so a full run, being deterministic, would decide the same.
     pub fn evaluate_inline(&self, plugin: &Plugin, action: &Action) -> Option<Evaluation> {
-        let fuel = self.config.inline_fuel.min(self.config.limits.fuel);
-        let evaluation = self.evaluate_on(&plugin.inline, plugin, action, fuel);
+        let inline = plugin.inline.as_ref()?;
+        let fuel = self.config.inline_fuel.min(plugin.limits.fuel);
+        let evaluation = self.evaluate_on(inline, plugin, action, fuel);
         evaluation.outcome.is_ok().then_some(evaluation)
     }
 
@@ -67,7 +69,12 @@ impl Sandbox {
             .timestamp_nanos_opt()
             .unwrap_or(0)
             .max(0) as u64;
-        let mut store = self.store(&action.id, Duration::from_nanos(epoch_ns), fuel);
+        let mut store = self.store(
+            &action.id,
+            Duration::from_nanos(epoch_ns),
+            &plugin.limits,
+            fuel,
+        );
         let params = action.params.to_string();
         let requested_at = action.requested_at_rfc3339();
         let input = ActionArg::new(action, &params, &requested_at);
@@ -87,10 +94,11 @@ impl Sandbox {
         plugin: &Plugin,
         action: &ActionArg<'_>,
     ) -> Result<Decision, PluginFailure> {
+        let limits = &plugin.limits;
         let instance = pre
             .instance_pre()
             .instantiate(&mut *store)
-            .map_err(|e| self.failure(store, e))?;
+            .map_err(|e| self.failure(store, limits, e))?;
         let exports = &plugin.exports;
         let (Some(classify), Some(route)) = (
             instance.get_func(&mut *store, exports.classify),
@@ -108,14 +116,14 @@ impl Sandbox {
         };
         let (classification,) = classify
             .call(&mut *store, (action,))
-            .map_err(|e| self.failure(store, e))?;
+            .map_err(|e| self.failure(store, limits, e))?;
         let classification = classification
             .map_err(|e| invalid(format!("classify returned an error: {}", clip(&e))))?;
         let (route,) = route
             .call(&mut *store, (action, &classification))
-            .map_err(|e| self.failure(store, e))?;
+            .map_err(|e| self.failure(store, limits, e))?;
         let route = route.map_err(|e| invalid(format!("route returned an error: {}", clip(&e))))?;
-        self.check_output(&classification, &route)?;
+        self.check_output(limits, &classification, &route)?;
         Ok(Decision {
             classification: from_wit_classification(classification),
             route: from_wit_route(route),
@@ -126,21 +134,23 @@ impl Sandbox {
     pub(super) fn describe(
         &self,
         pre: &PolicyPre<GuestState>,
+        limits: &Limits,
     ) -> Result<(PluginInfo, Exports), PluginFailure> {
-        let mut store = self.store("describe", Duration::ZERO, self.config.limits.fuel);
+        let mut store = self.store("describe", Duration::ZERO, limits, limits.fuel);
         let instance = pre
             .instance_pre()
             .instantiate(&mut store)
-            .map_err(|e| self.failure(&store, e))?;
-        let guest = Policy::new(&mut store, &instance).map_err(|e| self.failure(&store, e))?;
+            .map_err(|e| self.failure(&store, limits, e))?;
+        let guest =
+            Policy::new(&mut store, &instance).map_err(|e| self.failure(&store, limits, e))?;
         let exports = Exports::check(&mut store, &instance)?;
         let info = guest
             .call_describe(&mut store)
-            .map_err(|e| self.failure(&store, e))?;
+            .map_err(|e| self.failure(&store, limits, e))?;
         let size = info.name.len()
             + info.version.len()
             + info.kinds.iter().map(String::len).sum::<usize>();
-        if size > self.config.limits.output_bytes || info.name.is_empty() {
+        if size > limits.output_bytes || info.name.is_empty() {
             return Err(invalid("describe returned an empty name or oversized info"));
         }
         Ok((
@@ -153,8 +163,13 @@ impl Sandbox {
         ))
     }
 
-    fn store(&self, action_id: &str, requested_at: Duration, fuel: u64) -> Store<GuestState> {
-        let limits = &self.config.limits;
+    fn store(
+        &self,
+        action_id: &str,
+        requested_at: Duration,
+        limits: &Limits,
+        fuel: u64,
+    ) -> Store<GuestState> {
         let state = GuestState {
             wasi: None,
             world: wasi::World {
@@ -166,7 +181,7 @@ impl Sandbox {
             limiter: MemoryLimiter {
                 limits: StoreLimitsBuilder::new()
                     .memory_size(limits.memory_bytes)
-                    .instances(32)
+                    .instances(limits.core_instances as usize)
                     .trap_on_grow_failure(true)
                     .build(),
                 exceeded: false,
@@ -180,8 +195,12 @@ impl Sandbox {
     }
 
     /// Downcasts a wasmtime error once into the typed failure.
-    fn failure(&self, store: &Store<GuestState>, error: wasmtime::Error) -> PluginFailure {
-        let limits = &self.config.limits;
+    fn failure(
+        &self,
+        store: &Store<GuestState>,
+        limits: &Limits,
+        error: wasmtime::Error,
+    ) -> PluginFailure {
         if store.data().limiter.exceeded {
             return PluginFailure::OutOfMemory {
                 limit_bytes: limits.memory_bytes,
@@ -212,6 +231,7 @@ impl Sandbox {
 
     fn check_output(
         &self,
+        limits: &Limits,
         c: &wit::Classification,
         route: &wit::Route,
     ) -> Result<(), PluginFailure> {
@@ -240,10 +260,10 @@ impl Sandbox {
                 }
             }
         }
-        if size > self.config.limits.output_bytes {
+        if size > limits.output_bytes {
             return Err(invalid(format!(
                 "output is {size} bytes, over the {}-byte cap",
-                self.config.limits.output_bytes
+                limits.output_bytes
             )));
         }
         Ok(())
