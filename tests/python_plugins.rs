@@ -80,6 +80,22 @@ fn db_export_py_passes_the_rust_plugins_case_file() {
 }
 
 #[test]
+fn the_sdk_passes_its_own_tests_natively() {
+    let root = python::root();
+    let out = actiongate_tests::python()
+        .arg(root.join("plugins/python/tests/test_sdk.py"))
+        .env("PYTHONPATH", root.join("plugins/python"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("Ran 7 tests") && err.trim_end().ends_with("OK"),
+        "{err}"
+    );
+}
+
+#[test]
 fn inspect_names_the_interpreter_contract_and_limits() {
     let wasm = python::build(DB_EXPORT_PY);
     let (code, out, err) = actiongate(&["plugin", "inspect", wasm.to_str().unwrap(), "--json"]);
