@@ -241,6 +241,23 @@ fn python_sees_the_deterministic_world() {
 }
 
 #[test]
+fn every_evaluation_is_a_fresh_interpreter() {
+    let sandbox = sandbox(Limits::default());
+    let plugin = sandbox.load(&python::component(HOSTILE_PY), None).unwrap();
+    for id in ["s-1", "s-2", "s-3"] {
+        let decision = sandbox
+            .evaluate(&plugin, &action(id, "test.state", json!({})))
+            .outcome
+            .unwrap();
+        assert_eq!(
+            decision.classification.reasons,
+            ["calls=1"],
+            "a module global starts over"
+        );
+    }
+}
+
+#[test]
 fn limits_are_set_per_plugin_by_name_or_sha256() {
     let bytes = python::component(HOSTILE_PY);
     let small = |key: String| {
@@ -476,7 +493,7 @@ mod service {
             assert_eq!(code, 0, "{out}");
             assert!(out.contains("replayed: 1, match: 1"), "{out}");
             assert!(
-                out.contains(&format!("MATCH    seq"))
+                out.contains("MATCH    seq")
                     && out.contains(&format!("(db-export-py 1.0.0 sha256:{python_sha})")),
                 "{out}"
             );
