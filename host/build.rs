@@ -12,6 +12,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "build/wasm_target.rs"]
+mod wasm_target;
+
 const EXAMPLES: &[&str] = &["db-export", "iam-change", "prod-ops", "baseline"];
 
 fn main() {
@@ -40,6 +43,9 @@ fn main() {
         "cargo::rerun-if-changed={}",
         manifest.join("migrations").display()
     );
+
+    println!("cargo::rerun-if-changed=build/wasm_target.rs");
+    ensure_wasm_target();
 
     // One shared folder for all host profiles, so debug, release and clippy
     // builds of the host do not each rebuild the guests.
@@ -100,6 +106,56 @@ fn main() {
     }
     code.push_str("];\n");
     fs::write(out.join("examples.rs"), code).unwrap();
+}
+
+/// A new user's first `cargo run` works on a toolchain installed without
+/// wasm32-wasip2: the build adds the target (as `tests/run` used to).
+fn ensure_wasm_target() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let Some(sysroot) = sysroot else {
+        // Let the plugin build itself say what is wrong.
+        return;
+    };
+    if wasm_target::has_target(&sysroot) {
+        return;
+    }
+    let runs = |r: &PathBuf| Command::new(r).arg("--version").output().is_ok();
+    let cargo_home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let rustup = std::iter::once(PathBuf::from("rustup"))
+        .chain(cargo_home.map(|h| h.join("bin").join("rustup")))
+        .find(runs);
+    let toolchain = env::var("RUSTUP_TOOLCHAIN").ok();
+    match wasm_target::plan(&sysroot, toolchain.as_deref(), rustup.is_some()) {
+        wasm_target::Step::Ready => {}
+        wasm_target::Step::Stop(why) => panic!("{why}"),
+        wasm_target::Step::Rustup(args) => {
+            let rustup = rustup.expect("plan asks for rustup only when found");
+            println!(
+                "cargo::warning=installing the {} target for the plugins: {} {}",
+                wasm_target::TARGET,
+                rustup.display(),
+                args.join(" ")
+            );
+            let status = Command::new(&rustup)
+                .args(&args)
+                .status()
+                .expect("failed to run rustup");
+            assert!(
+                status.success() && wasm_target::has_target(&sysroot),
+                "`rustup {}` did not install the {} standard library; install it yourself and build again",
+                args.join(" "),
+                wasm_target::TARGET
+            );
+        }
+    }
 }
 
 /// `OUT_DIR` is `<target>/<profile>/build/<pkg>-<hash>/out`, possibly with a

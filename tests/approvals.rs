@@ -109,7 +109,7 @@ async fn full_lifecycle_for_each_example_plugin() {
                     .pending()
                     .await
                     .iter()
-                    .any(|p| p["action_id"] == action.as_str()),
+                    .any(|p| p["action"]["action_id"] == action.as_str()),
                 "listed for the approver"
             );
             let (status, result) = approver.approve(&action, "checked the ticket").await;
@@ -160,7 +160,7 @@ async fn self_approval_is_refused_for_owner_and_admin() {
         erin.pending()
             .await
             .iter()
-            .all(|p| p["action_id"] != answer["action_id"]),
+            .all(|p| p["action"]["action_id"] != answer["action_id"]),
         "not listed for the owner"
     );
     let (status, problem) = erin.approve(&id(&answer), "mine, looks fine").await;
@@ -308,6 +308,85 @@ async fn modify_re_evaluates_voids_old_approvals_and_can_raise_the_quorum() {
         )
         .await;
     assert_eq!(result["state"], "approved", "{result}");
+}
+
+/// The issue's case: a critical export needs two data owners. Dana cuts
+/// 250000 rows to 5000, which the policy alone would let one data owner
+/// approve; her modify counts once and the quorum stays two.
+#[tokio::test]
+async fn a_modify_never_lowers_the_quorum() {
+    let server = TestServer::start().await;
+    let agent = Caller::agent(&server, "etl", "owner@example.com").await;
+    let dana = Caller::approver(&server, "dana@example.com").await;
+    let erin = Caller::approver(&server, "erin@example.com").await;
+    let answer = agent.submit(json!({"kind": "db.export", "resource": "r", "params": {"rows": 250000, "tables": ["customers"], "destination": "s3://corp-analytics/x"}})).await;
+    let action = id(&answer);
+    assert_eq!(answer["risk"], "critical");
+    assert_eq!(answer["approval"]["quorum"], 2);
+
+    let (status, result) = dana
+        .review(
+            &action,
+            json!({"decision": "modify", "reason": "5000 rows is enough", "params": {"rows": 5000}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["state"], "pending", "{result}");
+    assert_eq!(
+        result["quorum"], 2,
+        "the quorum in force before the modify stays"
+    );
+    assert_eq!(result["approvals"], 1, "the modifier counts once");
+    let (status, problem) = dana.approve(&action, "and I approve it too").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    let status_now = agent.wait(&action, 0).await;
+    assert_eq!(status_now["state"], "pending", "{status_now}");
+    assert_eq!(status_now["risk"], "high", "re-evaluated: {status_now}");
+    assert_eq!(status_now["approval"]["quorum"], 2, "{status_now}");
+    assert_eq!(status_now["approval"]["groups"], json!(["data-owners"]));
+
+    // On record: the plugin's own route (quorum 1) and the one in force (2).
+    let events = server
+        .app
+        .evidence
+        .events_for_action(uuid::Uuid::parse_str(&action).unwrap())
+        .await
+        .unwrap();
+    let evaluated = events
+        .iter()
+        .rfind(|e| e.kind == EventKind::Evaluated)
+        .unwrap();
+    assert_eq!(evaluated.payload["output"]["route"]["quorum"], 1);
+    let modify = events
+        .iter()
+        .rfind(|e| e.kind == EventKind::Reviewed)
+        .unwrap();
+    assert_eq!(
+        modify.payload["route_in_force"]["quorum"], 2,
+        "{}",
+        modify.payload
+    );
+
+    let (status, result) = erin.approve(&action, "5000 rows of customers, fine").await;
+    assert_eq!(
+        (status, result["state"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{result}"
+    );
+    let done = agent.wait(&action, 5).await;
+    let grant = done["grant"].as_str().unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            grant.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        claims["approvers"],
+        json!(["dana@example.com", "erin@example.com"])
+    );
 }
 
 #[tokio::test]

@@ -412,7 +412,10 @@ async fn config_and_cli_bindings_land_in_one_store() {
     );
     let (code, out) = cli_as(&server, &admin, &["bind", "db.[", &db_export]).await;
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("invalid kind pattern"), "{out}");
+    assert!(
+        out.contains("400") && out.contains("a kind is lowercase ASCII segments"),
+        "{out}"
+    );
 
     let (code, out) = register(&server, &admin, &wasm, &[]).await;
     assert_eq!(code, 0, "{out}");

@@ -252,7 +252,15 @@ fn notification(kind: NotificationKind, at_secs: i64) -> Notification {
             risk: Risk::Critical,
             reasons: vec!["destination is not on the allow-list".into()],
             justification: Some("weekly report".into()),
-            params: json!({"rows": 500, "destination": "s3://elsewhere", "token": "very-secret"}),
+            // As the approval summary gives it: redacted by the one rule set.
+            params: actiongate::approvals::Redaction::default().redact(
+                &json!({"rows": 500, "destination": "s3://elsewhere", "token": "very-secret"}),
+                "",
+                &mut vec![],
+            ),
+            context: Default::default(),
+            plugin: None,
+            redacted: vec!["token".into()],
         },
         approval: ApprovalState {
             groups: vec!["data-owners".into()],
@@ -260,6 +268,9 @@ fn notification(kind: NotificationKind, at_secs: i64) -> Notification {
             approvals,
             expires_at: t0 + chrono::Duration::hours(4),
             escalate_to: vec!["security".into()],
+            escalated: false,
+            modifiable_params: vec![],
+            reviews: vec![],
         },
         review: (kind != NotificationKind::Pending).then(|| ReviewEntry {
             approver: "dana@example.com".into(),

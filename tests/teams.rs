@@ -755,6 +755,37 @@ async fn modify_from_teams_and_stale_cards_do_not_count() {
     let action_id = answer["action_id"].as_str().unwrap().to_string();
     let (activity_id, card) = bench.posted_card(&action_id).await;
 
+    // Params that parsers would read differently are refused on the card,
+    // naming the field and what to send; no review is recorded.
+    for (rows, want) in [
+        (
+            "9007199254740993",
+            "9007199254740993 is beyond ±9007199254740991",
+        ),
+        (
+            "200000.00000000000001",
+            "send 200000, or the number as a string",
+        ),
+    ] {
+        let refused = bench
+            .click(
+                &activity_id,
+                &card,
+                DANA,
+                "modify",
+                json!({"reason": "fewer rows", "param.rows": rows}),
+            )
+            .await
+            .to_string();
+        assert!(refused.contains("rows: the number"), "{refused}");
+        assert!(refused.contains(want), "{refused}");
+    }
+    assert!(!bench
+        .events(&action_id)
+        .await
+        .iter()
+        .any(|e| e.kind == actiongate::evidence::EventKind::Reviewed));
+
     // Dana lowers the rows; still critical, so the new version needs two.
     let modified = bench
         .click(

@@ -8,6 +8,164 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// The longest kind (or kind pattern), in bytes: long enough for
+/// `mcp.UPSTREAM.TOOL`, short enough to keep keys and logs bounded.
+pub const KIND_MAX_LEN: usize = 200;
+
+/// Kinds only the host makes (`actiongate.bind`): the first segment.
+pub const HOST_KIND_SEGMENT: &str = "actiongate";
+
+/// The one grammar of action kinds, in words, for every refusal.
+pub const KIND_RULE: &str = "a kind is lowercase ASCII segments of a-z, 0-9, `_` and `-`, joined by single dots, at most 200 characters (e.g. `db.export`)";
+
+/// Why a kind (or a kind pattern) was refused. Every message names the
+/// rule, so the caller learns what to send instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KindError {
+    #[error("kind is empty; {KIND_RULE}")]
+    Empty,
+    #[error("kind is {len} characters; {KIND_RULE}")]
+    TooLong { len: usize },
+    #[error("kind {shown} has an empty segment (a leading, trailing or double dot); {KIND_RULE}")]
+    EmptySegment { shown: String },
+    #[error("kind {shown} has {found} at character {at}; {KIND_RULE}")]
+    BadChar {
+        shown: String,
+        /// The character, with its code point (look-alikes and invisible
+        /// characters are the point).
+        found: String,
+        at: usize,
+    },
+    #[error("kind pattern {shown} has `*` inside a segment; a pattern's segment is either `*` or a kind's segment; {KIND_RULE}")]
+    PartialGlob { shown: String },
+}
+
+/// An action kind that follows the grammar (`db.export`, `mcp.github.create_issue`).
+/// The only way to build one is [`Kind::parse`] (or [`Kind::mcp_tool`]), so no
+/// spelling of a kind (case, whitespace, look-alikes, control characters)
+/// reaches a binding other than the one it names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Kind(String);
+
+impl Kind {
+    pub fn parse(text: &str) -> Result<Kind, KindError> {
+        check_kind(text, false)?;
+        Ok(Kind(text.to_owned()))
+    }
+
+    /// The kind of an MCP `tools/call`: `mcp.UPSTREAM.TOOL`. Both names must
+    /// be single segments of the grammar; a tool whose name is not is
+    /// refused rather than renamed, so two tools never share a kind.
+    pub fn mcp_tool(upstream: &str, tool: &str) -> Result<Kind, KindError> {
+        for name in [upstream, tool] {
+            if name.contains('.') {
+                return Err(KindError::BadChar {
+                    shown: shown(name),
+                    found: "'.' (U+002E)".into(),
+                    at: name.find('.').unwrap_or(0) + 1,
+                });
+            }
+        }
+        Kind::parse(&format!("mcp.{upstream}.{tool}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The host's own kinds (`actiongate.*`), which agents may not submit.
+    pub fn is_host_kind(&self) -> bool {
+        self.0.split('.').next() == Some(HOST_KIND_SEGMENT)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = KindError;
+    fn from_str(s: &str) -> Result<Kind, KindError> {
+        Kind::parse(s)
+    }
+}
+
+/// A binding pattern or a plugin's declared kind: the kind grammar, where a
+/// whole segment may be `*` (which also matches across dots: `db.*` matches
+/// `db.export.full`). `db.export`, `db.*`, `*`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KindPattern(String);
+
+impl KindPattern {
+    pub fn parse(text: &str) -> Result<KindPattern, KindError> {
+        check_kind(text, true)?;
+        Ok(KindPattern(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_glob(&self) -> bool {
+        self.0.contains('*')
+    }
+}
+
+impl std::fmt::Display for KindPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The input as an error shows it: quoted and escaped, so invisible and
+/// control characters are visible, and cut short.
+fn shown(text: &str) -> String {
+    let cut: String = text.chars().take(64).collect();
+    let more = if cut.len() < text.len() { "…" } else { "" };
+    format!("{:?}{more}", cut)
+}
+
+fn check_kind(text: &str, glob: bool) -> Result<(), KindError> {
+    if text.is_empty() {
+        return Err(KindError::Empty);
+    }
+    if text.len() > KIND_MAX_LEN {
+        return Err(KindError::TooLong { len: text.len() });
+    }
+    let mut at = 0;
+    for segment in text.split('.') {
+        if segment.is_empty() {
+            return Err(KindError::EmptySegment { shown: shown(text) });
+        }
+        if glob && segment == "*" {
+            at += 2;
+            continue;
+        }
+        for c in segment.chars() {
+            at += 1;
+            match c {
+                'a'..='z' | '0'..='9' | '_' | '-' => {}
+                '*' if glob => return Err(KindError::PartialGlob { shown: shown(text) }),
+                other => {
+                    return Err(KindError::BadChar {
+                        shown: shown(text),
+                        found: format!("{:?} (U+{:04X})", other, other as u32),
+                        at,
+                    })
+                }
+            }
+        }
+        at += 1;
+    }
+    Ok(())
+}
+
 /// The authenticated agent. Built by the host from the agent's API key,
 /// never from a request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +302,134 @@ mod tests {
         b.params["rows"] = serde_json::json!(11);
         assert_ne!(a.digest(), b.digest());
         assert_eq!(a.digest().len(), 64);
+    }
+
+    /// Every spelling that once reached the catch-all instead of
+    /// db-export's binding, and the host-prefix spellings that passed.
+    #[test]
+    fn kind_grammar_refuses_every_other_spelling() {
+        let refused = [
+            "DB.EXPORT",
+            "Db.export",
+            "db.Export",
+            "db.export ",
+            " db.export",
+            "db .export",
+            "db.export\n",
+            "\tdb.export",
+            "db\u{200b}.export",
+            "db.export\u{200b}",
+            "\u{feff}db.export",
+            "db.ex\u{0440}ort",
+            "db.\u{0435}xport",
+            "d\u{0431}.export",
+            "db.export.",
+            ".db.export",
+            "db..export",
+            "db\u{2024}export",
+            "db\u{ff0e}export",
+            "db\u{3002}export",
+            "db/export",
+            "db:export",
+            "db export",
+            "db.exp\u{00f6}rt",
+            "ＤＢ.export",
+            "db.export\u{0}",
+            "db\u{0}.export",
+            "db.export\u{7}",
+            "db.export\u{1b}[31m",
+            "db.e\u{301}xport",
+            "db.*",
+            "",
+            ".",
+            "Actiongate.bind",
+            " actiongate.bind",
+            "ACTIONGATE.bind",
+        ];
+        for kind in refused {
+            let err = Kind::parse(kind).expect_err(kind);
+            assert!(err.to_string().contains(KIND_RULE), "{kind:?}: {err}");
+        }
+        assert!(matches!(
+            Kind::parse(&"a".repeat(KIND_MAX_LEN + 1)),
+            Err(KindError::TooLong { .. })
+        ));
+        let at_most = format!("{}.b", "a".repeat(KIND_MAX_LEN - 2));
+        assert!(Kind::parse(&at_most).is_ok());
+        // The look-alike is named, with its code point.
+        let err = Kind::parse("db.ex\u{0440}ort").unwrap_err().to_string();
+        assert!(
+            err.contains("U+0440") && err.contains("character 6"),
+            "{err}"
+        );
+        let err = Kind::parse("db.export\u{0}").unwrap_err().to_string();
+        assert!(err.contains("U+0000") && !err.contains('\u{0}'), "{err}");
+    }
+
+    #[test]
+    fn kind_grammar_accepts_kinds() {
+        for kind in [
+            "db.export",
+            "db_export",
+            "iam.grant",
+            "crm.merge-accounts",
+            "ops",
+            "a.b.c.d",
+            "v2.x_1-y",
+        ] {
+            assert_eq!(Kind::parse(kind).unwrap().as_str(), kind);
+        }
+        // `db_export` is a kind of its own, and so is not db.export's.
+        assert_ne!(Kind::parse("db_export"), Kind::parse("db.export"));
+    }
+
+    #[test]
+    fn host_kinds_are_recognized_after_validation() {
+        assert!(Kind::parse("actiongate.bind").unwrap().is_host_kind());
+        assert!(Kind::parse("actiongate").unwrap().is_host_kind());
+        assert!(!Kind::parse("actiongates.bind").unwrap().is_host_kind());
+        assert!(!Kind::parse("x.actiongate").unwrap().is_host_kind());
+    }
+
+    #[test]
+    fn patterns_allow_whole_segment_globs_only() {
+        for p in ["*", "db.*", "db.export", "*.export", "mcp.github.*"] {
+            assert_eq!(KindPattern::parse(p).unwrap().as_str(), p);
+        }
+        for p in [
+            "db.ex*",
+            "db.?",
+            "db.[ab]",
+            "{db,iam}.*",
+            "DB.*",
+            "db.*.",
+            "**",
+            " *",
+            "",
+        ] {
+            assert!(KindPattern::parse(p).is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn mcp_tool_kinds() {
+        assert_eq!(
+            Kind::mcp_tool("github", "create_issue").unwrap().as_str(),
+            "mcp.github.create_issue"
+        );
+        for (upstream, tool) in [
+            ("github", "createIssue"),
+            ("git.hub", "x"),
+            ("github", "a.b"),
+            ("github", ""),
+            ("", "x"),
+            ("github", "read file"),
+        ] {
+            assert!(
+                Kind::mcp_tool(upstream, tool).is_err(),
+                "{upstream:?} {tool:?}"
+            );
+        }
     }
 
     #[test]

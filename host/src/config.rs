@@ -47,6 +47,8 @@ pub struct Config {
     pub teams: Option<crate::chat::teams::TeamsConfig>,
     /// Approvals in Slack (`[slack]`); off when absent.
     pub slack: Option<crate::chat::slack::SlackConfig>,
+    /// What approvers are shown: the one redaction rule set (`[approvals]`).
+    pub approvals: crate::approvals::ApprovalsConfig,
 }
 
 /// `[notify]`: outgoing announcements.
@@ -84,6 +86,7 @@ impl Default for Config {
             sweep_interval_ms: 1000,
             teams: None,
             slack: None,
+            approvals: crate::approvals::ApprovalsConfig::default(),
         }
     }
 }

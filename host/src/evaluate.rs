@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::action::{Action, ApprovalRoute, Classification, Risk, Route};
+use crate::action::{Action, ApprovalRoute, Classification, KindError, KindPattern, Risk, Route};
 use crate::sandbox::{Decision, Evaluation, Limits, Plugin, PluginFailure, Sandbox, WIT_VERSION};
 
 /// One binding: action kinds matching `pattern` go to the plugin `sha256`.
@@ -70,6 +70,8 @@ pub struct Verdict {
 pub enum BindingError {
     #[error("invalid kind pattern {pattern:?}: {reason}")]
     Pattern { pattern: String, reason: String },
+    #[error("invalid kind pattern: {0}")]
+    Kind(#[from] KindError),
     #[error("binding {pattern:?} names plugin {sha256}, which is not registered")]
     UnknownPlugin { pattern: String, sha256: String },
     #[error(transparent)]
@@ -303,20 +305,18 @@ impl Evaluator {
     }
 }
 
-/// Compiles a kind pattern (`db.export`, `db.*`, `*`); `*` also crosses dots.
+/// Compiles a kind pattern (`db.export`, `db.*`, `*`) of the kind grammar;
+/// `*` is a whole segment and also crosses dots.
 pub fn compile_pattern(pattern: &str) -> Result<globset::GlobMatcher, BindingError> {
-    let invalid = |reason: String| BindingError::Pattern {
-        pattern: pattern.to_string(),
-        reason,
-    };
-    if pattern.is_empty() || pattern.len() > 200 {
-        return Err(invalid("must be 1 to 200 characters".into()));
-    }
-    Ok(globset::GlobBuilder::new(pattern)
+    let pattern = KindPattern::parse(pattern)?;
+    globset::GlobBuilder::new(pattern.as_str())
         .literal_separator(false)
         .build()
-        .map_err(|e| invalid(e.to_string()))?
-        .compile_matcher())
+        .map(|g| g.compile_matcher())
+        .map_err(|e| BindingError::Pattern {
+            pattern: pattern.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// Exact patterns beat any glob; among globs, more literal characters win,
@@ -336,8 +336,8 @@ mod tests {
 
     #[test]
     fn the_most_specific_pattern_wins() {
-        let mut patterns = ["*", "db.*", "db.export", "db.ex*"];
+        let mut patterns = ["*", "db.*", "db.export", "db.export.*"];
         patterns.sort_by_key(|p| std::cmp::Reverse(specificity(p)));
-        assert_eq!(patterns, ["db.export", "db.ex*", "db.*", "*"]);
+        assert_eq!(patterns, ["db.export", "db.export.*", "db.*", "*"]);
     }
 }

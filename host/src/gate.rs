@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::action::{Action, Principal, Risk, Route};
+use crate::action::{Action, Kind, KindError, Principal, Risk, Route};
 use crate::evaluate::{Evaluator, Verdict};
 use crate::evidence::{
     Actor, ActorKind, EventKind, EvidenceError, EvidenceLog, NewEvent, Recorded,
@@ -25,7 +25,13 @@ use crate::waiters::Waiters;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Submission {
-    /// The action type, e.g. `db.export`.
+    /// The action type, e.g. `db.export`: lowercase ASCII segments of
+    /// `a-z 0-9 _ -` joined by single dots, at most 200 characters.
+    #[schema(
+        pattern = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$",
+        max_length = 200,
+        example = "db.export"
+    )]
     pub kind: String,
     /// What the action touches.
     pub resource: String,
@@ -134,6 +140,8 @@ pub enum GateError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("kind: {0}")]
+    Kind(#[from] KindError),
     #[error("the API key or its agent was revoked")]
     KeyRevoked,
     #[error("grant refused: {0}")]
@@ -148,10 +156,11 @@ pub enum GateError {
 }
 
 impl GateError {
-    /// True when the cause is the database being out of reach: answer 503.
+    /// True when the cause is the database or the log being out of reach:
+    /// answer 503. Nothing else is, since retrying cannot fix it.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            GateError::Evidence(_) => true,
+            GateError::Evidence(e) => e.is_unavailable(),
             GateError::Store(e) => e.is_unavailable(),
             _ => false,
         }
@@ -175,6 +184,8 @@ pub struct Gate {
     pub bindings: Arc<crate::bindings::Bindings>,
     /// Shadow plugins, evaluated after the live answer is committed.
     pub shadows: crate::shadow::Shadows,
+    /// What no channel shows of params and context (`[approvals]`).
+    pub redaction: crate::approvals::Redaction,
 }
 
 /// Action kinds only the host makes (`actiongate.bind`).
@@ -208,12 +219,10 @@ impl Gate {
         if !submission.params.is_object() {
             return Err(GateError::Invalid("params: must be a JSON object".into()));
         }
-        if submission.kind.is_empty() || submission.kind.len() > 200 {
-            return Err(GateError::Invalid(
-                "kind: must be 1 to 200 characters".into(),
-            ));
-        }
-        if submission.kind.starts_with(HOST_KINDS) {
+        // The grammar first: the reserved-prefix check and the binding
+        // lookup only ever see a kind in its one spelling.
+        let kind = Kind::parse(&submission.kind)?;
+        if kind.is_host_kind() {
             return Err(GateError::Invalid(format!(
                 "kind: `{HOST_KINDS}*` kinds are the host's own (policy changes); agents may not submit them"
             )));

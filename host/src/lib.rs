@@ -26,6 +26,7 @@ pub mod evidence;
 pub mod examples;
 pub mod gate;
 pub mod grant;
+pub mod ijson;
 pub mod keys;
 pub mod metrics;
 pub mod notify;
@@ -35,3 +36,9 @@ pub mod service;
 pub mod shadow;
 pub mod store;
 pub mod waiters;
+
+/// The build script's wasm-target check, unit-tested here (build scripts
+/// have no tests of their own).
+#[cfg(test)]
+#[path = "../build/wasm_target.rs"]
+mod wasm_target;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
+use crate::action::{KindError, KindPattern};
 use crate::evaluate::Evaluator;
 use crate::evidence::{Actor, EventKind, EvidenceError, EvidenceLog, NewEvent};
 use crate::sandbox::{Plugin, PluginFailure};
@@ -24,6 +25,8 @@ pub enum RegistryError {
     Store(#[from] StoreError),
     #[error("recording the registration: {0}")]
     Evidence(#[from] EvidenceError),
+    #[error("plugin refused: it declares kind {declared:?}, which is not a kind pattern: {error}")]
+    DeclaredKind { declared: String, error: KindError },
 }
 
 /// Who asked for a registration, and how the bytes arrived.
@@ -62,6 +65,7 @@ pub async fn register(
     let plugin = evaluator
         .sandbox()
         .load(wasm, registration.pin.as_deref())?;
+    check_declared_kinds(&plugin.info.kinds)?;
     let row = PluginRow {
         sha256: plugin.sha256.clone(),
         name: plugin.info.name.clone(),
@@ -95,4 +99,42 @@ pub async fn register(
     }
     evaluator.insert(plugin.clone());
     Ok((plugin, new))
+}
+
+/// What a plugin says it handles is shown to the people who bind it: one
+/// grammar there too, so no declared kind merely looks like another.
+pub fn check_declared_kinds(kinds: &[String]) -> Result<(), RegistryError> {
+    for declared in kinds {
+        KindPattern::parse(declared).map_err(|error| RegistryError::DeclaredKind {
+            declared: declared.clone(),
+            error,
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_kinds_follow_the_grammar() {
+        let ok = |kinds: &[&str]| kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert!(check_declared_kinds(&ok(&["db.export", "iam.*", "*"])).is_ok());
+        for bad in [
+            "DB.export",
+            "db.export ",
+            "db.ex\u{0440}ort",
+            "db..x",
+            "db.ex*",
+            "",
+        ] {
+            let err = check_declared_kinds(&ok(&["iam.grant", bad])).unwrap_err();
+            assert!(
+                matches!(&err, RegistryError::DeclaredKind { declared, .. } if declared == bad),
+                "{bad:?}: {err}"
+            );
+            assert!(err.to_string().contains("joined by single dots"), "{err}");
+        }
+    }
 }

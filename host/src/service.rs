@@ -118,6 +118,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             evidence.clone(),
             (config.sandbox.max_instances / 4) as usize,
         ),
+        redaction: redaction(config),
     });
     bindings.spawn_sync(Duration::from_millis(
         config.plugins.bindings_poll_ms.max(50),
@@ -192,6 +193,20 @@ async fn admit_config_binding(
         sha256,
         shadow,
     })
+}
+
+/// The one redaction rule set; `[slack] redact_params`, the older
+/// per-channel setting, now adds to it for every channel.
+fn redaction(config: &Config) -> crate::approvals::Redaction {
+    let older = config
+        .slack
+        .as_ref()
+        .and_then(|s| s.redact_params.clone())
+        .unwrap_or_default();
+    if !older.is_empty() {
+        tracing::warn!("[slack] redact_params is deprecated: its names now apply to every channel; move them to [approvals] redact_params");
+    }
+    crate::approvals::Redaction::from_config(&config.approvals, &older)
 }
 
 fn store_name(url: &str) -> &'static str {

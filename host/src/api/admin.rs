@@ -178,6 +178,9 @@ pub async fn bind(
 
 fn bind_problem(e: four_eyes::RequestError) -> Problem {
     match e {
+        four_eyes::RequestError::Bind(BindError::Pattern(crate::evaluate::BindingError::Kind(
+            kind,
+        ))) => Problem::invalid_kind(format!("change.pattern: {kind}")),
         four_eyes::RequestError::Bind(e) if e.is_invalid() => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-binding",
@@ -334,6 +337,9 @@ pub async fn register(
                 "The component does not load",
                 f.to_string(),
             ),
+            AdmitError::Registry(e @ crate::registry::RegistryError::DeclaredKind { .. }) => {
+                Problem::invalid_kind(e.to_string())
+            }
             AdmitError::Registry(crate::registry::RegistryError::Store(e)) => {
                 crate::gate::GateError::from(e).into()
             }

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::auth::key_holder;
 use super::error::{ApiJson, Problem};
 use super::App;
-use crate::approvals::{Decision, ReviewError};
+use crate::approvals::{ApprovalSummary, Decision, ReviewError};
 use crate::directory::ApproverId;
-use crate::gate::{ActionStatus, State as ActionState};
+use crate::gate::State as ActionState;
 use crate::store::KeyRole;
 
 /// The calling approver, from an approver key and the directory.
@@ -49,18 +49,32 @@ pub struct ListQuery {
     pub state: Option<String>,
 }
 
-/// Pending actions the caller may review (not their own agents', only their groups').
+/// Pending actions the caller may review (not their own agents', only
+/// their groups'), each as the approval summary every channel shows.
 #[utoipa::path(get, path = "/v1/approvals", tag = "approvers", params(ListQuery),
-    responses((status = 200, body = [ActionStatus])), security(("bearer" = [])))]
+    responses((status = 200, body = [ApprovalSummary])), security(("bearer" = [])))]
 pub async fn list(
     State(app): State<App>,
     ApproverCaller(me): ApproverCaller,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<ActionStatus>>, Problem> {
+) -> Result<Json<Vec<ApprovalSummary>>, Problem> {
     if q.state.as_deref().is_some_and(|s| s != "pending") {
         return Err(Problem::bad_request("state: only `pending` can be listed"));
     }
     Ok(Json(app.gate.pending_for(&me).await?))
+}
+
+/// One pending action the caller may review, in full.
+#[utoipa::path(get, path = "/v1/approvals/{id}", tag = "approvers",
+    params(("id" = String, Path)),
+    responses((status = 200, body = ApprovalSummary)),
+    security(("bearer" = [])))]
+pub async fn detail(
+    State(app): State<App>,
+    ApproverCaller(me): ApproverCaller,
+    Path(id): Path<String>,
+) -> Result<Json<ApprovalSummary>, Problem> {
+    Ok(Json(app.gate.pending_one_for(&me, &id).await?))
 }
 
 /// One review: approve, deny, or modify (only `modifiable-params`).

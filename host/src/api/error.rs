@@ -4,7 +4,8 @@
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
@@ -61,6 +62,17 @@ impl Problem {
         )
     }
 
+    /// A kind or kind pattern outside the one kind grammar; the detail
+    /// states the rule.
+    pub fn invalid_kind(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-kind",
+            "The action kind does not follow the kind grammar",
+            detail,
+        )
+    }
+
     pub fn not_found(detail: impl Into<String>) -> Self {
         Problem::new(
             StatusCode::NOT_FOUND,
@@ -80,10 +92,14 @@ impl Problem {
     }
 }
 
+/// Every problem `type` is this prefix and a slug: one scheme for the whole
+/// service (the evidence routes use it too).
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:actiongate:problem:";
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = serde_json::json!({
-            "type": format!("urn:actiongate:problem:{}", self.kind),
+            "type": format!("{PROBLEM_TYPE_PREFIX}{}", self.kind),
             "title": self.title,
             "status": self.status.as_u16(),
             "detail": self.detail,
@@ -119,6 +135,7 @@ impl From<GateError> for Problem {
             ),
             GateError::NotFound(_) => Problem::not_found(e.to_string()),
             GateError::Invalid(_) => Problem::bad_request(e.to_string()),
+            GateError::Kind(_) => Problem::invalid_kind(e.to_string()),
             GateError::KeyRevoked => Problem::unauthorized("unknown or revoked API key"),
             GateError::GrantRefused(_) => Problem::new(
                 StatusCode::FORBIDDEN,
@@ -190,6 +207,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                         Problem::bad_request(e.body_text())
                     }
                 })?;
+        // Before anything reads the body: input that parsers would read
+        // differently is refused here, never after an evaluation.
+        crate::ijson::check(&bytes).map_err(|e| Problem::bad_request(e.to_string()))?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
@@ -203,5 +223,117 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         de.end()
             .map_err(|e| Problem::bad_request(format!("body: {e}")))?;
         Ok(ApiJson(value))
+    }
+}
+
+/// Middleware: any error response that is not already JSON (axum's 405 for
+/// a known path with another method, extractor rejections, layer refusals)
+/// becomes problem+json with the same status and headers (`Allow` kept).
+/// JSON error bodies pass untouched: ours are problem+json already, and the
+/// Bot Framework expects its invoke errors as they are.
+pub async fn problem_for_every_error(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let ct = ct.trim_start().to_ascii_lowercase();
+            ct.starts_with("application/json") || ct.starts_with("application/problem+json")
+        });
+    if is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Rejection texts are short; a long body is not a message for people.
+    let text = axum::body::to_bytes(body, 2048)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let problem = generic_problem(status, &method, &path, &parts.headers, text);
+    let mut answer = problem.into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
+}
+
+/// The problem for an error response that arrived without one: a slug and
+/// a title per status, the original text as detail (never for 5xx, whose
+/// text may carry internals).
+fn generic_problem(
+    status: StatusCode,
+    method: &Method,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+    text: String,
+) -> Problem {
+    let detail = |fallback: String| {
+        if text.is_empty() {
+            fallback
+        } else {
+            text.clone()
+        }
+    };
+    match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .replace(',', ", ");
+            Problem::new(
+                status,
+                "method-not-allowed",
+                "Method not allowed on this path",
+                format!("{method} is not allowed on {path}; allowed: {allowed}"),
+            )
+        }
+        StatusCode::BAD_REQUEST => Problem::bad_request(detail("bad request".into())),
+        StatusCode::NOT_FOUND => Problem::not_found(detail(format!("nothing at {path}"))),
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
+            status,
+            "body-too-large",
+            "Request body too large",
+            format!("the limit is {} bytes", super::BODY_LIMIT),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Problem::new(
+            status,
+            "unsupported-media-type",
+            "Expected application/json",
+            detail("set Content-Type: application/json".into()),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY => Problem::new(
+            status,
+            "unprocessable",
+            "The request could not be processed",
+            detail("the request is well-formed but cannot be processed".into()),
+        ),
+        StatusCode::NOT_IMPLEMENTED => Problem::new(
+            status,
+            "not-implemented",
+            "Not implemented",
+            detail(format!("{method} {path} is not implemented")),
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            Problem::unavailable("the service cannot answer now; retry later")
+        }
+        s if s.is_server_error() => {
+            Problem::new(s, "internal", "Internal error", "see the server log")
+        }
+        _ => Problem::new(
+            status,
+            "refused",
+            "The request was refused",
+            detail(status.canonical_reason().unwrap_or("refused").into()),
+        ),
     }
 }

@@ -6,6 +6,7 @@ mod admin;
 mod approvals;
 mod auth;
 mod error;
+mod openapi;
 mod ops;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use utoipa::OpenApi;
 
 pub use approvals::review_problem;
 pub use error::Problem;
+use openapi::ProblemResponses;
 
 use crate::evidence::EvidenceLog;
 use crate::gate::Gate;
@@ -43,8 +45,11 @@ pub type App = Arc<AppState>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "actiongate", description = "Human approval in front of AI agents' privileged actions."),
-    paths(actions::submit, actions::get_action, actions::events, actions::outcome, approvals::list, approvals::review, admin::list_bindings, admin::bind, admin::list_plugins, admin::register, ops::keys, ops::healthz, ops::readyz),
-    modifiers(&BearerAuth),
+    paths(actions::submit, actions::get_action, actions::events, actions::outcome, approvals::list, approvals::detail, approvals::review, admin::list_bindings, admin::bind, admin::list_plugins, admin::register, ops::keys, ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+        crate::evidence::http::checkpoint, crate::evidence::http::inclusion, crate::evidence::http::consistency, crate::evidence::http::entries,
+        crate::chat::slack::interactivity::interactivity, crate::chat::teams::invoke::messages),
+    components(schemas(openapi::ProblemDoc)),
+    modifiers(&BearerAuth, &ProblemResponses),
 )]
 pub struct ApiDoc;
 
@@ -74,6 +79,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/actions/{id}/events", get(actions::events))
         .route("/v1/actions/{id}/outcome", post(actions::outcome))
         .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{id}", get(approvals::detail))
         .route("/v1/approvals/{id}/reviews", post(approvals::review))
         .route(
             "/v1/admin/bindings",
@@ -96,5 +102,6 @@ pub fn router(app: App) -> Router {
         .merge(slack_routes)
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(error::problem_for_every_error))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

@@ -32,6 +32,8 @@ pub async fn readyz(State(app): State<App>) -> Result<&'static str, Problem> {
         .map_err(|_| Problem::unavailable("the database does not answer"))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
     let pending = app.gate.store.count_pending().await.unwrap_or(-1);
     (
@@ -43,6 +45,8 @@ pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
     )
 }
 
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json")))]
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }

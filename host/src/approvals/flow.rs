@@ -9,16 +9,13 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::rules::{self, Decision, Refusal, Request, RequestState, Requester, Review, Tally};
+use super::summary::ApprovalSummary;
 use crate::action::{Action, Route};
 use crate::directory::ApproverId;
 use crate::evaluate::Verdict;
 use crate::evidence::{Actor, ActorKind, EventKind, NewEvent};
-use crate::gate::{
-    event, grant_event, status_of, verdict_events, ActionStatus, Gate, GateError, State,
-};
-use crate::notify::{
-    ActionSummary, ApprovalEntry, ApprovalState, Notification, NotificationKind, ReviewEntry,
-};
+use crate::gate::{event, grant_event, verdict_events, Gate, GateError, State};
+use crate::notify::{Notification, NotificationKind, ReviewEntry};
 use crate::store::{ActionChange, ActionRow, ReviewRow, StoreError};
 
 /// Why a review did not happen.
@@ -101,7 +98,7 @@ impl Gate {
         let mut reviews = request.reviews.clone();
         // The modified action's shadow, run once its answer is committed.
         let mut shadow = None;
-        let (final_action, final_verdict, review_digest) = match decision {
+        let (final_action, mut final_verdict, review_digest) = match decision {
             Decision::Approve | Decision::Deny => {
                 (action.clone(), verdict.clone(), row.digest.clone())
             }
@@ -133,7 +130,13 @@ impl Gate {
                 (modified, new_verdict, digest)
             }
         };
-        events.push(event(EventKind::Reviewed, action_uuid, human.clone(), serde_json::json!({
+        // A modify never lowers the bar: the route in force is the new
+        // route raised to the one in force before (`None`: policy denies).
+        let in_force = match decision {
+            Decision::Modify => rules::route_after_modify(&request.route, &final_verdict.route),
+            Decision::Approve | Decision::Deny => Some(request.route.clone()),
+        };
+        let mut reviewed = serde_json::json!({
             "approver": approver,
             "name": person.name(),
             "decision": decision,
@@ -142,9 +145,25 @@ impl Gate {
             "digest": review_digest,
             "previous_digest": (decision == Decision::Modify).then_some(&row.digest),
             "changes": (decision == Decision::Modify).then_some(&change.action).map(|_| &final_action.params),
-        })));
+        });
+        if let (Decision::Modify, Some(route)) = (decision, &in_force) {
+            // Why the quorum is what it is after the modify, on record.
+            reviewed["route_in_force"] = serde_json::json!(route);
+        }
+        events.push(event(
+            EventKind::Reviewed,
+            action_uuid,
+            human.clone(),
+            reviewed,
+        ));
         if decision == Decision::Modify {
             events.extend(verdict_events(action_uuid, &final_action, &final_verdict));
+            // The evaluation event above keeps the plugin's own route; the
+            // stored verdict carries the one in force, which the next
+            // review (and the next modify) starts from.
+            if let Some(route) = &in_force {
+                final_verdict.route = Route::RequireApproval(route.clone());
+            }
         }
         reviews.push(Review {
             approver: approver.clone(),
@@ -154,9 +173,12 @@ impl Gate {
             at: now,
         });
 
-        // The route that governs now: the modified action's, after a modify.
-        let state = match &final_verdict.route {
-            Route::Deny { reason: why } => {
+        let state = match in_force {
+            None => {
+                let why = match &final_verdict.route {
+                    Route::Deny { reason } => reason.clone(),
+                    other => format!("policy answered {}", other.name()),
+                };
                 events.push(event(
                     EventKind::Denied,
                     action_uuid,
@@ -167,24 +189,14 @@ impl Gate {
                 ));
                 State::Denied
             }
-            route => {
-                let mut governing = Request {
+            Some(route) => {
+                let governing = Request {
                     digest: review_digest.clone(),
                     reviews,
+                    route,
                     ..request.clone()
                 };
-                if let Route::RequireApproval(a) = route {
-                    governing.route = a.clone();
-                }
-                let tally = match route {
-                    // The policy allows the modified action: the modifier's
-                    // review is the approval.
-                    Route::Allow => Tally::Approved {
-                        approvers: vec![approver.clone()],
-                    },
-                    _ => rules::tally(&governing),
-                };
-                match tally {
+                match rules::tally(&governing) {
                     Tally::Pending { .. } => State::Pending,
                     Tally::Denied { by, reason } => {
                         events.push(event(
@@ -386,72 +398,70 @@ impl Gate {
         })
     }
 
+    /// The action as every channel shows it now: the one approval summary.
+    pub async fn summary(&self, action_id: &str) -> Result<ApprovalSummary, GateError> {
+        let (_, action, verdict, request) = self.snapshot(action_id).await?;
+        Ok(ApprovalSummary::build(
+            &action,
+            &verdict,
+            &request,
+            &self.directory,
+            &self.redaction,
+        ))
+    }
+
     /// The action as a card shows it now.
     pub async fn notification_for(
         &self,
         action_id: &str,
         kind: NotificationKind,
     ) -> Result<Notification, GateError> {
-        let (_, action, verdict, request) = self.snapshot(action_id).await?;
-        let approvers = match rules::tally(&request) {
-            Tally::Pending { approvers, .. } | Tally::Approved { approvers } => approvers,
-            Tally::Denied { .. } => Vec::new(),
-        };
-        let approvals = approvers
-            .iter()
-            .filter_map(|id| {
-                let person = self.directory.person(id)?;
-                let at = request
-                    .reviews
-                    .iter()
-                    .find(|r| &r.approver == id && r.digest == request.digest)?
-                    .at;
-                Some(ApprovalEntry {
-                    approver: id.to_string(),
-                    name: person.name().to_string(),
-                    at,
-                })
-            })
-            .collect();
-        Ok(Notification {
-            id: Uuid::now_v7().to_string(),
-            kind,
-            action: ActionSummary::from_action(&action, &verdict.classification),
-            approval: ApprovalState {
-                groups: request.route.groups.clone(),
-                quorum: request.quorum(),
-                approvals,
-                expires_at: request.expires_at,
-                escalate_to: request.route.escalate_to.clone(),
-            },
-            review: None,
-            occurred_at: Utc::now(),
-        })
+        Ok(Notification::new(kind, self.summary(action_id).await?))
     }
 
-    /// Pending actions `approver` may review now.
-    pub async fn pending_for(&self, approver: &ApproverId) -> Result<Vec<ActionStatus>, GateError> {
+    /// Pending actions `approver` may review now, as every channel shows them.
+    pub async fn pending_for(
+        &self,
+        approver: &ApproverId,
+    ) -> Result<Vec<ApprovalSummary>, GateError> {
         let now = Utc::now();
         let mut out = Vec::new();
         for row in self.store.pending_actions(500).await? {
             let (action, verdict) = parse_row(&row)?;
             let request = self.request_of(&row, &action, &verdict).await?;
-            // Deny with a reason passes every gate an approve does except
-            // the duplicate check: the list shows what this person may act on.
-            if rules::check(
-                &self.directory,
-                &request,
-                approver,
-                Decision::Deny,
-                Some("-"),
-                now,
-            )
-            .is_ok()
-            {
-                out.push(status_of(&row, false)?);
+            if may_review(&self.directory, &request, approver, now) {
+                out.push(ApprovalSummary::build(
+                    &action,
+                    &verdict,
+                    &request,
+                    &self.directory,
+                    &self.redaction,
+                ));
             }
         }
         Ok(out)
+    }
+
+    /// One pending action `approver` may review now; `NotFound` otherwise,
+    /// so an approver learns nothing of actions that are not theirs to judge.
+    pub async fn pending_one_for(
+        &self,
+        approver: &ApproverId,
+        action_id: &str,
+    ) -> Result<ApprovalSummary, GateError> {
+        let (_, action, verdict, request) = self.snapshot(action_id).await?;
+        if !may_review(&self.directory, &request, approver, Utc::now()) {
+            return Err(GateError::NotFound(format!(
+                "{action_id} (or it is not pending for you)"
+            )));
+        }
+        Ok(ApprovalSummary::build(
+            &action,
+            &verdict,
+            &request,
+            &self.directory,
+            &self.redaction,
+        ))
     }
 
     /// Sends `notification` to every notifier, off the request path. A
@@ -516,4 +526,15 @@ pub(crate) fn parse_row(row: &ActionRow) -> Result<(Action, Verdict), GateError>
 pub(crate) fn uuid_of(id: &str) -> Result<Uuid, GateError> {
     Uuid::parse_str(id)
         .map_err(|e| GateError::Store(StoreError::Corrupt(format!("action id {id}: {e}"))))
+}
+
+/// Deny with a reason passes every gate an approve does except the
+/// duplicate check: what this person may act on now.
+fn may_review(
+    directory: &crate::directory::Directory,
+    request: &Request,
+    approver: &ApproverId,
+    now: DateTime<Utc>,
+) -> bool {
+    rules::check(directory, request, approver, Decision::Deny, Some("-"), now).is_ok()
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::action::{Action, ApprovalRoute, Risk};
+use crate::action::{Action, ApprovalRoute, Risk, Route};
 use crate::directory::{ApproverId, Directory, Person};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -362,6 +362,35 @@ fn names_requester(approver: &ApproverId, requester: &Requester) -> bool {
     .into_iter()
     .flatten()
     .any(|name| name.trim().eq_ignore_ascii_case(id))
+}
+
+/// The route in force after a modify: the modified action's route, except
+/// that a modify never lowers the bar (DESIGN.md, "Approval rules"). The
+/// quorum is at least the one in force before it; the groups in force
+/// before still count (the new route's are added, never swapped in); so do
+/// their escalation groups. A new route that allows the action outright
+/// leaves the bar in force as it was: one person can never approve alone,
+/// by modifying, what needed two. `None` when the new route denies it.
+pub fn route_after_modify(before: &ApprovalRoute, after: &Route) -> Option<ApprovalRoute> {
+    let union = |a: &[String], b: &[String]| {
+        let mut out = a.to_vec();
+        out.extend(b.iter().filter(|g| !a.contains(g)).cloned());
+        out
+    };
+    match after {
+        Route::Deny { .. } => None,
+        Route::Allow => Some(ApprovalRoute {
+            quorum: before.quorum.max(1),
+            ..before.clone()
+        }),
+        Route::RequireApproval(new) => Some(ApprovalRoute {
+            groups: union(&before.groups, &new.groups),
+            quorum: before.quorum.max(new.quorum).max(1),
+            ttl_seconds: new.ttl_seconds,
+            modifiable_params: new.modifiable_params.clone(),
+            escalate_to: union(&before.escalate_to, &new.escalate_to),
+        }),
+    }
 }
 
 /// Applies a reviewer's `changes` to `params`: a top-level merge patch where
@@ -855,6 +884,131 @@ mod tests {
         r.reviews
             .push(review(&d, "dana@example.com", Decision::Approve, "d2"));
         assert!(matches!(tally(&r), Tally::Approved { .. }));
+    }
+
+    fn route(groups: &[&str], quorum: u32, escalate_to: &[&str]) -> ApprovalRoute {
+        ApprovalRoute {
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            quorum,
+            ttl_seconds: 600,
+            modifiable_params: vec!["rows".into()],
+            escalate_to: escalate_to.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    /// The case: a critical export needs two data owners; dana
+    /// modifies 250000 rows to 5000, which the policy alone would let one
+    /// data owner approve. Her modify counts once, and a second data owner
+    /// is still needed.
+    #[test]
+    fn a_modify_that_lowers_the_risk_keeps_the_quorum() {
+        let d = dir();
+        let critical = route(&["data-owners"], 2, &["security"]);
+        let high = Route::RequireApproval(route(&["data-owners"], 1, &["security"]));
+        let in_force = route_after_modify(&critical, &high).unwrap();
+        assert_eq!(in_force.quorum, 2);
+        assert_eq!(in_force.groups, vec!["data-owners".to_string()]);
+
+        let mut r = request(Risk::High, 2);
+        r.route = in_force;
+        r.reviews
+            .push(review(&d, "dana@example.com", Decision::Modify, "d2"));
+        r.digest = "d2".into();
+        assert_eq!(
+            tally(&r),
+            Tally::Pending {
+                have: 1,
+                need: 2,
+                approvers: vec![id(&d, "dana@example.com")]
+            }
+        );
+        // Her own approval on top of her modify is a duplicate.
+        assert!(matches!(
+            check(
+                &d,
+                &r,
+                &id(&d, "dana@example.com"),
+                Decision::Approve,
+                Some("ok"),
+                now()
+            ),
+            Err(Refusal::Duplicate { .. })
+        ));
+        r.reviews
+            .push(review(&d, "erin@example.com", Decision::Approve, "d2"));
+        assert!(matches!(tally(&r), Tally::Approved { .. }));
+
+        // A modify to an action the policy would allow outright changes
+        // nothing about the bar either.
+        assert_eq!(
+            route_after_modify(&critical, &Route::Allow).unwrap(),
+            critical
+        );
+        // A modify the policy denies is denied.
+        assert_eq!(
+            route_after_modify(
+                &critical,
+                &Route::Deny {
+                    reason: "no".into()
+                }
+            ),
+            None
+        );
+    }
+
+    /// A modify that raises the risk: the new, higher bar applies, the
+    /// groups in force before still count, and so do both escalations.
+    #[test]
+    fn a_modify_that_raises_the_risk_raises_the_bar() {
+        let d = dir();
+        let medium = route(&["data-owners"], 1, &[]);
+        let critical = Route::RequireApproval(route(&["security", "data-owners"], 3, &["oncall"]));
+        let in_force = route_after_modify(&medium, &critical).unwrap();
+        assert_eq!(in_force.quorum, 3);
+        assert_eq!(
+            in_force.groups,
+            vec!["data-owners".to_string(), "security".to_string()]
+        );
+        assert_eq!(in_force.escalate_to, vec!["oncall".to_string()]);
+        assert_eq!(in_force.ttl_seconds, 600);
+
+        let mut r = request(Risk::Critical, 3);
+        r.route = in_force;
+        r.digest = "d2".into();
+        r.reviews
+            .push(review(&d, "dana@example.com", Decision::Modify, "d2"));
+        r.reviews
+            .push(review(&d, "erin@example.com", Decision::Approve, "d2"));
+        assert!(matches!(
+            tally(&r),
+            Tally::Pending {
+                have: 2,
+                need: 3,
+                ..
+            }
+        ));
+        // sam (security) may approve now: the new route named his group.
+        let sam_free = Request {
+            requester: Requester {
+                owner: "someone-else@example.com".into(),
+                ..r.requester.clone()
+            },
+            ..r.clone()
+        };
+        assert_eq!(
+            check(
+                &d,
+                &sam_free,
+                &id(&d, "sam@example.com"),
+                Decision::Approve,
+                Some("ok"),
+                now()
+            ),
+            Ok(())
+        );
+        // Quorum zero before a modify still means one.
+        let zero = route(&["data-owners"], 0, &[]);
+        assert_eq!(route_after_modify(&zero, &Route::Allow).unwrap().quorum, 1);
     }
 
     #[test]

@@ -120,12 +120,16 @@ pub enum BundleError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Evidence(#[from] EvidenceError),
-    #[error("no signed checkpoint yet: wait for the log to sign one")]
-    NoCheckpoint,
     #[error("the latest checkpoint does not verify against the log key: {0}")]
     Checkpoint(String),
     #[error("nothing to export: {0}")]
     Empty(String),
+    #[error("nothing to export yet: {events} event(s) {what} are not yet covered by a signed checkpoint (the latest covers the first {checkpoint_size} events of the log); the service signs one every `checkpoint_every_seconds` and when it stops gracefully: export again then")]
+    NotYetCovered {
+        events: usize,
+        what: String,
+        checkpoint_size: u64,
+    },
     #[error("not an evidence bundle: {0}")]
     Format(String),
     #[error("invalid verifier key: {0}")]
@@ -139,20 +143,27 @@ pub enum Select {
     Submitted(Window),
 }
 
+/// A bundle and how many selected events it had to leave out.
+#[derive(Debug)]
+pub struct Exported {
+    pub bundle: Bundle,
+    /// Selected events committed after the latest signed checkpoint: they
+    /// have no proof yet, so they are not in the bundle.
+    pub not_covered: usize,
+}
+
 /// Builds a bundle of the selected actions' events as of the latest signed
-/// checkpoint (later events are left out: they have no proof yet).
+/// checkpoint (later events are left out, and counted: they have no proof yet).
 pub async fn export(
     store: &Store,
     select: Select,
     vkey: &str,
     with_plugins: bool,
-) -> Result<Bundle, BundleError> {
-    let cp = store
-        .latest_checkpoint()
-        .await?
-        .ok_or(BundleError::NoCheckpoint)?;
-    let signed =
-        checkpoint::verify(&cp.note, vkey).map_err(|e| BundleError::Checkpoint(e.to_string()))?;
+) -> Result<Exported, BundleError> {
+    let what = match select {
+        Select::Action(id) => format!("of action {id}"),
+        Select::Submitted(_) => "of the actions submitted in that window".to_string(),
+    };
     let (rows, selection) = match select {
         Select::Action(id) => (
             store.events_for_action(id).await?,
@@ -170,15 +181,30 @@ pub async fn export(
             },
         ),
     };
-    let rows: Vec<EventRow> = rows.into_iter().filter(|r| r.seq < signed.size).collect();
     if rows.is_empty() {
         return Err(BundleError::Empty(match select {
-            Select::Action(id) => format!(
-                "action {id} has no event covered by checkpoint {}",
-                signed.size
-            ),
+            Select::Action(id) => format!("action {id} has no events"),
             Select::Submitted(_) => "no action was submitted in that window".into(),
         }));
+    }
+    let Some(cp) = store.latest_checkpoint().await? else {
+        return Err(BundleError::NotYetCovered {
+            events: rows.len(),
+            what,
+            checkpoint_size: 0,
+        });
+    };
+    let signed =
+        checkpoint::verify(&cp.note, vkey).map_err(|e| BundleError::Checkpoint(e.to_string()))?;
+    let selected = rows.len();
+    let rows: Vec<EventRow> = rows.into_iter().filter(|r| r.seq < signed.size).collect();
+    let not_covered = selected - rows.len();
+    if rows.is_empty() {
+        return Err(BundleError::NotYetCovered {
+            events: not_covered,
+            what,
+            checkpoint_size: signed.size,
+        });
     }
     let mut actions: BTreeMap<Uuid, Vec<u64>> = BTreeMap::new();
     let mut events = Vec::with_capacity(rows.len());
@@ -227,7 +253,7 @@ pub async fn export(
             bytes,
         });
     }
-    Ok(Bundle {
+    let bundle = Bundle {
         format: FORMAT.into(),
         version: VERSION,
         created_at: Utc::now(),
@@ -243,6 +269,10 @@ pub async fn export(
             .collect(),
         events,
         plugins,
+    };
+    Ok(Exported {
+        bundle,
+        not_covered,
     })
 }
 

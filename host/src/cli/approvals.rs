@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::{fail, GlobalOpts};
+use crate::approvals::ApprovalSummary;
 use crate::directory::Directory;
 use crate::keys::{hash_api_key, new_api_key};
 use crate::store::{KeyRole, Store};
@@ -31,14 +32,20 @@ pub struct Remote {
 
 #[derive(Debug, Subcommand)]
 pub enum ApprovalsCommand {
-    /// Pending actions you may review.
+    /// Pending actions you may review, each with everything you judge by.
     List {
+        /// The approval summaries as JSON, as the API gives them.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         remote: Remote,
     },
     /// One pending action in full.
     Show {
         id: String,
+        /// The approval summary as JSON, as the API gives it.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         remote: Remote,
     },
@@ -109,7 +116,7 @@ pub async fn run(cmd: ApprovalsCommand, out: &mut (dyn Write + Send)) -> u8 {
 async fn remote(cmd: ApprovalsCommand, out: &mut (dyn Write + Send)) -> anyhow::Result<u8> {
     let client = reqwest::Client::new();
     let (remote, request) = match &cmd {
-        ApprovalsCommand::List { remote } => (remote, None),
+        ApprovalsCommand::List { remote, .. } => (remote, None),
         ApprovalsCommand::Show { remote, .. } => (remote, None),
         ApprovalsCommand::Approve { id, reason, remote } => (
             remote,
@@ -125,8 +132,14 @@ async fn remote(cmd: ApprovalsCommand, out: &mut (dyn Write + Send)) -> anyhow::
             reason,
             remote,
         } => {
-            let params: Value = serde_json::from_str(params)
-                .map_err(|e| anyhow::anyhow!("--params is not JSON: {e}"))?;
+            // Refused here, with the same rules and words as the server's.
+            let params = crate::ijson::value(params).map_err(|e| {
+                if e.is_syntax() {
+                    anyhow::anyhow!("--params is not JSON: {}", e.violation)
+                } else {
+                    anyhow::anyhow!("--params was not sent: {}", e.within("params"))
+                }
+            })?;
             (
                 remote,
                 Some((
@@ -143,6 +156,13 @@ async fn remote(cmd: ApprovalsCommand, out: &mut (dyn Write + Send)) -> anyhow::
                 .post(format!("{base}/v1/approvals/{id}/reviews"))
                 .bearer_auth(&remote.key)
                 .json(&body)
+                .send()
+                .await?
+        }
+        (ApprovalsCommand::Show { id, .. }, None) => {
+            client
+                .get(format!("{base}/v1/approvals/{id}"))
+                .bearer_auth(&remote.key)
                 .send()
                 .await?
         }
@@ -165,33 +185,25 @@ async fn remote(cmd: ApprovalsCommand, out: &mut (dyn Write + Send)) -> anyhow::
         return Ok(1);
     }
     match cmd {
+        ApprovalsCommand::List { json: true, .. } | ApprovalsCommand::Show { json: true, .. } => {
+            writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?
+        }
         ApprovalsCommand::List { .. } => {
-            for a in body.as_array().into_iter().flatten() {
-                writeln!(
-                    out,
-                    "{}  {:<8} {:<16} {}  (quorum {}, expires {})",
-                    a["action_id"].as_str().unwrap_or(""),
-                    a["risk"].as_str().unwrap_or(""),
-                    a["kind"].as_str().unwrap_or(""),
-                    a["resource"].as_str().unwrap_or(""),
-                    a["approval"]["quorum"],
-                    a["approval"]["expires_at"].as_str().unwrap_or(""),
-                )?;
+            let summaries: Vec<ApprovalSummary> = serde_json::from_value(body).map_err(|e| {
+                anyhow::anyhow!("the server's answer is not a list of approval summaries: {e}")
+            })?;
+            if summaries.is_empty() {
+                writeln!(out, "nothing is pending for you")?;
+            }
+            for summary in &summaries {
+                write!(out, "{}", render(summary))?;
             }
         }
-        ApprovalsCommand::Show { id, .. } => {
-            let found = body
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|a| a["action_id"] == id.as_str());
-            match found {
-                Some(a) => writeln!(out, "{}", serde_json::to_string_pretty(a)?)?,
-                None => {
-                    writeln!(out, "{id} is not pending for you")?;
-                    return Ok(1);
-                }
-            }
+        ApprovalsCommand::Show { .. } => {
+            let summary: ApprovalSummary = serde_json::from_value(body).map_err(|e| {
+                anyhow::anyhow!("the server's answer is not an approval summary: {e}")
+            })?;
+            write!(out, "{}", render(&summary))?;
         }
         _ => writeln!(
             out,
@@ -203,4 +215,81 @@ async fn remote(cmd: ApprovalsCommand, out: &mut (dyn Write + Send)) -> anyhow::
         )?,
     }
     Ok(0)
+}
+
+/// The approval summary as the terminal shows it: every fact the API,
+/// chat and webhooks carry, in the same words.
+pub fn render(s: &ApprovalSummary) -> String {
+    let (a, r) = (&s.action, &s.approval);
+    let mut text = format!(
+        "{}  {} risk  {} on {}\n",
+        a.action_id,
+        a.risk.as_str(),
+        a.kind,
+        a.resource
+    );
+    let mut line = |label: &str, value: String| {
+        text.push_str(&format!("  {label:<14}{value}\n"));
+    };
+    line("agent", format!("{} (owner {})", a.agent_id, a.owner));
+    if let Some(on_behalf_of) = &a.on_behalf_of {
+        line("on behalf of", on_behalf_of.clone());
+    }
+    if let Some(justification) = &a.justification {
+        line("justification", justification.clone());
+    }
+    for (key, value) in &a.context {
+        line("context", format!("{key}: {value}"));
+    }
+    line("params", a.params.to_string());
+    if !a.redacted.is_empty() {
+        line("redacted", a.redacted.join(", "));
+    }
+    line("why", a.reasons.join("; "));
+    line(
+        "plugin",
+        match &a.plugin {
+            Some(p) => format!("{} {} sha256 {}", p.name, p.version, p.sha256),
+            None => "none (failed closed)".into(),
+        },
+    );
+    line(
+        "route",
+        format!(
+            "{} of {} approvals from {}; expires {}",
+            r.approvals.len(),
+            r.quorum,
+            r.groups.join(", "),
+            r.expires_at.to_rfc3339()
+        ),
+    );
+    if !r.escalate_to.is_empty() {
+        let state = if r.escalated { " (escalated)" } else { "" };
+        line(
+            "escalates to",
+            format!("{}{state}", r.escalate_to.join(", ")),
+        );
+    }
+    if !r.modifiable_params.is_empty() {
+        line("modifiable", r.modifiable_params.join(", "));
+    }
+    for review in &r.reviews {
+        line(
+            "review",
+            format!(
+                "{} <{}> {} at {}{}",
+                review.name,
+                review.approver,
+                review.decision,
+                review.at.to_rfc3339(),
+                review
+                    .reason
+                    .as_deref()
+                    .map(|t| format!(": {t}"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    line("digest", a.digest.clone());
+    text
 }

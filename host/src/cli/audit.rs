@@ -212,8 +212,11 @@ async fn export_cmd(
     let (bytes, summary) = match format {
         ExportFormat::Json => {
             let vkey = log_vkey(vkey, global)?;
-            let b = bundle::export(&store, select, &vkey, with_plugins).await?;
-            let summary = format!(
+            let bundle::Exported {
+                bundle: b,
+                not_covered,
+            } = bundle::export(&store, select, &vkey, with_plugins).await?;
+            let mut summary = format!(
                 "{} events of {} actions, proved against the checkpoint of {} events{}",
                 b.events.len(),
                 b.actions.len(),
@@ -224,6 +227,12 @@ async fn export_cmd(
                     ""
                 }
             );
+            if not_covered > 0 {
+                // Said on stderr too: with no --out the bundle is stdout.
+                let note = format!("{not_covered} later event(s) of the selection are not yet covered by a signed checkpoint and were left out; export again after the next checkpoint");
+                eprintln!("actiongate: {note}");
+                summary.push_str(&format!("; {note}"));
+            }
             (serde_json::to_vec_pretty(&b)?, summary)
         }
         ExportFormat::Csv => {

@@ -10,6 +10,10 @@ use clap::Args;
 use super::{fail, GlobalOpts};
 use crate::store::KeyRole;
 
+/// How long a stop waits for the final checkpoint (another replica's
+/// integrator may be the one to sign it, on its own timer).
+const FINAL_CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Listen address (default from config, 127.0.0.1:8080). Env: ACTIONGATE_LISTEN.
@@ -54,11 +58,20 @@ async fn serve(
     out.flush()?;
     tracing::info!(%local, database = %redact(config.database_url()), "serving");
 
-    axum::serve(listener, crate::api::router(app))
+    axum::serve(listener, crate::api::router(app.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
     tracing::info!("stopped; requests in flight were answered");
+    // The decisions of the last seconds get a signed checkpoint before the
+    // process ends, so they are provable after the stop.
+    match app.evidence.final_checkpoint(FINAL_CHECKPOINT_WAIT).await {
+        Ok(Some(c)) => tracing::info!(size = c.size, "final evidence checkpoint signed"),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "no final evidence checkpoint; the next integrator covers these events")
+        }
+    }
     Ok(())
 }
 

@@ -39,7 +39,8 @@ pub struct Problem {
 impl Problem {
     fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
         Problem {
-            kind: format!("https://actiongate.dev/problems/{slug}"),
+            // The service's one problem-type scheme (api::error).
+            kind: format!("urn:actiongate:problem:{slug}"),
             title: title.into(),
             status: status.as_u16(),
             detail: detail.into(),
@@ -107,7 +108,14 @@ fn b64(h: &[u8; 32]) -> String {
     BASE64_STANDARD.encode(h)
 }
 
-async fn checkpoint(State(log): State<EvidenceLog>) -> Result<Response, Problem> {
+/// The latest signed checkpoint (a C2SP signed note).
+#[utoipa::path(get, path = "/v1/log/checkpoint", tag = "auditors",
+    responses(
+        (status = 200, description = "The latest C2SP tlog checkpoint (signed note)", content_type = "text/plain"),
+        (status = 404, description = "No checkpoint signed yet"),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn checkpoint(State(log): State<EvidenceLog>) -> Result<Response, Problem> {
     match log.checkpoint().await? {
         Some(c) => Ok((
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -124,13 +132,13 @@ async fn checkpoint(State(log): State<EvidenceLog>) -> Result<Response, Problem>
 }
 
 #[derive(Deserialize)]
-struct InclusionQuery {
+pub(crate) struct InclusionQuery {
     index: u64,
     size: u64,
 }
 
 #[derive(Serialize)]
-struct InclusionBody {
+pub(crate) struct InclusionBody {
     index: u64,
     tree_size: u64,
     leaf_hash: String,
@@ -138,7 +146,15 @@ struct InclusionBody {
     hashes: Vec<String>,
 }
 
-async fn inclusion(
+/// An RFC 6962 inclusion proof of leaf `index` in the tree of `size` leaves.
+#[utoipa::path(get, path = "/v1/log/proof/inclusion", tag = "auditors",
+    params(("index" = u64, Query), ("size" = u64, Query, description = "At most the latest checkpoint's size")),
+    responses(
+        (status = 200, description = "index, tree_size, leaf_hash, root_hash, hashes (base64)"),
+        (status = 400, description = "Out of range or a bad query"),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn inclusion(
     State(log): State<EvidenceLog>,
     q: Result<Query<InclusionQuery>, QueryRejection>,
 ) -> Result<Json<InclusionBody>, Problem> {
@@ -154,13 +170,13 @@ async fn inclusion(
 }
 
 #[derive(Deserialize)]
-struct ConsistencyQuery {
+pub(crate) struct ConsistencyQuery {
     from: u64,
     to: u64,
 }
 
 #[derive(Serialize)]
-struct ConsistencyBody {
+pub(crate) struct ConsistencyBody {
     from: u64,
     to: u64,
     from_root: String,
@@ -168,7 +184,15 @@ struct ConsistencyBody {
     hashes: Vec<String>,
 }
 
-async fn consistency(
+/// An RFC 6962 consistency proof between two tree sizes.
+#[utoipa::path(get, path = "/v1/log/proof/consistency", tag = "auditors",
+    params(("from" = u64, Query), ("to" = u64, Query, description = "At most the latest checkpoint's size")),
+    responses(
+        (status = 200, description = "from, to, from_root, to_root, hashes (base64)"),
+        (status = 400, description = "Out of range or a bad query"),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn consistency(
     State(log): State<EvidenceLog>,
     q: Result<Query<ConsistencyQuery>, QueryRejection>,
 ) -> Result<Json<ConsistencyBody>, Problem> {
@@ -184,13 +208,13 @@ async fn consistency(
 }
 
 #[derive(Deserialize)]
-struct EntriesQuery {
+pub(crate) struct EntriesQuery {
     start: u64,
     end: u64,
 }
 
 #[derive(Serialize)]
-struct Entry {
+pub(crate) struct Entry {
     seq: u64,
     leaf_hash: String,
     /// The exact leaf bytes; SHA-256(0x00 ‖ canonical) is `leaf_hash`.
@@ -198,11 +222,19 @@ struct Entry {
 }
 
 #[derive(Serialize)]
-struct EntriesBody {
+pub(crate) struct EntriesBody {
     entries: Vec<Entry>,
 }
 
-async fn entries(
+/// Committed entries `start <= seq < end` with their exact leaf bytes.
+#[utoipa::path(get, path = "/v1/log/entries", tag = "auditors",
+    params(("start" = u64, Query), ("end" = u64, Query, description = "At most start + 1000")),
+    responses(
+        (status = 200, description = "entries: seq, leaf_hash (base64), canonical (RFC 8785 JSON)"),
+        (status = 400, description = "Out of range or a bad query"),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn entries(
     State(log): State<EvidenceLog>,
     q: Result<Query<EntriesQuery>, QueryRejection>,
 ) -> Result<Json<EntriesBody>, Problem> {

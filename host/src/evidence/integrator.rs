@@ -26,6 +26,8 @@ pub(super) struct Integrator {
     pub wake: Arc<Notify>,
     pub integrated: watch::Sender<u64>,
     pub is_leader: Arc<AtomicBool>,
+    /// Set on shutdown: sign what is pending now, whatever the timer says.
+    pub sign_now: Arc<AtomicBool>,
 }
 
 impl Integrator {
@@ -79,7 +81,8 @@ impl Integrator {
         });
         let count = leader.event_count().await?;
         let pending = count.saturating_sub(size);
-        let time_due = last_signed.is_none_or(|t| t.elapsed() >= self.every);
+        let forced = self.sign_now.swap(false, Ordering::SeqCst);
+        let time_due = forced || last_signed.is_none_or(|t| t.elapsed() >= self.every);
         let due = latest.is_none() || pending >= self.every_events || (pending > 0 && time_due);
         if !due {
             return Ok(false);

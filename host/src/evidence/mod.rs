@@ -47,7 +47,7 @@
 pub mod canonical;
 pub mod checkpoint;
 mod event;
-mod http;
+pub(crate) mod http;
 mod integrator;
 pub mod merkle;
 mod writer;
@@ -199,6 +199,9 @@ struct Inner {
     integrated: watch::Receiver<u64>,
     is_leader: Arc<AtomicBool>,
     integrator: tokio::task::JoinHandle<()>,
+    /// Wakes the integrator; with `sign_now`, it signs whatever is pending.
+    wake: Arc<Notify>,
+    sign_now: Arc<AtomicBool>,
 }
 
 impl Drop for Inner {
@@ -228,6 +231,7 @@ impl EvidenceLog {
         );
         let (integrated_tx, integrated) = watch::channel(0);
         let is_leader = Arc::new(AtomicBool::new(false));
+        let sign_now = Arc::new(AtomicBool::new(false));
         let integrator = tokio::spawn(
             integrator::Integrator {
                 store: store.clone(),
@@ -235,9 +239,10 @@ impl EvidenceLog {
                 every_events: cfg.checkpoint_every_events.max(1),
                 every: Duration::from_secs_f64(cfg.checkpoint_every_seconds.max(0.01)),
                 retry: Duration::from_millis(cfg.leader_retry_ms.max(10)),
-                wake,
+                wake: wake.clone(),
                 integrated: integrated_tx,
                 is_leader: is_leader.clone(),
+                sign_now: sign_now.clone(),
             }
             .run(),
         );
@@ -249,6 +254,8 @@ impl EvidenceLog {
                 integrated,
                 is_leader,
                 integrator,
+                wake,
+                sign_now,
             }),
         })
     }
@@ -396,6 +403,29 @@ impl EvidenceLog {
                 _ = tokio::time::sleep_until(deadline) => return Err(EvidenceError::NotIntegrated(seq)),
             }
         }
+    }
+
+    /// On a graceful stop: has every committed event integrated under a
+    /// signed checkpoint now, rather than at the next timer, so the last
+    /// seconds of decisions are provable after the stop. The integrator
+    /// (here or on another replica) signs; this waits up to `timeout`.
+    /// Returns the checkpoint that covers them (`None`: the log is empty).
+    pub async fn final_checkpoint(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<SignedCheckpoint>, EvidenceError> {
+        let size = self.committed_size().await?;
+        if size == 0 {
+            return Ok(None);
+        }
+        if let Some(c) = self.checkpoint().await? {
+            if c.size >= size {
+                return Ok(Some(c));
+            }
+        }
+        self.inner.sign_now.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_one();
+        self.wait_integrated(size - 1, timeout).await.map(Some)
     }
 
     async fn integrated_size(&self) -> Result<u64, EvidenceError> {

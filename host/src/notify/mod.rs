@@ -9,8 +9,6 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::action::{Action, Classification, Risk};
-
 /// What happened, in the words a receiver routes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -38,87 +36,16 @@ impl NotificationKind {
     }
 }
 
-/// The held action, as people need to see it to judge it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActionSummary {
-    pub action_id: String,
-    /// The digest reviews bind to; it changes when the action is modified,
-    /// so a receiver can tell a stale message from a current one.
-    pub digest: String,
-    pub kind: String,
-    pub resource: String,
-    pub agent_id: String,
-    pub owner: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_behalf_of: Option<String>,
-    pub risk: Risk,
-    pub reasons: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub justification: Option<String>,
-    pub params: serde_json::Value,
-}
-
-impl ActionSummary {
-    /// The summary of `action` as classified. `owner` is the agent's
-    /// `owner` attribute (empty when absent).
-    pub fn from_action(action: &Action, classification: &Classification) -> ActionSummary {
-        ActionSummary {
-            action_id: action.id.clone(),
-            digest: action.digest(),
-            kind: action.kind.clone(),
-            resource: action.resource.clone(),
-            agent_id: action.agent.id.clone(),
-            owner: action
-                .agent
-                .attributes
-                .get("owner")
-                .cloned()
-                .unwrap_or_default(),
-            on_behalf_of: action.on_behalf_of.clone(),
-            risk: classification.risk,
-            reasons: classification.reasons.clone(),
-            justification: action.justification.clone(),
-            params: action.params.clone(),
-        }
-    }
-}
-
-/// One approval counted so far.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApprovalEntry {
-    /// The approver's email.
-    pub approver: String,
-    pub name: String,
-    pub at: DateTime<Utc>,
-}
-
-/// The review this notification announces (kinds `reviewed`, `approved`, `denied`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReviewEntry {
-    pub approver: String,
-    pub name: String,
-    /// `approve`, `deny` or `modify`.
-    pub decision: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub at: DateTime<Utc>,
-}
-
-/// Where the approval stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApprovalState {
-    pub groups: Vec<String>,
-    pub quorum: u32,
-    /// Distinct approvals of the current digest.
-    pub approvals: Vec<ApprovalEntry>,
-    pub expires_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub escalate_to: Vec<String>,
-}
+// What a notification shows of the action is the one approval summary
+// every channel shows (approvals::summary); re-exported for notifiers.
+pub use crate::approvals::summary::{
+    ActionSummary, ApprovalEntry, ApprovalState, ApprovalSummary, PluginSummary, ReviewEntry,
+};
 
 /// One announcement. `id` is unique per notification and stays the same
 /// across delivery retries (it is the webhook's `webhook-id`), so receivers
-/// can drop duplicates.
+/// can drop duplicates. `action` and `approval` are the approval summary's
+/// two halves, as every other channel shows them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
     pub id: String,
@@ -128,6 +55,28 @@ pub struct Notification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<ReviewEntry>,
     pub occurred_at: DateTime<Utc>,
+}
+
+impl Notification {
+    /// A new notification (fresh id, now) of `kind` showing `summary`.
+    pub fn new(kind: NotificationKind, summary: ApprovalSummary) -> Notification {
+        Notification {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind,
+            action: summary.action,
+            approval: summary.approval,
+            review: None,
+            occurred_at: Utc::now(),
+        }
+    }
+
+    /// The approval summary it shows.
+    pub fn summary(&self) -> ApprovalSummary {
+        ApprovalSummary {
+            action: self.action.clone(),
+            approval: self.approval.clone(),
+        }
+    }
 }
 
 /// A notification that reached its receiver.
@@ -178,38 +127,7 @@ pub trait Notifier: Send + Sync {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::action::Principal;
-
-    #[test]
-    fn summary_from_action_binds_the_digest() {
-        let action = Action {
-            id: "a1".into(),
-            kind: "db.export".into(),
-            agent: Principal {
-                id: "etl".into(),
-                attributes: BTreeMap::from([("owner".into(), "sam@example.com".into())]),
-            },
-            on_behalf_of: Some("pat@example.com".into()),
-            resource: "db://x".into(),
-            params: serde_json::json!({"rows": 10}),
-            justification: Some("report".into()),
-            context: BTreeMap::new(),
-            requested_at: "2026-11-25T10:00:00Z".parse().unwrap(),
-        };
-        let classification = Classification {
-            risk: Risk::High,
-            reasons: vec!["pii".into()],
-            tags: vec![],
-        };
-        let summary = ActionSummary::from_action(&action, &classification);
-        assert_eq!(summary.digest, action.digest());
-        assert_eq!(summary.owner, "sam@example.com");
-        assert_eq!(summary.risk, Risk::High);
-        assert_eq!(summary.reasons, vec!["pii".to_string()]);
-    }
 
     /// The host holds notifiers as trait objects.
     #[test]

@@ -102,28 +102,6 @@ pub fn truncate(text: &str, max: usize) -> String {
     out
 }
 
-/// `params` with every key named in `redact` (without case, at any depth)
-/// replaced by `"[redacted]"`.
-pub fn redact(params: &Value, redact: &[String]) -> Value {
-    match params {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    if redact.iter().any(|r| r.eq_ignore_ascii_case(k)) {
-                        (k.clone(), Value::String("[redacted]".into()))
-                    } else {
-                        (k.clone(), self::redact(v, redact))
-                    }
-                })
-                .collect(),
-        ),
-        Value::Array(items) => {
-            Value::Array(items.iter().map(|v| self::redact(v, redact)).collect())
-        }
-        other => other.clone(),
-    }
-}
-
 fn plain(text: &str) -> Value {
     json!({"type": "plain_text", "text": text, "emoji": true})
 }
@@ -252,9 +230,10 @@ pub fn card_text(n: &Notification) -> String {
     )
 }
 
-/// The card for `n`: the action, its risk, the tally, and, while pending,
-/// the review buttons. Final cards have no buttons.
-pub fn card(n: &Notification, redact_keys: &[String]) -> Value {
+/// The card for `n`: the approval summary (its params already redacted by
+/// the one rule set), the tally, and, while pending, the review buttons.
+/// Final cards have no buttons.
+pub fn card(n: &Notification) -> Value {
     let s = &n.action;
     let title = match n.kind {
         NotificationKind::Approved => format!("✅ Approved: {}", s.kind),
@@ -273,6 +252,21 @@ pub fn card(n: &Notification, redact_keys: &[String]) -> Value {
     if let Some(behalf) = &s.on_behalf_of {
         fields.push(format!("*On behalf of*\n{}", escape(behalf)));
     }
+    fields.push(match &s.plugin {
+        Some(p) => format!("*Plugin*\n`{}` {}", escape(&p.name), escape(&p.version)),
+        None => "*Plugin*\nnone (failed closed)".into(),
+    });
+    if !n.approval.escalate_to.is_empty() {
+        fields.push(format!(
+            "*Escalates to*\n{}{}",
+            escape(&n.approval.escalate_to.join(", ")),
+            if n.approval.escalated {
+                " (escalated)"
+            } else {
+                ""
+            }
+        ));
+    }
     let mut blocks = vec![
         json!({"type": "header", "text": plain(&truncate(&title, HEADER_MAX))}),
         json!({"type": "section", "fields": fields.iter().map(|f| mrkdwn(&truncate(f, FIELD_MAX))).collect::<Vec<_>>()}),
@@ -289,9 +283,39 @@ pub fn card(n: &Notification, redact_keys: &[String]) -> Value {
     if let Some(justification) = &s.justification {
         blocks.push(json!({"type": "section", "text": mrkdwn(&truncate(&format!("*Justification*\n>{}", escape(justification).replace('\n', "\n>")), SECTION_MAX))}));
     }
-    let params = serde_json::to_string_pretty(&redact(&s.params, redact_keys))
-        .expect("JSON values serialize");
+    if !s.context.is_empty() {
+        let context = s
+            .context
+            .iter()
+            .map(|(k, v)| format!("• *{}*: {}", escape(k), escape(v)))
+            .collect::<Vec<_>>()
+            .join("\n");
+        blocks.push(json!({"type": "section", "text": mrkdwn(&truncate(&format!("*Context*\n{context}"), SECTION_MAX))}));
+    }
+    let params = serde_json::to_string_pretty(&s.params).expect("JSON values serialize");
     blocks.push(json!({"type": "section", "text": mrkdwn(&format!("*Params*\n{}", code_block(&params, SECTION_MAX - 20)))}));
+    if !n.approval.reviews.is_empty() {
+        let reviews = n
+            .approval
+            .reviews
+            .iter()
+            .map(|r| {
+                format!(
+                    "• {} ({}) {} {}{}",
+                    escape(&r.name),
+                    escape(&r.approver),
+                    r.decision,
+                    date(r.at),
+                    r.reason
+                        .as_deref()
+                        .map(|t| format!(": {}", escape(&truncate(t, 300))))
+                        .unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        blocks.push(json!({"type": "section", "text": mrkdwn(&truncate(&format!("*Reviews so far*\n{reviews}"), SECTION_MAX))}));
+    }
     blocks.push(json!({"type": "section", "text": mrkdwn(&truncate(&tally_text(n), SECTION_MAX))}));
     if let Some(outcome) = outcome_text(n) {
         blocks.push(json!({"type": "section", "text": mrkdwn(&truncate(&outcome, SECTION_MAX))}));
@@ -301,10 +325,12 @@ pub fn card(n: &Notification, redact_keys: &[String]) -> Value {
     }
     blocks.push(
         json!({"type": "context", "elements": [mrkdwn(&truncate(&format!(
-        "action `{}` · digest `{}` · groups {}",
+        "action `{}` · digest `{}` · groups {} · quorum {} · plugin sha256 `{}`",
         escape(&s.action_id),
         escape(&s.digest.chars().take(12).collect::<String>()),
-        escape(&n.approval.groups.join(", "))
+        escape(&n.approval.groups.join(", ")),
+        n.approval.quorum,
+        s.plugin.as_ref().map_or("none", |p| p.sha256.as_str())
     ), CONTEXT_MAX))]}),
     );
     Value::Array(blocks)
@@ -499,25 +525,28 @@ pub fn read_submission(
             }
             let parsed = match old {
                 Some(Value::String(_)) => Ok(Value::String(text.to_string())),
-                Some(Value::Number(_)) => serde_json::from_str::<Value>(text.trim())
-                    .ok()
-                    .filter(Value::is_number)
-                    .ok_or("Enter a number."),
+                Some(Value::Number(_)) => {
+                    json_input(name, text, Value::is_number, "Enter a number.")
+                }
                 Some(Value::Bool(_)) => match text.trim() {
                     "true" => Ok(Value::Bool(true)),
                     "false" => Ok(Value::Bool(false)),
-                    _ => Err("Enter true or false."),
+                    _ => Err("Enter true or false.".to_string()),
                 },
-                Some(Value::Array(_)) => serde_json::from_str::<Value>(text.trim())
-                    .ok()
-                    .filter(Value::is_array)
-                    .ok_or("Enter a JSON array, e.g. [\"a\", \"b\"]."),
-                Some(Value::Object(_)) => serde_json::from_str::<Value>(text.trim())
-                    .ok()
-                    .filter(Value::is_object)
-                    .ok_or("Enter a JSON object."),
-                Some(Value::Null) | None => Ok(serde_json::from_str::<Value>(text.trim())
-                    .unwrap_or_else(|_| Value::String(text.to_string()))),
+                Some(Value::Array(_)) => json_input(
+                    name,
+                    text,
+                    Value::is_array,
+                    "Enter a JSON array, e.g. [\"a\", \"b\"].",
+                ),
+                Some(Value::Object(_)) => {
+                    json_input(name, text, Value::is_object, "Enter a JSON object.")
+                }
+                Some(Value::Null) | None => match crate::ijson::value(text.trim()) {
+                    Ok(value) => Ok(value),
+                    Err(e) if e.is_syntax() => Ok(Value::String(text.to_string())),
+                    Err(e) => Err(e.within(name).to_string()),
+                },
             };
             match parsed {
                 Ok(value) if Some(&value) == old => {}
@@ -525,7 +554,7 @@ pub fn read_submission(
                     changes.insert(name.clone(), value);
                 }
                 Err(message) => {
-                    errors.insert(block, message.into());
+                    errors.insert(block, message);
                 }
             }
         }
@@ -547,6 +576,22 @@ pub fn read_submission(
         reason,
         changes: (meta.decision == Decision::Modify).then_some(Value::Object(changes)),
     })
+}
+
+/// One modify input read as JSON of the kind `is_kind` accepts. JSON that
+/// parsers would read differently (I-JSON) is refused with what to enter
+/// instead; anything else that is not of the kind gets `hint`.
+fn json_input(
+    name: &str,
+    text: &str,
+    is_kind: fn(&Value) -> bool,
+    hint: &str,
+) -> Result<Value, String> {
+    match crate::ijson::value(text.trim()) {
+        Ok(value) if is_kind(&value) => Ok(value),
+        Err(e) if !e.is_syntax() => Err(e.within(name).to_string()),
+        _ => Err(hint.to_string()),
+    }
 }
 
 /// A modal's `response_action: errors` body.
@@ -577,7 +622,14 @@ mod tests {
                 risk,
                 reasons: vec!["rows over 10000 <@U123>".into()],
                 justification: Some("report ```x```".into()),
-                params: json!({"rows": 50000, "destination": "s3://x", "auth": {"Password": "hunter2"}}),
+                params: crate::approvals::Redaction::default().redact(
+                    &json!({"rows": 50000, "destination": "s3://x", "auth": {"Password": "hunter2"}}),
+                    "",
+                    &mut vec![],
+                ),
+                context: Default::default(),
+                plugin: None,
+                redacted: vec![],
             },
             approval: ApprovalState {
                 groups: vec!["data-owners".into()],
@@ -589,6 +641,9 @@ mod tests {
                 }],
                 expires_at: at + chrono::Duration::hours(1),
                 escalate_to: vec!["security".into()],
+                escalated: false,
+                modifiable_params: vec![],
+                reviews: vec![],
             },
             review: Some(ReviewEntry {
                 approver: "dana@example.com".into(),
@@ -601,14 +656,10 @@ mod tests {
         }
     }
 
-    fn redact_keys() -> Vec<String> {
-        vec!["password".into()]
-    }
-
     #[test]
     fn pending_card_has_buttons_confirm_and_escaped_text() {
         let n = notification(NotificationKind::Reviewed, Risk::Critical);
-        let blocks = card(&n, &redact_keys());
+        let blocks = card(&n);
         let text = blocks.to_string();
         assert!(!text.contains("<!channel>"), "{text}");
         assert!(!text.contains("<@U123>"), "{text}");
@@ -634,7 +685,7 @@ mod tests {
             }
         );
         // Low risk: no confirm dialog.
-        let low = card(&notification(NotificationKind::Pending, Risk::Low), &[]);
+        let low = card(&notification(NotificationKind::Pending, Risk::Low));
         let actions = low
             .as_array()
             .unwrap()
@@ -651,7 +702,7 @@ mod tests {
             NotificationKind::Denied,
             NotificationKind::Expired,
         ] {
-            let blocks = card(&notification(kind, Risk::High), &[]);
+            let blocks = card(&notification(kind, Risk::High));
             assert!(
                 blocks
                     .as_array()
@@ -667,7 +718,7 @@ mod tests {
     fn long_params_are_cut_to_slack_limits() {
         let mut n = notification(NotificationKind::Pending, Risk::Low);
         n.action.params = json!({"big": "x".repeat(10_000)});
-        for block in card(&n, &[]).as_array().unwrap() {
+        for block in card(&n).as_array().unwrap() {
             if let Some(text) = block["text"]["text"].as_str() {
                 assert!(text.chars().count() <= SECTION_MAX);
             }
@@ -735,6 +786,29 @@ mod tests {
         .unwrap_err();
         assert!(unchanged.contains_key("param:rows"));
         assert_eq!(errors_response(&errors)["response_action"], "errors");
+
+        // A number parsers read differently is refused on its field, with
+        // what to send instead; nothing reaches the review.
+        for (rows, want) in [
+            (
+                "9007199254740993",
+                "send it as a string (\"9007199254740993\")",
+            ),
+            ("1e400", "beyond ±9007199254740991"),
+            ("0.30000000000000001", "send 0.3"),
+        ] {
+            let errors = read_submission(
+                &view(rows, "s3://x", "fewer"),
+                &meta,
+                &n.action.params,
+                &modifiable,
+                &[],
+            )
+            .unwrap_err();
+            let message = &errors["param:rows"];
+            assert!(message.starts_with("rows: the number"), "{message}");
+            assert!(message.contains(want), "{message}");
+        }
     }
 
     #[test]

@@ -68,9 +68,10 @@ pub struct SlackConfig {
     /// For routed groups without a channel of their own.
     #[serde(default)]
     pub default_channel: Option<String>,
-    /// Param names (any depth, without case) shown as `[redacted]` on cards.
-    #[serde(default = "default_redact_params")]
-    pub redact_params: Vec<String>,
+    /// Deprecated: names added to the one redaction rule set of
+    /// `[approvals] redact_params`, which every channel applies.
+    #[serde(default)]
+    pub redact_params: Option<Vec<String>>,
     /// Refuse clicks from any other workspace.
     #[serde(default)]
     pub team_id: Option<String>,
@@ -92,18 +93,6 @@ pub struct SlackConfig {
 
 fn default_api_base_url() -> String {
     "https://slack.com/api/".into()
-}
-fn default_redact_params() -> Vec<String> {
-    [
-        "password",
-        "secret",
-        "token",
-        "api_key",
-        "authorization",
-        "credentials",
-    ]
-    .map(String::from)
-    .to_vec()
 }
 fn yes() -> bool {
     true
@@ -172,7 +161,6 @@ pub struct Settings {
     pub app_token: Option<SlackSecret>,
     pub channels: BTreeMap<String, String>,
     pub default_channel: Option<String>,
-    pub redact_params: Vec<String>,
     pub team_id: Option<String>,
     pub lookup_by_email: bool,
     pub user_cache: Duration,
@@ -244,7 +232,6 @@ impl SlackConfig {
             app_token,
             channels: self.channels.clone(),
             default_channel: self.default_channel.clone(),
-            redact_params: self.redact_params.clone(),
             team_id: self.team_id.clone(),
             lookup_by_email: self.lookup_by_email,
             user_cache: Duration::from_secs(self.user_cache_seconds),

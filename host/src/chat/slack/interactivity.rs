@@ -159,8 +159,7 @@ impl SlackReviews {
                 decision,
                 channel: channel.clone(),
             };
-            let view =
-                blocks::review_modal(&current, &meta, &modifiable, &self.settings.redact_params);
+            let view = blocks::review_modal(&current, &meta, &modifiable, &current.action.redacted);
             let trigger = payload["trigger_id"].as_str().unwrap_or_default();
             if let Err(e) = self
                 .client
@@ -236,7 +235,7 @@ impl SlackReviews {
             &meta,
             &current.action.params,
             &modifiable,
-            &self.settings.redact_params,
+            &current.action.redacted,
         ) {
             Ok(input) => input,
             Err(errors) => return Ack::Json(blocks::errors_response(&errors)),
@@ -377,7 +376,18 @@ pub fn routes(reviews: Arc<SlackReviews>) -> Router {
         .with_state(reviews)
 }
 
-async fn interactivity(
+/// Slack's interactivity requests (button clicks, modal submissions).
+#[utoipa::path(post, path = "/slack/interactivity", tag = "chat",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "`payload=<JSON>`, signed with X-Slack-Signature and X-Slack-Request-Timestamp"),
+    responses(
+        (status = 200, description = "Acknowledged (empty), or a modal `response_action`"),
+        (status = 400, description = "Not a form with a JSON `payload`"),
+        (status = 401, description = "Signature, timestamp or replay refused"),
+        (status = 404, description = "Slack HTTP mode is not enabled"),
+        (status = 503, description = "The request could not be recorded; Slack retries"),
+    ))]
+pub(crate) async fn interactivity(
     State(reviews): State<Arc<SlackReviews>>,
     headers: HeaderMap,
     body: Bytes,
@@ -396,7 +406,13 @@ async fn interactivity(
         now.timestamp(),
     ) {
         tracing::warn!(error = %e, "slack request refused");
-        return Problem::unauthorized(format!("Slack request not verified: {e}")).into_response();
+        return Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "slack-signature-refused",
+            "Slack request signature or timestamp not verified",
+            format!("Slack request not verified: {e}"),
+        )
+        .into_response();
     }
     let signature = signature.unwrap_or_default().trim().to_ascii_lowercase();
     let forget_before = now - chrono::Duration::seconds(2 * verify::MAX_SKEW_SECONDS);
@@ -409,20 +425,43 @@ async fn interactivity(
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!("slack request replayed; refused");
-            return Problem::unauthorized("Slack request not verified: already handled (replay)")
-                .into_response();
+            return Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "slack-replay-refused",
+                "Slack request already handled (replay refused)",
+                "Slack request not verified: already handled (replay)",
+            )
+            .into_response();
         }
-        Err(e) => {
+        Err(e) if e.is_unavailable() => {
             tracing::error!(error = %e, "could not record the slack request signature");
             return Problem::unavailable("try again").into_response();
+        }
+        Err(e) => {
+            // Retrying cannot fix this: not a 503.
+            tracing::error!(error = %e, "could not record the slack request signature");
+            return Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "see the server log",
+            )
+            .into_response();
         }
     }
     let payload = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
         .ok()
         .and_then(|form| form.into_iter().find(|(k, _)| k == "payload"))
-        .and_then(|(_, p)| serde_json::from_str::<Value>(&p).ok());
-    let Some(payload) = payload else {
-        return Problem::bad_request("expected a form body with a JSON `payload`").into_response();
+        .map(|(_, p)| crate::ijson::value(&p));
+    let payload = match payload {
+        Some(Ok(payload)) => payload,
+        Some(Err(e)) if !e.is_syntax() => {
+            return Problem::bad_request(format!("payload: {e}")).into_response()
+        }
+        _ => {
+            return Problem::bad_request("expected a form body with a JSON `payload`")
+                .into_response()
+        }
     };
     match reviews.handle(payload).await {
         Ack::Empty => StatusCode::OK.into_response(),

@@ -170,7 +170,7 @@ impl SlackNotifier {
             let body = json!({
                 "channel": channel,
                 "text": blocks::card_text(n),
-                "blocks": blocks::card(n, &self.settings.redact_params),
+                "blocks": blocks::card(n),
                 "unfurl_links": false,
                 "unfurl_media": false,
             });
@@ -222,7 +222,7 @@ impl SlackNotifier {
             "channel": card.channel,
             "ts": card.ts,
             "text": blocks::card_text(n),
-            "blocks": blocks::card(n, &self.settings.redact_params),
+            "blocks": blocks::card(n),
         });
         if let Err(e) = self.client.call("chat.update", &body).await {
             self.failed(n, &card.channel, e, failures);

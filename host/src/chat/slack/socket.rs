@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -120,9 +120,12 @@ async fn connection(reviews: &Arc<SlackReviews>, url: reqwest::Url) -> Ended {
             Some(Ok(_)) => continue,
             Some(Err(e)) => break Ended::Failed(e.to_string()),
         };
-        let Ok(envelope) = serde_json::from_str::<Value>(&text) else {
-            tracing::warn!("slack socket mode: a frame that is not JSON");
-            continue;
+        let envelope = match crate::ijson::value(&text) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::warn!(error = %e, "slack socket mode: a frame that is not I-JSON; ignored");
+                continue;
+            }
         };
         match envelope["type"].as_str() {
             Some("hello") => {

@@ -41,6 +41,35 @@ pub enum AuthError {
 }
 
 /// What a verified token says.
+/// A token whose signature, issuer, audience and lifetime verified; what
+/// is left to check needs the activity (its channel and serviceUrl).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    channel_id: String,
+    issuer: String,
+    service_url: Option<String>,
+}
+
+impl VerifiedToken {
+    /// The activity must come from our channel, and its serviceUrl must be
+    /// the one the token names (replies go there).
+    pub fn for_activity(self, service_url: &str, channel_id: &str) -> Result<BotClaims, AuthError> {
+        if channel_id != self.channel_id {
+            return Err(AuthError::WrongChannel {
+                expected: self.channel_id,
+                got: channel_id.into(),
+            });
+        }
+        if self.service_url.as_deref() != Some(service_url) {
+            return Err(AuthError::ServiceUrlMismatch);
+        }
+        Ok(BotClaims {
+            service_url: service_url.into(),
+            issuer: self.issuer,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BotClaims {
     pub service_url: String,
@@ -130,6 +159,19 @@ impl BotAuthenticator {
         service_url: &str,
         channel_id: &str,
     ) -> Result<BotClaims, AuthError> {
+        self.verify_token(authorization)
+            .await?
+            .for_activity(service_url, channel_id)
+    }
+
+    /// Everything about the token that needs no request body: scheme,
+    /// algorithm, signing key endorsed for our channel, issuer, audience,
+    /// lifetime. Checked before the body is read, so an unauthenticated
+    /// caller cannot make the bot read or parse anything.
+    pub async fn verify_token(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<VerifiedToken, AuthError> {
         let header = authorization.ok_or(AuthError::MissingToken)?;
         let token = match header.split_once(' ') {
             Some((scheme, token))
@@ -139,12 +181,6 @@ impl BotAuthenticator {
             }
             _ => return Err(AuthError::NotBearer),
         };
-        if channel_id != self.channel_id {
-            return Err(AuthError::WrongChannel {
-                expected: self.channel_id.clone(),
-                got: channel_id.into(),
-            });
-        }
         let head =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         if head.alg != Algorithm::RS256 {
@@ -152,10 +188,10 @@ impl BotAuthenticator {
         }
         let kid = head.kid.ok_or(AuthError::MissingKid)?;
         let key = self.key(&kid).await?;
-        if !key.endorsements.iter().any(|e| e == channel_id) {
+        if !key.endorsements.iter().any(|e| e == &self.channel_id) {
             return Err(AuthError::NotEndorsed {
                 kid,
-                channel: channel_id.into(),
+                channel: self.channel_id.clone(),
             });
         }
 
@@ -167,16 +203,13 @@ impl BotAuthenticator {
         validation.validate_nbf = true;
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        if data.claims.serviceurl.as_deref() != Some(service_url) {
-            return Err(AuthError::ServiceUrlMismatch);
-        }
-        Ok(BotClaims {
-            service_url: service_url.into(),
+        Ok(VerifiedToken {
+            channel_id: self.channel_id.clone(),
             issuer: data.claims.iss,
+            service_url: data.claims.serviceurl,
         })
     }
 
-    /// The key `kid` with its endorsements, fetching the key set if needed.
     async fn key(&self, kid: &str) -> Result<KeyInfo, AuthError> {
         let mut cache = self.cache.lock().await;
         let age = cache.fetched_at.map(|at| at.elapsed());

@@ -119,10 +119,28 @@ pub fn card(view: &CardView<'_>) -> Value {
     if let Some(justification) = &a.justification {
         facts.push(json!({"title": "Justification", "value": plain(justification)}));
     }
+    for (key, value) in &a.context {
+        facts.push(json!({"title": format!("Context: {}", plain(key)), "value": plain(value)}));
+    }
+    match &a.plugin {
+        Some(p) => {
+            facts.push(
+                json!({"title": "Plugin", "value": format!("{} {}", plain(&p.name), plain(&p.version))}),
+            );
+            facts.push(json!({"title": "Plugin sha256", "value": p.sha256}));
+        }
+        None => facts.push(json!({"title": "Plugin", "value": "none (failed closed)"})),
+    }
     facts.push(json!({"title": "Groups", "value": plain(&approval.groups.join(", "))}));
+    facts.push(json!({"title": "Quorum", "value": approval.quorum.max(1).to_string()}));
     if !approval.escalate_to.is_empty() {
+        let escalated = if approval.escalated {
+            " (escalated)"
+        } else {
+            ""
+        };
         facts.push(
-            json!({"title": "Escalates to", "value": plain(&approval.escalate_to.join(", "))}),
+            json!({"title": "Escalates to", "value": format!("{}{escalated}", plain(&approval.escalate_to.join(", ")))}),
         );
     }
     facts.push(json!({"title": "Expires", "value": approval.expires_at.to_rfc3339()}));
@@ -160,6 +178,22 @@ pub fn card(view: &CardView<'_>) -> Value {
         tally.push_str(&format!(": {}", names.join(", ")));
     }
     body.push(text(tally));
+    if !approval.reviews.is_empty() {
+        body.push(json!({"type": "TextBlock", "text": "Reviews so far", "weight": "Bolder", "wrap": true}));
+        for r in &approval.reviews {
+            let mut line = format!(
+                "{} ({}) {} at {}",
+                plain(&r.name),
+                plain(&r.approver),
+                r.decision,
+                r.at.to_rfc3339()
+            );
+            if let Some(reason) = &r.reason {
+                line.push_str(&format!(": {}", plain(reason)));
+            }
+            body.push(text(line));
+        }
+    }
     if view.state == CardState::Pending {
         let remaining = quorum.saturating_sub(given);
         body.push(text(format!(
@@ -246,12 +280,14 @@ pub fn message(card: Value, summary: &str) -> Value {
 
 /// The changes a Modify click asks for: each modifiable parameter whose
 /// input differs from the current value, read as JSON (or as a string when
-/// it is not JSON). An emptied input removes the parameter.
+/// it is not JSON). An emptied input removes the parameter. JSON that parsers
+/// would read differently (not I-JSON, e.g. `9007199254740993`) is refused,
+/// naming the parameter.
 pub fn modify_changes(
     data: &serde_json::Map<String, Value>,
     current: &Value,
     modifiable: &[String],
-) -> Value {
+) -> Result<Value, crate::ijson::IJsonError> {
     let mut changes = serde_json::Map::new();
     for name in modifiable {
         let Some(input) = data
@@ -264,14 +300,18 @@ pub fn modify_changes(
         let value = if input.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(input).unwrap_or_else(|_| Value::String(input.into()))
+            match crate::ijson::value(input) {
+                Ok(value) => value,
+                Err(e) if e.is_syntax() => Value::String(input.into()),
+                Err(e) => return Err(e.within(name)),
+            }
         };
         let old = current.get(name).cloned().unwrap_or(Value::Null);
         if value != old {
             changes.insert(name.clone(), value);
         }
     }
-    Value::Object(changes)
+    Ok(Value::Object(changes))
 }
 
 #[cfg(test)]
@@ -296,6 +336,9 @@ mod tests {
                 reasons: vec!["exports [personal](http://evil) data".into()],
                 justification: Some("report".into()),
                 params: json!({"rows": 1000, "table": "customers"}),
+                context: Default::default(),
+                plugin: None,
+                redacted: vec![],
             },
             approval: ApprovalState {
                 groups: vec!["data-owners".into()],
@@ -307,6 +350,9 @@ mod tests {
                 }],
                 expires_at: chrono::Utc::now(),
                 escalate_to: vec![],
+                escalated: false,
+                modifiable_params: vec![],
+                reviews: vec![],
             },
             review: None,
             occurred_at: chrono::Utc::now(),
@@ -377,8 +423,35 @@ mod tests {
         let modifiable = ["rows", "table", "columns"].map(String::from);
         let current = json!({"rows": 1000, "table": "customers"});
         assert_eq!(
-            modify_changes(&data, &current, &modifiable),
+            modify_changes(&data, &current, &modifiable).unwrap(),
             json!({"rows": 100, "table": "customers_eu"})
+        );
+    }
+
+    #[test]
+    fn modify_refuses_what_parsers_read_differently() {
+        let current = json!({"rows": 1000, "filter": {}});
+        let modifiable = ["rows", "filter"].map(String::from);
+        let input = |rows: &str, filter: &str| {
+            serde_json::from_value::<serde_json::Map<String, Value>>(
+                json!({"param.rows": rows, "param.filter": filter}),
+            )
+            .unwrap()
+        };
+        let e =
+            modify_changes(&input("9007199254740993", "{}"), &current, &modifiable).unwrap_err();
+        assert_eq!(e.path, "rows");
+        assert!(e.to_string().contains("send it as a string"), "{e}");
+        let e = modify_changes(&input("5", r#"{"a":1,"a":2}"#), &current, &modifiable).unwrap_err();
+        assert_eq!(e.path, "filter.a");
+        // Text that is not JSON at all is still read as a string.
+        assert_eq!(
+            modify_changes(&input("5", "{}"), &current, &modifiable).unwrap(),
+            json!({"rows": 5})
+        );
+        assert_eq!(
+            modify_changes(&input("five", "{}"), &current, &modifiable).unwrap(),
+            json!({"rows": "five"})
         );
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
@@ -29,7 +29,7 @@ const ERROR_TYPE: &str = "application/vnd.microsoft.error";
 pub const CHANNEL: &str = "teams";
 
 #[derive(Clone)]
-struct Bot {
+pub(crate) struct Bot {
     gate: Arc<Gate>,
     teams: Arc<Teams>,
 }
@@ -86,10 +86,39 @@ struct ExecuteAction {
     data: Map<String, Value>,
 }
 
-async fn messages(State(bot): State<Bot>, headers: HeaderMap, body: Bytes) -> Response {
+/// The bot's messaging endpoint: Bot Framework activities, card clicks as
+/// `adaptiveCard/action` invokes.
+#[utoipa::path(post, path = "/teams/messages", tag = "chat",
+    request_body(content = Object, content_type = "application/json", description = "A Bot Framework activity"),
+    responses(
+        (status = 200, description = "Handled; for a card action, the invoke response with the redrawn card"),
+        (status = 400, description = "Not a Bot Framework activity, or not an Action.Execute invoke"),
+        (status = 401, description = "The Bot Connector token is missing or not accepted (checked before the body is read)"),
+        (status = 413, description = "Body too large"),
+        (status = 501, description = "An invoke the bot does not handle"),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn messages(State(bot): State<Bot>, headers: HeaderMap, body: Body) -> Response {
+    // The token first: nothing of an unverified request's body is read.
     let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if authorization.is_none() {
-        return refuse_unverified("no Authorization header");
+    let token = match bot.teams.auth.verify_token(authorization).await {
+        Ok(token) => token,
+        Err(e) => return refuse_unverified(&e.to_string()),
+    };
+    let body = match axum::body::to_bytes(body, crate::api::BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(_) => {
+            return Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+                format!("the limit is {} bytes", crate::api::BODY_LIMIT),
+            )
+            .into_response()
+        }
+    };
+    if let Err(e) = crate::ijson::check(&body) {
+        return Problem::bad_request(format!("not a Bot Framework activity: {e}")).into_response();
     }
     let activity: Activity = match serde_json::from_slice(&body) {
         Ok(activity) => activity,
@@ -98,12 +127,7 @@ async fn messages(State(bot): State<Bot>, headers: HeaderMap, body: Bytes) -> Re
                 .into_response()
         }
     };
-    if let Err(e) = bot
-        .teams
-        .auth
-        .verify(authorization, &activity.service_url, &activity.channel_id)
-        .await
-    {
+    if let Err(e) = token.for_activity(&activity.service_url, &activity.channel_id) {
         return refuse_unverified(&e.to_string());
     }
     if activity.kind != "invoke" {
@@ -137,7 +161,7 @@ fn refuse_unverified(why: &str) -> Response {
     tracing::warn!(reason = why, "teams: request refused");
     Problem::new(
         StatusCode::UNAUTHORIZED,
-        "unauthorized",
+        "teams-token-refused",
         "Not a verified Bot Connector request",
         "the Bot Framework token was missing or not accepted",
     )
@@ -258,13 +282,18 @@ impl Bot {
             .get(cards::INPUT_REASON)
             .and_then(Value::as_str)
             .map(String::from);
-        let params = (decision == Decision::Modify).then(|| {
-            cards::modify_changes(
+        let params = match decision {
+            Decision::Modify => match cards::modify_changes(
                 &action.data,
                 &current.notification.action.params,
                 &current.modifiable,
-            )
-        });
+            ) {
+                Ok(changes) => Some(changes),
+                // Refused before the review: nothing evaluated, nothing recorded.
+                Err(e) => return self.render(&current, Some(Notice::Refused(e.to_string()))),
+            },
+            _ => None,
+        };
         let reviewed = self
             .gate
             .review(

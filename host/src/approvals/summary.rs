@@ -1,0 +1,482 @@
+//! The one approval summary: everything an approver judges by, built by one
+//! function from the action record, for every channel alike (API list and
+//! detail, CLI, Slack, Teams, webhooks, the web inbox). Secrets in params
+//! and context are redacted here, by one configurable rule set, so no
+//! channel can show more than another. Pure: never reads the store or decides.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::rules::{self, Request, Tally};
+use crate::action::{Action, Risk};
+use crate::directory::Directory;
+use crate::evaluate::Verdict;
+
+/// What a redacted value is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// `[approvals]`: how approvers are shown held actions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// Param and context keys whose values no channel shows: a key is
+    /// redacted when, lowercased with `-` read as `_`, it contains one of
+    /// these (so `db_password`, `X-Api-Key` and `accessToken` are caught).
+    pub redact_params: Vec<String>,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        ApprovalsConfig {
+            redact_params: [
+                "password",
+                "passwd",
+                "secret",
+                "token",
+                "api_key",
+                "apikey",
+                "authorization",
+                "credential",
+                "private_key",
+                "cookie",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// The one redaction rule set, applied to every summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redaction {
+    /// Normalized (lowercase, `-` as `_`), non-empty.
+    needles: Vec<String>,
+}
+
+impl Default for Redaction {
+    fn default() -> Self {
+        Redaction::new(&ApprovalsConfig::default().redact_params)
+    }
+}
+
+fn normalize(key: &str) -> String {
+    key.trim().to_lowercase().replace('-', "_")
+}
+
+impl Redaction {
+    pub fn new(names: &[String]) -> Redaction {
+        let mut needles: Vec<String> = names
+            .iter()
+            .map(|n| normalize(n))
+            .filter(|n| !n.is_empty())
+            .collect();
+        needles.sort();
+        needles.dedup();
+        Redaction { needles }
+    }
+
+    /// The rule set of `[approvals]`, plus any names still given in the
+    /// older per-channel setting (`[slack] redact_params`).
+    pub fn from_config(config: &ApprovalsConfig, extra: &[String]) -> Redaction {
+        let mut names = config.redact_params.clone();
+        names.extend(extra.iter().cloned());
+        Redaction::new(&names)
+    }
+
+    pub fn is_secret(&self, key: &str) -> bool {
+        let key = normalize(key);
+        self.needles.iter().any(|n| key.contains(n.as_str()))
+    }
+
+    /// `value` with every secret key's value (at any depth) replaced by
+    /// `[redacted]`; the paths replaced (`a.b`, `list.0.token`) are pushed
+    /// to `paths`.
+    pub fn redact(&self, value: &Value, prefix: &str, paths: &mut Vec<String>) -> Value {
+        let path = |key: &str| {
+            if prefix.is_empty() {
+                key.to_string()
+            } else {
+                format!("{prefix}.{key}")
+            }
+        };
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        if self.is_secret(k) {
+                            paths.push(path(k));
+                            (k.clone(), Value::String(REDACTED.into()))
+                        } else {
+                            (k.clone(), self.redact(v, &path(k), paths))
+                        }
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| self.redact(v, &path(&i.to_string()), paths))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+/// The plugin that classified and routed the action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PluginSummary {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+/// The held action, as people need to see it to judge it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ActionSummary {
+    pub action_id: String,
+    /// The digest reviews bind to; it changes when the action is modified,
+    /// so a receiver can tell a stale message from a current one.
+    pub digest: String,
+    pub kind: String,
+    pub resource: String,
+    pub agent_id: String,
+    /// The agent's owner (who may not approve it).
+    pub owner: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
+    #[schema(value_type = String, example = "high")]
+    pub risk: Risk,
+    pub reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    /// Secrets redacted (see `redacted`).
+    #[schema(value_type = Object)]
+    pub params: Value,
+    /// The agent's context (prompt excerpt, session, model), secrets redacted.
+    #[serde(default)]
+    pub context: BTreeMap<String, String>,
+    /// `None` when no plugin decided (none bound, or it failed to load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PluginSummary>,
+    /// Paths in `params` (and `context.KEY`) whose values were redacted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redacted: Vec<String>,
+}
+
+/// One approval counted so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApprovalEntry {
+    /// The approver's email.
+    pub approver: String,
+    pub name: String,
+    pub at: DateTime<Utc>,
+}
+
+/// One review: who, when, which decision (and why).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReviewEntry {
+    pub approver: String,
+    pub name: String,
+    /// `approve`, `deny` or `modify`.
+    pub decision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Where the approval stands: the route in force and the reviews so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApprovalState {
+    pub groups: Vec<String>,
+    pub quorum: u32,
+    /// Distinct approvals of the current digest.
+    pub approvals: Vec<ApprovalEntry>,
+    pub expires_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalate_to: Vec<String>,
+    /// True once the request was escalated: `escalate_to` may review too.
+    #[serde(default)]
+    pub escalated: bool,
+    /// Params a reviewer may change with a modify.
+    #[serde(default)]
+    pub modifiable_params: Vec<String>,
+    /// Every review so far, oldest first, those of earlier versions included.
+    #[serde(default)]
+    pub reviews: Vec<ReviewEntry>,
+}
+
+/// Everything an approver sees of a held action, on every channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApprovalSummary {
+    pub action: ActionSummary,
+    pub approval: ApprovalState,
+}
+
+impl ApprovalSummary {
+    /// The one way to build a summary: from the stored action, its verdict
+    /// and the rules' view of it (route in force, reviews), with names from
+    /// the directory and secrets redacted by `redaction`.
+    pub fn build(
+        action: &Action,
+        verdict: &Verdict,
+        request: &Request,
+        directory: &Directory,
+        redaction: &Redaction,
+    ) -> ApprovalSummary {
+        let mut redacted = Vec::new();
+        let params = redaction.redact(&action.params, "", &mut redacted);
+        let context = action
+            .context
+            .iter()
+            .map(|(k, v)| {
+                if redaction.is_secret(k) {
+                    redacted.push(format!("context.{k}"));
+                    (k.clone(), REDACTED.to_string())
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect();
+        let name_of = |email: &str| {
+            directory
+                .person_by_email(email)
+                .map(|p| p.name().to_string())
+                .unwrap_or_default()
+        };
+        let approvers = match rules::tally(request) {
+            Tally::Pending { approvers, .. } | Tally::Approved { approvers } => approvers,
+            Tally::Denied { .. } => Vec::new(),
+        };
+        let approvals = approvers
+            .iter()
+            .filter_map(|id| {
+                let at = request
+                    .reviews
+                    .iter()
+                    .find(|r| &r.approver == id && r.digest == request.digest)?
+                    .at;
+                Some(ApprovalEntry {
+                    approver: id.to_string(),
+                    name: name_of(id.as_str()),
+                    at,
+                })
+            })
+            .collect();
+        let reviews = request
+            .reviews
+            .iter()
+            .map(|r| ReviewEntry {
+                approver: r.approver.to_string(),
+                name: name_of(r.approver.as_str()),
+                decision: r.decision.as_str().into(),
+                reason: r.reason.clone(),
+                at: r.at,
+            })
+            .collect();
+        ApprovalSummary {
+            action: ActionSummary {
+                action_id: action.id.clone(),
+                digest: action.digest(),
+                kind: action.kind.clone(),
+                resource: action.resource.clone(),
+                agent_id: action.agent.id.clone(),
+                owner: request.requester.owner.clone(),
+                on_behalf_of: action.on_behalf_of.clone(),
+                risk: verdict.classification.risk,
+                reasons: verdict.classification.reasons.clone(),
+                justification: action.justification.clone(),
+                params,
+                context,
+                plugin: verdict.plugin.as_ref().map(|p| PluginSummary {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    sha256: p.sha256.clone(),
+                }),
+                redacted,
+            },
+            approval: ApprovalState {
+                groups: request.route.groups.clone(),
+                quorum: request.quorum(),
+                approvals,
+                expires_at: request.expires_at,
+                escalate_to: request.route.escalate_to.clone(),
+                escalated: request.escalated,
+                modifiable_params: request.route.modifiable_params.clone(),
+                reviews,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::Duration;
+    use serde_json::json;
+
+    use super::*;
+    use crate::action::{ApprovalRoute, Classification, Principal, Route};
+    use crate::approvals::rules::{Decision, RequestState, Requester, Review};
+    use crate::directory::DirectoryConfig;
+
+    fn directory() -> Directory {
+        let cfg: DirectoryConfig = toml::from_str(
+            r#"
+            [[people]]
+            email = "dana@example.com"
+            name = "Dana"
+            [[people]]
+            email = "erin@example.com"
+            name = "Erin"
+            [groups]
+            data-owners = ["dana@example.com", "erin@example.com"]
+        "#,
+        )
+        .unwrap();
+        Directory::from_config(&cfg).unwrap()
+    }
+
+    #[test]
+    fn redaction_catches_secret_keys_at_any_depth_and_spelling() {
+        let r = Redaction::default();
+        let mut paths = Vec::new();
+        let out = r.redact(
+            &json!({
+                "rows": 10,
+                "db_password": "hunter2",
+                "X-Api-Key": "k",
+                "nested": {"accessToken": "t", "list": [{"client_secret": "s", "ok": 1}]},
+                "tables": ["users"],
+            }),
+            "",
+            &mut paths,
+        );
+        assert_eq!(
+            out,
+            json!({
+                "rows": 10,
+                "db_password": REDACTED,
+                "X-Api-Key": REDACTED,
+                "nested": {"accessToken": REDACTED, "list": [{"client_secret": REDACTED, "ok": 1}]},
+                "tables": ["users"],
+            })
+        );
+        paths.sort();
+        assert_eq!(
+            paths,
+            vec![
+                "X-Api-Key",
+                "db_password",
+                "nested.accessToken",
+                "nested.list.0.client_secret"
+            ]
+        );
+        // Configurable: another rule set redacts other keys, and only those.
+        let custom = Redaction::new(&["ssn".to_string()]);
+        assert!(custom.is_secret("customer_SSN"));
+        assert!(!custom.is_secret("password"));
+    }
+
+    #[test]
+    fn build_carries_every_fact_an_approver_judges_by() {
+        let d = directory();
+        let dana = d.person_by_email("dana@example.com").unwrap().id().clone();
+        let t0: DateTime<Utc> = "2026-11-25T10:00:00Z".parse().unwrap();
+        let action = Action {
+            id: "a1".into(),
+            kind: "db.export".into(),
+            agent: Principal {
+                id: "etl".into(),
+                attributes: BTreeMap::from([("owner".into(), "sam@example.com".into())]),
+            },
+            on_behalf_of: Some("pat@example.com".into()),
+            resource: "db://x".into(),
+            params: json!({"rows": 10, "password": "hunter2"}),
+            justification: Some("weekly report".into()),
+            context: BTreeMap::from([
+                ("session".into(), "s-1".into()),
+                ("auth_token".into(), "abc".into()),
+            ]),
+            requested_at: t0,
+        };
+        let route = ApprovalRoute {
+            groups: vec!["data-owners".into()],
+            quorum: 2,
+            ttl_seconds: 600,
+            modifiable_params: vec!["rows".into()],
+            escalate_to: vec!["security".into()],
+        };
+        let verdict: Verdict = serde_json::from_value(json!({
+            "plugin": {"sha256": "ab".repeat(32), "name": "db-export", "version": "1.0.0", "wit_version": "0.1.0"},
+            "classification": Classification { risk: Risk::Critical, reasons: vec!["pii".into()], tags: vec![] },
+            "route": Route::RequireApproval(route.clone()),
+            "fuel_used": 1, "duration_us": 1,
+            "limits": crate::sandbox::Limits::default(),
+            "wit_version": "0.1.0", "host_version": "0.1.0",
+        }))
+        .unwrap();
+        let request = Request {
+            action_id: "a1".into(),
+            digest: action.digest(),
+            route,
+            risk: Risk::Critical,
+            requester: Requester::from_action(&action).unwrap(),
+            state: RequestState::Pending,
+            expires_at: t0 + Duration::minutes(10),
+            escalated: false,
+            reviews: vec![Review {
+                approver: dana.clone(),
+                decision: Decision::Approve,
+                reason: Some("fine".into()),
+                digest: action.digest(),
+                at: t0 + Duration::minutes(1),
+            }],
+        };
+        let s = ApprovalSummary::build(&action, &verdict, &request, &d, &Redaction::default());
+        let a = &s.action;
+        assert_eq!(
+            (
+                a.agent_id.as_str(),
+                a.owner.as_str(),
+                a.on_behalf_of.as_deref()
+            ),
+            ("etl", "sam@example.com", Some("pat@example.com"))
+        );
+        assert_eq!(a.justification.as_deref(), Some("weekly report"));
+        assert_eq!(a.params, json!({"rows": 10, "password": REDACTED}));
+        assert_eq!(a.context["session"], "s-1");
+        assert_eq!(a.context["auth_token"], REDACTED);
+        assert_eq!(a.redacted, vec!["password", "context.auth_token"]);
+        assert_eq!(a.risk, Risk::Critical);
+        assert_eq!(a.reasons, vec!["pii".to_string()]);
+        let plugin = a.plugin.as_ref().unwrap();
+        assert_eq!(
+            (plugin.name.as_str(), plugin.version.as_str()),
+            ("db-export", "1.0.0")
+        );
+        assert_eq!(plugin.sha256, "ab".repeat(32));
+        assert_eq!(a.digest, action.digest(), "bound to the unredacted action");
+        let r = &s.approval;
+        assert_eq!(
+            (r.quorum, r.groups.clone()),
+            (2, vec!["data-owners".to_string()])
+        );
+        assert_eq!(r.escalate_to, vec!["security".to_string()]);
+        assert_eq!(r.expires_at, t0 + Duration::minutes(10));
+        assert_eq!(r.approvals.len(), 1);
+        assert_eq!(r.reviews.len(), 1);
+        assert_eq!(
+            (r.reviews[0].name.as_str(), r.reviews[0].decision.as_str()),
+            ("Dana", "approve")
+        );
+        assert_eq!(r.reviews[0].reason.as_deref(), Some("fine"));
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(!text.contains("hunter2") && !text.contains("abc"), "{text}");
+    }
+}
