@@ -280,6 +280,7 @@ fn notification(kind: NotificationKind, at_secs: i64) -> Notification {
             at,
         }),
         occurred_at: at,
+        inbox_url: None,
     }
 }
 

@@ -136,6 +136,7 @@ fn notification(id: &str) -> Notification {
         },
         review: None,
         occurred_at: at,
+        inbox_url: None,
     }
 }
 

@@ -184,6 +184,8 @@ pub struct Gate {
     pub bindings: Arc<crate::bindings::Bindings>,
     /// Shadow plugins, evaluated after the live answer is committed.
     pub shadows: crate::shadow::Shadows,
+    /// The web inbox's public base URL: notifications link to each action's page.
+    pub inbox_url: Option<String>,
     /// What no channel shows of params and context (`[approvals]`).
     pub redaction: crate::approvals::Redaction,
 }

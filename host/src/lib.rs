@@ -27,6 +27,7 @@ pub mod examples;
 pub mod gate;
 pub mod grant;
 pub mod ijson;
+pub mod inbox;
 pub mod keys;
 pub mod metrics;
 pub mod notify;

@@ -102,6 +102,12 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     if let Some(slack) = &slack {
         notifiers.push(slack.notifier());
     }
+    let inbox = config
+        .inbox
+        .as_ref()
+        .map(|c| crate::inbox::Inbox::new(c).map(Arc::new))
+        .transpose()
+        .context("checking [inbox]")?;
     let gate = Arc::new(Gate {
         store,
         directory,
@@ -118,6 +124,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             evidence.clone(),
             (config.sandbox.max_instances / 4) as usize,
         ),
+        inbox_url: inbox.as_ref().map(|i| i.settings.public_url.clone()),
         redaction: redaction(config),
     });
     bindings.spawn_sync(Duration::from_millis(
@@ -135,6 +142,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         slack,
         admission,
         submitters: Default::default(),
+        inbox,
     }))
 }
 

@@ -76,4 +76,11 @@ impl Subscription {
             }
         }
     }
+
+    /// Resolves when any action may have changed (or wakeups were lost).
+    pub async fn any(&mut self) {
+        if let Err(broadcast::error::RecvError::Closed) = self.rx.recv().await {
+            std::future::pending::<()>().await
+        }
+    }
 }

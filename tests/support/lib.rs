@@ -48,6 +48,7 @@ pub fn action(id: &str, kind: &str, params: serde_json::Value) -> Action {
     }
 }
 
+pub mod browser;
 pub mod caller;
 pub mod fake_slack;
 pub mod fake_teams;

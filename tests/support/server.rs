@@ -69,10 +69,21 @@ impl TestServer {
         dir: TempDir,
         database: Option<Arc<TempDatabase>>,
     ) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_config_on(listener, config, dir, database).await
+    }
+
+    /// Serves on `listener`, bound by the caller, for a config that must
+    /// know its own address (the inbox's public URL).
+    pub async fn start_config_on(
+        listener: tokio::net::TcpListener,
+        config: Config,
+        dir: TempDir,
+        database: Option<Arc<TempDatabase>>,
+    ) -> TestServer {
         let app = actiongate::service::build(&config)
             .await
             .expect("service starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = actiongate::api::router(app.clone());
         let server = tokio::spawn(async move {

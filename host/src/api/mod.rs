@@ -38,6 +38,8 @@ pub struct AppState {
     pub admission: Arc<crate::registry::admit::Admission>,
     /// Agents recently authenticated to submit.
     pub submitters: auth::Submitters,
+    /// The approver web inbox, when `[inbox]` is configured.
+    pub inbox: Option<Arc<crate::inbox::Inbox>>,
 }
 
 pub type App = Arc<AppState>;
@@ -73,6 +75,7 @@ pub fn router(app: App) -> Router {
     );
     let teams_routes = crate::chat::teams::invoke::router(&app);
     let slack_routes = crate::chat::slack::routes(app.slack.as_deref());
+    let inbox_routes = crate::inbox::routes(&app);
     Router::new()
         .route("/v1/actions", post(actions::submit))
         .route("/v1/actions/{id}", get(actions::get_action))
@@ -103,5 +106,8 @@ pub fn router(app: App) -> Router {
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(error::problem_for_every_error))
+        // The inbox answers people in a browser: its refusals are HTML
+        // pages in the rule's words, not problem+json.
+        .merge(inbox_routes.layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

@@ -416,7 +416,12 @@ impl Gate {
         action_id: &str,
         kind: NotificationKind,
     ) -> Result<Notification, GateError> {
-        Ok(Notification::new(kind, self.summary(action_id).await?))
+        let mut notification = Notification::new(kind, self.summary(action_id).await?);
+        notification.inbox_url = self
+            .inbox_url
+            .as_deref()
+            .map(|base| crate::inbox::action_url(base, action_id));
+        Ok(notification)
     }
 
     /// Pending actions `approver` may review now, as every channel shows them.

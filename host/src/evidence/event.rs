@@ -86,6 +86,8 @@ event_kinds! {
     Executed = "executed",
     BindingChanged = "binding-changed",
     PluginRegistered = "plugin-registered",
+    SignedIn = "signed-in",
+    SignInRefused = "sign-in-refused",
 }
 
 impl std::fmt::Display for EventKind {

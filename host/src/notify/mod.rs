@@ -55,6 +55,9 @@ pub struct Notification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<ReviewEntry>,
     pub occurred_at: DateTime<Utc>,
+    /// The action's page in the web inbox, when the inbox is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox_url: Option<String>,
 }
 
 impl Notification {
@@ -67,6 +70,7 @@ impl Notification {
             approval: summary.approval,
             review: None,
             occurred_at: Utc::now(),
+            inbox_url: None,
         }
     }
 

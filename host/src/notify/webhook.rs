@@ -563,6 +563,7 @@ mod tests {
             },
             review: None,
             occurred_at: at,
+            inbox_url: None,
         }
     }
 

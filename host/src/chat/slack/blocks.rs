@@ -323,9 +323,15 @@ pub fn card(n: &Notification) -> Value {
     if !is_final(n.kind) {
         blocks.push(buttons(n));
     }
+    // A link, not a button: it opens the inbox and sends Slack no click.
+    let inbox = n
+        .inbox_url
+        .as_deref()
+        .map(|url| format!(" · <{}|Open in the inbox>", escape(url)))
+        .unwrap_or_default();
     blocks.push(
         json!({"type": "context", "elements": [mrkdwn(&truncate(&format!(
-        "action `{}` · digest `{}` · groups {} · quorum {} · plugin sha256 `{}`",
+        "action `{}` · digest `{}` · groups {} · quorum {} · plugin sha256 `{}`{inbox}",
         escape(&s.action_id),
         escape(&s.digest.chars().take(12).collect::<String>()),
         escape(&n.approval.groups.join(", ")),
@@ -653,7 +659,20 @@ mod tests {
                 at,
             }),
             occurred_at: at,
+            inbox_url: None,
         }
+    }
+
+    #[test]
+    fn cards_link_to_the_inbox_page_when_there_is_one() {
+        let mut n = notification(NotificationKind::Pending, Risk::High);
+        assert!(!card(&n).to_string().contains("Open in the inbox"));
+        n.inbox_url = Some("https://ag.example.com/inbox/actions/a1".into());
+        let text = card(&n).to_string();
+        assert!(
+            text.contains("<https://ag.example.com/inbox/actions/a1|Open in the inbox>"),
+            "{text}"
+        );
     }
 
     #[test]

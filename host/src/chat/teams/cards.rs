@@ -266,6 +266,13 @@ pub fn card(view: &CardView<'_>) -> Value {
         }
         card["actions"] = Value::Array(actions);
     }
+    if let Some(url) = &n.inbox_url {
+        let link = json!({"type": "Action.OpenUrl", "title": "Open in the inbox", "url": url});
+        match card["actions"].as_array_mut() {
+            Some(actions) => actions.push(link),
+            None => card["actions"] = json!([link]),
+        }
+    }
     card
 }
 
@@ -356,6 +363,7 @@ mod tests {
             },
             review: None,
             occurred_at: chrono::Utc::now(),
+            inbox_url: None,
         }
     }
 
@@ -394,6 +402,22 @@ mod tests {
         assert!(text.contains("\"value\":\"1000\""), "{text}");
         // Markdown from the action is shown literally.
         assert!(text.contains("\\\\[personal\\\\]"), "{text}");
+    }
+
+    #[test]
+    fn cards_link_to_the_inbox_page_when_there_is_one() {
+        let mut n = notification(NotificationKind::Approved);
+        n.inbox_url = Some("https://ag.example.com/inbox/actions/a1".into());
+        let card = card(&CardView {
+            notification: &n,
+            state: CardState::of_kind(n.kind),
+            modifiable: &[],
+            notice: None,
+        });
+        assert_eq!(
+            card["actions"],
+            json!([{"type": "Action.OpenUrl", "title": "Open in the inbox", "url": "https://ag.example.com/inbox/actions/a1"}])
+        );
     }
 
     #[test]
