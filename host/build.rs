@@ -15,7 +15,13 @@ use std::process::Command;
 #[path = "build/wasm_target.rs"]
 mod wasm_target;
 
-const EXAMPLES: &[&str] = &["db-export", "iam-change", "prod-ops", "baseline"];
+const EXAMPLES: &[&str] = &[
+    "db-export",
+    "iam-change",
+    "prod-ops",
+    "baseline",
+    "mcp-tools",
+];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

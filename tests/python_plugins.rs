@@ -4,6 +4,7 @@
 //! and the deterministic WASI seen from Python.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use actiongate::action::Risk;
 use actiongate::sandbox::{Limits, LimitsOverride, PluginFailure, Sandbox, SandboxConfig};
@@ -71,7 +72,7 @@ fn db_export_py_passes_the_rust_plugins_case_file() {
         let params = serde_json::to_value(&case["params"]).unwrap();
         let mut action = action(&format!("case-{i}"), "db.export", params);
         action.requested_at = "2026-11-25T10:00:00Z".parse().unwrap();
-        let outcome = |plugin| match sandbox.evaluate(plugin, &action).outcome {
+        let outcome = |plugin| match sandbox.evaluate(plugin, &action).unwrap().outcome {
             Ok(decision) => serde_json::to_value(decision).unwrap(),
             Err(failure) => json!({"failure": failure.kind()}),
         };
@@ -115,6 +116,11 @@ fn inspect_names_the_interpreter_contract_and_limits() {
 }
 
 fn hostile(sandbox: &Sandbox, kind: &str) -> PluginFailure {
+    timed_hostile(sandbox, kind).0
+}
+
+/// `hostile`, and how long the evaluation held its thread (loading excluded).
+fn timed_hostile(sandbox: &Sandbox, kind: &str) -> (PluginFailure, Duration) {
     let plugin = sandbox
         .load(&python::component(HOSTILE_PY), None)
         .expect("the hostile plugin loads");
@@ -124,10 +130,13 @@ fn hostile(sandbox: &Sandbox, kind: &str) -> PluginFailure {
             .is_none(),
         "an interpreter never decides on an async worker"
     );
-    sandbox
+    let started = Instant::now();
+    let failure = sandbox
         .evaluate(&plugin, &action("h-1", kind, json!({})))
+        .unwrap()
         .outcome
-        .expect_err("a hostile plugin must fail")
+        .expect_err("a hostile plugin must fail");
+    (failure, started.elapsed())
 }
 
 /// After a hostile plugin, the Python db-export still decides on the same engine.
@@ -138,6 +147,7 @@ fn still_works(sandbox: &Sandbox) {
     let params = json!({"rows": 10, "tables": ["orders"], "destination": "s3://corp-analytics/x"});
     let decision = sandbox
         .evaluate(&plugin, &action("a-2", "db.export", params))
+        .unwrap()
         .outcome
         .unwrap();
     assert_eq!(decision.classification.risk, Risk::Low);
@@ -203,6 +213,53 @@ fn opening_a_socket_is_refused() {
     still_works(&sandbox);
 }
 
+/// `time.sleep` waits on the frozen clock, which never reaches the end: the
+/// wait is refused at once (main's non-blocking WASI), not slept, and the
+/// evaluation fails closed as the deadline it could not beat.
+#[test]
+fn a_sleep_is_refused_at_once() {
+    let sandbox = sandbox(Limits::default());
+    let (failure, took) = timed_hostile(&sandbox, "test.sleep");
+    match &failure {
+        PluginFailure::Deadline {
+            deadline_ms,
+            waited_in: Some(call),
+        } => {
+            assert_eq!(*deadline_ms, interpreter_limits().deadline_ms);
+            assert!(call.starts_with("wasi:io/poll."), "{call}");
+        }
+        other => panic!("expected a refused wait, got {other:?}"),
+    }
+    // A fresh interpreter and the refusal: far below the 1 s deadline, let
+    // alone the 10 s asked for.
+    assert!(
+        took < Duration::from_millis(interpreter_limits().deadline_ms),
+        "refused at once, not at the deadline: {took:?}"
+    );
+    still_works(&sandbox);
+}
+
+/// Polling the clock until it moves: it never does, so fuel or the deadline
+/// ends the loop (whichever comes first: each read is a host call, slow in a
+/// debug build), and nothing waits past the deadline's tick.
+#[test]
+fn polling_the_frozen_clock_ends_by_fuel_or_deadline() {
+    let sandbox = sandbox(Limits::default());
+    let limits = interpreter_limits();
+    let (failure, took) = timed_hostile(&sandbox, "test.poll");
+    assert!(
+        failure == PluginFailure::OutOfFuel { fuel: limits.fuel }
+            || failure == PluginFailure::deadline(limits.deadline_ms),
+        "{failure:?}"
+    );
+    // The deadline plus the epoch tick, and room for a loaded machine.
+    assert!(
+        took < Duration::from_millis(limits.deadline_ms * 2),
+        "{took:?}"
+    );
+    still_works(&sandbox);
+}
+
 #[test]
 fn python_sees_the_deterministic_world() {
     let sandbox = sandbox(Limits::default());
@@ -210,6 +267,7 @@ fn python_sees_the_deterministic_world() {
     let seen = |id: &str| {
         sandbox
             .evaluate(&plugin, &action(id, "test.ambient", json!({})))
+            .unwrap()
             .outcome
             .unwrap()
             .classification
@@ -247,6 +305,7 @@ fn every_evaluation_is_a_fresh_interpreter() {
     for id in ["s-1", "s-2", "s-3"] {
         let decision = sandbox
             .evaluate(&plugin, &action(id, "test.state", json!({})))
+            .unwrap()
             .outcome
             .unwrap();
         assert_eq!(
@@ -289,6 +348,7 @@ fn limits_are_set_per_plugin_by_name_or_sha256() {
         );
         let failure = sandbox
             .evaluate(&plugin, &action("l-1", "test.loop", json!({})))
+            .unwrap()
             .outcome
             .unwrap_err();
         assert_eq!(failure, PluginFailure::OutOfFuel { fuel: 30_000_000 });

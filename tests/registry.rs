@@ -11,7 +11,13 @@ async fn bound_plugins_are_stored_by_sha256_once() {
     let server = TestServer::start().await;
     let store = &server.app.gate.store;
     let stored = store.plugins().await.unwrap();
-    for name in ["db-export", "iam-change", "prod-ops", "baseline"] {
+    for name in [
+        "db-export",
+        "iam-change",
+        "prod-ops",
+        "baseline",
+        "mcp-tools",
+    ] {
         let wasm = example(name).unwrap().wasm;
         let sha = sha256_hex(wasm);
         let row = store.plugin(&sha).await.unwrap().expect("stored");
@@ -20,7 +26,7 @@ async fn bound_plugins_are_stored_by_sha256_once() {
         assert_eq!(row.registered_by, "config");
         assert!(stored.iter().any(|p| p.sha256 == sha && p.bytes.is_empty()));
     }
-    assert_eq!(stored.len(), 4);
+    assert_eq!(stored.len(), 5);
 
     let registrations = || async {
         let log = &server.app.evidence;
@@ -33,11 +39,11 @@ async fn bound_plugins_are_stored_by_sha256_once() {
             .map(|e| e.payload["sha256"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
-    assert_eq!(registrations().await.len(), 4);
+    assert_eq!(registrations().await.len(), 5);
     // A second replica binds the same plugins: nothing new is stored or recorded.
     let _replica = server.replica().await;
-    assert_eq!(registrations().await.len(), 4);
-    assert_eq!(store.plugins().await.unwrap().len(), 4);
+    assert_eq!(registrations().await.len(), 5);
+    assert_eq!(store.plugins().await.unwrap().len(), 5);
 }
 
 #[tokio::test]
@@ -270,7 +276,7 @@ async fn register_refuses_unsigned_and_wrongly_signed_plugins() {
     );
     assert_eq!(
         out.lines().filter(|l| l.contains(" unsigned ")).count(),
-        4,
+        5,
         "{out}"
     );
 }
@@ -397,11 +403,11 @@ async fn config_and_cli_bindings_land_in_one_store() {
 
     // The config file's bindings were seeded into the store.
     let seeded = store.current_bindings().await.unwrap();
-    assert_eq!(seeded.len(), 4);
+    assert_eq!(seeded.len(), 5);
     assert!(seeded
         .iter()
         .all(|b| b.source == "config" && b.changed_by == "config"));
-    assert_eq!(events(&server, EventKind::BindingChanged).await.len(), 4);
+    assert_eq!(events(&server, EventKind::BindingChanged).await.len(), 5);
 
     // A binding naming an unregistered plugin, or a bad pattern, is refused.
     let (code, out) = cli_as(&server, &admin, &["bind", "db.export", &deny]).await;
@@ -441,7 +447,7 @@ async fn config_and_cli_bindings_land_in_one_store() {
     let (code, out) = cli_as(&server, &admin, &["bind", "db.export", &deny]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("nothing changed"), "{out}");
-    assert_eq!(events(&server, EventKind::BindingChanged).await.len(), 5);
+    assert_eq!(events(&server, EventKind::BindingChanged).await.len(), 6);
 
     let changed = events(&server, EventKind::BindingChanged).await;
     let last = changed.last().unwrap();
@@ -451,7 +457,7 @@ async fn config_and_cli_bindings_land_in_one_store() {
 
     let (code, out) = cli_as(&server, &admin, &["bindings", "list"]).await;
     assert_eq!(code, 0, "{out}");
-    assert_eq!(out.lines().count(), 4, "{out}");
+    assert_eq!(out.lines().count(), 5, "{out}");
     let line = out.lines().find(|l| l.starts_with("db.export ")).unwrap();
     assert!(
         line.contains(&deny) && line.contains("admin by demo-owner@example.com"),
@@ -461,16 +467,16 @@ async fn config_and_cli_bindings_land_in_one_store() {
         out.lines()
             .filter(|l| l.contains("config by config"))
             .count()
-            == 3,
+            == 4,
         "{out}"
     );
     let (_, history) = cli_as(&server, &admin, &["bindings", "list", "--history"]).await;
-    assert_eq!(history.lines().count(), 5, "{history}");
+    assert_eq!(history.lines().count(), 6, "{history}");
 
     // A replica starting with the same (unedited) config file does not
     // revert the change; it follows the store.
     let replica = server.replica().await;
-    assert_eq!(events(&server, EventKind::BindingChanged).await.len(), 5);
+    assert_eq!(events(&server, EventKind::BindingChanged).await.len(), 6);
     let (status, _) = submit(&replica, &agent, "db.export", small_export()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
@@ -772,7 +778,7 @@ async fn the_bindings_store_and_four_eyes_work_on_sqlite() {
     .await;
     let store = &server.app.gate.store;
     assert_eq!(store.kind(), actiongate::store::StoreKind::Sqlite);
-    assert_eq!(store.current_bindings().await.unwrap().len(), 4);
+    assert_eq!(store.current_bindings().await.unwrap().len(), 5);
     let dana = server.key(KeyRole::Approver, "dana@example.com").await;
     let sam = server.key(KeyRole::Approver, "sam@example.com").await;
     let agent = server.agent("etl", "olly@example.com").await;

@@ -2,8 +2,10 @@
 //! Every hostile fixture must yield its typed failure, and the sandbox must
 //! keep working afterwards.
 
+use std::time::{Duration, Instant};
+
 use actiongate::action::Risk;
-use actiongate::sandbox::{Limits, PluginFailure, Sandbox};
+use actiongate::sandbox::{Limits, PluginFailure, Sandbox, SandboxConfig};
 use actiongate_tests::{action, component, foreach_hostile, sandbox};
 use serde_json::json;
 
@@ -26,16 +28,38 @@ fn failure_of(sandbox: &Sandbox, fixture: &str) -> PluginFailure {
         sandbox.evaluate_inline(&plugin, &action).is_none(),
         "only a decision is taken from an async worker"
     );
-    let evaluation = sandbox.evaluate(&plugin, &action);
+    let evaluation = sandbox.evaluate(&plugin, &action).expect("a free slot");
     evaluation.outcome.expect_err("a hostile plugin must fail")
 }
+
+/// `failure_of` with the time it took, which must be within the deadline
+/// (plus the epoch tick and some slack for a busy machine).
+fn timed_failure_of(sandbox: &Sandbox, fixture: &str) -> (PluginFailure, Duration) {
+    let plugin = sandbox
+        .load(&component(fixture), None)
+        .expect("fixture loads");
+    let action = action("a-1", "test.hostile", json!({}));
+    let started = Instant::now();
+    let evaluation = sandbox.evaluate(&plugin, &action).expect("a free slot");
+    let took = started.elapsed();
+    let bound = Duration::from_millis(sandbox.limits().deadline_ms) + TICK_AND_SLACK;
+    assert!(took <= bound, "{fixture} took {took:?}, over {bound:?}");
+    (
+        evaluation.outcome.expect_err("a hostile plugin must fail"),
+        took,
+    )
+}
+
+/// The epoch tick (10 ms) and room for a loaded two-core machine (the
+/// failure this guards against is a thread held for the guest's 10 s).
+const TICK_AND_SLACK: Duration = Duration::from_millis(10 + 790);
 
 /// After a hostile plugin, an honest one still evaluates on the same engine.
 fn still_works(sandbox: &Sandbox) {
     let plugin = sandbox.load(&component("db_export"), None).unwrap();
     let params = json!({"rows": 10, "tables": ["orders"], "destination": "s3://corp-analytics/x"});
     let action = action("a-2", "db.export", params);
-    let full = sandbox.evaluate(&plugin, &action);
+    let full = sandbox.evaluate(&plugin, &action).expect("a free slot");
     let inline = sandbox
         .evaluate_inline(&plugin, &action)
         .expect("db-export decides without imports, within the slice");
@@ -68,7 +92,7 @@ fn infinite_loop_with_unbounded_fuel_hits_the_deadline() {
     let sandbox = sandbox(limits);
     assert_eq!(
         failure_of(&sandbox, "hostile_infinite_loop"),
-        PluginFailure::Deadline { deadline_ms: 50 }
+        PluginFailure::deadline(50)
     );
     still_works(&sandbox);
 }
@@ -170,6 +194,7 @@ fn ambient() {
     let seen = |id: &str| {
         let decision = sandbox
             .evaluate(&plugin, &action(id, "test.ambient", json!({})))
+            .expect("a free slot")
             .outcome
             .unwrap();
         decision.classification.reasons
@@ -207,6 +232,7 @@ fn stateful() {
     for id in ["s-1", "s-2", "s-3"] {
         let decision = sandbox
             .evaluate(&plugin, &action(id, "test.state", json!({})))
+            .expect("a free slot")
             .outcome
             .unwrap();
         assert_eq!(
@@ -278,7 +304,7 @@ fn evaluations_run_in_parallel() {
                         "iam.grant",
                         json!({"principal": "x@y", "role": "roles/owner"}),
                     );
-                    let d = sandbox.evaluate(&plugin, &a).outcome.unwrap();
+                    let d = sandbox.evaluate(&plugin, &a).unwrap().outcome.unwrap();
                     assert_eq!(d.classification.risk, Risk::Critical);
                 }
             })
@@ -287,4 +313,207 @@ fn evaluations_run_in_parallel() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+/// A sleep on the frozen clock could never end: it is refused at once, as
+/// the deadline it could not beat, and names the call; it does not hold the
+/// thread for the 10 s the guest asked for.
+#[test]
+fn sleep() {
+    let sandbox = sandbox(Limits::default());
+    let (failure, took) = timed_failure_of(&sandbox, "hostile_sleep");
+    match &failure {
+        PluginFailure::Deadline {
+            deadline_ms: 200,
+            waited_in: Some(call),
+        } => assert!(call.starts_with("wasi:io/poll."), "{call}"),
+        other => panic!("expected a refused wait, got {other:?}"),
+    }
+    assert!(
+        took < Duration::from_millis(200),
+        "refused at once, not at the deadline: {took:?}"
+    );
+    assert!(failure.to_string().contains("frozen clock"), "{failure}");
+    still_works(&sandbox);
+}
+
+/// Polling in a loop returns at once every time (a zero timeout is due, a
+/// later one never is, stdout is always writable); on the frozen clock the
+/// loop never ends by itself, so fuel or the deadline ends it, in time.
+#[test]
+fn poll_loop() {
+    let sandbox = sandbox(Limits::default());
+    let (failure, _) = timed_failure_of(&sandbox, "hostile_poll_loop");
+    assert!(
+        matches!(
+            failure,
+            PluginFailure::OutOfFuel { .. }
+                | PluginFailure::Deadline {
+                    waited_in: None,
+                    ..
+                }
+        ),
+        "{failure:?}"
+    );
+    still_works(&sandbox);
+}
+
+#[test]
+fn poll_loop_with_unbounded_fuel_hits_the_deadline() {
+    let sandbox = sandbox(Limits {
+        fuel: u64::MAX / 4,
+        deadline_ms: 50,
+        ..Limits::default()
+    });
+    let (failure, _) = timed_failure_of(&sandbox, "hostile_poll_loop");
+    assert_eq!(failure, PluginFailure::deadline(50));
+    still_works(&sandbox);
+}
+
+/// Writing 64 KiB chunks to stdout and stderr without end: the streams are
+/// sinks that never block or fill, so fuel or the deadline ends it, in time.
+#[test]
+fn output_flood() {
+    let sandbox = sandbox(Limits::default());
+    let (failure, _) = timed_failure_of(&sandbox, "hostile_output_flood");
+    assert!(
+        matches!(
+            failure,
+            PluginFailure::OutOfFuel { .. }
+                | PluginFailure::Deadline {
+                    waited_in: None,
+                    ..
+                }
+        ),
+        "{failure:?}"
+    );
+    still_works(&sandbox);
+}
+
+#[test]
+fn output_flood_with_unbounded_fuel_hits_the_deadline() {
+    let sandbox = sandbox(Limits {
+        fuel: u64::MAX / 4,
+        deadline_ms: 50,
+        ..Limits::default()
+    });
+    let (failure, _) = timed_failure_of(&sandbox, "hostile_output_flood");
+    assert_eq!(failure, PluginFailure::deadline(50));
+    still_works(&sandbox);
+}
+
+fn refused_contract(fixture: &str, version: &str, why: &str) {
+    let sandbox = sandbox(Limits::default());
+    match sandbox.load(&component(fixture), None) {
+        Err(PluginFailure::Load { reason }) => {
+            assert!(reason.contains("contract version mismatch"), "{reason}");
+            assert!(
+                reason.contains(&format!("actiongate:policy@{version}")),
+                "names the plugin's version: {reason}"
+            );
+            assert!(
+                reason.contains("actiongate:policy@0.1.0"),
+                "names the host's version: {reason}"
+            );
+            assert!(reason.contains(why), "{reason}");
+            assert!(!reason.contains("forbidden import"), "{reason}");
+        }
+        Err(other) => panic!("expected a load failure, got {other:?}"),
+        Ok(_) => panic!("a plugin built against {version} must not load"),
+    }
+    let inspection = sandbox.inspect(&component(fixture));
+    assert_eq!(inspection.wit_version.as_deref(), Some(version));
+    assert!(inspection.failure.is_some());
+    still_works(&sandbox);
+}
+
+#[test]
+fn contract_newer_minor() {
+    refused_contract(
+        "hostile_contract_newer_minor",
+        "0.1.1",
+        "newer than the host's",
+    );
+}
+
+#[test]
+fn contract_next_major() {
+    refused_contract(
+        "hostile_contract_next_major",
+        "0.2.0",
+        "another major version",
+    );
+}
+
+fn sandbox_with(max_instances: u32, plugin_share: u32, slot_wait_ms: u64) -> Sandbox {
+    Sandbox::new(SandboxConfig {
+        max_instances,
+        plugin_share: Some(plugin_share),
+        slot_wait_ms,
+        cache_dir: Some(actiongate_tests::cache_dir()),
+        ..SandboxConfig::default()
+    })
+    .expect("sandbox starts")
+}
+
+/// A plugin holding its whole share makes its next evaluation wait, then
+/// answer `Busy` (the host's state, with nothing decided), never a failure
+/// of the plugin; another plugin meanwhile decides at once.
+#[test]
+fn a_plugin_at_its_share_waits_then_is_busy_while_others_decide() {
+    let sandbox = sandbox_with(8, 2, 100);
+    let flooded = sandbox.load(&component("iam_change"), None).unwrap();
+    let held = [
+        sandbox.try_slot(&flooded).unwrap(),
+        sandbox.try_slot(&flooded).unwrap(),
+    ];
+    assert!(sandbox.try_slot(&flooded).is_none(), "two is its share");
+    let a = action(
+        "c-1",
+        "iam.grant",
+        json!({"principal": "x@y", "role": "roles/owner"}),
+    );
+    assert!(
+        sandbox.evaluate_inline(&flooded, &a).is_none(),
+        "a plugin with its share full of slow evaluations gets no quick one"
+    );
+    let started = Instant::now();
+    let busy = sandbox
+        .evaluate(&flooded, &a)
+        .expect_err("no slot came free");
+    assert!(started.elapsed() >= Duration::from_millis(100), "it waited");
+    assert_eq!(
+        (busy.plugin.as_str(), busy.share, busy.total),
+        (flooded.sha256.as_str(), 2, 8)
+    );
+    assert!(busy.to_string().contains("busy"), "{busy}");
+    still_works(&sandbox);
+    drop(held);
+    assert!(
+        sandbox.evaluate(&flooded, &a).unwrap().outcome.is_ok(),
+        "slots come back"
+    );
+}
+
+/// A slot freed while an evaluation waits is taken by it: the wait is
+/// bounded, not a refusal at first sight.
+#[test]
+fn a_waiting_evaluation_takes_a_slot_freed_in_time() {
+    let sandbox = std::sync::Arc::new(sandbox_with(4, 1, 5_000));
+    let plugin = sandbox.load(&component("iam_change"), None).unwrap();
+    let held = sandbox.try_slot(&plugin).unwrap();
+    let waiter = {
+        let (sandbox, plugin) = (sandbox.clone(), plugin.clone());
+        std::thread::spawn(move || {
+            let a = action(
+                "w-1",
+                "iam.grant",
+                json!({"principal": "x@y", "role": "roles/owner"}),
+            );
+            sandbox.evaluate(&plugin, &a).map(|e| e.outcome.is_ok())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    drop(held);
+    assert_eq!(waiter.join().unwrap(), Ok(true));
 }

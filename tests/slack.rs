@@ -271,6 +271,7 @@ fn notification(kind: NotificationKind, at_secs: i64) -> Notification {
             escalated: false,
             modifiable_params: vec![],
             reviews: vec![],
+            step_up: None,
         },
         review: (kind != NotificationKind::Pending).then(|| ReviewEntry {
             approver: "dana@example.com".into(),

@@ -133,6 +133,7 @@ fn notification(id: &str) -> Notification {
             escalated: false,
             modifiable_params: vec![],
             reviews: vec![],
+            step_up: None,
         },
         review: None,
         occurred_at: at,

@@ -162,6 +162,9 @@ fn sandbox() -> Arc<Sandbox> {
     Arc::new(
         Sandbox::new(SandboxConfig {
             limits: Limits::default(),
+            // The throughput rounds run one plugin on several threads; the
+            // service's per-plugin share (half the CPUs) would serialize them.
+            plugin_share: Some(64),
             ..SandboxConfig::default()
         })
         .unwrap(),
@@ -173,7 +176,15 @@ fn criterion_benches(c: &mut Criterion, sandbox: &Sandbox, plugin: &Plugin) {
     let params = input.params.to_string();
     let mut group = c.benchmark_group("db-export");
     group.bench_function("sandbox (fresh instance, classify + route)", |b| {
-        b.iter(|| black_box(sandbox.evaluate(plugin, black_box(&input)).outcome.unwrap()))
+        b.iter(|| {
+            black_box(
+                sandbox
+                    .evaluate(plugin, black_box(&input))
+                    .expect("a free slot")
+                    .outcome
+                    .unwrap(),
+            )
+        })
     });
     group.bench_function("native (same rules, same JSON input)", |b| {
         b.iter(|| black_box(native::evaluate(black_box(&params)).unwrap()))
@@ -196,7 +207,11 @@ fn check_same_rules(sandbox: &Sandbox, plugin: &Plugin) {
     for params in cases {
         let mut input = action(0);
         input.params = params;
-        let decision = sandbox.evaluate(plugin, &input).outcome.unwrap();
+        let decision = sandbox
+            .evaluate(plugin, &input)
+            .expect("a free slot")
+            .outcome
+            .unwrap();
         let native = native::evaluate(&input.params.to_string()).unwrap();
         assert_eq!(
             (decision.classification, decision.route),
@@ -270,6 +285,7 @@ fn main() {
         black_box(
             sandbox
                 .evaluate(&plugin, &actions[i as usize])
+                .expect("a free slot")
                 .outcome
                 .unwrap(),
         );
@@ -295,7 +311,13 @@ fn main() {
                 )
                 .unwrap();
             let (t50, t99) = time_each(N / 2, |i| {
-                black_box(tuned.evaluate(&p, &actions[i as usize]).outcome.unwrap());
+                black_box(
+                    tuned
+                        .evaluate(&p, &actions[i as usize])
+                        .expect("a free slot")
+                        .outcome
+                        .unwrap(),
+                );
             });
             println!(
                 "  keep_resident {kb:>5} KiB: p50 {:>8.2} us   p99 {:>8.2} us",
@@ -310,7 +332,13 @@ fn main() {
     let evaluate: Arc<dyn Fn(u64) + Send + Sync> = {
         let (sandbox, plugin) = (sandbox.clone(), plugin.clone());
         Arc::new(move |i| {
-            black_box(sandbox.evaluate(&plugin, &action(i)).outcome.unwrap());
+            black_box(
+                sandbox
+                    .evaluate(&plugin, &action(i))
+                    .expect("a free slot")
+                    .outcome
+                    .unwrap(),
+            );
         })
     };
     let native: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(|i| {
@@ -423,8 +451,12 @@ mod python {
         let rust = sandbox.load(rust_bytes, None).unwrap();
         for i in 0..50 {
             let (a, b) = (
-                sandbox.evaluate(&py, &action(i)).outcome.unwrap(),
-                sandbox.evaluate(&rust, &action(i)).outcome.unwrap(),
+                sandbox.evaluate(&py, &action(i)).unwrap().outcome.unwrap(),
+                sandbox
+                    .evaluate(&rust, &action(i))
+                    .unwrap()
+                    .outcome
+                    .unwrap(),
             );
             assert_eq!(a, b, "the Python and Rust db-export decide alike");
         }
@@ -438,11 +470,11 @@ mod python {
         // One of each, alternating, so both sides see the same machine.
         for a in &actions {
             let t = Instant::now();
-            let e = sandbox.evaluate(&py, a);
+            let e = sandbox.evaluate(&py, a).unwrap();
             py_samples.push(t.elapsed());
             fuel.0 = e.fuel_used;
             let t = Instant::now();
-            let e = sandbox.evaluate(&rust, a);
+            let e = sandbox.evaluate(&rust, a).unwrap();
             rust_samples.push(t.elapsed());
             fuel.1 = e.fuel_used;
         }

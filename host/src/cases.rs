@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::action::{Action, Principal, Risk, Route};
+use crate::directory::Directory;
 use crate::sandbox::{PluginFailure, Sandbox};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,9 @@ pub enum CaseFileError {
     Empty,
     #[error("case {case:?}: {problem}")]
     Case { case: String, problem: String },
+    /// The sandbox had no free slot: no case was decided.
+    #[error(transparent)]
+    Busy(#[from] crate::sandbox::Busy),
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,11 +90,14 @@ impl CaseResult {
     }
 }
 
-/// Runs every case in `cases_toml` against the component `wasm`.
+/// Runs every case in `cases_toml` against the component `wasm`, as the
+/// service would: on a blocking thread, in the same sandbox, with routes
+/// checked against `directory` when there is one.
 pub fn run(
     sandbox: &Sandbox,
     wasm: &[u8],
     cases_toml: &str,
+    directory: Option<&Directory>,
 ) -> Result<Vec<CaseResult>, CaseFileError> {
     let file: CaseFile = toml::from_str(cases_toml)?;
     if file.cases.is_empty() {
@@ -106,9 +113,10 @@ pub fn run(
             }
         })?;
         let outcome = match &plugin {
-            Ok(plugin) => sandbox.evaluate(plugin, &action).outcome,
+            Ok(plugin) => sandbox.evaluate(plugin, &action)?.outcome,
             Err(failure) => Err(failure.clone()),
         };
+        let outcome = crate::route_check::checked(outcome, directory);
         results.push(CaseResult {
             name: case.name.clone(),
             diffs: compare(&case.expect, &outcome),

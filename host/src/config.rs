@@ -51,6 +51,10 @@ pub struct Config {
     pub inbox: Option<crate::inbox::InboxConfig>,
     /// What approvers are shown: the one redaction rule set (`[approvals]`).
     pub approvals: crate::approvals::ApprovalsConfig,
+    /// Passkey step-up for the riskiest approvals (`[step_up]`); off when absent.
+    pub step_up: Option<crate::stepup::StepUpConfig>,
+    /// The MCP gateway (`[mcp]`, `[[mcp.upstreams]]`); off without upstreams.
+    pub mcp: crate::mcp::McpConfig,
 }
 
 /// `[notify]`: outgoing announcements.
@@ -90,6 +94,8 @@ impl Default for Config {
             slack: None,
             inbox: None,
             approvals: crate::approvals::ApprovalsConfig::default(),
+            step_up: None,
+            mcp: Default::default(),
         }
     }
 }

@@ -9,7 +9,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, ApprovalRoute, Classification, KindError, KindPattern, Risk, Route};
-use crate::sandbox::{Decision, Evaluation, Limits, Plugin, PluginFailure, Sandbox, WIT_VERSION};
+use crate::directory::Directory;
+use crate::sandbox::{
+    Busy, Decision, Evaluation, Limits, Plugin, PluginFailure, Sandbox, WIT_VERSION,
+};
 
 /// One binding: action kinds matching `pattern` go to the plugin `sha256`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +85,9 @@ pub enum BindingError {
 pub struct Evaluator {
     sandbox: Arc<Sandbox>,
     fail_closed: FailClosed,
+    /// Routes are checked against it (`route_check`); without one they are
+    /// taken as the plugin gave them (offline tools with no config).
+    directory: Option<Arc<Directory>>,
     plugins: RwLock<HashMap<String, Arc<Plugin>>>,
     bindings: RwLock<Vec<(Binding, globset::GlobMatcher)>>,
 }
@@ -91,9 +97,21 @@ impl Evaluator {
         Evaluator {
             sandbox,
             fail_closed,
+            directory: None,
             plugins: RwLock::new(HashMap::new()),
             bindings: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Checks every route against `directory`: one nobody in it can answer
+    /// is an invalid output, and fails closed.
+    pub fn with_directory(mut self, directory: Arc<Directory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    pub fn directory(&self) -> Option<&Arc<Directory>> {
+        self.directory.as_ref()
     }
 
     pub fn sandbox(&self) -> &Arc<Sandbox> {
@@ -169,21 +187,22 @@ impl Evaluator {
             .map(|(b, _)| b.clone())
     }
 
-    /// Decides `action`. Never fails: a missing or failing plugin yields the
-    /// fail-closed route with the failure attached.
-    pub fn evaluate(&self, action: &Action) -> Verdict {
-        self.evaluate_bound(action).0
+    /// Decides `action`. A missing or failing plugin yields the fail-closed
+    /// route with the failure attached; only a busy host (no instance slot
+    /// came free in time) decides nothing.
+    pub fn evaluate(&self, action: &Action) -> Result<Verdict, Busy> {
+        Ok(self.evaluate_bound(action)?.0)
     }
 
     /// Decides `action` like `evaluate`, and also returns the shadow plugin
     /// of the binding that decided, if it has one (loaded).
-    pub fn evaluate_bound(&self, action: &Action) -> (Verdict, Option<Arc<Plugin>>) {
+    pub fn evaluate_bound(&self, action: &Action) -> Result<(Verdict, Option<Arc<Plugin>>), Busy> {
         let (plugin, shadow) = self.bound(action);
         let verdict = match plugin {
-            Ok(plugin) => self.evaluate_with(&plugin, action),
+            Ok(plugin) => self.evaluate_with(&plugin, action)?,
             Err(failure) => self.fail_closed(None, failure, 0, Duration::ZERO),
         };
-        (verdict, shadow)
+        Ok((verdict, shadow))
     }
 
     /// `evaluate_bound` for an async worker (`Sandbox::evaluate_inline`):
@@ -219,11 +238,14 @@ impl Evaluator {
     }
 
     /// Decides `action` with a given plugin (shadows, replay, backtests).
-    pub fn evaluate_with(&self, plugin: &Plugin, action: &Action) -> Verdict {
-        self.verdict(plugin, action, self.sandbox.evaluate(plugin, action))
+    pub fn evaluate_with(&self, plugin: &Plugin, action: &Action) -> Result<Verdict, Busy> {
+        let evaluation = self.sandbox.evaluate(plugin, action)?;
+        Ok(self.verdict(plugin, action, evaluation))
     }
 
-    fn verdict(&self, plugin: &Plugin, action: &Action, evaluation: Evaluation) -> Verdict {
+    fn verdict(&self, plugin: &Plugin, action: &Action, mut evaluation: Evaluation) -> Verdict {
+        evaluation.outcome =
+            crate::route_check::checked(evaluation.outcome, self.directory.as_deref());
         let plugin_ref = PluginRef {
             sha256: plugin.sha256.clone(),
             name: plugin.info.name.clone(),

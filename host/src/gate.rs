@@ -153,6 +153,9 @@ pub enum GateError {
         state: &'static str,
         what: &'static str,
     },
+    /// No sandbox slot came free in time: nothing was decided or recorded.
+    #[error(transparent)]
+    Busy(#[from] crate::sandbox::Busy),
 }
 
 impl GateError {
@@ -188,6 +191,8 @@ pub struct Gate {
     pub inbox_url: Option<String>,
     /// What no channel shows of params and context (`[approvals]`).
     pub redaction: crate::approvals::Redaction,
+    /// Passkey step-up, when `[step_up]` is configured.
+    pub step_up: Option<Arc<crate::stepup::StepUp>>,
 }
 
 /// Action kinds only the host makes (`actiongate.bind`).
@@ -248,7 +253,7 @@ impl Gate {
                 let evaluated = action.clone();
                 tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&evaluated))
                     .await
-                    .expect("evaluation never panics: failures are values")
+                    .expect("evaluation never panics: failures are values")?
             }
         };
         self.metrics.evaluated(&verdict);

@@ -44,7 +44,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     );
     let sandbox =
         Arc::new(Sandbox::new(config.sandbox.clone()).context("starting the plugin sandbox")?);
-    let evaluator = Arc::new(Evaluator::new(sandbox, config.fail_closed.clone()));
+    let directory =
+        Arc::new(Directory::from_config(&config.directory).context("checking [directory]")?);
+    let evaluator = Arc::new(
+        Evaluator::new(sandbox, config.fail_closed.clone()).with_directory(directory.clone()),
+    );
     let mut seeds = Vec::with_capacity(config.bindings.len());
     for binding in &config.bindings {
         seeds.push(
@@ -73,8 +77,6 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     if let Store::Postgres(pool, ..) = &store {
         waiters.listen_postgres(pool.clone());
     }
-    let directory =
-        Arc::new(Directory::from_config(&config.directory).context("checking [directory]")?);
     let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
     for hook in &config.notify.webhooks {
         let webhook =
@@ -102,6 +104,12 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     if let Some(slack) = &slack {
         notifiers.push(slack.notifier());
     }
+    let step_up = config
+        .step_up
+        .clone()
+        .map(|c| crate::stepup::StepUp::new(c, store.clone()).map(Arc::new))
+        .transpose()
+        .context("checking [step_up]")?;
     let inbox = config
         .inbox
         .as_ref()
@@ -109,6 +117,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .transpose()
         .context("checking [inbox]")?;
     let gate = Arc::new(Gate {
+        step_up,
         store,
         directory,
         notifiers,
@@ -135,6 +144,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         Duration::from_millis(config.sweep_interval_ms.max(10)),
     );
     let slack = slack.map(|s| Arc::new(s.start(gate.clone())));
+    let mcp = crate::mcp::Gateway::new(gate.clone(), &config.mcp).context("checking [mcp]")?;
     Ok(Arc::new(AppState {
         gate,
         evidence,
@@ -143,6 +153,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         admission,
         submitters: Default::default(),
         inbox,
+        mcp,
     }))
 }
 
@@ -166,7 +177,7 @@ async fn admit_config_binding(
     };
     let example = |name: &str| {
         crate::examples::example(name).with_context(|| {
-            format!("no example plugin named {name:?} (examples: db-export, iam-change, prod-ops, baseline)")
+            format!("no example plugin named {name:?} (examples: db-export, iam-change, prod-ops, baseline, mcp-tools)")
         })
     };
     let sha256 = match (&b.plugin, &b.path, &b.sha256) {

@@ -74,6 +74,15 @@ impl Shadows {
         let verdict = tokio::task::spawn_blocking(move || evaluator.evaluate_with(&plugin, &input))
             .await
             .expect("evaluation never panics: failures are values");
+        let verdict = match verdict {
+            Ok(verdict) => verdict,
+            Err(busy) => {
+                // A shadow is never enforced: when the sandbox is busy it
+                // yields to live evaluations and is not recorded.
+                tracing::warn!(action_id = %action.id, error = %busy, "shadow evaluation skipped");
+                return Ok(());
+            }
+        };
         // The `evaluated` payload, so a diff compares like with like.
         let mut payload = evaluation_payload(&action, &verdict);
         if let Some(failure) = &verdict.failure {

@@ -86,6 +86,10 @@ impl TestServer {
             .expect("service starts");
         let addr = listener.local_addr().unwrap();
         let router = actiongate::api::router(app.clone());
+        // As `serve` does: no Nagle delay on streamed answers.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });

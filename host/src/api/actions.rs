@@ -31,7 +31,7 @@ pub const MAX_WAIT_SECONDS: u64 = 60;
         (status = 400, description = "Malformed request (problem+json)"),
         (status = 401, description = "Missing or revoked key (problem+json)"),
         (status = 409, description = "Idempotency key reused with another body (problem+json)"),
-        (status = 503, description = "Evidence could not be committed; nothing allowed (problem+json)"),
+        (status = 503, description = "Evidence could not be committed, or the policy sandbox is busy (type urn:actiongate:problem:busy); nothing decided or allowed (problem+json)"),
     ),
     security(("bearer" = []))
 )]

@@ -90,6 +90,11 @@ pub struct ReviewRequest {
     pub params: Option<serde_json::Value>,
     /// The action digest the reviewer saw; refused (409 `stale`) if it changed since.
     pub digest: Option<String>,
+    /// For step-up actions, required to approve or modify: the challenge id
+    /// from `POST /v1/approvals/{id}/step-up` and the passkey's assertion
+    /// (`PublicKeyCredential` JSON).
+    #[schema(value_type = Option<Object>)]
+    pub step_up: Option<crate::stepup::StepUpAssertion>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -118,7 +123,7 @@ pub async fn review(
 ) -> Result<Json<ReviewAnswer>, Problem> {
     let outcome = app
         .gate
-        .review(
+        .review_with_step_up(
             &me,
             &id,
             body.decision,
@@ -126,6 +131,7 @@ pub async fn review(
             body.params,
             body.digest.as_deref(),
             "api",
+            body.step_up.as_ref(),
         )
         .await
         .map_err(review_problem)?;
@@ -160,6 +166,7 @@ pub fn review_problem(e: ReviewError) -> Problem {
                 refusal.to_string(),
             )
         }
+        ReviewError::StepUp(e) => e.into(),
         ReviewError::Gate(e) => e.into(),
     }
 }

@@ -127,6 +127,15 @@ impl From<GateError> for Problem {
             return Problem::unavailable("the database is unavailable; retry later");
         }
         match &e {
+            GateError::Busy(busy) => {
+                tracing::warn!(plugin = %busy.plugin, waited_ms = busy.waited_ms, "sandbox busy; nothing decided");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "The policy sandbox is busy; nothing was decided",
+                    e.to_string(),
+                )
+            }
             GateError::IdempotencyConflict(_) => Problem::new(
                 StatusCode::CONFLICT,
                 "idempotency-conflict",
@@ -165,6 +174,42 @@ impl From<GateError> for Problem {
                 )
             }
         }
+    }
+}
+
+impl From<crate::stepup::StepUpError> for Problem {
+    fn from(e: crate::stepup::StepUpError) -> Self {
+        use crate::stepup::StepUpError as E;
+        if let E::Store(_) = e {
+            return crate::gate::GateError::from(e.into_store()).into();
+        }
+        let status = match &e {
+            E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            E::NotConfigured | E::NoSuchPasskey(_) => StatusCode::NOT_FOUND,
+            E::AlreadyRegistered => StatusCode::CONFLICT,
+            E::UnknownRegistration | E::RegistrationInvalid(_) => StatusCode::BAD_REQUEST,
+            E::Config(_) => {
+                tracing::error!(error = %e, "step-up misconfigured");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            E::Required { .. }
+            | E::NoPasskey
+            | E::UnknownChallenge
+            | E::Expired
+            | E::WrongAction { .. }
+            | E::Invalid(_)
+            | E::NotVerified => StatusCode::FORBIDDEN,
+        };
+        let title = match &e {
+            E::Required { .. } => "This approval needs a passkey step-up",
+            E::NoPasskey => "No passkey registered for step-up",
+            E::NotVerified => "The authenticator did not verify the user",
+            E::UnknownRegistration | E::RegistrationInvalid(_) | E::AlreadyRegistered => {
+                "The passkey registration was refused"
+            }
+            _ => "The passkey step-up was refused",
+        };
+        Problem::new(status, e.code(), title, e.to_string())
     }
 }
 

@@ -8,15 +8,17 @@ mod auth;
 mod error;
 mod openapi;
 mod ops;
+mod passkeys;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use utoipa::OpenApi;
 
 pub use approvals::review_problem;
+pub use auth::Submitter;
 pub use error::Problem;
 use openapi::ProblemResponses;
 
@@ -40,6 +42,8 @@ pub struct AppState {
     pub submitters: auth::Submitters,
     /// The approver web inbox, when `[inbox]` is configured.
     pub inbox: Option<Arc<crate::inbox::Inbox>>,
+    /// The MCP gateway at `/mcp`, when `[[mcp.upstreams]]` are configured.
+    pub mcp: Option<Arc<crate::mcp::Gateway>>,
 }
 
 pub type App = Arc<AppState>;
@@ -47,7 +51,7 @@ pub type App = Arc<AppState>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "actiongate", description = "Human approval in front of AI agents' privileged actions."),
-    paths(actions::submit, actions::get_action, actions::events, actions::outcome, approvals::list, approvals::detail, approvals::review, admin::list_bindings, admin::bind, admin::list_plugins, admin::register, ops::keys, ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+    paths(actions::submit, actions::get_action, actions::events, actions::outcome, approvals::list, approvals::detail, approvals::review, passkeys::challenge, passkeys::registration_start, passkeys::registration_finish, passkeys::list, passkeys::remove, admin::list_bindings, admin::bind, admin::list_plugins, admin::register, ops::keys, ops::healthz, ops::readyz, ops::metrics, ops::openapi,
         crate::evidence::http::checkpoint, crate::evidence::http::inclusion, crate::evidence::http::consistency, crate::evidence::http::entries,
         crate::chat::slack::interactivity::interactivity, crate::chat::teams::invoke::messages),
     components(schemas(openapi::ProblemDoc)),
@@ -76,6 +80,10 @@ pub fn router(app: App) -> Router {
     let teams_routes = crate::chat::teams::invoke::router(&app);
     let slack_routes = crate::chat::slack::routes(app.slack.as_deref());
     let inbox_routes = crate::inbox::routes(&app);
+    let mcp_routes = match &app.mcp {
+        Some(gateway) => crate::mcp::front::routes(&app, gateway.clone()),
+        None => Router::new(),
+    };
     Router::new()
         .route("/v1/actions", post(actions::submit))
         .route("/v1/actions/{id}", get(actions::get_action))
@@ -84,6 +92,16 @@ pub fn router(app: App) -> Router {
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}", get(approvals::detail))
         .route("/v1/approvals/{id}/reviews", post(approvals::review))
+        .route("/v1/approvals/{id}/step-up", post(passkeys::challenge))
+        .route(
+            "/v1/passkeys",
+            get(passkeys::list).post(passkeys::registration_finish),
+        )
+        .route(
+            "/v1/passkeys/registration",
+            post(passkeys::registration_start),
+        )
+        .route("/v1/passkeys/{id}", delete(passkeys::remove))
         .route(
             "/v1/admin/bindings",
             get(admin::list_bindings).post(admin::bind),
@@ -103,6 +121,7 @@ pub fn router(app: App) -> Router {
         .merge(log_routes)
         .merge(teams_routes)
         .merge(slack_routes)
+        .merge(mcp_routes)
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(error::problem_for_every_error))

@@ -24,6 +24,9 @@ pub enum ReviewError {
     /// An approval rule refused it; the message speaks to the reviewer.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The action needs a passkey step-up that is missing or refused.
+    #[error(transparent)]
+    StepUp(#[from] crate::stepup::StepUpError),
     #[error(transparent)]
     Gate(#[from] GateError),
 }
@@ -58,6 +61,34 @@ impl Gate {
         seen_digest: Option<&str>,
         channel: &str,
     ) -> Result<ReviewOutcome, ReviewError> {
+        self.review_with_step_up(
+            approver,
+            action_id,
+            decision,
+            reason,
+            params,
+            seen_digest,
+            channel,
+            None,
+        )
+        .await
+    }
+
+    /// `review`, with the passkey assertion a step-up action's approval
+    /// (or modify) must carry. Channels that cannot carry one (chat) call
+    /// `review`, and their approvals of step-up actions are refused here.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn review_with_step_up(
+        &self,
+        approver: &ApproverId,
+        action_id: &str,
+        decision: Decision,
+        reason: Option<String>,
+        params: Option<serde_json::Value>,
+        seen_digest: Option<&str>,
+        channel: &str,
+        step_up: Option<&crate::stepup::StepUpAssertion>,
+    ) -> Result<ReviewOutcome, ReviewError> {
         let reason = reason
             .map(|r| r.trim().to_string())
             .filter(|r| !r.is_empty());
@@ -87,6 +118,11 @@ impl Gate {
             .directory
             .person(approver)
             .expect("check() found the approver");
+        // After the rules, so a review they refuse spends no challenge.
+        let mut step_up_required = self.step_up_in_force(&action, &verdict).await?;
+        let proof = self
+            .step_up_proof(approver, &row, decision, step_up_required, step_up)
+            .await?;
         let action_uuid = uuid_of(&row.id)?;
         let human = Actor {
             kind: ActorKind::Human,
@@ -120,13 +156,31 @@ impl Gate {
                 let (new_verdict, new_shadow) =
                     tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&input))
                         .await
-                        .expect("evaluation never panics");
+                        .expect("evaluation never panics")
+                        .map_err(GateError::from)?;
                 shadow = new_shadow;
                 self.metrics.evaluated(&new_verdict);
                 let digest = modified.digest();
                 change.action =
                     Some(serde_json::to_string(&modified).expect("an action serializes"));
                 change.digest = Some(digest.clone());
+                // A modify never lowers the bar: if the new version needs
+                // step-up, the modifier's approval of it needs a proof too.
+                if let Some(su) = &self.step_up {
+                    if su
+                        .config
+                        .applies(&modified.kind, new_verdict.classification.risk)
+                    {
+                        step_up_required = true;
+                        if proof.is_none() {
+                            return Err(crate::stepup::StepUpError::Required {
+                                action_id: row.id.clone(),
+                                link: su.config.inbox_link(&row.id),
+                            }
+                            .into());
+                        }
+                    }
+                }
                 (modified, new_verdict, digest)
             }
         };
@@ -149,6 +203,14 @@ impl Gate {
         if let (Decision::Modify, Some(route)) = (decision, &in_force) {
             // Why the quorum is what it is after the modify, on record.
             reviewed["route_in_force"] = serde_json::json!(route);
+        }
+        // Written only where step-up is in force, so other stories read
+        // as before; the story rules check the proof against the digest.
+        if step_up_required {
+            reviewed["step_up_required"] = serde_json::Value::Bool(true);
+        }
+        if let Some(proof) = &proof {
+            reviewed["step_up"] = serde_json::to_value(proof).expect("a proof serializes");
         }
         events.push(event(
             EventKind::Reviewed,
@@ -320,6 +382,78 @@ impl Gate {
     }
 
     /// The stored action, parsed, with the rules' view of it.
+    /// The verified step-up proof an approval or modify of this action
+    /// needs, or `None` when it needs none (a deny never does).
+    async fn step_up_proof(
+        &self,
+        approver: &ApproverId,
+        row: &ActionRow,
+        decision: Decision,
+        in_force: bool,
+        assertion: Option<&crate::stepup::StepUpAssertion>,
+    ) -> Result<Option<crate::stepup::StepUpProof>, ReviewError> {
+        let Some(su) = &self.step_up else {
+            return Ok(None);
+        };
+        if decision == Decision::Deny {
+            return Ok(None);
+        }
+        match assertion {
+            Some(a) => Ok(Some(su.verify(approver, &row.id, &row.digest, a).await?)),
+            None if in_force => Err(crate::stepup::StepUpError::Required {
+                action_id: row.id.clone(),
+                link: su.config.inbox_link(&row.id),
+            }
+            .into()),
+            None => Ok(None),
+        }
+    }
+
+    /// A step-up challenge for `approver` bound to the current version of
+    /// the pending action `action_id`.
+    pub async fn step_up_challenge(
+        &self,
+        approver: &ApproverId,
+        action_id: &str,
+    ) -> Result<crate::stepup::StepUpChallenge, ReviewError> {
+        let su = self
+            .step_up
+            .as_ref()
+            .ok_or(crate::stepup::StepUpError::NotConfigured)?;
+        let (row, _, _, request) = self.snapshot(action_id).await?;
+        if request.state != RequestState::Pending {
+            return Err(GateError::WrongState {
+                state: request.state.as_str(),
+                what: "no step-up challenge is issued",
+            }
+            .into());
+        }
+        Ok(su.challenge(approver, &row.id, &row.digest).await?)
+    }
+
+    /// Whether approving needs a passkey step-up: the rule applies to the
+    /// version as it stands, or applied to an earlier one (a modify never
+    /// lowers the bar; the evidence says whether step-up was in force).
+    pub(crate) async fn step_up_in_force(
+        &self,
+        action: &Action,
+        verdict: &Verdict,
+    ) -> Result<bool, GateError> {
+        let Some(su) = &self.step_up else {
+            return Ok(false);
+        };
+        if su.config.applies(&action.kind, verdict.classification.risk) {
+            return Ok(true);
+        }
+        let Ok(id) = uuid_of(&action.id) else {
+            return Ok(false);
+        };
+        Ok(self.evidence.events_for_action(id).await?.iter().any(|e| {
+            e.kind == EventKind::Reviewed
+                && e.payload.get("step_up_required") == Some(&serde_json::Value::Bool(true))
+        }))
+    }
+
     async fn snapshot(
         &self,
         action_id: &str,
@@ -398,16 +532,28 @@ impl Gate {
         })
     }
 
+    /// The one approval summary, with where to give a step-up approval
+    /// when the step-up rule applies.
+    async fn summarize(
+        &self,
+        action: &Action,
+        verdict: &Verdict,
+        request: &Request,
+    ) -> Result<ApprovalSummary, GateError> {
+        let mut summary =
+            ApprovalSummary::build(action, verdict, request, &self.directory, &self.redaction);
+        if let Some(su) = &self.step_up {
+            if self.step_up_in_force(action, verdict).await? {
+                summary.approval.step_up = Some(su.config.inbox_link(&action.id));
+            }
+        }
+        Ok(summary)
+    }
+
     /// The action as every channel shows it now: the one approval summary.
     pub async fn summary(&self, action_id: &str) -> Result<ApprovalSummary, GateError> {
         let (_, action, verdict, request) = self.snapshot(action_id).await?;
-        Ok(ApprovalSummary::build(
-            &action,
-            &verdict,
-            &request,
-            &self.directory,
-            &self.redaction,
-        ))
+        self.summarize(&action, &verdict, &request).await
     }
 
     /// The action as a card shows it now.
@@ -435,13 +581,7 @@ impl Gate {
             let (action, verdict) = parse_row(&row)?;
             let request = self.request_of(&row, &action, &verdict).await?;
             if may_review(&self.directory, &request, approver, now) {
-                out.push(ApprovalSummary::build(
-                    &action,
-                    &verdict,
-                    &request,
-                    &self.directory,
-                    &self.redaction,
-                ));
+                out.push(self.summarize(&action, &verdict, &request).await?);
             }
         }
         Ok(out)
@@ -460,13 +600,7 @@ impl Gate {
                 "{action_id} (or it is not pending for you)"
             )));
         }
-        Ok(ApprovalSummary::build(
-            &action,
-            &verdict,
-            &request,
-            &self.directory,
-            &self.redaction,
-        ))
+        self.summarize(&action, &verdict, &request).await
     }
 
     /// Sends `notification` to every notifier, off the request path. A

@@ -208,6 +208,10 @@ pub struct ApprovalState {
     /// Every review so far, oldest first, those of earlier versions included.
     #[serde(default)]
     pub reviews: Vec<ReviewEntry>,
+    /// When approving needs a passkey step-up: the inbox page where it is
+    /// given. Chat cards link there instead of offering an approve button.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<String>,
 }
 
 /// Everything an approver sees of a held action, on every channel.
@@ -308,6 +312,8 @@ impl ApprovalSummary {
                 escalated: request.escalated,
                 modifiable_params: request.route.modifiable_params.clone(),
                 reviews,
+                // Set by the gate, which knows the step-up rule.
+                step_up: None,
             },
         }
     }

@@ -129,7 +129,7 @@ pub fn backtest(
     candidate: &Plugin,
     recorded: &[RecordedEvaluation],
     malformed: Vec<MalformedEvaluation>,
-) -> Report {
+) -> Result<Report, crate::sandbox::Busy> {
     let recorded: Vec<&RecordedEvaluation> = recorded
         .iter()
         .filter(|r| !r.input.kind.starts_with(crate::gate::HOST_KINDS))
@@ -149,7 +149,7 @@ pub fn backtest(
         malformed,
     };
     for r in recorded {
-        let v = evaluator.evaluate_with(candidate, &r.input);
+        let v = evaluator.evaluate_with(candidate, &r.input)?;
         let (risk_from, risk_to) = (
             r.output.classification.risk.as_str(),
             v.classification.risk.as_str(),
@@ -164,5 +164,5 @@ pub fn backtest(
             report.candidate_failures += 1;
         }
     }
-    report
+    Ok(report)
 }

@@ -4,6 +4,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
+
+use crate::directory::Directory;
 
 use crate::evaluate::PluginRef;
 use crate::sandbox::{sha256_hex, Decision, Limits, PluginFailure, Sandbox, SandboxConfig};
@@ -216,6 +219,8 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 /// distinct set of recorded limits.
 pub struct Replayer {
     base: SandboxConfig,
+    /// Routes are checked against it as the service checks them.
+    directory: Option<Arc<Directory>>,
     sandboxes: Vec<(Limits, Sandbox)>,
     /// Bytes by the sha256 they are kept under; `None`: none are kept.
     plugins: HashMap<String, Option<Vec<u8>>>,
@@ -227,9 +232,17 @@ impl Replayer {
     pub fn new(base: SandboxConfig) -> Self {
         Replayer {
             base,
+            directory: None,
             sandboxes: Vec::new(),
             plugins: HashMap::new(),
         }
+    }
+
+    /// Checks replayed routes against `directory`, as the service does; a
+    /// replay without one takes routes as the plugin gave them.
+    pub fn with_directory(mut self, directory: Option<Arc<Directory>>) -> Self {
+        self.directory = directory;
+        self
     }
 
     /// Makes the bytes kept under `sha256` available (or records that none are).
@@ -283,12 +296,16 @@ impl Replayer {
             }
         };
         let (result, fuel) = match sandbox.load(&bytes, Some(&plugin.sha256)) {
-            Ok(p) => {
-                let evaluation = sandbox.evaluate(&p, &recorded.input);
-                (evaluation.outcome, Some(evaluation.fuel_used))
-            }
+            Ok(p) => match sandbox.evaluate(&p, &recorded.input) {
+                Ok(evaluation) => (evaluation.outcome, Some(evaluation.fuel_used)),
+                Err(busy) => {
+                    replayed.outcome = Outcome::Sandbox(busy.to_string());
+                    return replayed;
+                }
+            },
             Err(failure) => (Err(failure), None),
         };
+        let result = crate::route_check::checked(result, self.directory.as_deref());
         let diffs = compare(recorded, &result);
         replayed.outcome = if diffs.is_empty() {
             Outcome::Match
@@ -353,10 +370,11 @@ pub async fn fetch_plugins(
 pub async fn replay_from_store(
     store: &Store,
     base: SandboxConfig,
+    directory: Option<Arc<Directory>>,
     recorded: Vec<RecordedEvaluation>,
     malformed: Vec<MalformedEvaluation>,
 ) -> Result<Report, StoreError> {
-    let mut replayer = Replayer::new(base);
+    let mut replayer = Replayer::new(base).with_directory(directory);
     fetch_plugins(store, &mut replayer, &recorded).await?;
     // Compiling and running plugins is CPU work: keep it off the async workers.
     let replayed = tokio::task::spawn_blocking(move || replayer.replay_all(&recorded))

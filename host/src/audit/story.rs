@@ -1,7 +1,9 @@
 //! The story rules of one action, checked from its events alone (DESIGN.md,
 //! "Approval rules"): it was submitted as recorded, no approver was the
 //! requester, the quorum of distinct people was met, approval came before
-//! the grant and the grant before execution, and every digest agrees. Pure:
+//! the grant and the grant before execution, every digest agrees, and once
+//! step-up is in force every approval carries a passkey proof whose
+//! challenge derives from the version approved and the approver. Pure:
 //! no database, no clock, so bundles can be checked offline.
 
 use std::collections::BTreeSet;
@@ -68,6 +70,11 @@ struct Story {
     denied: Option<u64>,
     /// (seq, jti, action digest) of each grant.
     grants: Vec<(u64, String, String)>,
+    /// Set by the first review that records step-up in force; from then on
+    /// every approval must carry a proof.
+    step_up: bool,
+    /// (approver, digest) of each approval that carried a valid proof.
+    proven: Vec<(String, String)>,
 }
 
 /// Checks the story of one action from its events, in seq order.
@@ -162,6 +169,7 @@ impl Story {
                 let approver = text(p, "approver").unwrap_or_default().to_owned();
                 let digest = text(p, "digest").unwrap_or_default().to_owned();
                 self.not_requester(e.seq, "approver", &approver);
+                self.step_up_review(e);
                 match text(p, "decision") {
                     Some("approve") => {
                         if self.digest.as_deref() != Some(digest.as_str()) {
@@ -246,6 +254,63 @@ impl Story {
         self.digest = Some(digest);
     }
 
+    /// A review under step-up: an approve or modify must carry a proof with
+    /// user presence and verification, whose challenge recomputes from this
+    /// action, the version reviewed (before a modify) and the approver.
+    fn step_up_review(&mut self, e: &StoredEvent) {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        use base64::Engine as _;
+        let p = &e.payload;
+        if p.get("step_up_required").and_then(Value::as_bool) == Some(true) {
+            self.step_up = true;
+        }
+        let decision = text(p, "decision");
+        if !self.step_up || !matches!(decision, Some("approve" | "modify")) {
+            return;
+        }
+        let Some(proof) = p.get("step_up").filter(|v| v.is_object()) else {
+            self.flag(
+                e.seq,
+                Some("step_up"),
+                "step-up is in force: the approval carries no passkey assertion",
+            );
+            return;
+        };
+        let approver = text(p, "approver").unwrap_or_default();
+        let reviewed = if decision == Some("modify") {
+            text(p, "previous_digest")
+        } else {
+            text(p, "digest")
+        }
+        .unwrap_or_default();
+        for flag in ["user_present", "user_verified"] {
+            if proof.get(flag).and_then(Value::as_bool) != Some(true) {
+                self.flag(
+                    e.seq,
+                    Some("step_up"),
+                    format!("the passkey assertion lacks {flag}"),
+                );
+            }
+        }
+        let action_id = e.action_id.map(|u| u.to_string()).unwrap_or_default();
+        let expected = text(proof, "nonce")
+            .and_then(|n| B64.decode(n).ok())
+            .map(|n| crate::stepup::challenge::derive(&action_id, reviewed, approver, &n))
+            .map(|c| B64.encode(c));
+        if expected.is_none() || expected.as_deref() != text(proof, "challenge") {
+            self.flag(
+                e.seq,
+                Some("step_up"),
+                "the assertion's challenge is not derived from this version and this approver",
+            );
+            return;
+        }
+        self.proven.push((
+            approver.to_lowercase(),
+            text(p, "digest").unwrap_or_default().to_owned(),
+        ));
+    }
+
     fn approved(&mut self, e: &StoredEvent) {
         let approvers = emails(&e.payload, "approvers");
         let digest = text(&e.payload, "digest").unwrap_or_default().to_owned();
@@ -267,6 +332,18 @@ impl Story {
             approvers.iter().map(|a| a.trim().to_lowercase()).collect();
         for a in &approvers {
             self.not_requester(e.seq, "approvers", a);
+            if self.step_up
+                && !self
+                    .proven
+                    .iter()
+                    .any(|(who, d)| who.eq_ignore_ascii_case(a) && *d == digest)
+            {
+                self.flag(
+                    e.seq,
+                    Some("approvers"),
+                    format!("{a} approved a step-up action without a passkey assertion"),
+                );
+            }
             let reviewed = self
                 .approvals
                 .iter()

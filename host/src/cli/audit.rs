@@ -196,7 +196,12 @@ async fn replay_cmd(
             recorded::evaluations_in(&store, EventKind::Evaluated, window).await?
         }
     };
-    Ok(replay::replay_from_store(&store, config.sandbox, recorded, malformed).await?)
+    // Routes are checked against the config's directory, as the service
+    // does; a config without one (no groups) leaves them unchecked.
+    let directory = crate::directory::Directory::from_config(&config.directory)
+        .context("checking [directory]")?;
+    let directory = (!config.directory.groups.is_empty()).then(|| std::sync::Arc::new(directory));
+    Ok(replay::replay_from_store(&store, config.sandbox, directory, recorded, malformed).await?)
 }
 
 async fn export_cmd(

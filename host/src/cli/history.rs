@@ -96,15 +96,22 @@ async fn run_backtest(
     let (recorded, malformed) =
         recorded::evaluations_in(&store, EventKind::Evaluated, window).await?;
     let sandbox = Arc::new(Sandbox::new(config.sandbox.clone()).context("starting the sandbox")?);
-    // The candidate's failures fail closed exactly as the host would.
-    let evaluator = Evaluator::new(sandbox.clone(), config.fail_closed.clone());
+    // The candidate's failures fail closed exactly as the host would, and
+    // its routes are checked against the config's directory as the host
+    // does (unless the config has none: no groups).
+    let directory = crate::directory::Directory::from_config(&config.directory)
+        .context("checking [directory]")?;
+    let mut evaluator = Evaluator::new(sandbox.clone(), config.fail_closed.clone());
+    if !config.directory.groups.is_empty() {
+        evaluator = evaluator.with_directory(Arc::new(directory));
+    }
     let report = tokio::task::spawn_blocking(move || -> anyhow::Result<backtest::Report> {
         let candidate = sandbox
             .load(&bytes, None)
             .context("loading the candidate")?;
         Ok(backtest::backtest(
             &evaluator, &candidate, &recorded, malformed,
-        ))
+        )?)
     })
     .await
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;

@@ -58,6 +58,13 @@ async fn serve(
     out.flush()?;
     tracing::info!(%local, database = %redact(config.database_url()), "serving");
 
+    // Streamed answers (MCP's SSE responses, /events) are written in small
+    // pieces; with Nagle's algorithm each waited ~40 ms for a delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(listener, crate::api::router(app.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -88,6 +88,10 @@ event_kinds! {
     PluginRegistered = "plugin-registered",
     SignedIn = "signed-in",
     SignInRefused = "sign-in-refused",
+    // MCP gateway: a tool definition first seen or changed; an upstream's
+    // request to the client that was refused.
+    McpToolDefined = "mcp-tool-defined",
+    McpRequestRefused = "mcp-request-refused",
 }
 
 impl std::fmt::Display for EventKind {

@@ -257,6 +257,11 @@ pub async fn submit(
             let notice = refused_notice(refusal.code(), refusal.to_string());
             show(&app, &me, &id, status, Some(notice)).await
         }
+        Err(ReviewError::StepUp(e)) => {
+            // The page's passkey prompt is not wired yet: the rule's words.
+            let notice = refused_notice(e.code(), e.to_string());
+            show(&app, &me, &id, StatusCode::FORBIDDEN, Some(notice)).await
+        }
         Err(ReviewError::Gate(GateError::Invalid(why))) => {
             let notice = refused_notice("invalid-review", why);
             show(

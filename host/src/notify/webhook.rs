@@ -560,6 +560,7 @@ mod tests {
                 escalated: false,
                 modifiable_params: vec![],
                 reviews: vec![],
+                step_up: None,
             },
             review: None,
             occurred_at: at,

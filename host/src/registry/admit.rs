@@ -140,11 +140,13 @@ async fn run_cases(
     text: &str,
 ) -> Result<CasesPassed, AdmitError> {
     let sandbox = evaluator.sandbox().clone();
+    let directory = evaluator.directory().cloned();
     let (wasm, owned) = (wasm.to_vec(), text.to_string());
-    let results: Vec<CaseResult> =
-        tokio::task::spawn_blocking(move || crate::cases::run(&sandbox, &wasm, &owned))
-            .await
-            .expect("cases never panic: failures are values")?;
+    let results: Vec<CaseResult> = tokio::task::spawn_blocking(move || {
+        crate::cases::run(&sandbox, &wasm, &owned, directory.as_deref())
+    })
+    .await
+    .expect("cases never panic: failures are values")?;
     let failed: Vec<String> = results
         .iter()
         .filter(|r| !r.passed())

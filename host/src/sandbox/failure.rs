@@ -18,9 +18,15 @@ pub enum PluginFailure {
     /// The guest used all its fuel (deterministic instruction budget).
     #[error("plugin ran out of fuel ({fuel} units)")]
     OutOfFuel { fuel: u64 },
-    /// The guest ran past the wall-clock deadline.
-    #[error("plugin passed its {deadline_ms} ms deadline")]
-    Deadline { deadline_ms: u64 },
+    /// The guest ran past the wall-clock deadline, or (`waited_in`) called
+    /// a WASI function that would have waited for an instant the frozen
+    /// clock never reaches, which no deadline outlasts: it is ended at once.
+    #[error("{}", deadline_message(*deadline_ms, waited_in.as_deref()))]
+    Deadline {
+        deadline_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        waited_in: Option<String>,
+    },
     /// The guest tried to grow its memory past the cap.
     #[error("plugin exceeded its {limit_bytes}-byte memory cap")]
     OutOfMemory { limit_bytes: usize },
@@ -43,9 +49,26 @@ impl PluginFailure {
         }
     }
 
+    /// The real-time deadline passed.
+    pub fn deadline(deadline_ms: u64) -> Self {
+        PluginFailure::Deadline {
+            deadline_ms,
+            waited_in: None,
+        }
+    }
+
     pub(crate) fn load(reason: impl std::fmt::Display) -> Self {
         PluginFailure::Load {
             reason: reason.to_string(),
         }
+    }
+}
+
+fn deadline_message(deadline_ms: u64, waited_in: Option<&str>) -> String {
+    match waited_in {
+        None => format!("plugin passed its {deadline_ms} ms deadline"),
+        Some(call) => format!(
+            "plugin waited in `{call}` for an instant the sandbox's frozen clock never reaches, so it could not answer within its {deadline_ms} ms deadline"
+        ),
     }
 }

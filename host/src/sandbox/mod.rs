@@ -21,9 +21,15 @@
 //! of initial memory. The guest SDK keeps its side small: a bump allocator
 //! and `#![no_std]` plugins, whose components import 3 WASI interfaces
 //! instead of std's 14 (plugins/sdk/src/lib.rs).
+//!
+//! No WASI call a guest makes waits in real time (`nonblocking`), and an
+//! evaluation runs only in an instance slot it holds (`capacity`): a full
+//! pool is `Busy`, the host's state, never the plugin's failure.
 
+mod capacity;
 mod failure;
 mod interpreter;
+mod nonblocking;
 mod plugin;
 mod run;
 mod wasi;
@@ -38,6 +44,7 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub use capacity::{Busy, Slot};
 pub use failure::PluginFailure;
 pub use interpreter::LimitsOverride;
 pub use plugin::{sha256_hex, Inspection, Plugin};
@@ -113,6 +120,14 @@ pub struct SandboxConfig {
     /// Laid over the above for one plugin, keyed by the name it describes
     /// itself with or by its sha256 (which wins).
     pub plugin_limits: BTreeMap<String, LimitsOverride>,
+    /// Instances one plugin may hold at once, so that a flood of one kind
+    /// cannot take the slots (and cores) every other kind needs. Default:
+    /// half the machine's CPUs, at least one (evaluations are CPU-bound: a
+    /// flooded plugin keeps at most half the cores busy).
+    pub plugin_share: Option<u32>,
+    /// How long an evaluation waits for a free slot before the submission
+    /// is refused as busy (503, nothing decided).
+    pub slot_wait_ms: u64,
 }
 
 impl Default for SandboxConfig {
@@ -125,6 +140,8 @@ impl Default for SandboxConfig {
             inline_fuel: 1_000_000,
             interpreter_limits: LimitsOverride::interpreter_default(),
             plugin_limits: BTreeMap::new(),
+            plugin_share: None,
+            slot_wait_ms: 1000,
         }
     }
 }
@@ -147,7 +164,7 @@ pub(crate) struct GuestState {
     table: ResourceTable,
     limiter: MemoryLimiter,
     /// What the guest printed to stderr (its panic message), capped.
-    stderr: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
+    stderr: wasi::Capture,
 }
 
 impl WasiView for GuestState {
@@ -200,6 +217,7 @@ pub struct Sandbox {
     linker: Linker<GuestState>,
     config: SandboxConfig,
     loaded: RwLock<HashMap<String, Arc<Plugin>>>,
+    capacity: Arc<capacity::Capacity>,
 }
 
 impl Sandbox {
@@ -210,6 +228,7 @@ impl Sandbox {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| nonblocking::link(&mut linker))
             .map_err(|e| SandboxError::Link(format!("{e:#}")))?;
         // The contract's `types` interface has no functions; components still
         // import it by name, so it must exist in the linker.
@@ -217,11 +236,21 @@ impl Sandbox {
             .instance(&format!("actiongate:policy/types@{WIT_VERSION}"))
             .map_err(|e| SandboxError::Link(format!("{e:#}")))?;
 
+        let share = config.plugin_share.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+            (cpus / 2).max(1)
+        });
+        let capacity = capacity::Capacity::new(
+            config.max_instances,
+            share,
+            Duration::from_millis(config.slot_wait_ms),
+        );
         Ok(Sandbox {
             engine,
             linker,
             config,
             loaded: RwLock::new(HashMap::new()),
+            capacity,
         })
     }
 
@@ -254,8 +283,13 @@ impl Sandbox {
     }
 }
 
+/// Pool slots beyond `max_instances`, for loading plugins (`describe`):
+/// evaluations hold at most `max_instances` (see `capacity`), so a load
+/// never finds the pool full of them.
+const LOAD_SLOTS: u32 = 4;
+
 fn engine_config(config: &SandboxConfig) -> Config {
-    let instances = config.max_instances.max(1);
+    let instances = config.max_instances.max(1) + LOAD_SLOTS;
     // The pool is shared by every plugin, so its slots must fit the widest
     // limits any plugin may get; each store then holds its own plugin to
     // its own limits (`MemoryLimiter`).

@@ -115,11 +115,13 @@ impl Sandbox {
             .map(|(name, _)| name.to_string())
             .collect();
         report.wit_version = contract_version(&report.imports);
-        match self.load(bytes, None) {
+        // Linked here, not through `load`: an inspected plugin is neither
+        // compiled twice nor kept loaded.
+        match self.link(sha256, &component, report.interpreter.clone()) {
             Ok(plugin) => {
-                report.info = Some(plugin.info.clone());
-                report.wit_version = Some(plugin.wit_version.clone());
-                report.limits = Some(plugin.limits.clone());
+                report.info = Some(plugin.info);
+                report.wit_version = Some(plugin.wit_version);
+                report.limits = Some(plugin.limits);
             }
             Err(failure) => report.failure = Some(failure),
         }
@@ -176,6 +178,19 @@ impl Sandbox {
             .imports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
+        let wit_version = match contract_version(&imports) {
+            Some(version) => version,
+            // componentize-py drops the contract's function-less `types`
+            // import; `describe` below type-checks the exports against this
+            // host's contract instead.
+            None if interpreter.is_some() => WIT_VERSION.to_string(),
+            None => {
+                return Err(PluginFailure::load(
+                    "not an actiongate policy: it does not use the actiongate:policy contract",
+                ))
+            }
+        };
+        check_contract_version(&wit_version)?;
         let forbidden: Vec<&str> = imports
             .iter()
             .map(String::as_str)
@@ -191,18 +206,6 @@ impl Sandbox {
                 forbidden.join(", ")
             )));
         }
-        let wit_version = match contract_version(&imports) {
-            Some(version) => version,
-            // componentize-py drops the contract's function-less `types`
-            // import; `describe` below type-checks the exports against this
-            // host's contract instead.
-            None if interpreter.is_some() => WIT_VERSION.to_string(),
-            None => {
-                return Err(PluginFailure::load(
-                    "not an actiongate policy: it does not use the actiongate:policy contract",
-                ))
-            }
-        };
         let instance_pre = self
             .linker
             .instantiate_pre(component)
@@ -238,10 +241,51 @@ impl Sandbox {
     }
 }
 
-/// `actiongate:policy/types@0.1.x`: the contract's own (function-less) interface.
+/// `actiongate:policy/types@…`: the contract's own (function-less)
+/// interface, at any version (`check_contract_version` judges the version).
 fn is_contract_import(name: &str) -> bool {
-    name.strip_prefix("actiongate:policy/types@0.1.")
-        .is_some_and(|patch| patch.parse::<u32>().is_ok())
+    name.starts_with("actiongate:policy/types@")
+}
+
+/// A plugin loads if its contract is the host's or an older release the
+/// host still answers: same major (for 0.x, same minor, as semver has it),
+/// not newer. A newer one may expect what this host does not give.
+fn check_contract_version(plugin: &str) -> Result<(), PluginFailure> {
+    let refuse = |why: &str| {
+        PluginFailure::load(format!(
+            "contract version mismatch: built against actiongate:policy@{plugin}, {why}; this host supports actiongate:policy@{WIT_VERSION} and older {} releases",
+            compat_line(WIT_VERSION)
+        ))
+    };
+    let (Some(theirs), Some(ours)) = (semver(plugin), semver(WIT_VERSION)) else {
+        return Err(refuse("which is not a version this host can read"));
+    };
+    if compat(theirs) != compat(ours) {
+        return Err(refuse("another major version"));
+    }
+    if theirs > ours {
+        return Err(refuse("which is newer than the host's"));
+    }
+    Ok(())
+}
+
+fn semver(version: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+    let v = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(v)
+}
+
+/// The part of a version that must match: major, or minor under 0.x.
+fn compat((major, minor, _): (u64, u64, u64)) -> (u64, Option<u64>) {
+    (major, (major == 0).then_some(minor))
+}
+
+fn compat_line(version: &str) -> String {
+    match semver(version) {
+        Some((0, minor, _)) => format!("0.{minor}.x"),
+        Some((major, _, _)) => format!("{major}.x"),
+        None => version.to_string(),
+    }
 }
 
 fn contract_version(imports: &[String]) -> Option<String> {
@@ -270,5 +314,31 @@ impl Hasher for Sha256Hasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_versions_the_host_cannot_answer_are_refused_naming_both() {
+        assert_eq!(check_contract_version(WIT_VERSION), Ok(()));
+        for (plugin, why) in [
+            ("0.1.1", "newer than the host's"),
+            ("0.2.0", "another major version"),
+            ("1.0.0", "another major version"),
+            ("0.1", "not a version"),
+        ] {
+            let Err(PluginFailure::Load { reason }) = check_contract_version(plugin) else {
+                panic!("{plugin} must be refused");
+            };
+            assert!(
+                reason.contains(&format!("actiongate:policy@{plugin}")),
+                "{reason}"
+            );
+            assert!(reason.contains("actiongate:policy@0.1.0"), "{reason}");
+            assert!(reason.contains(why), "{reason}");
+        }
     }
 }

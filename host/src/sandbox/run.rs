@@ -5,13 +5,13 @@
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{ComponentExportIndex, ComponentType, Lower, ResourceTable, TypedFunc};
-use wasmtime::{Store, StoreLimitsBuilder, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime::{PoolConcurrencyLimitError, Store, StoreLimitsBuilder, Trap};
 
 use super::actiongate::policy::types as wit;
+use super::nonblocking::WouldWait;
 use super::{
-    wasi, GuestState, Limits, MemoryLimiter, Plugin, PluginFailure, Policy, PolicyPre, Sandbox,
-    EPOCH_TICK,
+    wasi, Busy, GuestState, Limits, MemoryLimiter, Plugin, PluginFailure, Policy, PolicyPre,
+    Sandbox, Slot, EPOCH_TICK,
 };
 use crate::action::{Action, ApprovalRoute, Classification, PluginInfo, Risk, Route};
 
@@ -38,21 +38,62 @@ pub struct Evaluation {
 }
 
 impl Sandbox {
-    /// Runs `classify` then `route` on a fresh instance of `plugin`.
-    pub fn evaluate(&self, plugin: &Plugin, action: &Action) -> Evaluation {
-        self.evaluate_on(&plugin.pre, plugin, action, plugin.limits.fuel)
+    /// Runs `classify` then `route` on a fresh instance of `plugin`, once
+    /// one of its instance slots is free (waiting up to `slot_wait_ms`).
+    /// On a blocking thread: the wait blocks, the evaluation never does.
+    pub fn evaluate(&self, plugin: &Plugin, action: &Action) -> Result<Evaluation, Busy> {
+        let slot = self.capacity.acquire(&plugin.sha256)?;
+        self.evaluate_in(slot, plugin, action)
+    }
+
+    /// `evaluate` in a slot the caller holds already.
+    pub fn evaluate_in(
+        &self,
+        slot: Slot,
+        plugin: &Plugin,
+        action: &Action,
+    ) -> Result<Evaluation, Busy> {
+        let limits = &plugin.limits;
+        let evaluation = self.evaluate_on(
+            &plugin.pre,
+            plugin,
+            action,
+            limits.fuel,
+            limits.memory_bytes,
+        );
+        drop(slot);
+        evaluation
+    }
+
+    /// A slot for `plugin` if one is free now, without waiting.
+    pub fn try_slot(&self, plugin: &Plugin) -> Option<Slot> {
+        self.capacity.try_acquire(&plugin.sha256)
     }
 
     /// For an async worker, which must neither block nor be held long:
     /// `evaluate` on an instance whose imports all trap, with at most
-    /// `inline_fuel`. `None` unless that decided the action; then run
-    /// `evaluate` (from scratch) where blocking is fine. An evaluation that
-    /// decides here made no import call and used no more fuel than it was
-    /// given, so a full run, being deterministic, would decide the same.
+    /// `inline_fuel`, if a slot is free now. `None` unless that decided the
+    /// action; then run `evaluate` (from scratch) where blocking is fine. An
+    /// evaluation that decides here made no import call and used no more
+    /// fuel than it was given, so a full run, being deterministic, would
+    /// decide the same.
     pub fn evaluate_inline(&self, plugin: &Plugin, action: &Action) -> Option<Evaluation> {
         let inline = plugin.inline.as_ref()?;
+        // Outside the plugin's share (see `try_acquire_quick`).
+        let slot = self.capacity.try_acquire_quick(&plugin.sha256)?;
         let fuel = self.config.inline_fuel.min(plugin.limits.fuel);
-        let evaluation = self.evaluate_on(inline, plugin, action, fuel);
+        // Nor may it grow memory past what stays resident between instances:
+        // a memory bomb faulting in its whole cap held an async worker for
+        // milliseconds before it fell back to the blocking pool anyway.
+        let memory = self
+            .config
+            .keep_resident_bytes
+            .max(1 << 20)
+            .min(plugin.limits.memory_bytes);
+        let evaluation = self
+            .evaluate_on(inline, plugin, action, fuel, memory)
+            .ok()?;
+        drop(slot);
         evaluation.outcome.is_ok().then_some(evaluation)
     }
 
@@ -62,7 +103,8 @@ impl Sandbox {
         plugin: &Plugin,
         action: &Action,
         fuel: u64,
-    ) -> Evaluation {
+        memory_bytes: usize,
+    ) -> Result<Evaluation, Busy> {
         let started = Instant::now();
         let epoch_ns = action
             .requested_at
@@ -74,31 +116,36 @@ impl Sandbox {
             Duration::from_nanos(epoch_ns),
             &plugin.limits,
             fuel,
+            memory_bytes,
         );
         let params = action.params.to_string();
         let requested_at = action.requested_at_rfc3339();
         let input = ActionArg::new(action, &params, &requested_at);
-        let outcome = self.run(&mut store, pre, plugin, &input);
+        let outcome = match pre.instance_pre().instantiate(&mut store) {
+            Ok(instance) => self.run(&mut store, &instance, plugin, &input),
+            // The slots keep evaluations below the pool's size, so this is a
+            // backstop; still the host's state, not the plugin's failure.
+            Err(e) if e.downcast_ref::<PoolConcurrencyLimitError>().is_some() => {
+                return Err(self.capacity.busy(&plugin.sha256, Duration::ZERO));
+            }
+            Err(e) => Err(self.failure(&store, &plugin.limits, e)),
+        };
         let fuel_used = fuel - store.get_fuel().unwrap_or(0);
-        Evaluation {
+        Ok(Evaluation {
             outcome,
             fuel_used,
             duration: started.elapsed(),
-        }
+        })
     }
 
     fn run(
         &self,
         store: &mut Store<GuestState>,
-        pre: &PolicyPre<GuestState>,
+        instance: &wasmtime::component::Instance,
         plugin: &Plugin,
         action: &ActionArg<'_>,
     ) -> Result<Decision, PluginFailure> {
         let limits = &plugin.limits;
-        let instance = pre
-            .instance_pre()
-            .instantiate(&mut *store)
-            .map_err(|e| self.failure(store, limits, e))?;
         let exports = &plugin.exports;
         let (Some(classify), Some(route)) = (
             instance.get_func(&mut *store, exports.classify),
@@ -136,7 +183,13 @@ impl Sandbox {
         pre: &PolicyPre<GuestState>,
         limits: &Limits,
     ) -> Result<(PluginInfo, Exports), PluginFailure> {
-        let mut store = self.store("describe", Duration::ZERO, limits, limits.fuel);
+        let mut store = self.store(
+            "describe",
+            Duration::ZERO,
+            limits,
+            limits.fuel,
+            limits.memory_bytes,
+        );
         let instance = pre
             .instance_pre()
             .instantiate(&mut store)
@@ -169,6 +222,7 @@ impl Sandbox {
         requested_at: Duration,
         limits: &Limits,
         fuel: u64,
+        memory_bytes: usize,
     ) -> Store<GuestState> {
         let state = GuestState {
             wasi: None,
@@ -176,11 +230,11 @@ impl Sandbox {
                 action_id: action_id.to_string(),
                 requested_at,
             },
-            stderr: MemoryOutputPipe::new(STDERR_CAPTURE),
+            stderr: wasi::Capture::new(STDERR_CAPTURE),
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 limits: StoreLimitsBuilder::new()
-                    .memory_size(limits.memory_bytes)
+                    .memory_size(memory_bytes)
                     .instances(limits.core_instances as usize)
                     .trap_on_grow_failure(true)
                     .build(),
@@ -208,12 +262,14 @@ impl Sandbox {
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => return PluginFailure::OutOfFuel { fuel: limits.fuel },
-            Some(Trap::Interrupt) => {
-                return PluginFailure::Deadline {
-                    deadline_ms: limits.deadline_ms,
-                }
-            }
+            Some(Trap::Interrupt) => return PluginFailure::deadline(limits.deadline_ms),
             _ => {}
+        }
+        if let Some(WouldWait { call }) = error.downcast_ref::<WouldWait>() {
+            return PluginFailure::Deadline {
+                deadline_ms: limits.deadline_ms,
+                waited_in: Some(call.to_string()),
+            };
         }
         let said = guest_stderr(store);
         let message = match error.downcast_ref::<wasmtime_wasi::I32Exit>() {

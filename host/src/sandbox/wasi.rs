@@ -3,12 +3,14 @@
 //! the action id. Same action in, same world seen: that is what makes a
 //! decision replayable. Must never expose anything of the host.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::rngs::ChaCha20Rng;
 use rand::SeedableRng;
 use sha2::{Digest, Sha256};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
 /// Interface families a policy component may import. Everything else (the
@@ -55,7 +57,11 @@ impl HostWallClock for FrozenWallClock {
     }
 }
 
-/// Monotonic time does not advance inside an evaluation.
+/// What the monotonic clock reads, throughout every evaluation.
+pub const FROZEN_MONOTONIC_NOW: u64 = 0;
+
+/// Monotonic time does not advance inside an evaluation (so a wait for a
+/// later instant never ends: see `nonblocking`).
 struct FrozenMonotonicClock;
 
 impl HostMonotonicClock for FrozenMonotonicClock {
@@ -63,7 +69,66 @@ impl HostMonotonicClock for FrozenMonotonicClock {
         1_000_000
     }
     fn now(&self) -> u64 {
-        0
+        FROZEN_MONOTONIC_NOW
+    }
+}
+
+/// Stdout and stderr: sinks that take every write at once and never block
+/// or fill up; the first `capacity` bytes are kept (stderr's are the panic
+/// message), the rest are dropped.
+#[derive(Clone)]
+pub struct Capture {
+    kept: Arc<Mutex<Vec<u8>>>,
+    capacity: usize,
+}
+
+impl Capture {
+    pub fn new(capacity: usize) -> Self {
+        Capture {
+            kept: Arc::new(Mutex::new(Vec::new())),
+            capacity,
+        }
+    }
+
+    /// The bytes kept so far.
+    pub fn contents(&self) -> Vec<u8> {
+        self.kept.lock().unwrap().clone()
+    }
+}
+
+impl OutputStream for Capture {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        let mut kept = self.kept.lock().unwrap();
+        let room = self.capacity.saturating_sub(kept.len());
+        kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        Ok(())
+    }
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 << 10)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Capture {
+    async fn ready(&mut self) {}
+}
+
+impl IsTerminal for Capture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for Capture {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        // Only WASIp3 guests use this, and the sandbox links WASIp2 alone.
+        Box::new(tokio::io::sink())
     }
 }
 
@@ -85,16 +150,17 @@ pub struct World {
 
 impl World {
     /// Builds the WASI context for one evaluation. `stderr` captures what
-    /// the guest prints (its panic message) up to the pipe's capacity.
-    pub fn ctx(&self, stderr: MemoryOutputPipe) -> WasiCtx {
+    /// the guest prints (its panic message) up to its capacity.
+    pub fn ctx(&self, stderr: Capture) -> WasiCtx {
         deterministic_ctx(&self.action_id, self.requested_at, stderr)
     }
 }
 
-fn deterministic_ctx(action_id: &str, requested_at: Duration, stderr: MemoryOutputPipe) -> WasiCtx {
+fn deterministic_ctx(action_id: &str, requested_at: Duration, stderr: Capture) -> WasiCtx {
     let insecure_seed = seed("insecure-seed", action_id);
     let mut builder = WasiCtxBuilder::new();
     builder
+        .stdout(Capture::new(0))
         .stderr(stderr)
         .wall_clock(FrozenWallClock(requested_at))
         .monotonic_clock(FrozenMonotonicClock)

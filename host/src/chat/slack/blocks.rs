@@ -15,6 +15,8 @@ use crate::notify::{Notification, NotificationKind};
 pub const APPROVE: &str = "actiongate_approve";
 pub const DENY: &str = "actiongate_deny";
 pub const MODIFY: &str = "actiongate_modify";
+/// A link button to the inbox, in place of Approve, for step-up actions.
+pub const STEP_UP: &str = "actiongate_step_up";
 /// `callback_id` of every review modal.
 pub const REVIEW_CALLBACK: &str = "actiongate_review";
 /// `block_id` of the reason input; params are `param:<name>`.
@@ -365,6 +367,14 @@ fn buttons(n: &Notification) -> Value {
             "style": "primary",
         });
     }
+    if let Some(link) = &n.approval.step_up {
+        // Approving needs the approver's passkey, which chat cannot ask
+        // for: the button opens the inbox page instead.
+        approve = json!({
+            "type": "button", "action_id": STEP_UP, "style": "primary",
+            "text": plain("Approve with passkey"), "url": link,
+        });
+    }
     json!({
         "type": "actions",
         "block_id": "actiongate_review",
@@ -650,6 +660,7 @@ mod tests {
                 escalated: false,
                 modifiable_params: vec![],
                 reviews: vec![],
+                step_up: None,
             },
             review: Some(ReviewEntry {
                 approver: "dana@example.com".into(),
@@ -661,6 +672,25 @@ mod tests {
             occurred_at: at,
             inbox_url: None,
         }
+    }
+
+    #[test]
+    fn a_step_up_card_links_to_the_inbox_instead_of_approving() {
+        let mut n = notification(NotificationKind::Pending, Risk::Critical);
+        n.approval.step_up = Some("https://inbox.example/inbox/actions/a1".into());
+        let blocks = card(&n);
+        let actions = blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "actions")
+            .unwrap();
+        let first = &actions["elements"][0];
+        assert_eq!(first["action_id"], STEP_UP);
+        assert_eq!(first["url"], "https://inbox.example/inbox/actions/a1");
+        assert!(first.get("value").is_none(), "the link carries no review");
+        assert!(!blocks.to_string().contains(APPROVE));
+        assert_eq!(actions["elements"][1]["action_id"], DENY);
     }
 
     #[test]

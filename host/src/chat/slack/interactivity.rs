@@ -138,6 +138,15 @@ impl SlackReviews {
             Ok(current) => current,
             Err(text) => return reply(text).await,
         };
+        if let (Decision::Approve, Some(link)) = (decision, &current.approval.step_up) {
+            // A chat click proves no passkey: refused before any form opens.
+            let refusal = crate::stepup::StepUpError::Required {
+                action_id: value.action_id.clone(),
+                link: link.clone(),
+            };
+            tracing::info!(action_id = %value.action_id, approver = %approver, "slack approve refused: step-up required");
+            return reply(format!("Not recorded: {refusal}.")).await;
+        }
         let needs_modal = match decision {
             Decision::Approve => current.action.risk >= Risk::High,
             Decision::Deny | Decision::Modify => true,
@@ -327,6 +336,7 @@ impl SlackReviews {
             ReviewError::Refused(refusal) => {
                 format!("Not recorded: {refusal}.")
             }
+            ReviewError::StepUp(e) => format!("Not recorded: {e}."),
             ReviewError::Gate(e) => self.gate_failure(e),
         }
     }

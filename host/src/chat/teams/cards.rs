@@ -257,8 +257,18 @@ pub fn card(view: &CardView<'_>) -> Value {
                 "value": current,
             }));
         }
+        // Approving a step-up action needs the approver's passkey, which a
+        // card cannot ask for: the button opens the inbox page instead.
+        let approve = match &approval.step_up {
+            Some(link) => {
+                json!({"type": "Action.OpenUrl", "title": "Approve with passkey", "url": link, "style": "positive"})
+            }
+            None => {
+                json!({"type": "Action.Execute", "title": "Approve", "verb": VERB_APPROVE, "style": "positive", "data": data})
+            }
+        };
         let mut actions = vec![
-            json!({"type": "Action.Execute", "title": "Approve", "verb": VERB_APPROVE, "style": "positive", "data": data}),
+            approve,
             json!({"type": "Action.Execute", "title": "Deny", "verb": VERB_DENY, "style": "destructive", "data": data}),
         ];
         if !view.modifiable.is_empty() {
@@ -360,11 +370,29 @@ mod tests {
                 escalated: false,
                 modifiable_params: vec![],
                 reviews: vec![],
+                step_up: None,
             },
             review: None,
             occurred_at: chrono::Utc::now(),
             inbox_url: None,
         }
+    }
+
+    #[test]
+    fn a_step_up_card_links_to_the_inbox_instead_of_approving() {
+        let mut n = notification(NotificationKind::Pending);
+        n.approval.step_up = Some("https://inbox.example/inbox/actions/a1".into());
+        let card = card(&CardView {
+            notification: &n,
+            state: CardState::Pending,
+            modifiable: &[],
+            notice: None,
+        });
+        let actions = card["actions"].as_array().unwrap();
+        assert_eq!(actions[0]["type"], "Action.OpenUrl");
+        assert_eq!(actions[0]["url"], "https://inbox.example/inbox/actions/a1");
+        assert!(actions.iter().all(|a| a["verb"] != VERB_APPROVE));
+        assert_eq!(actions[1]["verb"], VERB_DENY, "deny stays in chat");
     }
 
     #[test]

@@ -337,6 +337,12 @@ impl Bot {
                 tracing::info!(action_id, approver = %person.id(), code = refusal.code(), "teams: review refused");
                 self.render(&current, Some(Notice::Refused(refusal.to_string())))
             }
+            Err(ReviewError::StepUp(e)) => {
+                // A click in chat proves no passkey: the rule's words and
+                // where to approve instead.
+                tracing::info!(action_id, approver = %person.id(), code = e.code(), "teams: step-up refused");
+                self.render(&current, Some(Notice::Refused(e.to_string())))
+            }
             Err(ReviewError::Gate(e @ (GateError::Invalid(_) | GateError::WrongState { .. }))) => {
                 // Someone else got there first, or the input was unusable:
                 // show where it stands now.

@@ -1,0 +1,616 @@
+//! One `tools/call` as an action: submit it through the gate (or reattach an
+//! identical retry to its held action), hold it while approvers decide, run
+//! it upstream once it is allowed, and record the outcome with the grant.
+//! A call never reaches its upstream without a claimed grant.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ContentBlock as Content, MetaObject, RequestMetaObject,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::catalog::Entry;
+use super::Gateway;
+use crate::execution::{Claim, RunReport};
+use crate::gate::{ActionStatus, GateError, OutcomeStatus, State, Submission};
+use crate::store::AgentRow;
+
+/// Where actiongate's own facts go in a result's `_meta`.
+pub const META_KEY: &str = "io.actiongate/decision";
+
+/// Who calls, from where.
+pub struct Caller {
+    pub agent: Arc<AgentRow>,
+    pub key_hash: String,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    pub protocol_version: Option<String>,
+}
+
+/// Sends a progress notification to the caller (when it asked for them).
+pub type Progress =
+    Box<dyn Fn(f64, f64, String) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// What the call path can fail with before there is a tool result: the
+/// front turns these into JSON-RPC errors (unknown tool) or 503-like
+/// internal errors (the store or log is unavailable).
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("unknown tool {0:?}")]
+    UnknownTool(String),
+    #[error(transparent)]
+    Gate(#[from] GateError),
+    /// The caller went away (cancelled, or closed its stream) before the
+    /// call ran; a held action stays for an identical retry.
+    #[error("the caller left before the call ran")]
+    Abandoned,
+}
+
+type Shared = Arc<CallToolResult>;
+
+/// Calls in flight on this replica.
+#[derive(Default)]
+pub struct Calls {
+    /// (agent, call digest) → lock, so identical calls attach in turn.
+    attaching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// action id → its run's result, for identical retries that arrive
+    /// while (or shortly after) it runs.
+    runs: Arc<Mutex<HashMap<String, watch::Receiver<Option<Shared>>>>>,
+}
+
+/// How long a run's result stays available to identical retries.
+const RESULT_KEPT: Duration = Duration::from_secs(120);
+
+/// sha256 of the canonical `{"tool", "arguments"}`: a retry is identical
+/// when this and the agent are.
+pub fn call_digest(tool: &str, arguments: &serde_json::Value) -> String {
+    let canonical = crate::evidence::canonical::digest_bytes(&serde_json::json!({
+        "tool": tool,
+        "arguments": arguments,
+    }));
+    hex::encode(Sha256::digest(canonical))
+}
+
+/// A tool result the model can read, marked as actiongate's.
+fn gate_result(text: String, facts: serde_json::Value, is_error: bool) -> CallToolResult {
+    let mut result = if is_error {
+        CallToolResult::error(vec![Content::text(text)])
+    } else {
+        CallToolResult::success(vec![Content::text(text)])
+    };
+    let mut meta = MetaObject::new();
+    meta.0.insert(META_KEY.into(), facts);
+    result.meta = Some(meta);
+    result
+}
+
+fn pending_result(status: &ActionStatus, tool: &str) -> CallToolResult {
+    let (groups, quorum, until) = match &status.approval {
+        Some(a) => (a.groups.join(", "), a.quorum, a.expires_at.to_rfc3339()),
+        None => (String::new(), 0, String::new()),
+    };
+    gate_result(
+        format!(
+            "actiongate: {tool} has NOT run yet. It waits for approval (action {id}): {quorum} approval(s) from {groups}, until {until}. \
+             Call {tool} again with identical arguments to continue; it runs at most once.",
+            id = status.action_id
+        ),
+        serde_json::json!({"action_id": status.action_id, "state": "pending", "approval": status.approval}),
+        true,
+    )
+}
+
+fn refused_result(status: &ActionStatus, tool: &str) -> CallToolResult {
+    let reason = status.reason.clone().unwrap_or_default();
+    let verb = match status.state {
+        State::Expired => "expired without approval",
+        _ => "was denied",
+    };
+    gate_result(
+        format!(
+            "actiongate: {tool} {verb} and did not run (action {id}): {reason}",
+            id = status.action_id
+        ),
+        serde_json::json!({"action_id": status.action_id, "state": status.state, "reason": reason}),
+        true,
+    )
+}
+
+pub(super) fn error_result(text: String, action_id: Option<&str>) -> CallToolResult {
+    gate_result(
+        format!("actiongate: {text}"),
+        serde_json::json!({"action_id": action_id, "state": "error"}),
+        true,
+    )
+}
+
+/// The caller's request `_meta` as forwarded upstream: everything but the
+/// protocol's own keys (progress token, per-request version and client
+/// facts), which belong to the gateway's session with the caller.
+fn passed_meta(meta: Option<&RequestMetaObject>) -> Option<RequestMetaObject> {
+    let mut kept = meta?.clone();
+    kept.0
+         .0
+        .retain(|k, _| k != "progressToken" && !k.starts_with("io.modelcontextprotocol/"));
+    (!kept.0 .0.is_empty()).then_some(kept)
+}
+
+/// The upstream's result as the caller's: the content, structured content,
+/// error flag and `_meta` stay as they are, but the protocol's own `_meta`
+/// keys (the upstream's server identity on its hop) are dropped, and the
+/// result type the newest revision requires is set (rmcp clears it for
+/// callers on older revisions).
+fn own_envelope(result: &mut CallToolResult) {
+    if let Some(meta) = result.meta.as_mut() {
+        meta.0
+            .retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+        if meta.0.is_empty() {
+            result.meta = None;
+        }
+    }
+    if result.result_type.is_none() {
+        result.result_type = Some(rmcp::model::ResultType::COMPLETE);
+    }
+}
+
+impl Gateway {
+    /// Answers one `tools/call`. Every refusal the model should read is a
+    /// tool result with `isError`, never a protocol error.
+    pub async fn call(
+        &self,
+        caller: &Caller,
+        params: CallToolRequestParams,
+        progress: Option<Progress>,
+        cancel: CancellationToken,
+    ) -> Result<CallToolResult, CallError> {
+        let name = params.name.to_string();
+        let Some(entry) = self.entry(&name).await else {
+            // A configured upstream that could not be listed is not the
+            // model's mistake: say so in a result it reads.
+            if let Some((upstream, _)) = super::catalog::split(&name) {
+                if self.upstream(upstream).is_some() {
+                    return Ok(error_result(
+                        format!("{name} is not offered now: its upstream {upstream} could not be listed or does not have it; nothing was submitted or run"),
+                        None,
+                    ));
+                }
+            }
+            return Err(CallError::UnknownTool(name));
+        };
+        let arguments = serde_json::Value::Object(params.arguments.clone().unwrap_or_default());
+        let size = crate::evidence::canonical::digest_bytes(&arguments).len();
+        if size > self.config.max_argument_bytes {
+            return Ok(error_result(
+                format!(
+                    "the arguments are {size} bytes; this gateway accepts at most {} (nothing was submitted or run)",
+                    self.config.max_argument_bytes
+                ),
+                None,
+            ));
+        }
+        let digest = call_digest(&name, &arguments);
+        let status = self.attach(caller, &entry, &arguments, &digest).await?;
+        let status = match status.state {
+            State::Pending => {
+                self.hold(caller, status, progress.as_ref(), &cancel)
+                    .await?
+            }
+            _ => status,
+        };
+        if cancel.is_cancelled() {
+            // Nobody would read the result: leave an approved action to the
+            // caller's retry rather than run it for no one.
+            return Err(CallError::Abandoned);
+        }
+        Ok(match status.state {
+            State::Allowed | State::Approved | State::Executed => {
+                self.run(caller, &entry, &status, &arguments, &params)
+                    .await?
+            }
+            State::Pending => pending_result(&status, &name),
+            State::Denied | State::Expired => refused_result(&status, &name),
+        })
+    }
+
+    /// The action this call belongs to: the held action an identical call
+    /// is attached to (while it is pending or approved, or recently refused),
+    /// else a new one submitted through the gate.
+    async fn attach(
+        &self,
+        caller: &Caller,
+        entry: &Entry,
+        arguments: &serde_json::Value,
+        digest: &str,
+    ) -> Result<ActionStatus, CallError> {
+        let agent = &caller.agent;
+        let lock = {
+            let mut attaching = self.calls.attaching.lock().expect("not poisoned");
+            if attaching.len() > 10_000 {
+                attaching.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            attaching
+                .entry(format!("{}\n{digest}", agent.id))
+                .or_default()
+                .clone()
+        };
+        let _turn = lock.lock().await;
+        let store = &self.gate.store;
+        if let Some(id) = store
+            .mcp_call_action(&agent.id, digest)
+            .await
+            .map_err(GateError::from)?
+        {
+            let status = self.gate.status(agent, &id).await?;
+            if self.reattaches(&status) {
+                tracing::info!(action_id = %id, agent = %agent.id, tool = %entry.name(), state = status.state.as_str(), "identical call reattached");
+                return Ok(status);
+            }
+        }
+        let status = self
+            .gate
+            .submit(
+                agent,
+                Some(caller.key_hash.clone()),
+                self.submission(caller, entry, arguments),
+                None,
+            )
+            .await?;
+        if status.state == State::Pending {
+            store
+                .attach_mcp_call(&agent.id, digest, &status.action_id)
+                .await
+                .map_err(GateError::from)?;
+        }
+        Ok(status)
+    }
+
+    /// Whether an identical call continues `status`'s action rather than
+    /// asking anew.
+    fn reattaches(&self, status: &ActionStatus) -> bool {
+        let recent = |at: DateTime<Utc>| {
+            Utc::now() - at < chrono::Duration::seconds(self.config.reattach_seconds as i64)
+        };
+        match status.state {
+            State::Pending => true,
+            // Unless its grant lapsed before anyone ran it.
+            State::Approved => status
+                .grant
+                .as_deref()
+                .is_some_and(|g| self.gate.grants.verify(g, Utc::now()).is_ok()),
+            State::Denied | State::Expired => recent(status.updated_at),
+            // Ran already: identical retries racing the run get its result.
+            State::Executed => self
+                .calls
+                .runs
+                .lock()
+                .expect("not poisoned")
+                .contains_key(&status.action_id),
+            State::Allowed => false,
+        }
+    }
+
+    fn submission(
+        &self,
+        caller: &Caller,
+        entry: &Entry,
+        arguments: &serde_json::Value,
+    ) -> Submission {
+        let mut context = BTreeMap::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                context.insert(format!("mcp.{k}"), v);
+            }
+        };
+        put("tool", Some(entry.name()));
+        put("tool_sha256", Some(entry.sha256.clone()));
+        put("client_name", caller.client_name.clone());
+        put("client_version", caller.client_version.clone());
+        put("protocol_version", caller.protocol_version.clone());
+        if let Some(a) = &entry.definition.annotations {
+            let hint = |b: Option<bool>| b.map(|b| b.to_string());
+            put("read_only_hint", hint(a.read_only_hint));
+            put("destructive_hint", hint(a.destructive_hint));
+            put("idempotent_hint", hint(a.idempotent_hint));
+            put("open_world_hint", hint(a.open_world_hint));
+        }
+        Submission {
+            kind: entry.kind.clone(),
+            resource: entry.resource(),
+            params: arguments.clone(),
+            justification: None,
+            context,
+            on_behalf_of: None,
+        }
+    }
+
+    /// Holds a pending action up to `hold_seconds`, with progress
+    /// notifications, until it is decided.
+    async fn hold(
+        &self,
+        caller: &Caller,
+        status: ActionStatus,
+        progress: Option<&Progress>,
+        cancel: &CancellationToken,
+    ) -> Result<ActionStatus, CallError> {
+        let hold = Duration::from_secs(self.config.hold_seconds);
+        let step = Duration::from_secs(self.config.progress_seconds.max(1));
+        let start = tokio::time::Instant::now();
+        let deadline = start + hold;
+        let mut status = status;
+        while !status.state.is_final() {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let wait = (deadline - now).min(step);
+            status = tokio::select! {
+                s = self.gate.wait(&caller.agent, &status.action_id, wait) => s?,
+                _ = cancel.cancelled() => {
+                    tracing::info!(action_id = %status.action_id, agent = %caller.agent.id, "caller left while its call was held; an identical retry continues it");
+                    return Err(CallError::Abandoned);
+                }
+            };
+            if let (false, Some(progress)) = (status.state.is_final(), progress) {
+                let elapsed = start.elapsed().as_secs_f64().round();
+                progress(
+                    elapsed,
+                    hold.as_secs_f64(),
+                    format!("waiting for approval of action {}", status.action_id),
+                )
+                .await;
+            }
+        }
+        Ok(status)
+    }
+
+    /// Runs an allowed or approved action once; identical retries racing it
+    /// get the same result.
+    async fn run(
+        &self,
+        caller: &Caller,
+        entry: &Entry,
+        status: &ActionStatus,
+        arguments: &serde_json::Value,
+        params: &CallToolRequestParams,
+    ) -> Result<CallToolResult, CallError> {
+        let id = status.action_id.clone();
+        let (sender, waiting) = {
+            let mut runs = self.calls.runs.lock().expect("not poisoned");
+            match runs.get(&id) {
+                Some(rx) => (None, Some(rx.clone())),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    runs.insert(id.clone(), rx);
+                    (Some(tx), None)
+                }
+            }
+        };
+        if let Some(mut rx) = waiting {
+            let result = rx
+                .wait_for(Option::is_some)
+                .await
+                .map(|r| r.clone())
+                .ok()
+                .flatten();
+            return Ok(match result {
+                Some(r) => (*r).clone(),
+                None => error_result(
+                    "the run this call waited for was interrupted".into(),
+                    Some(&id),
+                ),
+            });
+        }
+        let sender = sender.expect("one of the two");
+        let result = self
+            .claim_and_run(caller, entry, &id, arguments, params)
+            .await;
+        let shared = Arc::new(match &result {
+            Ok(r) => r.clone(),
+            Err(e) => error_result(e.to_string(), Some(&id)),
+        });
+        let _ = sender.send(Some(shared));
+        let runs = Arc::downgrade(&self.calls.runs);
+        tokio::spawn(async move {
+            tokio::time::sleep(RESULT_KEPT).await;
+            if let Some(runs) = runs.upgrade() {
+                runs.lock().expect("not poisoned").remove(&id);
+            }
+        });
+        result
+    }
+
+    async fn claim_and_run(
+        &self,
+        caller: &Caller,
+        entry: &Entry,
+        id: &str,
+        arguments: &serde_json::Value,
+        params: &CallToolRequestParams,
+    ) -> Result<CallToolResult, CallError> {
+        let run = match self.gate.claim_run(&caller.agent, id).await? {
+            Claim::Run(run) => run,
+            Claim::Taken => {
+                return Ok(gate_result(
+                    format!("actiongate: action {id} already ran once for an identical call; it does not run twice. Its result went to that call."),
+                    serde_json::json!({"action_id": id, "state": "executed"}),
+                    false,
+                ))
+            }
+            Claim::GrantExpired => {
+                return Ok(error_result(
+                    format!("the grant of action {id} expired before it ran; call again to ask anew"),
+                    Some(id),
+                ))
+            }
+            Claim::NotRunnable(state) => {
+                return Ok(error_result(
+                    format!("action {id} is {}; it cannot run", state.as_str()),
+                    Some(id),
+                ))
+            }
+        };
+        let upstream = self
+            .upstream(&entry.upstream)
+            .expect("catalog entries name configured upstreams");
+        let modified = run.action.params != *arguments;
+        let mut forward = CallToolRequestParams::new(entry.tool.clone());
+        forward.arguments = run.action.params.as_object().cloned();
+        forward.meta = passed_meta(params.meta.as_ref());
+        let outcome = upstream.call_tool(forward).await;
+        let (result, report) = match outcome {
+            Ok(result) => {
+                let bytes = crate::evidence::canonical::digest_bytes(&result);
+                let sha256 = hex::encode(Sha256::digest(&bytes));
+                let facts = serde_json::json!({"sha256": sha256, "size": bytes.len()});
+                if bytes.len() > self.config.max_result_bytes {
+                    let text = format!(
+                        "the result of {} is {} bytes; this gateway passes at most {}",
+                        entry.name(),
+                        bytes.len(),
+                        self.config.max_result_bytes
+                    );
+                    (
+                        error_result(text.clone(), Some(id)),
+                        RunReport {
+                            status: OutcomeStatus::Failed,
+                            summary: text,
+                            result: facts,
+                        },
+                    )
+                } else {
+                    let failed = result.is_error == Some(true);
+                    (
+                        result,
+                        RunReport {
+                            status: if failed {
+                                OutcomeStatus::Failed
+                            } else {
+                                OutcomeStatus::Succeeded
+                            },
+                            summary: format!(
+                                "{} {} upstream",
+                                entry.name(),
+                                if failed { "returned an error" } else { "ran" }
+                            ),
+                            result: facts,
+                        },
+                    )
+                }
+            }
+            Err(e) => (
+                error_result(format!("{e}; the tool may not have run"), Some(id)),
+                RunReport {
+                    status: OutcomeStatus::Failed,
+                    summary: e.to_string(),
+                    result: serde_json::Value::Null,
+                },
+            ),
+        };
+        self.gate.record_run(&caller.agent, &run, report).await?;
+        let mut result = result;
+        own_envelope(&mut result);
+        if modified {
+            // The agent learns its call ran with other arguments than it sent.
+            result.content.insert(
+                0,
+                Content::text(format!(
+                    "actiongate: an approver modified the arguments before this ran; it ran with {}",
+                    run.action.params
+                )),
+            );
+            let meta = result.meta.get_or_insert_with(MetaObject::new);
+            meta.0.insert(
+                META_KEY.into(),
+                serde_json::json!({"action_id": id, "state": "executed", "modified_arguments": run.action.params}),
+            );
+        }
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_calls_share_a_digest_whatever_the_key_order() {
+        let a = call_digest(
+            "fs__write_file",
+            &serde_json::json!({"path": "/a", "content": "x"}),
+        );
+        let b = call_digest(
+            "fs__write_file",
+            &serde_json::json!({"content": "x", "path": "/a"}),
+        );
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            call_digest(
+                "fs__write_file",
+                &serde_json::json!({"path": "/a", "content": "y"})
+            )
+        );
+        assert_ne!(
+            a,
+            call_digest(
+                "fs__edit_file",
+                &serde_json::json!({"path": "/a", "content": "x"})
+            )
+        );
+    }
+
+    #[test]
+    fn request_meta_passes_through_but_the_protocols_own_keys() {
+        let meta: RequestMetaObject = serde_json::from_value(serde_json::json!({
+            "progressToken": 7,
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "x", "version": "1"},
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01",
+            "com.example/ticket": "T-1"
+        }))
+        .unwrap();
+        let kept = serde_json::to_value(passed_meta(Some(&meta))).unwrap();
+        assert_eq!(
+            kept,
+            serde_json::json!({
+                "traceparent": "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01",
+                "com.example/ticket": "T-1"
+            })
+        );
+        let only_protocol: RequestMetaObject =
+            serde_json::from_value(serde_json::json!({"progressToken": "p"})).unwrap();
+        assert!(passed_meta(Some(&only_protocol)).is_none());
+        assert!(passed_meta(None).is_none());
+    }
+
+    #[test]
+    fn refusals_are_tool_errors_that_name_the_action() {
+        let status = ActionStatus {
+            action_id: "0190-abc".into(),
+            state: State::Denied,
+            kind: "mcp.fs.write_file".into(),
+            resource: "mcp://fs/write_file".into(),
+            risk: crate::action::Risk::High,
+            reasons: vec![],
+            reason: Some("denied by sam@example.com: no".into()),
+            approval: None,
+            grant: None,
+            digest: "d".into(),
+            updated_at: Utc::now(),
+        };
+        let r = refused_result(&status, "fs__write_file");
+        assert_eq!(r.is_error, Some(true));
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("0190-abc"));
+        assert_eq!(v["_meta"][META_KEY]["state"], "denied");
+    }
+}

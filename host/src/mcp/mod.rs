@@ -1,0 +1,167 @@
+//! The MCP gateway: actiongate as an MCP server at `/mcp` in front of
+//! configured upstream MCP servers. Every `tools/call` becomes an action
+//! through the gate (policy, approval, evidence) and reaches its upstream
+//! only once allowed. It never forwards an agent's credentials upstream and
+//! never lets an upstream ask the agent's side anything.
+
+pub mod call;
+pub mod catalog;
+pub mod config;
+pub mod front;
+pub mod upstream;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::RwLock;
+
+pub use config::{McpConfig, UpstreamConfig};
+
+use crate::evidence::{Actor, EventKind, NewEvent};
+use crate::gate::Gate;
+use catalog::Entry;
+use upstream::Upstream;
+
+/// The gateway: upstreams, the merged catalog, calls in flight.
+pub struct Gateway {
+    gate: Arc<Gate>,
+    config: McpConfig,
+    upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// Agent-facing name → entry, as of the latest listing.
+    catalog: RwLock<BTreeMap<String, Arc<Entry>>>,
+    /// The definition hash last recorded per agent-facing name.
+    recorded: tokio::sync::Mutex<HashMap<String, String>>,
+    calls: call::Calls,
+    /// Keeps the listing serialized: one refresh at a time.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl Gateway {
+    /// `None` when no upstream is configured.
+    pub fn new(
+        gate: Arc<Gate>,
+        config: &McpConfig,
+    ) -> Result<Option<Arc<Gateway>>, config::McpConfigError> {
+        config.check()?;
+        if config.upstreams.is_empty() {
+            return Ok(None);
+        }
+        let mut upstreams = BTreeMap::new();
+        for u in &config.upstreams {
+            upstreams.insert(
+                u.name.clone(),
+                Arc::new(Upstream::new(u.clone(), gate.evidence.clone())?),
+            );
+        }
+        Ok(Some(Arc::new(Gateway {
+            gate,
+            config: config.clone(),
+            upstreams,
+            catalog: RwLock::new(BTreeMap::new()),
+            recorded: Default::default(),
+            calls: Default::default(),
+            refreshing: Default::default(),
+        })))
+    }
+
+    pub fn config(&self) -> &McpConfig {
+        &self.config
+    }
+
+    /// Lists every upstream's tools now, records any definition first seen
+    /// or changed since the last listing, and makes it the catalog. An
+    /// upstream that cannot be listed offers nothing until it can.
+    pub async fn refresh(&self) -> Vec<Arc<Entry>> {
+        let _one = self.refreshing.lock().await;
+        let listings =
+            futures_util::future::join_all(self.upstreams.values().map(|u| async move {
+                u.take_stale();
+                (u.name.clone(), u.list_tools().await)
+            }))
+            .await;
+        let mut catalog = BTreeMap::new();
+        for (name, listed) in listings {
+            match listed {
+                Ok(tools) => {
+                    let listing = catalog::list(&name, tools);
+                    for (tool, why) in &listing.refused {
+                        tracing::warn!(upstream = %name, tool = %tool, reason = why, "tool not offered");
+                    }
+                    for entry in listing.entries {
+                        catalog.insert(entry.name(), Arc::new(entry));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(upstream = %name, error = %e, "upstream could not be listed; its tools are not offered")
+                }
+            }
+        }
+        self.record_definitions(&catalog).await;
+        let entries: Vec<Arc<Entry>> = catalog.values().cloned().collect();
+        *self.catalog.write().await = catalog;
+        entries
+    }
+
+    /// One `mcp-tool-defined` event per definition first seen or changed:
+    /// a rug-pulled tool shows in the log with both hashes.
+    async fn record_definitions(&self, catalog: &BTreeMap<String, Arc<Entry>>) {
+        let mut recorded = self.recorded.lock().await;
+        for (name, entry) in catalog {
+            let previous = recorded.get(name).cloned();
+            if previous.as_deref() == Some(entry.sha256.as_str()) {
+                continue;
+            }
+            if previous.is_some() {
+                tracing::warn!(tool = %name, previous = ?previous, sha256 = %entry.sha256, "tool definition changed");
+            }
+            let event = NewEvent {
+                kind: EventKind::McpToolDefined,
+                action_id: None,
+                actor: Actor::system(format!("mcp:{}", entry.upstream)),
+                payload: serde_json::json!({
+                    "tool": name,
+                    "upstream": entry.upstream,
+                    "kind": entry.kind,
+                    "sha256": entry.sha256,
+                    "previous_sha256": previous,
+                    "definition": entry.definition,
+                }),
+            };
+            match self.gate.evidence.append(event).await {
+                Ok(_) => {
+                    recorded.insert(name.clone(), entry.sha256.clone());
+                }
+                // Not recorded: tried again at the next listing.
+                Err(e) => {
+                    tracing::error!(tool = %name, error = %e, "could not record a tool definition")
+                }
+            }
+        }
+    }
+
+    /// The entry for an agent-facing name, listing again when the catalog
+    /// does not have it or its upstream said its tools changed.
+    pub async fn entry(&self, name: &str) -> Option<Arc<Entry>> {
+        let stale = catalog::split(name)
+            .and_then(|(u, _)| self.upstreams.get(u))
+            .is_some_and(|u| u.take_stale());
+        if !stale {
+            if let Some(e) = self.catalog.read().await.get(name) {
+                return Some(e.clone());
+            }
+        }
+        self.refresh().await;
+        self.catalog.read().await.get(name).cloned()
+    }
+
+    fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams.get(name)
+    }
+
+    /// Stops every upstream (stdio children end).
+    pub async fn close(&self) {
+        for u in self.upstreams.values() {
+            u.close().await;
+        }
+    }
+}
