@@ -327,7 +327,7 @@ async fn evaluations_beyond_the_inline_slice_run_again_with_the_full_budget() {
         let id = uuid::Uuid::parse_str(answer["action_id"].as_str().unwrap()).unwrap();
         let events = server.app.evidence.events_for_action(id).await.unwrap();
         let action = serde_json::from_value(events[0].payload["action"].clone()).unwrap();
-        let inline = server.app.gate.evaluator.evaluate_bound_inline(&action);
+        let inline = server.app.gate.evaluator().evaluate_bound_inline(&action);
         (
             events[1].payload["fuel_used"].as_u64().unwrap(),
             inline.is_some(),
@@ -414,7 +414,7 @@ async fn identity_comes_from_the_key_only() {
     assert!(server
         .app
         .gate
-        .store
+        .store()
         .revoke_agent("provisioner")
         .await
         .unwrap());
@@ -615,7 +615,7 @@ async fn bad_input_gets_problem_json_and_changes_nothing() {
             "{problem}"
         );
     }
-    assert_eq!(server.app.gate.store.count_pending().await.unwrap(), 0);
+    assert_eq!(server.app.gate.store().count_pending().await.unwrap(), 0);
 
     let body = export(5, &["orders"], "s3://corp-analytics/x");
     let no_key = agent
@@ -640,7 +640,7 @@ async fn bad_input_gets_problem_json_and_changes_nothing() {
     assert!(server
         .app
         .gate
-        .store
+        .store()
         .revoke_agent("etl-agent")
         .await
         .unwrap());
@@ -781,7 +781,7 @@ async fn with_postgres_down_the_answer_is_503_and_nothing_is_allowed() {
     let answer = recovered.expect("decisions resume when Postgres is back");
     assert_eq!(answer["state"], "allowed");
     // Exactly two actions were decided: before and after the outage.
-    let store = &server.app.gate.store;
+    let store = &server.app.gate.store();
     assert_eq!(store.count_pending().await.unwrap(), 0);
     let log = server
         .app
@@ -794,4 +794,48 @@ async fn with_postgres_down_the_answer_is_503_and_nothing_is_allowed() {
         log[0].seq, before_outage,
         "no gap and no duplicate in seq across the outage"
     );
+}
+
+#[tokio::test]
+async fn a_malformed_action_id_is_named_and_found_nowhere() {
+    let server = TestServer::start().await;
+    let agent = new_agent(&server, "id-agent").await;
+    let dana = Caller::approver(&server, "dana@example.com").await;
+    let unknown = uuid::Uuid::now_v7().to_string();
+    for id in ["not-an-id", "42%3B%20DROP", unknown.as_str()] {
+        // The same answer for a malformed id as for one that names nothing,
+        // on every route that takes one, and it names what was given.
+        let shown = id.replace("%3B%20", "; ");
+        for path in [
+            format!("/v1/actions/{id}"),
+            format!("/v1/actions/{id}/events"),
+        ] {
+            let answer = agent.get(&path).await;
+            assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{path}");
+            let problem: Value = answer.json().await.unwrap();
+            assert_eq!(
+                problem["type"], "urn:actiongate:problem:not-found",
+                "{problem}"
+            );
+            assert_eq!(problem["detail"], format!("no action {shown}"), "{problem}");
+        }
+        let (status, problem) = agent
+            .post(
+                &format!("/v1/actions/{id}/outcome"),
+                json!({"grant": "x", "status": "succeeded", "summary": "s"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+        assert_eq!(problem["detail"], format!("no action {shown}"), "{problem}");
+        let (status, problem) = dana
+            .post(
+                &format!("/v1/approvals/{id}/reviews"),
+                json!({"decision": "approve", "reason": "ok"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+        assert_eq!(problem["detail"], format!("no action {shown}"), "{problem}");
+    }
+    // Nothing was recorded for any of them.
+    assert_eq!(server.app.gate.store().count_pending().await.unwrap(), 0);
 }

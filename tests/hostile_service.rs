@@ -59,7 +59,7 @@ async fn a_sleeping_plugin_is_refused_at_once_and_replays_the_same() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
     assert_eq!(answer["state"], "denied", "{answer}");
 
-    let store = &server.app.gate.store;
+    let store = server.app.gate.store();
     let window = actiongate::audit::recorded::window(None, None, chrono::Utc::now()).unwrap();
     let (recorded, malformed) =
         actiongate::audit::recorded::evaluations_in(store, EventKind::Evaluated, window)
@@ -80,7 +80,7 @@ async fn a_sleeping_plugin_is_refused_at_once_and_replays_the_same() {
     let report = actiongate::audit::replay::replay_from_store(
         store,
         server.config.sandbox.clone(),
-        Some(server.app.gate.directory.clone()),
+        Some(server.app.gate.directory().clone()),
         ours,
         malformed,
     )

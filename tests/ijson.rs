@@ -182,7 +182,7 @@ async fn submissions_that_parsers_read_differently_are_refused_before_evaluation
         before,
         "nothing evaluated, nothing recorded"
     );
-    assert_eq!(server.app.gate.store.count_pending().await.unwrap(), 0);
+    assert_eq!(server.app.gate.store().count_pending().await.unwrap(), 0);
 
     // The same submission with numbers every parser reads alike is decided
     // and recorded (so the counts above could have moved).
@@ -481,14 +481,14 @@ async fn an_error_retrying_cannot_fix_is_not_a_503() {
     server
         .app
         .gate
-        .store
+        .store()
         .create_agent("etl-agent", "owner@example.com", &Default::default())
         .await
         .unwrap();
     let agent = server
         .app
         .gate
-        .store
+        .store()
         .agent("etl-agent")
         .await
         .unwrap()
@@ -512,5 +512,5 @@ async fn an_error_retrying_cannot_fix_is_not_a_503() {
     let problem = Problem::from(e);
     assert_eq!(problem.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(server.app.evidence.committed_size().await.unwrap(), before);
-    assert_eq!(server.app.gate.store.count_pending().await.unwrap(), 0);
+    assert_eq!(server.app.gate.store().count_pending().await.unwrap(), 0);
 }

@@ -82,7 +82,7 @@ impl Inbox {
     }
 
     async fn reviews(&self, id: &str) -> Vec<actiongate::store::ReviewRow> {
-        self.server.app.gate.store.reviews(id).await.unwrap()
+        self.server.app.gate.store().reviews(id).await.unwrap()
     }
 
     /// Evidence events of `kind` (e.g. `sign-in-refused`): their payloads.
@@ -91,7 +91,7 @@ impl Inbox {
             .server
             .app
             .gate
-            .store
+            .store()
             .events_page(0, 100_000)
             .await
             .unwrap();
@@ -175,7 +175,10 @@ async fn two_data_owners_approve_in_the_browser_and_the_agent_gets_its_grant() {
         .server
         .app
         .gate
-        .notification_for(&id, actiongate::notify::NotificationKind::Pending)
+        .notification_for(
+            &id.parse().unwrap(),
+            actiongate::notify::NotificationKind::Pending,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -340,7 +343,7 @@ async fn modify_changes_only_a_modifiable_parameter() {
         .server
         .app
         .gate
-        .store
+        .store()
         .action(&id)
         .await
         .unwrap()
@@ -383,7 +386,7 @@ async fn modify_changes_only_a_modifiable_parameter() {
         .server
         .app
         .gate
-        .store
+        .store()
         .action(&id)
         .await
         .unwrap()

@@ -129,7 +129,7 @@ async fn every_other_spelling_of_a_kind_is_a_400_naming_the_rule() {
 
     // Nothing was evaluated or recorded for any of them.
     assert_eq!(log.committed_size().await.unwrap(), before);
-    assert_eq!(server.app.gate.store.count_pending().await.unwrap(), 1);
+    assert_eq!(server.app.gate.store().count_pending().await.unwrap(), 1);
 
     // `db_export` is a valid kind of its own, so the catch-all decides it,
     // as it does any kind nobody bound.
@@ -157,7 +157,7 @@ async fn binding_patterns_follow_the_kind_grammar() {
     let db_export = server
         .app
         .gate
-        .store
+        .store()
         .current_bindings()
         .await
         .unwrap()
@@ -233,6 +233,6 @@ async fn a_plugin_declaring_kinds_outside_the_grammar_is_not_registered() {
         detail.contains("declares kind \"DB.Export\"") && detail.contains(RULE),
         "{detail}"
     );
-    assert!(!server.app.gate.store.has_plugin(&sha256).await.unwrap());
+    assert!(!server.app.gate.store().has_plugin(&sha256).await.unwrap());
     assert_eq!(server.app.evidence.committed_size().await.unwrap(), before);
 }

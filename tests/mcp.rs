@@ -167,7 +167,7 @@ async fn rig_with(tune: impl FnOnce(&mut McpConfig), attributes: &[(&str, &str)]
     for (k, v) in attributes {
         attrs.insert(k.to_string(), v.to_string());
     }
-    let store = &server.app.gate.store;
+    let store = server.app.gate.store();
     assert!(store
         .create_agent("coder", "owner@example.com", &attrs)
         .await
@@ -242,7 +242,7 @@ impl Rig {
         for (k, v) in extra {
             attrs.insert(k.to_string(), v.to_string());
         }
-        let store = &self.server.app.gate.store;
+        let store = self.server.app.gate.store();
         assert!(store
             .create_agent(name, "owner@example.com", &attrs)
             .await

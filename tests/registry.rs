@@ -9,7 +9,7 @@ use actiongate_tests::server::TestServer;
 #[tokio::test]
 async fn bound_plugins_are_stored_by_sha256_once() {
     let server = TestServer::start().await;
-    let store = &server.app.gate.store;
+    let store = &server.app.gate.store();
     let stored = store.plugins().await.unwrap();
     for name in [
         "db-export",
@@ -223,7 +223,7 @@ async fn register_refuses_unsigned_and_wrongly_signed_plugins() {
             "{why}: {out}"
         );
     }
-    let store = &server.app.gate.store;
+    let store = &server.app.gate.store();
     assert!(
         !store.has_plugin(&sha).await.unwrap(),
         "nothing refused is stored"
@@ -313,7 +313,7 @@ async fn register_runs_the_case_file_and_refuses_a_failing_plugin() {
         out.contains("1 of 2 cases failed") && out.contains("a small export"),
         "{out}"
     );
-    assert!(!server.app.gate.store.has_plugin(&sha).await.unwrap());
+    assert!(!server.app.gate.store().has_plugin(&sha).await.unwrap());
 
     let passing = cases("{ risk = \"critical\", route = \"deny\" }");
     let (code, out) = register(
@@ -393,7 +393,7 @@ async fn eventually<F: std::future::Future<Output = bool>>(
 #[tokio::test]
 async fn config_and_cli_bindings_land_in_one_store() {
     let server = TestServer::start().await;
-    let store = &server.app.gate.store;
+    let store = &server.app.gate.store();
     let admin = server
         .key(KeyRole::Approver, "demo-owner@example.com")
         .await;
@@ -521,7 +521,7 @@ async fn a_binding_change_by_one_policy_admin_waits_for_a_second() {
     })
     .await;
     let replica = server.replica().await;
-    let store = &server.app.gate.store;
+    let store = &server.app.gate.store();
     let dana = server.key(KeyRole::Approver, "dana@example.com").await;
     let sam = server.key(KeyRole::Approver, "sam@example.com").await;
     let erin = server.key(KeyRole::Approver, "erin@example.com").await;
@@ -776,7 +776,7 @@ async fn the_bindings_store_and_four_eyes_work_on_sqlite() {
         );
     })
     .await;
-    let store = &server.app.gate.store;
+    let store = &server.app.gate.store();
     assert_eq!(store.kind(), actiongate::store::StoreKind::Sqlite);
     assert_eq!(store.current_bindings().await.unwrap().len(), 5);
     let dana = server.key(KeyRole::Approver, "dana@example.com").await;

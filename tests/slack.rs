@@ -515,7 +515,7 @@ impl Rig {
 
     /// The card's (channel, ts) once it is posted.
     async fn card(&self, id: &str) -> (String, String) {
-        let store = &self.server.app.gate.store;
+        let store = &self.server.app.gate.store();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(card) = store.slack_messages(id).await.unwrap().into_iter().next() {

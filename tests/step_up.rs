@@ -3,7 +3,8 @@
 //! the approver's device: registration, list and removal; a critical action
 //! approved with assertions; and each way an assertion must be refused.
 
-use actiongate::approvals::{Decision, ReviewError};
+use actiongate::action::ActionId;
+use actiongate::approvals::{Decision, ReviewError, ReviewRequest};
 use actiongate::directory::ApproverId;
 use actiongate::evidence::{EventKind, StoredEvent};
 use actiongate::notify::NotificationKind;
@@ -488,9 +489,10 @@ async fn chat_cards_link_to_the_inbox_and_chat_approvals_are_refused() {
     let agent = Caller::agent(&server, "etl", "owner@example.com").await;
     let (_, answer) = agent.post("/v1/actions", critical_export()).await;
     let action = id(&answer);
+    let action_id: ActionId = action.parse().unwrap();
     let gate = &server.app.gate;
     let n = gate
-        .notification_for(&action, NotificationKind::Pending)
+        .notification_for(&action_id, NotificationKind::Pending)
         .await
         .unwrap();
     let link = format!("{ORIGIN}/inbox/actions/{action}");
@@ -504,21 +506,21 @@ async fn chat_cards_link_to_the_inbox_and_chat_approvals_are_refused() {
 
     // A click from chat carries no assertion: refused in the rule's words.
     let dana: ApproverId = gate
-        .directory
+        .directory()
         .person_by_email("dana@example.com")
         .unwrap()
         .id()
         .clone();
+    let from_chat = |decision, reason: &str| ReviewRequest {
+        decision,
+        reason: Some(reason.into()),
+        params: None,
+        seen_digest: None,
+        channel: "slack".into(),
+        step_up: None,
+    };
     let err = gate
-        .review(
-            &dana,
-            &action,
-            Decision::Approve,
-            Some("ok".into()),
-            None,
-            None,
-            "slack",
-        )
+        .review(&dana, &action_id, from_chat(Decision::Approve, "ok"))
         .await
         .unwrap_err();
     match err {
@@ -529,22 +531,14 @@ async fn chat_cards_link_to_the_inbox_and_chat_approvals_are_refused() {
         other => panic!("{other:?}"),
     }
     // A deny from chat is recorded.
-    gate.review(
-        &dana,
-        &action,
-        Decision::Deny,
-        Some("no".into()),
-        None,
-        None,
-        "slack",
-    )
-    .await
-    .unwrap();
+    gate.review(&dana, &action_id, from_chat(Decision::Deny, "no"))
+        .await
+        .unwrap();
 
     // A high (not critical) action keeps its approve button.
     let (_, answer) = agent.post("/v1/actions", json!({"kind": "db.export", "resource": "r", "params": {"rows": 50000, "tables": ["orders"], "destination": "s3://corp-analytics/x"}})).await;
     let n = gate
-        .notification_for(&id(&answer), NotificationKind::Pending)
+        .notification_for(&id(&answer).parse().unwrap(), NotificationKind::Pending)
         .await
         .unwrap();
     assert_eq!(n.approval.step_up, None);

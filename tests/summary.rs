@@ -157,7 +157,7 @@ async fn every_channel_shows_the_same_facts_and_the_same_redaction() {
     let sha256 = server
         .app
         .gate
-        .store
+        .store()
         .current_bindings()
         .await
         .unwrap()

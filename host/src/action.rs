@@ -3,6 +3,7 @@
 //! and from the WIT types, so nothing above it sees generated bindings.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -176,6 +177,58 @@ pub struct Principal {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// The id of an action: a UUID the host made. Parsed once, where it comes
+/// in (HTTP path, chat payload, CLI argument), so every channel refuses a
+/// malformed id the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ActionId(uuid::Uuid);
+
+impl ActionId {
+    /// A fresh id (UUIDv7: ordered by time).
+    pub fn new() -> ActionId {
+        ActionId(uuid::Uuid::now_v7())
+    }
+
+    pub fn uuid(self) -> uuid::Uuid {
+        self.0
+    }
+}
+
+impl Default for ActionId {
+    fn default() -> Self {
+        ActionId::new()
+    }
+}
+
+impl From<uuid::Uuid> for ActionId {
+    fn from(id: uuid::Uuid) -> Self {
+        ActionId(id)
+    }
+}
+
+impl std::str::FromStr for ActionId {
+    type Err = BadActionId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s)
+            .map(ActionId)
+            .map_err(|_| BadActionId(s.to_owned()))
+    }
+}
+
+impl fmt::Display for ActionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Hyphenated lowercase: what every stored row and event holds.
+        self.0.fmt(f)
+    }
+}
+
+/// Text that is not an action id; names what was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an action id (a UUID)")]
+pub struct BadActionId(pub String);
+
 /// One privileged action, as a policy plugin sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Action {
@@ -198,9 +251,7 @@ impl Action {
     /// sha256 over the RFC 8785 canonical JSON of the action: what approvals
     /// and grants are bound to. Any change to any field changes it.
     pub fn digest(&self) -> String {
-        hex::encode(Sha256::digest(crate::evidence::canonical::digest_bytes(
-            self,
-        )))
+        hex::encode(Sha256::digest(crate::canonical::digest_bytes(self)))
     }
 
     /// `requested_at` as the plugin sees it: RFC 3339, UTC, milliseconds.
@@ -209,6 +260,96 @@ impl Action {
             .to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 }
+
+/// Where an action stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Allowed,
+    Denied,
+    Pending,
+    Approved,
+    Expired,
+    Executed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Allowed => "allowed",
+            State::Denied => "denied",
+            State::Pending => "pending",
+            State::Approved => "approved",
+            State::Expired => "expired",
+            State::Executed => "executed",
+        }
+    }
+
+    /// The state a stored row names.
+    pub fn parse(s: &str) -> Result<State, UnknownState> {
+        Ok(match s {
+            "allowed" => State::Allowed,
+            "denied" => State::Denied,
+            "pending" => State::Pending,
+            "approved" => State::Approved,
+            "expired" => State::Expired,
+            "executed" => State::Executed,
+            _ => return Err(UnknownState(s.to_owned())),
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, State::Pending)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+/// What a reviewer decides about a held action.
+pub enum Decision {
+    Approve,
+    Deny,
+    /// Change modifiable params; counts as the modifier's approval of the new digest.
+    Modify,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Deny => "deny",
+            Decision::Modify => "modify",
+        }
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+/// How running an action went, as its executor reports it.
+pub enum OutcomeStatus {
+    Succeeded,
+    Failed,
+}
+
+impl OutcomeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeStatus::Succeeded => "succeeded",
+            OutcomeStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A stored state this release does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown action state {0:?}")]
+pub struct UnknownState(pub String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -435,5 +576,41 @@ mod tests {
     #[test]
     fn requested_at_is_utc_millis() {
         assert_eq!(action().requested_at_rfc3339(), "2026-11-25T10:00:00.000Z");
+    }
+
+    #[test]
+    fn an_action_id_is_a_uuid_parsed_once_and_named_when_bad() {
+        let id: ActionId = "0190C6C2-0000-7000-8000-000000000001".parse().unwrap();
+        // Written as every row and event holds it: lowercase, hyphenated.
+        assert_eq!(id.to_string(), "0190c6c2-0000-7000-8000-000000000001");
+        assert_eq!(
+            serde_json::to_value(id).unwrap(),
+            serde_json::json!("0190c6c2-0000-7000-8000-000000000001")
+        );
+        let bad = "42; DROP".parse::<ActionId>().unwrap_err();
+        assert_eq!(bad.to_string(), "\"42; DROP\" is not an action id (a UUID)");
+        assert!("".parse::<ActionId>().is_err());
+    }
+
+    #[test]
+    fn stored_states_parse_and_unknown_ones_are_named() {
+        for s in [
+            State::Allowed,
+            State::Denied,
+            State::Pending,
+            State::Approved,
+            State::Expired,
+            State::Executed,
+        ] {
+            assert_eq!(State::parse(s.as_str()), Ok(s));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::json!(s.as_str())
+            );
+        }
+        assert_eq!(
+            State::parse("Allowed").unwrap_err().to_string(),
+            "unknown action state \"Allowed\""
+        );
     }
 }

@@ -1,16 +1,22 @@
 //! Configuration: one TOML file (examples/actiongate.toml shows and explains
 //! every option; it is also the built-in default), then environment
-//! overrides. Read once at start; never written.
+//! overrides. Read once at start; never written. Only composes: each
+//! section's type belongs to the module that uses it.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::directory::DirectoryConfig;
+pub use crate::bindings::{BindingConfig, FourEyesConfig};
+use crate::chat::slack::SlackConfig;
+use crate::chat::teams::TeamsConfig;
+pub use crate::directory::DirectoryConfig;
 use crate::evaluate::FailClosed;
 use crate::evidence::EvidenceConfig;
-use crate::notify::webhook::WebhookConfig;
+pub use crate::grant::GrantConfig;
+pub use crate::notify::NotifyConfig;
+pub use crate::registry::PluginsConfig;
 use crate::sandbox::SandboxConfig;
 
 /// The default configuration: the example file, embedded.
@@ -44,9 +50,9 @@ pub struct Config {
     /// How often expiries, reminders and escalations are checked.
     pub sweep_interval_ms: u64,
     /// Approvals in Microsoft Teams (a Bot Framework bot); off when absent.
-    pub teams: Option<crate::chat::teams::TeamsConfig>,
+    pub teams: Option<TeamsConfig>,
     /// Approvals in Slack (`[slack]`); off when absent.
-    pub slack: Option<crate::chat::slack::SlackConfig>,
+    pub slack: Option<SlackConfig>,
     /// The approver web inbox with OIDC sign-in (`[inbox]`); off when absent.
     pub inbox: Option<crate::inbox::InboxConfig>,
     /// What approvers are shown: the one redaction rule set (`[approvals]`).
@@ -55,24 +61,6 @@ pub struct Config {
     pub step_up: Option<crate::stepup::StepUpConfig>,
     /// The MCP gateway (`[mcp]`, `[[mcp.upstreams]]`); off without upstreams.
     pub mcp: crate::mcp::McpConfig,
-}
-
-/// `[notify]`: outgoing announcements.
-#[derive(Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NotifyConfig {
-    /// Standard Webhooks receivers.
-    pub webhooks: Vec<WebhookConfig>,
-}
-
-impl std::fmt::Debug for NotifyConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Secrets stay out of logs: names only.
-        let names: Vec<&str> = self.webhooks.iter().map(|w| w.name.as_str()).collect();
-        f.debug_struct("NotifyConfig")
-            .field("webhooks", &names)
-            .finish()
-    }
 }
 
 impl Default for Config {
@@ -96,85 +84,6 @@ impl Default for Config {
             approvals: crate::approvals::ApprovalsConfig::default(),
             step_up: None,
             mcp: Default::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GrantConfig {
-    /// Seconds a grant stays valid. Short: it is a ticket, not a credential.
-    pub ttl_seconds: u64,
-    /// Ed25519 signing key, created on first start. Env: ACTIONGATE_GRANT_KEY.
-    /// Replicas must share it.
-    pub key_path: PathBuf,
-}
-
-impl Default for GrantConfig {
-    fn default() -> Self {
-        GrantConfig {
-            ttl_seconds: 300,
-            key_path: PathBuf::from("./data/grant.key"),
-        }
-    }
-}
-
-/// One `[[bindings]]` entry: kinds matching `kind` go to a plugin, named by
-/// example name (`plugin`) or by file and pinned sha256 (`path` + `sha256`).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct BindingConfig {
-    pub kind: String,
-    pub plugin: Option<String>,
-    pub path: Option<PathBuf>,
-    pub sha256: Option<String>,
-    /// A shadow plugin (example name), evaluated and recorded, never enforced.
-    pub shadow: Option<String>,
-}
-
-/// `[plugins]`: who may register plugins and how binding changes spread.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct PluginsConfig {
-    /// Refuse to register a plugin without a valid SSH signature
-    /// (`ssh-keygen -Y sign -n actiongate-plugin`) by a key in `allowed_signers`.
-    pub require_signature: bool,
-    /// An OpenSSH allowed-signers file: `principals [namespaces="…"] keytype base64-key`.
-    pub allowed_signers: Option<PathBuf>,
-    /// How often each replica re-reads the bindings store (a Postgres
-    /// NOTIFY makes it re-read at once).
-    pub bindings_poll_ms: u64,
-    /// Four eyes on binding changes, in force when the directory has a
-    /// `policy-admins` group.
-    pub four_eyes: FourEyesConfig,
-}
-
-impl Default for PluginsConfig {
-    fn default() -> Self {
-        PluginsConfig {
-            require_signature: false,
-            allowed_signers: None,
-            bindings_poll_ms: 2000,
-            four_eyes: FourEyesConfig::default(),
-        }
-    }
-}
-
-/// `[plugins.four_eyes]`: the approval a binding change needs.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct FourEyesConfig {
-    /// Approvals by policy admins other than the requester.
-    pub quorum: u32,
-    /// Seconds before an unapproved change expires (and is not made).
-    pub ttl_seconds: u32,
-}
-
-impl Default for FourEyesConfig {
-    fn default() -> Self {
-        FourEyesConfig {
-            quorum: 1,
-            ttl_seconds: 86_400,
         }
     }
 }

@@ -4,11 +4,11 @@
 //! the grant after. Never runs an action that is not allowed or approved.
 
 use chrono::Utc;
-use uuid::Uuid;
 
-use crate::action::Action;
-use crate::evidence::{Actor, ActorKind, EventKind};
-use crate::gate::{event, Gate, GateError, OutcomeStatus, State};
+use crate::action::{Action, ActionId};
+use crate::evidence::payload::{self, Payload};
+use crate::evidence::{Actor, ActorKind};
+use crate::gate::{Gate, GateError, OutcomeStatus, State};
 use crate::store::{ActionChange, AgentRow, StoreError};
 
 /// What claiming an action's run found.
@@ -27,6 +27,7 @@ pub enum Claim {
 /// A claimed run: the action as it must run (after any modification).
 #[derive(Debug)]
 pub struct ClaimedRun {
+    pub id: ActionId,
     pub action: Action,
     pub digest: String,
     jti: String,
@@ -43,31 +44,27 @@ pub struct RunReport {
 
 impl Gate {
     /// Claims the run of `agent`'s action `id` by consuming its grant.
-    pub async fn claim_run(&self, agent: &AgentRow, id: &str) -> Result<Claim, GateError> {
-        let row = match self.store.action(id).await? {
-            Some(row) if row.agent_id == agent.id => row,
-            _ => return Err(GateError::NotFound(id.into())),
-        };
-        let state = State::parse(&row.state)?;
+    pub async fn claim_run(&self, agent: &AgentRow, id: &ActionId) -> Result<Claim, GateError> {
+        let record = self.owned_action(agent, id).await?;
+        let state = record.state;
         if !matches!(state, State::Allowed | State::Approved) {
             return Ok(Claim::NotRunnable(state));
         }
-        let token = row.grant_token.as_deref().ok_or_else(|| {
+        let token = record.grant_token.as_deref().ok_or_else(|| {
             StoreError::Corrupt(format!("{} action {id} has no grant", state.as_str()))
         })?;
-        let claims = match self.grants.verify(token, Utc::now()) {
+        let claims = match self.grants().verify(token, Utc::now()) {
             Ok(claims) => claims,
             Err(crate::grant::GrantError::Expired(_)) => return Ok(Claim::GrantExpired),
             Err(e) => return Err(GateError::GrantRefused(e.to_string())),
         };
-        if !self.store.consume_grant(&claims.jti, Utc::now()).await? {
+        if !self.store().consume_grant(&claims.jti, Utc::now()).await? {
             return Ok(Claim::Taken);
         }
-        let action: Action = serde_json::from_str(&row.action)
-            .map_err(|e| StoreError::Corrupt(format!("action {id}: {e}")))?;
         Ok(Claim::Run(Box::new(ClaimedRun {
-            action,
-            digest: row.digest,
+            id: record.id,
+            action: record.action,
+            digest: record.digest,
             jti: claims.jti,
             from: state,
         })))
@@ -80,36 +77,38 @@ impl Gate {
         run: &ClaimedRun,
         report: RunReport,
     ) -> Result<(), GateError> {
-        let action_uuid =
-            Uuid::parse_str(&run.action.id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.evidence
-            .append(event(
-                EventKind::Executed,
-                action_uuid,
-                Actor {
-                    kind: ActorKind::Agent,
-                    id: agent.id.clone(),
-                },
-                serde_json::json!({
-                    "jti": run.jti,
-                    "digest": run.digest,
-                    "status": report.status,
-                    "summary": report.summary,
-                    "logs": null,
-                    "executor": "mcp-gateway",
-                    "result": report.result,
-                }),
-            ))
+        self.evidence()
+            .append(
+                payload::Executed {
+                    digest: run.digest.clone(),
+                    status: report.status,
+                    summary: report.summary,
+                    by: payload::ExecutedBy::Gateway {
+                        jti: run.jti.clone(),
+                        logs: None,
+                        executor: "mcp-gateway".into(),
+                        result: report.result,
+                    },
+                }
+                .event(
+                    Some(run.id.uuid()),
+                    Actor {
+                        kind: ActorKind::Agent,
+                        id: agent.id.clone(),
+                    },
+                ),
+            )
             .await?;
-        self.store
+        let key = run.id.to_string();
+        self.store()
             .transition_action(
-                &run.action.id,
+                &key,
                 run.from.as_str(),
                 State::Executed.as_str(),
                 &ActionChange::default(),
             )
             .await?;
-        self.changed(&run.action.id).await;
+        self.changed(&key).await;
         Ok(())
     }
 }

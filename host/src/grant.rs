@@ -2,6 +2,8 @@
 //! compact JWS (EdDSA, Ed25519) that executors verify offline with the JWKS
 //! from `/v1/keys`. Signs and verifies; never decides.
 
+use std::path::PathBuf;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -183,5 +185,25 @@ mod tests {
             Err(GrantError::Expired(_))
         ));
         assert_eq!(signer.verify("a.b", now), Err(GrantError::Malformed));
+    }
+}
+
+/// `[grants]`: how long a grant lives and where its signing key is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrantConfig {
+    /// Seconds a grant stays valid. Short: it is a ticket, not a credential.
+    pub ttl_seconds: u64,
+    /// Ed25519 signing key, created on first start. Env: ACTIONGATE_GRANT_KEY.
+    /// Replicas must share it.
+    pub key_path: PathBuf,
+}
+
+impl Default for GrantConfig {
+    fn default() -> Self {
+        GrantConfig {
+            ttl_seconds: 300,
+            key_path: PathBuf::from("./data/grant.key"),
+        }
     }
 }

@@ -7,13 +7,16 @@
 pub mod admit;
 pub mod signature;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::Utc;
+use serde::Deserialize;
 
 use crate::action::{KindError, KindPattern};
 use crate::evaluate::Evaluator;
-use crate::evidence::{Actor, EventKind, EvidenceError, EvidenceLog, NewEvent};
+use crate::evidence::payload::{self, Payload};
+use crate::evidence::{Actor, EvidenceError, EvidenceLog};
 use crate::sandbox::{Plugin, PluginFailure};
 use crate::store::{PluginRow, StoreError};
 
@@ -44,12 +47,34 @@ pub struct Registration {
     pub cases: Option<CasesPassed>,
 }
 
-/// A case file a plugin passed at registration, for the record.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct CasesPassed {
-    pub count: usize,
-    /// sha256 of the case file's text.
-    pub sha256: String,
+pub use crate::evidence::payload::CasesPassed;
+
+/// `[plugins]`: who may register plugins and how binding changes spread.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Refuse to register a plugin without a valid SSH signature
+    /// (`ssh-keygen -Y sign -n actiongate-plugin`) by a key in `allowed_signers`.
+    pub require_signature: bool,
+    /// An OpenSSH allowed-signers file: `principals [namespaces="…"] keytype base64-key`.
+    pub allowed_signers: Option<PathBuf>,
+    /// How often each replica re-reads the bindings store (a Postgres
+    /// NOTIFY makes it re-read at once).
+    pub bindings_poll_ms: u64,
+    /// Four eyes on binding changes, in force when the directory has a
+    /// `policy-admins` group.
+    pub four_eyes: crate::bindings::FourEyesConfig,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            require_signature: false,
+            allowed_signers: None,
+            bindings_poll_ms: 2000,
+            four_eyes: crate::bindings::FourEyesConfig::default(),
+        }
+    }
 }
 
 /// Admits `wasm`: load (refusing bad components and pin mismatches), store
@@ -79,22 +104,20 @@ pub async fn register(
     let new = evidence.store().insert_plugin(&row).await?;
     if new {
         evidence
-            .append(NewEvent {
-                kind: EventKind::PluginRegistered,
-                action_id: None,
-                actor: registration.by,
-                payload: serde_json::json!({
-                    "sha256": plugin.sha256,
-                    "name": plugin.info.name,
-                    "version": plugin.info.version,
-                    "kinds": plugin.info.kinds,
-                    "wit_version": plugin.wit_version,
-                    "size_bytes": wasm.len(),
-                    "signer": registration.signer,
-                    "source": registration.source,
-                    "cases": registration.cases,
-                }),
-            })
+            .append(
+                payload::PluginRegistered {
+                    sha256: plugin.sha256.clone(),
+                    name: plugin.info.name.clone(),
+                    version: plugin.info.version.clone(),
+                    kinds: plugin.info.kinds.clone(),
+                    wit_version: plugin.wit_version.clone(),
+                    size_bytes: wasm.len() as u64,
+                    signer: registration.signer.clone(),
+                    source: registration.source.clone(),
+                    cases: registration.cases.clone(),
+                }
+                .event(None, registration.by),
+            )
             .await?;
     }
     evaluator.insert(plugin.clone());

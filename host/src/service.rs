@@ -8,12 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::api::{App, AppState};
-use crate::bindings::{BindingChange, Bindings};
-use crate::config::{BindingConfig, Config};
+use crate::bindings::{BindingChange, BindingConfig, Bindings};
+use crate::config::Config;
 use crate::directory::Directory;
 use crate::evaluate::Evaluator;
 use crate::evidence::{Actor, EvidenceLog};
-use crate::gate::Gate;
+use crate::gate::{Gate, GateParts, WhenApproved};
 use crate::grant::GrantSigner;
 use crate::metrics::Metrics;
 use crate::notify::webhook::Webhook;
@@ -116,7 +116,16 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .map(|c| crate::inbox::Inbox::new(c).map(Arc::new))
         .transpose()
         .context("checking [inbox]")?;
-    let gate = Arc::new(Gate {
+    if let (Some(step_up), Some(inbox)) = (&step_up, &inbox) {
+        step_up
+            .config
+            .check_inbox(&inbox.settings.public_url)
+            .map_err(anyhow::Error::msg)
+            .context("checking [step_up] against [inbox]")?;
+    }
+    // An approved four-eyes change is the bindings' to make.
+    let when_approved: Vec<Arc<dyn WhenApproved>> = vec![bindings.clone() as Arc<dyn WhenApproved>];
+    let gate = Arc::new(Gate::new(GateParts {
         step_up,
         store,
         directory,
@@ -127,16 +136,16 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         grant_ttl: Duration::from_secs(config.grants.ttl_seconds),
         waiters,
         metrics: Metrics::default(),
-        bindings: bindings.clone(),
         shadows: Shadows::new(
             evaluator.clone(),
             evidence.clone(),
             (config.sandbox.max_instances / 4) as usize,
         ),
+        when_approved,
         inbox_url: inbox.as_ref().map(|i| i.settings.public_url.clone()),
         redaction: redaction(config),
-    });
-    bindings.spawn_sync(Duration::from_millis(
+    }));
+    bindings.clone().spawn_sync(Duration::from_millis(
         config.plugins.bindings_poll_ms.max(50),
     ));
     crate::approvals::sweeper::spawn(
@@ -147,6 +156,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     let mcp = crate::mcp::Gateway::new(gate.clone(), &config.mcp).context("checking [mcp]")?;
     Ok(Arc::new(AppState {
         gate,
+        bindings,
         evidence,
         teams,
         slack,

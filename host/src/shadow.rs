@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::action::Action;
 use crate::evaluate::Evaluator;
-use crate::evidence::{Actor, ActorKind, EventKind, EvidenceLog, NewEvent};
-use crate::gate::evaluation_payload;
+use crate::evidence::payload::{Evaluated, Payload, ShadowEvaluated};
+use crate::evidence::{Actor, ActorKind, EvidenceLog};
 use crate::sandbox::Plugin;
 
 /// Shadow evaluations waiting or running at most; beyond it they are skipped.
@@ -84,22 +84,19 @@ impl Shadows {
             }
         };
         // The `evaluated` payload, so a diff compares like with like.
-        let mut payload = evaluation_payload(&action, &verdict);
-        if let Some(failure) = &verdict.failure {
-            payload["failure"] = serde_json::json!(failure);
+        let event = ShadowEvaluated {
+            evaluated: Evaluated::new(&action, &verdict),
+            failure: verdict.failure.clone(),
+            live_sha256: Some(live_sha256),
         }
-        payload["live_sha256"] = serde_json::json!(live_sha256);
-        self.evidence
-            .append(NewEvent {
-                kind: EventKind::ShadowEvaluated,
-                action_id: Uuid::parse_str(&action.id).ok(),
-                actor: Actor {
-                    kind: ActorKind::Plugin,
-                    id: shadow.sha256.clone(),
-                },
-                payload,
-            })
-            .await?;
+        .event(
+            Uuid::parse_str(&action.id).ok(),
+            Actor {
+                kind: ActorKind::Plugin,
+                id: shadow.sha256.clone(),
+            },
+        );
+        self.evidence.append(event).await?;
         Ok(())
     }
 }

@@ -107,7 +107,7 @@ impl TestServer {
 
     /// Creates an agent owned by `owner` and returns its API key.
     pub async fn agent(&self, name: &str, owner: &str) -> String {
-        let store = &self.app.gate.store;
+        let store = &self.app.gate.store();
         assert!(store
             .create_agent(name, owner, &Default::default())
             .await
@@ -119,7 +119,7 @@ impl TestServer {
         let key = new_api_key().unwrap();
         self.app
             .gate
-            .store
+            .store()
             .add_api_key(&hash_api_key(&key), role, subject)
             .await
             .unwrap();

@@ -14,6 +14,7 @@ use futures_util::Stream;
 use super::auth::{AgentCaller, Submitter};
 use super::error::{ApiJson, Problem};
 use super::App;
+use crate::action::ActionId;
 use crate::gate::{ActionStatus, GateError, Outcome, State as ActionState, Submission};
 
 /// The longest long-poll, in seconds.
@@ -97,6 +98,7 @@ pub async fn get_action(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
     let wait = prefer_wait(&headers);
     let status = match wait {
         Some(seconds) => {
@@ -139,6 +141,7 @@ pub async fn events(
     AgentCaller(agent): AgentCaller,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    let id = parse_id(&id)?;
     // Fail now, with a status code, if the action is not this agent's.
     let first = app.gate.status(&agent, &id).await?;
     let stream = futures_util::stream::unfold(
@@ -191,7 +194,15 @@ pub async fn outcome(
     Path(id): Path<String>,
     ApiJson(outcome): ApiJson<Outcome>,
 ) -> Result<Json<ActionStatus>, Problem> {
+    let id = parse_id(&id)?;
     Ok(Json(app.gate.report_outcome(&agent, &id, outcome).await?))
+}
+
+/// An action id from a path: a malformed one names no action (404, naming
+/// it), as on every channel.
+pub(super) fn parse_id(raw: &str) -> Result<ActionId, Problem> {
+    raw.parse::<ActionId>()
+        .map_err(|e| GateError::from(e).into())
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = App::from_ref(state);
         let ApproverCaller(me) = ApproverCaller::from_request_parts(parts, state).await?;
-        let directory = &app.gate.directory;
+        let directory = app.gate.directory();
         let person = directory
             .person(&me)
             .ok_or_else(|| Problem::forbidden("the key's owner is no longer in the directory"))?;
@@ -83,7 +83,7 @@ pub async fn list_bindings(
     _: PolicyReader,
     Query(q): Query<BindingsQuery>,
 ) -> Result<Json<Vec<BindingRow>>, Problem> {
-    let store = &app.gate.store;
+    let store = app.gate.store();
     let rows = if q.history {
         store.binding_history().await
     } else {
@@ -136,9 +136,10 @@ pub async fn bind(
     ApiJson(body): ApiJson<BindRequest>,
 ) -> Result<Response, Problem> {
     let gate = &app.gate;
-    if four_eyes::enabled(&gate.directory) {
-        let status = gate
-            .request_binding_change(&me, &body.change, body.reason)
+    if four_eyes::enabled(gate.directory()) {
+        let status = app
+            .bindings
+            .request_change(gate, &me, &body.change, body.reason)
             .await
             .map_err(bind_problem)?;
         let approval = status.approval.ok_or_else(|| {
@@ -158,7 +159,7 @@ pub async fn bind(
         kind: ActorKind::Human,
         id: me.to_string(),
     };
-    let applied = gate
+    let applied = app
         .bindings
         .apply(&body.change, &by, crate::bindings::Source::Admin)
         .await
@@ -235,7 +236,7 @@ pub async fn list_plugins(
 ) -> Result<Json<Vec<PluginView>>, Problem> {
     let rows = app
         .gate
-        .store
+        .store()
         .plugins()
         .await
         .map_err(crate::gate::GateError::from)?;
@@ -295,7 +296,7 @@ pub async fn register(
     let admitted = app
         .admission
         .admit(
-            &app.gate.evaluator,
+            app.gate.evaluator(),
             &app.evidence,
             Submitted {
                 wasm: &wasm,
@@ -349,7 +350,7 @@ pub async fn register(
         })?;
     let row = app
         .gate
-        .store
+        .store()
         .plugin(&admitted.plugin.sha256)
         .await
         .map_err(crate::gate::GateError::from)?

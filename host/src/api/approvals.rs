@@ -4,14 +4,13 @@
 
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::key_holder;
 use super::error::{ApiJson, Problem};
 use super::App;
-use crate::approvals::{ApprovalSummary, Decision, ReviewError};
+use crate::approvals::{ApprovalSummary, Decision};
 use crate::directory::ApproverId;
 use crate::gate::State as ActionState;
 use crate::store::KeyRole;
@@ -34,7 +33,7 @@ where
                 holder.role.as_str()
             )));
         }
-        match app.gate.directory.person_by_email(&holder.subject) {
+        match app.gate.directory().person_by_email(&holder.subject) {
             Some(person) => Ok(ApproverCaller(person.id().clone())),
             None => Err(Problem::forbidden(
                 "the key's owner is no longer in the approver directory",
@@ -74,6 +73,7 @@ pub async fn detail(
     ApproverCaller(me): ApproverCaller,
     Path(id): Path<String>,
 ) -> Result<Json<ApprovalSummary>, Problem> {
+    let id = super::actions::parse_id(&id)?;
     Ok(Json(app.gate.pending_one_for(&me, &id).await?))
 }
 
@@ -121,23 +121,23 @@ pub async fn review(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ReviewRequest>,
 ) -> Result<Json<ReviewAnswer>, Problem> {
+    let action_id = super::actions::parse_id(&id)?;
+    let review = crate::approvals::ReviewRequest {
+        decision: body.decision,
+        reason: body.reason,
+        params: body.params,
+        seen_digest: body.digest,
+        channel: "api".into(),
+        step_up: body.step_up,
+    };
     let outcome = app
         .gate
-        .review_with_step_up(
-            &me,
-            &id,
-            body.decision,
-            body.reason,
-            body.params,
-            body.digest.as_deref(),
-            "api",
-            body.step_up.as_ref(),
-        )
+        .review(&me, &action_id, review)
         .await
         .map_err(review_problem)?;
     let n = outcome.notification;
     Ok(Json(ReviewAnswer {
-        action_id: id,
+        action_id: action_id.to_string(),
         state: outcome.state,
         approvals: n.approval.approvals.len(),
         quorum: n.approval.quorum,
@@ -145,28 +145,4 @@ pub async fn review(
     }))
 }
 
-/// A refused review is a 403 whose `type` names the rule, or 409 when the
-/// request is no longer open.
-pub fn review_problem(e: ReviewError) -> Problem {
-    match e {
-        ReviewError::Refused(refusal) => {
-            let status = match refusal.code() {
-                "not-pending" | "expired" | "duplicate" | "stale" => StatusCode::CONFLICT,
-                "nothing-modifiable"
-                | "param-not-modifiable"
-                | "no-change"
-                | "not-an-object"
-                | "reason-required" => StatusCode::UNPROCESSABLE_ENTITY,
-                _ => StatusCode::FORBIDDEN,
-            };
-            Problem::new(
-                status,
-                refusal.code(),
-                "The review was refused by an approval rule",
-                refusal.to_string(),
-            )
-        }
-        ReviewError::StepUp(e) => e.into(),
-        ReviewError::Gate(e) => e.into(),
-    }
-}
+pub use crate::problem::review_problem;

@@ -54,7 +54,7 @@ fn unknown_key() -> Problem {
 
 pub(super) async fn key_holder(parts: &Parts, app: &App) -> Result<KeyHolder, Problem> {
     let key = bearer_key(parts)?;
-    match app.gate.store.key_principal(&hash_api_key(key)).await {
+    match app.gate.store().key_principal(&hash_api_key(key)).await {
         Ok(Some((role, subject))) => Ok(KeyHolder { role, subject }),
         Ok(None) => Err(unknown_key()),
         Err(e) => Err(store_problem(e)),
@@ -63,7 +63,7 @@ pub(super) async fn key_holder(parts: &Parts, app: &App) -> Result<KeyHolder, Pr
 
 /// The live agent whose key hashes to `key_hash`, or why not.
 async fn agent_by_key(app: &App, key_hash: &str) -> Result<AgentRow, Problem> {
-    match app.gate.store.key_agent(key_hash).await {
+    match app.gate.store().key_agent(key_hash).await {
         Ok(Some((KeyRole::Agent, _, Some(agent)))) if agent.revoked_at.is_none() => Ok(agent),
         Ok(Some((KeyRole::Agent, _, _))) => Err(Problem::unauthorized("the agent is revoked")),
         Ok(Some((role, _, _))) => Err(Problem::forbidden(format!(
@@ -114,6 +114,20 @@ where
             }
         };
         Ok(Submitter { agent, key_hash })
+    }
+}
+
+/// The MCP gateway's caller check: a submitter's, handed to `mcp` when the
+/// API mounts its routes (mcp never reaches up into the API).
+pub struct SubmitterKeys(pub App);
+
+impl crate::mcp::front::AgentKeys for SubmitterKeys {
+    fn agent<'a>(&'a self, parts: &'a mut Parts) -> crate::mcp::front::AgentLookup<'a> {
+        Box::pin(async move {
+            let Submitter { agent, key_hash } =
+                Submitter::from_request_parts(parts, &self.0).await?;
+            Ok((agent, key_hash))
+        })
     }
 }
 

@@ -19,19 +19,23 @@ use utoipa::OpenApi;
 
 pub use approvals::review_problem;
 pub use auth::Submitter;
-pub use error::Problem;
+pub use error::{ApiJson, Problem};
 use openapi::ProblemResponses;
+pub use passkeys::RegistrationFinish;
 
 use crate::evidence::EvidenceLog;
 use crate::gate::Gate;
 
-/// Request bodies larger than this are refused with 413.
-pub const BODY_LIMIT: usize = 256 * 1024;
+/// Request bodies larger than this are refused with 413 (shared with the
+/// chat callbacks, so it lives below both).
+pub use crate::problem::BODY_LIMIT;
 
 /// What every handler can reach.
 pub struct AppState {
     pub gate: Arc<Gate>,
     pub evidence: EvidenceLog,
+    /// The bindings store (admin changes, four-eyes requests).
+    pub bindings: Arc<crate::bindings::Bindings>,
     /// The Teams bot, when `[teams]` is configured.
     pub teams: Option<Arc<crate::chat::teams::Teams>>,
     /// Slack reviews, when `[slack]` is configured.
@@ -77,11 +81,14 @@ pub fn router(app: App) -> Router {
     let log_routes = crate::evidence::router(app.evidence.clone()).layer(
         axum::middleware::from_fn_with_state(app.clone(), auth::require_auditor),
     );
-    let teams_routes = crate::chat::teams::invoke::router(&app);
+    let teams_routes = crate::chat::teams::invoke::router(app.gate.clone(), app.teams.clone());
     let slack_routes = crate::chat::slack::routes(app.slack.as_deref());
-    let inbox_routes = crate::inbox::routes(&app);
+    let inbox_routes =
+        crate::inbox::routes(app.gate.clone(), app.evidence.clone(), app.inbox.clone());
     let mcp_routes = match &app.mcp {
-        Some(gateway) => crate::mcp::front::routes(&app, gateway.clone()),
+        Some(gateway) => {
+            crate::mcp::front::routes(Arc::new(auth::SubmitterKeys(app.clone())), gateway.clone())
+        }
         None => Router::new(),
     };
     Router::new()

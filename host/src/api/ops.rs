@@ -12,7 +12,7 @@ use super::{ApiDoc, App};
 /// The JWKS with the grant-signing key; executors verify grants offline with it.
 #[utoipa::path(get, path = "/v1/keys", tag = "executors", responses((status = 200, description = "JWKS (RFC 7517)")))]
 pub async fn keys(State(app): State<App>) -> Json<serde_json::Value> {
-    Json(app.gate.grants.jwks())
+    Json(app.gate.grants().jwks())
 }
 
 /// Liveness: the process answers.
@@ -25,7 +25,7 @@ pub async fn healthz() -> &'static str {
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(app): State<App>) -> Result<&'static str, Problem> {
     app.gate
-        .store
+        .store()
         .ping()
         .await
         .map(|_| "ready")
@@ -35,13 +35,13 @@ pub async fn readyz(State(app): State<App>) -> Result<&'static str, Problem> {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
-    let pending = app.gate.store.count_pending().await.unwrap_or(-1);
+    let pending = app.gate.store().count_pending().await.unwrap_or(-1);
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.gate.metrics.render(pending),
+        app.gate.metrics().render(pending),
     )
 }
 

@@ -4,8 +4,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
 use super::approvals::ApproverCaller;
 use super::error::{ApiJson, Problem};
@@ -14,8 +12,8 @@ use crate::stepup::{PasskeyInfo, Registration, StepUp, StepUpChallenge, StepUpEr
 
 fn step_up(app: &App) -> Result<&StepUp, Problem> {
     app.gate
-        .step_up
-        .as_deref()
+        .step_up()
+        .map(|s| s.as_ref())
         .ok_or_else(|| StepUpError::NotConfigured.into())
 }
 
@@ -29,22 +27,14 @@ pub async fn registration_start(
 ) -> Result<Json<Registration>, Problem> {
     let name = app
         .gate
-        .directory
+        .directory()
         .person(&me)
         .map(|p| p.name().to_string())
         .unwrap_or_else(|| me.to_string());
     Ok(Json(step_up(&app)?.registration_start(&me, &name).await?))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RegistrationFinish {
-    pub registration_id: String,
-    /// The `PublicKeyCredential` JSON `navigator.credentials.create` gave.
-    #[schema(value_type = Object)]
-    pub credential: RegisterPublicKeyCredential,
-    pub label: Option<String>,
-}
+pub use crate::stepup::RegistrationFinish;
 
 /// Finishes a registration the caller started; the passkey is theirs.
 #[utoipa::path(post, path = "/v1/passkeys", operation_id = "finish_passkey_registration", tag = "passkeys", request_body = RegistrationFinish,
@@ -106,6 +96,7 @@ pub async fn challenge(
     ApproverCaller(me): ApproverCaller,
     Path(id): Path<String>,
 ) -> Result<Json<StepUpChallenge>, Problem> {
+    let id = super::actions::parse_id(&id)?;
     Ok(Json(
         app.gate
             .step_up_challenge(&me, &id)

@@ -1,22 +1,24 @@
-//! The approval workflow around the rules: record a review under the
-//! action's lock, commit its evidence, then change state and announce.
-//! Every channel (API, CLI, Slack, Teams) comes through `Gate::review`.
-
-use std::sync::Arc;
+//! The approval workflow around the rules: one review, in four steps under
+//! the action's lock: `check` (the rules), `revise` (a modify's new action
+//! and verdict), `tally` (what the reviews add up to now), `commit` (the
+//! evidence, then the review and the state). Every channel (API, CLI,
+//! Slack, Teams) comes through `Gate::review`. Never changes a state before
+//! its evidence is committed.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
-use super::rules::{self, Decision, Refusal, Request, RequestState, Requester, Review, Tally};
-use super::summary::ApprovalSummary;
-use crate::action::{Action, Route};
+use super::rules::{self, Decision, Refusal, Request, Review, Tally};
+use crate::action::{Action, ActionId, ApprovalRoute, Route, State};
 use crate::directory::ApproverId;
 use crate::evaluate::Verdict;
-use crate::evidence::{Actor, ActorKind, EventKind, NewEvent};
-use crate::gate::{event, grant_event, verdict_events, Gate, GateError, State};
+use crate::evidence::payload::{self, Payload};
+use crate::evidence::{Actor, ActorKind, NewEvent};
+use crate::gate::{grant_event, verdict_events, ActionRecord, Gate, GateError};
 use crate::notify::{Notification, NotificationKind, ReviewEntry};
-use crate::store::{ActionChange, ActionRow, ReviewRow, StoreError};
+use crate::sandbox::Plugin;
+use crate::stepup::{StepUpAssertion, StepUpError, StepUpProof};
+use crate::store::{ActionChange, ActionGuard, ReviewRow, StoreError};
 
 /// Why a review did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +28,7 @@ pub enum ReviewError {
     Refused(#[from] Refusal),
     /// The action needs a passkey step-up that is missing or refused.
     #[error(transparent)]
-    StepUp(#[from] crate::stepup::StepUpError),
+    StepUp(#[from] StepUpError),
     #[error(transparent)]
     Gate(#[from] GateError),
 }
@@ -45,275 +47,377 @@ pub struct ReviewOutcome {
     pub notification: Notification,
 }
 
+/// One review as a channel hands it in.
+#[derive(Debug, Clone)]
+pub struct ReviewRequest {
+    pub decision: Decision,
+    pub reason: Option<String>,
+    /// A modify's changes to the modifiable params.
+    pub params: Option<serde_json::Value>,
+    /// The digest the reviewer was shown: the review is refused if the
+    /// action changed since.
+    pub seen_digest: Option<String>,
+    /// `api`, `slack`, `teams`, …, as recorded.
+    pub channel: String,
+    /// The passkey assertion a step-up action's approval (or modify) must
+    /// carry. Channels that cannot carry one (chat) send `None`, and their
+    /// approvals of step-up actions are refused.
+    pub step_up: Option<StepUpAssertion>,
+}
+
+/// A review the rules accept, with what they looked at.
+struct Checked<'a> {
+    record: ActionRecord,
+    request: Request,
+    approver: &'a ApproverId,
+    /// The approver's name, as the directory has it.
+    name: String,
+    decision: Decision,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+    /// Whether approving needs a passkey step-up now.
+    step_up_required: bool,
+    /// The verified step-up, when one was given.
+    proof: Option<StepUpProof>,
+}
+
+/// The action the review is about once applied: itself, or a modify's new
+/// version with its fresh verdict.
+struct Revision {
+    action: Action,
+    verdict: Verdict,
+    digest: String,
+    /// The modified action's shadow, run once its answer is committed.
+    shadow: Option<std::sync::Arc<Plugin>>,
+    change: ActionChange,
+    /// The route in force from now on: after a modify, the new route
+    /// raised to the bar in force before it (`None`: the policy denies).
+    in_force: Option<ApprovalRoute>,
+    /// Step-up is in force for this review: before, or for the modified
+    /// version (a modify never lowers the bar).
+    step_up_required: bool,
+}
+
+/// Where the reviews leave the action.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Standing {
+    /// The modified action's policy denies it.
+    DeniedByPolicy {
+        reason: String,
+    },
+    Pending,
+    DeniedBy {
+        by: ApproverId,
+        reason: Option<String>,
+    },
+    Approved {
+        approvers: Vec<ApproverId>,
+    },
+}
+
+impl Standing {
+    fn state(&self) -> State {
+        match self {
+            Standing::DeniedByPolicy { .. } | Standing::DeniedBy { .. } => State::Denied,
+            Standing::Pending => State::Pending,
+            Standing::Approved { .. } => State::Approved,
+        }
+    }
+}
+
 impl Gate {
-    /// Applies one review by `approver` through `channel`. Every approval
-    /// rule is checked under the action's lock; the evidence is committed
-    /// before the state changes. With `seen_digest`, the review is refused
-    /// if the action is no longer the version the reviewer was shown.
-    #[allow(clippy::too_many_arguments)] // one argument per field of a review, as every channel has them
+    /// Applies one review by `approver`. Every approval rule is checked
+    /// under the action's lock; the evidence is committed before the state
+    /// changes.
     pub async fn review(
         &self,
         approver: &ApproverId,
-        action_id: &str,
-        decision: Decision,
-        reason: Option<String>,
-        params: Option<serde_json::Value>,
-        seen_digest: Option<&str>,
-        channel: &str,
+        action_id: &ActionId,
+        review: ReviewRequest,
     ) -> Result<ReviewOutcome, ReviewError> {
-        self.review_with_step_up(
-            approver,
-            action_id,
-            decision,
-            reason,
-            params,
-            seen_digest,
-            channel,
-            None,
-        )
-        .await
+        let mut guard = self.store().lock_action(&action_id.to_string()).await?;
+        let checked = self.check(&mut guard, approver, action_id, &review).await?;
+        let revision = self.revise(&checked, review.params).await?;
+        let standing = tally(&checked, &revision);
+        self.commit(guard, checked, revision, standing, &review.channel)
+            .await
     }
 
-    /// `review`, with the passkey assertion a step-up action's approval
-    /// (or modify) must carry. Channels that cannot carry one (chat) call
-    /// `review`, and their approvals of step-up actions are refused here.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn review_with_step_up(
+    /// Step 1: the stored action, still the version the reviewer saw, and
+    /// every approval rule.
+    async fn check<'a>(
         &self,
-        approver: &ApproverId,
-        action_id: &str,
-        decision: Decision,
-        reason: Option<String>,
-        params: Option<serde_json::Value>,
-        seen_digest: Option<&str>,
-        channel: &str,
-        step_up: Option<&crate::stepup::StepUpAssertion>,
-    ) -> Result<ReviewOutcome, ReviewError> {
-        let reason = reason
+        _guard: &mut ActionGuard,
+        approver: &'a ApproverId,
+        action_id: &ActionId,
+        review: &ReviewRequest,
+    ) -> Result<Checked<'a>, ReviewError> {
+        let reason = review
+            .reason
+            .as_ref()
             .map(|r| r.trim().to_string())
             .filter(|r| !r.is_empty());
-        let mut guard = self.store.lock_action(action_id).await?;
-        let (row, action, verdict, request) = self.snapshot(action_id).await?;
+        let record = self.record(action_id).await?;
+        let request = self.request_of(&record).await?;
         // A review counts only for the version the reviewer saw: checked
         // under the lock, so a modify cannot slip in between.
-        if let Some(seen) = seen_digest {
-            if seen != row.digest {
+        if let Some(seen) = &review.seen_digest {
+            if *seen != record.digest {
                 return Err(Refusal::Stale {
-                    seen: seen.to_string(),
-                    current: row.digest.clone(),
+                    seen: seen.clone(),
+                    current: record.digest.clone(),
                 }
                 .into());
             }
         }
         let now = Utc::now();
         rules::check(
-            &self.directory,
+            self.directory(),
             &request,
             approver,
-            decision,
+            review.decision,
             reason.as_deref(),
             now,
         )?;
-        let person = self
-            .directory
+        let name = self
+            .directory()
             .person(approver)
-            .expect("check() found the approver");
+            .expect("check() found the approver")
+            .name()
+            .to_string();
         // After the rules, so a review they refuse spends no challenge.
-        let mut step_up_required = self.step_up_in_force(&action, &verdict).await?;
-        let proof = self
-            .step_up_proof(approver, &row, decision, step_up_required, step_up)
+        let step_up_required = self
+            .step_up_in_force(&record.action, &record.verdict)
             .await?;
-        let action_uuid = uuid_of(&row.id)?;
-        let human = Actor {
-            kind: ActorKind::Human,
-            id: approver.to_string(),
-        };
+        let proof = self
+            .step_up_proof(
+                approver,
+                &record,
+                review.decision,
+                step_up_required,
+                review.step_up.as_ref(),
+            )
+            .await?;
+        Ok(Checked {
+            record,
+            request,
+            approver,
+            name,
+            decision: review.decision,
+            reason,
+            now,
+            step_up_required,
+            proof,
+        })
+    }
 
-        let mut events = Vec::new();
-        let mut change = ActionChange::default();
-        let mut reviews = request.reviews.clone();
-        // The modified action's shadow, run once its answer is committed.
-        let mut shadow = None;
-        let (final_action, mut final_verdict, review_digest) = match decision {
-            Decision::Approve | Decision::Deny => {
-                (action.clone(), verdict.clone(), row.digest.clone())
-            }
-            Decision::Modify => {
-                let changes = params.ok_or_else(|| {
-                    GateError::Invalid("params: a modify must say which params change".into())
-                })?;
-                let new_params = rules::apply_modify(
-                    &action.params,
-                    &changes,
-                    &request.route.modifiable_params,
-                )?;
-                let modified = Action {
-                    params: new_params,
-                    ..action.clone()
-                };
-                let evaluator = self.evaluator.clone();
-                let input = modified.clone();
-                let (new_verdict, new_shadow) =
-                    tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&input))
-                        .await
-                        .expect("evaluation never panics")
-                        .map_err(GateError::from)?;
-                shadow = new_shadow;
-                self.metrics.evaluated(&new_verdict);
-                let digest = modified.digest();
-                change.action =
-                    Some(serde_json::to_string(&modified).expect("an action serializes"));
-                change.digest = Some(digest.clone());
-                // A modify never lowers the bar: if the new version needs
-                // step-up, the modifier's approval of it needs a proof too.
-                if let Some(su) = &self.step_up {
-                    if su
-                        .config
-                        .applies(&modified.kind, new_verdict.classification.risk)
-                    {
-                        step_up_required = true;
-                        if proof.is_none() {
-                            return Err(crate::stepup::StepUpError::Required {
-                                action_id: row.id.clone(),
-                                link: su.config.inbox_link(&row.id),
-                            }
-                            .into());
-                        }
+    /// Step 2: a modify changes only the modifiable params, and the new
+    /// action is evaluated again, from scratch.
+    async fn revise(
+        &self,
+        checked: &Checked<'_>,
+        params: Option<serde_json::Value>,
+    ) -> Result<Revision, ReviewError> {
+        let record = &checked.record;
+        if checked.decision != Decision::Modify {
+            return Ok(Revision {
+                action: record.action.clone(),
+                verdict: record.verdict.clone(),
+                digest: record.digest.clone(),
+                shadow: None,
+                change: ActionChange::default(),
+                in_force: Some(checked.request.route.clone()),
+                step_up_required: checked.step_up_required,
+            });
+        }
+        let changes = params.ok_or_else(|| {
+            GateError::Invalid("params: a modify must say which params change".into())
+        })?;
+        let new_params = rules::apply_modify(
+            &record.action.params,
+            &changes,
+            &checked.request.route.modifiable_params,
+        )?;
+        let modified = Action {
+            params: new_params,
+            ..record.action.clone()
+        };
+        let evaluator = self.evaluator().clone();
+        let input = modified.clone();
+        let (verdict, shadow) =
+            tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&input))
+                .await
+                .expect("evaluation never panics")
+                .map_err(GateError::from)?;
+        self.metrics().evaluated(&verdict);
+        // A modify never lowers the bar: if the new version needs step-up,
+        // the modifier's approval of it needs a proof too.
+        let mut step_up_required = checked.step_up_required;
+        if let Some(su) = self.step_up() {
+            if su
+                .config
+                .applies(&modified.kind, verdict.classification.risk)
+            {
+                step_up_required = true;
+                if checked.proof.is_none() {
+                    return Err(StepUpError::Required {
+                        action_id: record.id.to_string(),
+                        link: su.config.inbox_link(&record.id.to_string()),
                     }
+                    .into());
                 }
-                (modified, new_verdict, digest)
             }
+        }
+        let digest = modified.digest();
+        let change = ActionChange {
+            action: Some(serde_json::to_string(&modified).expect("an action serializes")),
+            digest: Some(digest.clone()),
+            ..ActionChange::default()
         };
-        // A modify never lowers the bar: the route in force is the new
-        // route raised to the one in force before (`None`: policy denies).
-        let in_force = match decision {
-            Decision::Modify => rules::route_after_modify(&request.route, &final_verdict.route),
-            Decision::Approve | Decision::Deny => Some(request.route.clone()),
-        };
-        let mut reviewed = serde_json::json!({
-            "approver": approver,
-            "name": person.name(),
-            "decision": decision,
-            "reason": reason,
-            "channel": channel,
-            "digest": review_digest,
-            "previous_digest": (decision == Decision::Modify).then_some(&row.digest),
-            "changes": (decision == Decision::Modify).then_some(&change.action).map(|_| &final_action.params),
-        });
-        if let (Decision::Modify, Some(route)) = (decision, &in_force) {
+        // A modify never lowers the bar.
+        let in_force = rules::route_after_modify(&checked.request.route, &verdict.route);
+        Ok(Revision {
+            action: modified,
+            verdict,
+            digest,
+            shadow,
+            change,
+            in_force,
+            step_up_required,
+        })
+    }
+
+    /// Step 4: the evidence, then (under the lock) the review and the new
+    /// state; then what follows a committed review: the shadow, waiters,
+    /// an approval's hook, the cards.
+    async fn commit(
+        &self,
+        mut guard: ActionGuard,
+        checked: Checked<'_>,
+        revision: Revision,
+        standing: Standing,
+        channel: &str,
+    ) -> Result<ReviewOutcome, ReviewError> {
+        let Checked {
+            record,
+            approver,
+            name,
+            decision,
+            reason,
+            now,
+            proof,
+            ..
+        } = checked;
+        let Revision {
+            action: final_action,
+            verdict: mut final_verdict,
+            digest: review_digest,
+            shadow,
+            mut change,
+            in_force,
+            step_up_required,
+        } = revision;
+        let action_uuid = Some(record.id.uuid());
+        let modify = decision == Decision::Modify;
+        let mut events: Vec<NewEvent> = vec![payload::Reviewed {
+            approver: approver.to_string(),
+            name: name.clone(),
+            decision,
+            reason: reason.clone(),
+            channel: channel.to_string(),
+            digest: review_digest.clone(),
+            previous_digest: modify.then(|| record.digest.clone()),
+            changes: modify.then(|| final_action.params.clone()),
             // Why the quorum is what it is after the modify, on record.
-            reviewed["route_in_force"] = serde_json::json!(route);
+            route_in_force: in_force.clone().filter(|_| modify),
+            // Written only where step-up is in force, so other stories read
+            // as before; the story rules check the proof against the digest.
+            step_up_required,
+            step_up: proof,
         }
-        // Written only where step-up is in force, so other stories read
-        // as before; the story rules check the proof against the digest.
-        if step_up_required {
-            reviewed["step_up_required"] = serde_json::Value::Bool(true);
-        }
-        if let Some(proof) = &proof {
-            reviewed["step_up"] = serde_json::to_value(proof).expect("a proof serializes");
-        }
-        events.push(event(
-            EventKind::Reviewed,
+        .event(
             action_uuid,
-            human.clone(),
-            reviewed,
-        ));
-        if decision == Decision::Modify {
-            events.extend(verdict_events(action_uuid, &final_action, &final_verdict));
-            // The evaluation event above keeps the plugin's own route; the
-            // stored verdict carries the one in force, which the next
-            // review (and the next modify) starts from.
+            Actor {
+                kind: ActorKind::Human,
+                id: approver.to_string(),
+            },
+        )];
+        if modify {
+            events.extend(verdict_events(
+                record.id.uuid(),
+                &final_action,
+                &final_verdict,
+            ));
+            // The evaluation event keeps the plugin's own route; the stored
+            // verdict carries the one in force, which the next review (and
+            // the next modify) starts from.
             if let Some(route) = &in_force {
                 final_verdict.route = Route::RequireApproval(route.clone());
             }
         }
-        reviews.push(Review {
-            approver: approver.clone(),
-            decision,
-            reason: reason.clone(),
-            digest: review_digest.clone(),
-            at: now,
-        });
-
-        let state = match in_force {
-            None => {
-                let why = match &final_verdict.route {
-                    Route::Deny { reason } => reason.clone(),
-                    other => format!("policy answered {}", other.name()),
-                };
-                events.push(event(
-                    EventKind::Denied,
-                    action_uuid,
-                    Actor::system("policy"),
-                    serde_json::json!({
-                        "reason": why, "after": "modify",
-                    }),
-                ));
-                State::Denied
-            }
-            Some(route) => {
-                let governing = Request {
-                    digest: review_digest.clone(),
-                    reviews,
-                    route,
-                    ..request.clone()
-                };
-                match rules::tally(&governing) {
-                    Tally::Pending { .. } => State::Pending,
-                    Tally::Denied { by, reason } => {
-                        events.push(event(
-                            EventKind::Denied,
-                            action_uuid,
-                            Actor {
-                                kind: ActorKind::Human,
-                                id: by.to_string(),
-                            },
-                            serde_json::json!({
-                                "by": by, "reason": reason,
-                            }),
-                        ));
-                        let mut v =
-                            serde_json::to_value(&final_verdict).expect("a verdict serializes");
-                        v["denied_reason"] = serde_json::json!(format!(
-                            "denied by {by}{}",
-                            reason.map(|r| format!(": {r}")).unwrap_or_default()
-                        ));
-                        change.verdict = Some(v.to_string());
-                        State::Denied
-                    }
-                    Tally::Approved { approvers } => {
-                        let emails: Vec<String> =
-                            approvers.iter().map(ToString::to_string).collect();
-                        events.push(event(
-                            EventKind::Approved,
-                            action_uuid,
-                            Actor::system("approvals"),
-                            serde_json::json!({
-                                "approvers": emails, "digest": review_digest,
-                            }),
-                        ));
-                        let (token, claims) = self.issue_grant(
-                            &final_action,
-                            &final_action.digest(),
-                            &final_verdict,
-                            emails,
-                            now,
-                        );
-                        events.push(grant_event(action_uuid, &claims));
-                        self.store
-                            .insert_grant(
-                                &claims.jti,
-                                &row.id,
-                                DateTime::from_timestamp(claims.exp, 0).unwrap_or(now),
-                            )
-                            .await?;
-                        change.grant_token = Some(token);
-                        State::Approved
-                    }
+        let state = standing.state();
+        match standing {
+            Standing::DeniedByPolicy { reason: why } => events.push(
+                payload::Denied {
+                    by: None,
+                    reason: Some(why),
+                    risk: None,
+                    after: Some("modify".into()),
                 }
+                .event(action_uuid, Actor::system("policy")),
+            ),
+            Standing::Pending => {}
+            Standing::DeniedBy { by, reason } => {
+                events.push(
+                    payload::Denied {
+                        by: Some(by.to_string()),
+                        reason: reason.clone(),
+                        risk: None,
+                        after: None,
+                    }
+                    .event(
+                        action_uuid,
+                        Actor {
+                            kind: ActorKind::Human,
+                            id: by.to_string(),
+                        },
+                    ),
+                );
+                let mut v = serde_json::to_value(&final_verdict).expect("a verdict serializes");
+                v["denied_reason"] = serde_json::json!(format!(
+                    "denied by {by}{}",
+                    reason.map(|r| format!(": {r}")).unwrap_or_default()
+                ));
+                change.verdict = Some(v.to_string());
             }
-        };
-        if decision == Decision::Modify && change.verdict.is_none() {
+            Standing::Approved { approvers } => {
+                let emails: Vec<String> = approvers.iter().map(ToString::to_string).collect();
+                events.push(
+                    payload::Approved {
+                        approvers: emails.clone(),
+                        digest: review_digest.clone(),
+                    }
+                    .event(action_uuid, Actor::system("approvals")),
+                );
+                let (token, claims) = self.issue_grant(
+                    &final_action,
+                    &final_action.digest(),
+                    &final_verdict,
+                    emails,
+                    now,
+                );
+                events.push(grant_event(record.id.uuid(), &claims));
+                self.store()
+                    .insert_grant(
+                        &claims.jti,
+                        &record.id.to_string(),
+                        DateTime::from_timestamp(claims.exp, 0).unwrap_or(now),
+                    )
+                    .await?;
+                change.grant_token = Some(token);
+            }
+        }
+        if modify && change.verdict.is_none() {
             change.verdict =
                 Some(serde_json::to_string(&final_verdict).expect("a verdict serializes"));
             if let Route::RequireApproval(a) = &final_verdict.route {
@@ -322,13 +426,14 @@ impl Gate {
         }
 
         // Evidence first; then the review and the state, under the lock.
-        self.evidence
+        self.evidence()
             .append_all(events)
             .await
             .map_err(GateError::from)?;
-        self.store
+        let id = record.id.to_string();
+        self.store()
             .insert_review(&ReviewRow {
-                action_id: row.id.clone(),
+                action_id: id.clone(),
                 approver: approver.to_string(),
                 decision: decision.as_str().into(),
                 reason: reason.clone(),
@@ -346,23 +451,21 @@ impl Gate {
         }
         guard.commit().await?;
         if let (Some(shadow), Some(live)) = (shadow, &final_verdict.plugin) {
-            self.shadows
+            self.shadows()
                 .spawn(shadow, final_action.clone(), live.sha256.clone());
         }
-        self.metrics.decided(state);
-        tracing::info!(action_id = %row.id, approver = %approver, decision = decision.as_str(), channel, state = state.as_str(), "review recorded");
-        self.changed(&row.id).await;
-        if state == State::Approved && row.agent_id == crate::bindings::four_eyes::HOST_AGENT {
-            // An approved policy change: the host is its executor. If this
-            // fails, every replica's sync loop retries it.
-            if let Err(e) = self.bindings.apply_approval(&row.id).await {
-                tracing::error!(action_id = %row.id, error = %e, "approved binding change not applied yet");
-            }
+        self.metrics().decided(state);
+        tracing::info!(action_id = %id, approver = %approver, decision = decision.as_str(), channel, state = state.as_str(), "review recorded");
+        self.changed(&id).await;
+        if state == State::Approved {
+            // What the host executes itself (a binding change) runs now; if
+            // it fails, its own retry picks it up.
+            self.approved(&id, &final_action.kind).await;
         }
 
         let review = ReviewEntry {
             approver: approver.to_string(),
-            name: person.name().to_string(),
+            name,
             decision: decision.as_str().into(),
             reason,
             at: now,
@@ -372,7 +475,7 @@ impl Gate {
             State::Denied => NotificationKind::Denied,
             _ => NotificationKind::Reviewed,
         };
-        let mut notification = self.notification_for(&row.id, kind).await?;
+        let mut notification = self.notification_for(&record.id, kind).await?;
         notification.review = Some(review);
         self.announce(notification.clone());
         Ok(ReviewOutcome {
@@ -380,300 +483,164 @@ impl Gate {
             notification,
         })
     }
+}
 
-    /// The stored action, parsed, with the rules' view of it.
-    /// The verified step-up proof an approval or modify of this action
-    /// needs, or `None` when it needs none (a deny never does).
-    async fn step_up_proof(
-        &self,
-        approver: &ApproverId,
-        row: &ActionRow,
-        decision: Decision,
-        in_force: bool,
-        assertion: Option<&crate::stepup::StepUpAssertion>,
-    ) -> Result<Option<crate::stepup::StepUpProof>, ReviewError> {
-        let Some(su) = &self.step_up else {
-            return Ok(None);
-        };
-        if decision == Decision::Deny {
-            return Ok(None);
-        }
-        match assertion {
-            Some(a) => Ok(Some(su.verify(approver, &row.id, &row.digest, a).await?)),
-            None if in_force => Err(crate::stepup::StepUpError::Required {
-                action_id: row.id.clone(),
-                link: su.config.inbox_link(&row.id),
-            }
-            .into()),
-            None => Ok(None),
-        }
-    }
+/// Step 3: what the reviews add up to, under the route in force now.
+fn tally(checked: &Checked<'_>, revision: &Revision) -> Standing {
+    let mut reviews = checked.request.reviews.clone();
+    reviews.push(Review {
+        approver: checked.approver.clone(),
+        decision: checked.decision,
+        reason: checked.reason.clone(),
+        digest: revision.digest.clone(),
+        at: checked.now,
+    });
+    standing(
+        &checked.request,
+        revision.in_force.clone(),
+        &revision.verdict.route,
+        revision.digest.clone(),
+        reviews,
+    )
+}
 
-    /// A step-up challenge for `approver` bound to the current version of
-    /// the pending action `action_id`.
-    pub async fn step_up_challenge(
-        &self,
-        approver: &ApproverId,
-        action_id: &str,
-    ) -> Result<crate::stepup::StepUpChallenge, ReviewError> {
-        let su = self
-            .step_up
-            .as_ref()
-            .ok_or(crate::stepup::StepUpError::NotConfigured)?;
-        let (row, _, _, request) = self.snapshot(action_id).await?;
-        if request.state != RequestState::Pending {
-            return Err(GateError::WrongState {
-                state: request.state.as_str(),
-                what: "no step-up challenge is issued",
-            }
-            .into());
-        }
-        Ok(su.challenge(approver, &row.id, &row.digest).await?)
-    }
-
-    /// Whether approving needs a passkey step-up: the rule applies to the
-    /// version as it stands, or applied to an earlier one (a modify never
-    /// lowers the bar; the evidence says whether step-up was in force).
-    pub(crate) async fn step_up_in_force(
-        &self,
-        action: &Action,
-        verdict: &Verdict,
-    ) -> Result<bool, GateError> {
-        let Some(su) = &self.step_up else {
-            return Ok(false);
-        };
-        if su.config.applies(&action.kind, verdict.classification.risk) {
-            return Ok(true);
-        }
-        let Ok(id) = uuid_of(&action.id) else {
-            return Ok(false);
-        };
-        Ok(self.evidence.events_for_action(id).await?.iter().any(|e| {
-            e.kind == EventKind::Reviewed
-                && e.payload.get("step_up_required") == Some(&serde_json::Value::Bool(true))
-        }))
-    }
-
-    async fn snapshot(
-        &self,
-        action_id: &str,
-    ) -> Result<(ActionRow, Action, Verdict, Request), GateError> {
-        let row = self
-            .store
-            .action(action_id)
-            .await?
-            .ok_or_else(|| GateError::NotFound(action_id.into()))?;
-        let (action, verdict) = parse_row(&row)?;
-        let request = self.request_of(&row, &action, &verdict).await?;
-        Ok((row, action, verdict, request))
-    }
-
-    /// The rules' view of a stored action and its reviews.
-    pub(crate) async fn request_of(
-        &self,
-        row: &ActionRow,
-        action: &Action,
-        verdict: &Verdict,
-    ) -> Result<Request, GateError> {
-        let route = match &verdict.route {
-            Route::RequireApproval(a) => a.clone(),
-            _ => crate::action::ApprovalRoute {
-                groups: vec![],
-                quorum: 1,
-                ttl_seconds: 1,
-                modifiable_params: vec![],
-                escalate_to: vec![],
+/// `tally`'s rule, pure: the request as it was, the route in force (`None`
+/// when the policy denies the action as it now stands, answering `route`),
+/// the digest reviewed and every review including this one.
+pub(super) fn standing(
+    request: &Request,
+    in_force: Option<ApprovalRoute>,
+    route: &Route,
+    digest: String,
+    reviews: Vec<Review>,
+) -> Standing {
+    let Some(in_force) = in_force else {
+        return Standing::DeniedByPolicy {
+            reason: match route {
+                Route::Deny { reason } => reason.clone(),
+                other => format!("policy answered {}", other.name()),
             },
         };
-        let requester = Requester::from_action(action).ok_or_else(|| {
-            GateError::Store(StoreError::Corrupt(format!(
-                "action {} has no owner",
-                row.id
-            )))
-        })?;
-        let state = match State::parse(&row.state)? {
-            State::Pending => RequestState::Pending,
-            State::Approved | State::Allowed | State::Executed => RequestState::Approved,
-            State::Denied => RequestState::Denied,
-            State::Expired => RequestState::Expired,
-        };
-        let reviews = self
-            .store
-            .reviews(&row.id)
-            .await?
-            .into_iter()
-            .filter_map(|r| {
-                // People removed from the directory lose their approvals.
-                let approver = self.directory.person_by_email(&r.approver)?.id().clone();
-                let decision = match r.decision.as_str() {
-                    "approve" => Decision::Approve,
-                    "deny" => Decision::Deny,
-                    _ => Decision::Modify,
-                };
-                Some(Review {
-                    approver,
-                    decision,
-                    reason: r.reason,
-                    digest: r.digest,
-                    at: r.at,
-                })
-            })
-            .collect();
-        Ok(Request {
-            action_id: row.id.clone(),
-            digest: row.digest.clone(),
-            route,
-            risk: verdict.classification.risk,
-            requester,
-            state,
-            expires_at: row.expires_at.unwrap_or(row.created_at),
-            escalated: self.store.is_escalated(&row.id).await?,
-            reviews,
-        })
-    }
-
-    /// The one approval summary, with where to give a step-up approval
-    /// when the step-up rule applies.
-    async fn summarize(
-        &self,
-        action: &Action,
-        verdict: &Verdict,
-        request: &Request,
-    ) -> Result<ApprovalSummary, GateError> {
-        let mut summary =
-            ApprovalSummary::build(action, verdict, request, &self.directory, &self.redaction);
-        if let Some(su) = &self.step_up {
-            if self.step_up_in_force(action, verdict).await? {
-                summary.approval.step_up = Some(su.config.inbox_link(&action.id));
-            }
-        }
-        Ok(summary)
-    }
-
-    /// The action as every channel shows it now: the one approval summary.
-    pub async fn summary(&self, action_id: &str) -> Result<ApprovalSummary, GateError> {
-        let (_, action, verdict, request) = self.snapshot(action_id).await?;
-        self.summarize(&action, &verdict, &request).await
-    }
-
-    /// The action as a card shows it now.
-    pub async fn notification_for(
-        &self,
-        action_id: &str,
-        kind: NotificationKind,
-    ) -> Result<Notification, GateError> {
-        let mut notification = Notification::new(kind, self.summary(action_id).await?);
-        notification.inbox_url = self
-            .inbox_url
-            .as_deref()
-            .map(|base| crate::inbox::action_url(base, action_id));
-        Ok(notification)
-    }
-
-    /// Pending actions `approver` may review now, as every channel shows them.
-    pub async fn pending_for(
-        &self,
-        approver: &ApproverId,
-    ) -> Result<Vec<ApprovalSummary>, GateError> {
-        let now = Utc::now();
-        let mut out = Vec::new();
-        for row in self.store.pending_actions(500).await? {
-            let (action, verdict) = parse_row(&row)?;
-            let request = self.request_of(&row, &action, &verdict).await?;
-            if may_review(&self.directory, &request, approver, now) {
-                out.push(self.summarize(&action, &verdict, &request).await?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// One pending action `approver` may review now; `NotFound` otherwise,
-    /// so an approver learns nothing of actions that are not theirs to judge.
-    pub async fn pending_one_for(
-        &self,
-        approver: &ApproverId,
-        action_id: &str,
-    ) -> Result<ApprovalSummary, GateError> {
-        let (_, action, verdict, request) = self.snapshot(action_id).await?;
-        if !may_review(&self.directory, &request, approver, Utc::now()) {
-            return Err(GateError::NotFound(format!(
-                "{action_id} (or it is not pending for you)"
-            )));
-        }
-        self.summarize(&action, &verdict, &request).await
-    }
-
-    /// Sends `notification` to every notifier, off the request path. A
-    /// failure is evidence (`notify-failed`); it never blocks a decision.
-    pub fn announce(&self, notification: Notification) {
-        let notification = Arc::new(notification);
-        for notifier in &self.notifiers {
-            let (notifier, notification, evidence) = (
-                notifier.clone(),
-                notification.clone(),
-                self.evidence.clone(),
-            );
-            tokio::spawn(async move {
-                let action_id = Uuid::parse_str(&notification.action.action_id).ok();
-                let (kind, payload) = match notifier.notify(&notification).await {
-                    Ok(delivered) => (
-                        EventKind::Notified,
-                        serde_json::json!({
-                            "notifier": notifier.name(), "notification": notification.id,
-                            "kind": notification.kind, "attempts": delivered.attempts,
-                        }),
-                    ),
-                    Err(e) => {
-                        tracing::warn!(notifier = notifier.name(), action_id = %notification.action.action_id, error = %e, "notification failed");
-                        (
-                            EventKind::NotifyFailed,
-                            serde_json::json!({
-                                "notifier": notifier.name(), "notification": notification.id,
-                                "kind": notification.kind, "error": e.to_string(),
-                            }),
-                        )
-                    }
-                };
-                let recorded = evidence
-                    .append(NewEvent {
-                        kind,
-                        action_id,
-                        actor: Actor::system(notifier.name().to_string()),
-                        payload,
-                    })
-                    .await;
-                if let Err(e) = recorded {
-                    tracing::error!(error = %e, "could not record a notification outcome");
-                }
-            });
-        }
-    }
-}
-
-pub(crate) fn parse_row(row: &ActionRow) -> Result<(Action, Verdict), GateError> {
-    let corrupt = |what: &str, e: serde_json::Error| {
-        GateError::Store(StoreError::Corrupt(format!(
-            "action {} {what}: {e}",
-            row.id
-        )))
     };
-    let action: Action = serde_json::from_str(&row.action).map_err(|e| corrupt("action", e))?;
-    let verdict: Verdict = serde_json::from_str(&row.verdict).map_err(|e| corrupt("verdict", e))?;
-    Ok((action, verdict))
+    let governing = Request {
+        digest,
+        reviews,
+        route: in_force,
+        ..request.clone()
+    };
+    match rules::tally(&governing) {
+        Tally::Pending { .. } => Standing::Pending,
+        Tally::Denied { by, reason } => Standing::DeniedBy { by, reason },
+        Tally::Approved { approvers } => Standing::Approved { approvers },
+    }
 }
 
-pub(crate) fn uuid_of(id: &str) -> Result<Uuid, GateError> {
-    Uuid::parse_str(id)
-        .map_err(|e| GateError::Store(StoreError::Corrupt(format!("action id {id}: {e}"))))
-}
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
 
-/// Deny with a reason passes every gate an approve does except the
-/// duplicate check: what this person may act on now.
-fn may_review(
-    directory: &crate::directory::Directory,
-    request: &Request,
-    approver: &ApproverId,
-    now: DateTime<Utc>,
-) -> bool {
-    rules::check(directory, request, approver, Decision::Deny, Some("-"), now).is_ok()
+    use super::*;
+    use crate::action::{ApprovalRoute, Risk};
+    use crate::approvals::rules::{RequestState, Requester};
+    use crate::directory::{Directory, DirectoryConfig};
+
+    fn dir() -> Directory {
+        let cfg: DirectoryConfig = toml::from_str(
+            r#"
+            [[people]]
+            email = "dana@example.com"
+            name = "Dana"
+            [[people]]
+            email = "erin@example.com"
+            name = "Erin"
+            [groups]
+            data-owners = ["dana@example.com", "erin@example.com"]
+            "#,
+        )
+        .unwrap();
+        Directory::from_config(&cfg).unwrap()
+    }
+
+    fn held(quorum: u32) -> ApprovalRoute {
+        ApprovalRoute {
+            groups: vec!["data-owners".into()],
+            quorum,
+            ttl_seconds: 3600,
+            modifiable_params: vec!["rows".into()],
+            escalate_to: vec![],
+        }
+    }
+
+    fn request(quorum: u32) -> Request {
+        let at: DateTime<Utc> = "2026-12-06T07:00:00Z".parse().unwrap();
+        Request {
+            action_id: "a".into(),
+            digest: "d1".into(),
+            route: held(quorum),
+            risk: Risk::High,
+            requester: Requester {
+                agent_id: "etl".into(),
+                owner: "owner@example.com".into(),
+                on_behalf_of: None,
+            },
+            state: RequestState::Pending,
+            expires_at: at + Duration::hours(1),
+            escalated: false,
+            reviews: vec![],
+        }
+    }
+
+    fn approve(d: &Directory, email: &str, digest: &str) -> Review {
+        Review {
+            approver: d.person_by_email(email).unwrap().id().clone(),
+            decision: Decision::Approve,
+            reason: None,
+            digest: digest.into(),
+            at: "2026-12-06T07:01:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_route_in_force_decides_what_the_reviews_add_up_to() {
+        let d = dir();
+        let one = vec![approve(&d, "dana@example.com", "d1")];
+        let held2 = Route::RequireApproval(held(2));
+        // Held for two: one approval leaves it pending; a second approves.
+        assert_eq!(
+            standing(&request(2), Some(held(2)), &held2, "d1".into(), one.clone()),
+            Standing::Pending
+        );
+        let two = vec![
+            approve(&d, "dana@example.com", "d1"),
+            approve(&d, "erin@example.com", "d1"),
+        ];
+        match standing(&request(2), Some(held(2)), &held2, "d1".into(), two) {
+            Standing::Approved { approvers } => assert_eq!(approvers.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        // After a modify the policy allows, the bar in force before stays:
+        // one approval of the new version is still not two.
+        let after = rules::route_after_modify(&held(2), &Route::Allow);
+        assert_eq!(
+            standing(&request(2), after, &Route::Allow, "d2".into(), one.clone()),
+            Standing::Pending
+        );
+        // One the policy denies is denied, whatever the reviews.
+        let deny = Route::Deny {
+            reason: "no".into(),
+        };
+        assert_eq!(
+            standing(
+                &request(2),
+                rules::route_after_modify(&held(2), &deny),
+                &deny,
+                "d2".into(),
+                one
+            ),
+            Standing::DeniedByPolicy {
+                reason: "no".into()
+            }
+        );
+        assert_eq!(Standing::Pending.state(), State::Pending);
+    }
 }

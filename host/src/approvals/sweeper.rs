@@ -8,12 +8,18 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::{parse_row, uuid_of};
-use crate::action::Route;
-use crate::evidence::{Actor, EventKind, NewEvent};
-use crate::gate::{Gate, GateError};
+use crate::action::{ActionId, Route, State};
+use crate::evidence::payload::{self, Payload};
+use crate::evidence::Actor;
+use crate::gate::{ActionRecord, Gate, GateError};
 use crate::notify::NotificationKind;
-use crate::store::ActionChange;
+use crate::store::{ActionChange, StoreError};
+
+/// A stored id, which the host made: one that is not an id is corruption.
+fn stored_id(id: &str) -> Result<ActionId, GateError> {
+    id.parse()
+        .map_err(|e: crate::action::BadActionId| StoreError::Corrupt(e.to_string()).into())
+}
 
 /// Runs `sweep` every `every` until the process ends.
 pub fn spawn(gate: Arc<Gate>, every: Duration) -> tokio::task::JoinHandle<()> {
@@ -32,22 +38,24 @@ pub fn spawn(gate: Arc<Gate>, every: Duration) -> tokio::task::JoinHandle<()> {
 /// One pass: expiries first, then reminders and escalations.
 pub async fn sweep(gate: &Gate) -> Result<(), GateError> {
     let now = Utc::now();
-    for row in gate.store.expired_pending(now, 100).await? {
-        let mut guard = gate.store.lock_action(&row.id).await?;
+    for row in gate.store().expired_pending(now, 100).await? {
+        let id = stored_id(&row.id)?;
+        let mut guard = gate.store().lock_action(&row.id).await?;
         // Re-read under the lock: a review may have decided it meanwhile.
-        let Some(current) = gate.store.action(&row.id).await? else {
+        let Some(current) = gate.store().action(&row.id).await? else {
             continue;
         };
         if current.state != "pending" || current.expires_at.is_none_or(|t| t > now) {
             continue;
         }
-        gate.evidence
-            .append(NewEvent {
-                kind: EventKind::Expired,
-                action_id: Some(uuid_of(&row.id)?),
-                actor: Actor::system("sweeper"),
-                payload: serde_json::json!({"expires_at": current.expires_at, "digest": current.digest}),
-            })
+        gate.evidence()
+            .append(
+                payload::Expired {
+                    expires_at: current.expires_at,
+                    digest: current.digest.clone(),
+                }
+                .event(Some(id.uuid()), Actor::system("sweeper")),
+            )
             .await?;
         if guard
             .transition("pending", "expired", &ActionChange::default())
@@ -55,56 +63,55 @@ pub async fn sweep(gate: &Gate) -> Result<(), GateError> {
         {
             guard.commit().await?;
             tracing::info!(action_id = %row.id, "approval expired; failing closed");
-            gate.metrics.decided(crate::gate::State::Expired);
+            gate.metrics().decided(State::Expired);
             gate.changed(&row.id).await;
             gate.announce(
-                gate.notification_for(&row.id, NotificationKind::Expired)
+                gate.notification_for(&id, NotificationKind::Expired)
                     .await?,
             );
         }
     }
 
-    for (id, _, _) in gate.store.due_reminders(now).await? {
-        let Some(row) = gate.store.action(&id).await? else {
+    for (id, _, _) in gate.store().due_reminders(now).await? {
+        let Some(row) = gate.store().action(&id).await? else {
             continue;
         };
-        let (_, verdict) = parse_row(&row)?;
-        let escalate_to = match &verdict.route {
+        let record = ActionRecord::decode(row)?;
+        let escalate_to = match &record.verdict.route {
             Route::RequireApproval(a) => a.escalate_to.clone(),
             _ => Vec::new(),
         };
         // One replica wins the mark; only it records and announces.
         if !gate
-            .store
+            .store()
             .mark_reminded(&id, !escalate_to.is_empty(), now)
             .await?
         {
             continue;
         }
-        let action_id = Some(uuid_of(&id)?);
-        let mut events = vec![NewEvent {
-            kind: EventKind::Reminded,
-            action_id,
-            actor: Actor::system("sweeper"),
-            payload: serde_json::json!({"expires_at": row.expires_at}),
-        }];
-        if !escalate_to.is_empty() {
-            events.push(NewEvent {
-                kind: EventKind::Escalated,
-                action_id,
-                actor: Actor::system("sweeper"),
-                payload: serde_json::json!({"to": escalate_to, "expires_at": row.expires_at}),
-            });
+        let action_id = Some(record.id.uuid());
+        let mut events = vec![payload::Reminded {
+            expires_at: record.expires_at,
         }
-        gate.evidence.append_all(events).await?;
+        .event(action_id, Actor::system("sweeper"))];
+        if !escalate_to.is_empty() {
+            events.push(
+                payload::Escalated {
+                    to: escalate_to.clone(),
+                    expires_at: record.expires_at,
+                }
+                .event(action_id, Actor::system("sweeper")),
+            );
+        }
+        gate.evidence().append_all(events).await?;
         tracing::info!(action_id = %id, escalated = !escalate_to.is_empty(), "reminder sent");
         gate.announce(
-            gate.notification_for(&id, NotificationKind::Reminder)
+            gate.notification_for(&record.id, NotificationKind::Reminder)
                 .await?,
         );
         if !escalate_to.is_empty() {
             gate.announce(
-                gate.notification_for(&id, NotificationKind::Escalated)
+                gate.notification_for(&record.id, NotificationKind::Escalated)
                     .await?,
             );
         }

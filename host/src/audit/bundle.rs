@@ -36,9 +36,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::evidence::canonical::is_canonical;
+use crate::canonical::is_canonical;
 use crate::evidence::checkpoint;
 use crate::evidence::merkle::{check_inclusion, leaf_hash, InclusionProof};
+use crate::evidence::payload;
 use crate::evidence::{prove_inclusion_in, EventKind, EvidenceError, StoredEvent};
 use crate::sandbox::{sha256_hex, SandboxConfig};
 use crate::store::{EventRow, Store, StoreError, Window};
@@ -218,8 +219,19 @@ pub async fn export(
             || row.kind == EventKind::ShadowEvaluated.as_str()
         {
             let e = StoredEvent::from_canonical(row.canonical.clone(), row.leaf_hash)?;
-            if let Some(sha) = e.payload["plugin"]["sha256"].as_str() {
-                shas.insert(sha.to_owned());
+            // A shadow's payload is an evaluation's with more fields.
+            let plugin = match e.kind {
+                EventKind::ShadowEvaluated => e
+                    .payload_as::<payload::ShadowEvaluated>()
+                    .ok()
+                    .and_then(|p| p.evaluated.plugin),
+                _ => e
+                    .payload_as::<payload::Evaluated>()
+                    .ok()
+                    .and_then(|p| p.plugin),
+            };
+            if let Some(plugin) = plugin {
+                shas.insert(plugin.sha256);
             }
         }
         events.push(BundleEvent {

@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::Value;
 use uuid::Uuid;
 
+use crate::action::{Decision, Route};
+use crate::evidence::payload;
 use crate::evidence::{format_time, EventKind, StoredEvent};
 use crate::store::{EventRow, Store, StoreError};
 
@@ -82,14 +83,6 @@ pub fn rows_of(rows: Vec<EventRow>) -> Result<Vec<ChangeRow>, StoreError> {
         .collect())
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 /// One action's row from its events, in seq order.
 fn row_of(id: Uuid, events: &[StoredEvent]) -> ChangeRow {
     let mut row = ChangeRow {
@@ -106,36 +99,51 @@ fn row_of(id: Uuid, events: &[StoredEvent]) -> ChangeRow {
     let mut approving: Vec<(String, String)> = Vec::new();
     let mut state = "pending";
     for e in events {
-        let p = &e.payload;
+        // The writers' own payload types; an event that does not read as
+        // its kind adds nothing to the row.
         match e.kind {
             EventKind::Submitted => {
-                let a = &p["action"];
-                row.kind = text(&a["kind"]);
-                row.resource = text(&a["resource"]);
-                row.requested_by_agent = text(&a["agent"]["id"]);
-                row.requested_by_owner = text(&a["agent"]["attributes"]["owner"]);
-                row.on_behalf_of = text(&a["on_behalf_of"]);
-                row.requested_at = text(&a["requested_at"]);
+                if let Ok(p) = e.payload_as::<payload::Submitted>() {
+                    let a = p.action;
+                    row.kind = a.kind.clone();
+                    row.resource = a.resource.clone();
+                    row.requested_by_agent = a.agent.id.clone();
+                    row.requested_by_owner =
+                        a.agent.attributes.get("owner").cloned().unwrap_or_default();
+                    row.on_behalf_of = a.on_behalf_of.clone().unwrap_or_default();
+                    // As the event holds it (RFC 3339, as serde writes it).
+                    row.requested_at = serde_json::to_value(a.requested_at)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default();
+                }
                 row.log_index = e.seq.to_string();
             }
             EventKind::Evaluated => {
-                let out = &p["output"];
-                row.risk = text(&out["classification"]["risk"]);
-                row.route = text(&out["route"]["route"]);
-                row.quorum = text(&out["route"]["quorum"]);
-                row.plugin_sha256 = text(&p["plugin"]["sha256"]);
-                row.plugin_name = text(&p["plugin"]["name"]);
-                row.plugin_version = text(&p["plugin"]["version"]);
+                if let Ok(p) = e.payload_as::<payload::Evaluated>() {
+                    row.risk = p.output.classification.risk.as_str().into();
+                    row.route = p.output.route.name().into();
+                    row.quorum = match &p.output.route {
+                        Route::RequireApproval(a) => a.quorum.to_string(),
+                        _ => String::new(),
+                    };
+                    let plugin = p.plugin.as_ref();
+                    row.plugin_sha256 = plugin.map(|p| p.sha256.clone()).unwrap_or_default();
+                    row.plugin_name = plugin.map(|p| p.name.clone()).unwrap_or_default();
+                    row.plugin_version = plugin.map(|p| p.version.clone()).unwrap_or_default();
+                }
             }
             EventKind::Reviewed => {
-                if matches!(p["decision"].as_str(), Some("approve" | "modify")) {
-                    approving.push((text(&p["approver"]), format_time(&e.occurred_at)));
+                if let Ok(p) = e.payload_as::<payload::Reviewed>() {
+                    if matches!(p.decision, Decision::Approve | Decision::Modify) {
+                        approving.push((p.approver, format_time(&e.occurred_at)));
+                    }
                 }
             }
             EventKind::Approved => {
-                let approvers: Vec<String> = p["approvers"]
-                    .as_array()
-                    .map(|a| a.iter().map(text).collect())
+                let approvers = e
+                    .payload_as::<payload::Approved>()
+                    .map(|p| p.approvers)
                     .unwrap_or_default();
                 let times: Vec<String> = approvers
                     .iter()
@@ -153,16 +161,22 @@ fn row_of(id: Uuid, events: &[StoredEvent]) -> ChangeRow {
             }
             EventKind::Granted if state == "pending" => state = "allowed",
             EventKind::Denied => {
-                row.denied_by = text(&p["by"]);
+                row.denied_by = e
+                    .payload_as::<payload::Denied>()
+                    .ok()
+                    .and_then(|p| p.by)
+                    .unwrap_or_default();
                 state = "denied";
             }
             EventKind::Expired => state = "expired",
             EventKind::Executed => {
                 row.executed_at = format_time(&e.occurred_at);
-                row.outcome = match text(&p["summary"]) {
-                    s if s.is_empty() => text(&p["status"]),
-                    s => format!("{}: {s}", text(&p["status"])),
-                };
+                if let Ok(p) = e.payload_as::<payload::Executed>() {
+                    row.outcome = match p.summary.as_str() {
+                        "" => p.status.as_str().into(),
+                        summary => format!("{}: {summary}", p.status.as_str()),
+                    };
+                }
                 state = "executed";
             }
             _ => {}

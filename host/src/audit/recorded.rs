@@ -5,20 +5,16 @@
 use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Deserialize;
 
-use crate::action::{Action, Classification, Route};
+use crate::action::{Action, Classification};
 use crate::evaluate::PluginRef;
+use crate::evidence::payload::{Evaluated, PayloadError, ShadowEvaluated};
 use crate::evidence::{EventKind, StoredEvent};
-use crate::sandbox::Limits;
+use crate::sandbox::{Limits, PluginFailure};
 use crate::store::{EventRow, Store, StoreError, Window};
 
 /// What a plugin said, as recorded: the part replay and backtests compare.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
-pub struct RecordedOutput {
-    pub classification: Classification,
-    pub route: Route,
-}
+pub use crate::evidence::payload::Output as RecordedOutput;
 
 /// One recorded evaluation of one action by one plugin.
 #[derive(Clone, Debug)]
@@ -51,23 +47,6 @@ pub struct MalformedEvaluation {
     pub reason: String,
 }
 
-#[derive(Deserialize)]
-struct Payload {
-    plugin: Option<PluginRef>,
-    input: Action,
-    output: RecordedOutput,
-    #[serde(default)]
-    failed_closed: bool,
-    #[serde(default)]
-    failure: Option<serde_json::Value>,
-    #[serde(default)]
-    limits: Option<Limits>,
-    #[serde(default)]
-    fuel_used: Option<u64>,
-    #[serde(default)]
-    live_sha256: Option<String>,
-}
-
 impl RecordedEvaluation {
     /// Parses an `evaluated` or `shadow-evaluated` event.
     pub fn from_event(e: &StoredEvent) -> Result<Self, MalformedEvaluation> {
@@ -79,21 +58,31 @@ impl RecordedEvaluation {
         if !matches!(e.kind, EventKind::Evaluated | EventKind::ShadowEvaluated) {
             return Err(bad("not an evaluation event".into()));
         }
-        let p: Payload =
-            serde_json::from_value(e.payload.clone()).map_err(|x| bad(x.to_string()))?;
+        // The writers' own types: a field they rename is renamed here too.
+        let shape = |x: PayloadError| match x {
+            PayloadError::Shape { source, .. } => bad(source.to_string()),
+            other => bad(other.to_string()),
+        };
+        let (p, failure, live_sha256) = if e.kind == EventKind::ShadowEvaluated {
+            let s = e.payload_as::<ShadowEvaluated>().map_err(shape)?;
+            (s.evaluated, s.failure, s.live_sha256)
+        } else {
+            (e.payload_as::<Evaluated>().map_err(shape)?, None, None)
+        };
         let action_id = e
             .action_id
             .ok_or_else(|| bad("no action_id".into()))?
             .to_string();
-        if p.input.id != action_id {
+        let input = p.input.into_owned();
+        if input.id != action_id {
             return Err(bad(format!(
                 "input is action {}, the event is about {action_id}",
-                p.input.id
+                input.id
             )));
         }
         let failure = if p.failed_closed {
             Some(
-                failure_kind(p.failure.as_ref(), &p.output.classification)
+                failure_kind(failure.as_ref(), &p.output.classification)
                     .ok_or_else(|| bad("failed_closed without a failure kind".into()))?,
             )
         } else {
@@ -105,29 +94,25 @@ impl RecordedEvaluation {
             kind: e.kind,
             action_id,
             plugin: p.plugin,
-            input: p.input,
+            input,
             output: p.output,
             failure,
             limits: p.limits,
             fuel_used: p.fuel_used,
-            live_sha256: p.live_sha256,
+            live_sha256,
         })
     }
 }
 
-/// The failure kind: from an explicit `failure` object (`{"failure": "trap", …}`)
-/// or else from the fail-closed classification's `plugin-failure:KIND` tag.
-fn failure_kind(failure: Option<&serde_json::Value>, c: &Classification) -> Option<String> {
-    failure
-        .and_then(|f| f.get("failure"))
-        .and_then(|k| k.as_str())
-        .map(str::to_owned)
-        .or_else(|| {
-            c.tags
-                .iter()
-                .find_map(|t| t.strip_prefix("plugin-failure:"))
-                .map(str::to_owned)
-        })
+/// The failure kind: from an explicit `failure` (a shadow's) or else from
+/// the fail-closed classification's `plugin-failure:KIND` tag.
+fn failure_kind(failure: Option<&PluginFailure>, c: &Classification) -> Option<String> {
+    failure.map(|f| f.kind().to_owned()).or_else(|| {
+        c.tags
+            .iter()
+            .find_map(|t| t.strip_prefix("plugin-failure:"))
+            .map(str::to_owned)
+    })
 }
 
 /// Recorded evaluations of `kind` in `window`, in seq order; events that do
@@ -274,7 +259,7 @@ mod tests {
             tags: vec!["plugin-failure:trap".into()],
         };
         assert_eq!(failure_kind(None, &c).as_deref(), Some("trap"));
-        let f = serde_json::json!({"failure": "out-of-fuel", "fuel": 10});
+        let f = PluginFailure::OutOfFuel { fuel: 10 };
         assert_eq!(failure_kind(Some(&f), &c).as_deref(), Some("out-of-fuel"));
     }
 }

@@ -11,7 +11,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::action::{Action, Route};
+use crate::action::{Decision, Route};
+use crate::evidence::payload::{self, PayloadError};
 use crate::evidence::{EventKind, StoredEvent};
 
 /// One broken rule: where (seq, field) and what.
@@ -96,20 +97,12 @@ pub fn check(events: &[&StoredEvent]) -> Vec<Violation> {
     s.violations
 }
 
-fn text<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
-    v.get(field).and_then(Value::as_str)
-}
-
-fn emails(v: &Value, field: &str) -> Vec<String> {
-    v.get(field)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+/// What a payload lacked, in serde's words.
+fn cause(e: PayloadError) -> String {
+    match e {
+        PayloadError::Shape { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
 }
 
 impl Story {
@@ -141,15 +134,11 @@ impl Story {
     }
 
     fn event(&mut self, e: &StoredEvent) {
-        let p = &e.payload;
         match e.kind {
             EventKind::Submitted => self.submitted(e),
-            EventKind::Evaluated => match (
-                serde_json::from_value::<Action>(p["input"].clone()),
-                serde_json::from_value::<Route>(p["output"]["route"].clone()),
-            ) {
-                (Ok(input), Ok(route)) => {
-                    let digest = input.digest();
+            EventKind::Evaluated => match e.payload_as::<payload::Evaluated>() {
+                Ok(p) => {
+                    let digest = p.input.digest();
                     if self.digest.as_deref() != Some(digest.as_str()) {
                         self.flag(
                             e.seq,
@@ -157,43 +146,49 @@ impl Story {
                             "the evaluated input is not the action as submitted or modified",
                         );
                     }
-                    self.routes.push((digest, route));
+                    self.routes.push((digest, p.output.route));
                 }
-                _ => self.flag(
+                Err(_) => self.flag(
                     e.seq,
                     Some("output"),
                     "not an evaluation with an input and a route",
                 ),
             },
-            EventKind::Reviewed => {
-                let approver = text(p, "approver").unwrap_or_default().to_owned();
-                let digest = text(p, "digest").unwrap_or_default().to_owned();
-                self.not_requester(e.seq, "approver", &approver);
-                self.step_up_review(e);
-                match text(p, "decision") {
-                    Some("approve") => {
-                        if self.digest.as_deref() != Some(digest.as_str()) {
-                            self.flag(
-                                e.seq,
-                                Some("digest"),
-                                "the approval is for another version of the action",
-                            );
+            EventKind::Reviewed => match e.payload_as::<payload::Reviewed>() {
+                Ok(p) => {
+                    self.not_requester(e.seq, "approver", &p.approver);
+                    self.step_up_review(e, &p);
+                    match p.decision {
+                        Decision::Approve => {
+                            if self.digest.as_deref() != Some(p.digest.as_str()) {
+                                self.flag(
+                                    e.seq,
+                                    Some("digest"),
+                                    "the approval is for another version of the action",
+                                );
+                            }
+                            self.approvals.push((e.seq, p.approver, p.digest));
                         }
-                        self.approvals.push((e.seq, approver, digest));
+                        Decision::Modify => {
+                            // The modify is the modifier's approval of the new digest.
+                            self.digest = Some(p.digest.clone());
+                            self.approvals.push((e.seq, p.approver, p.digest));
+                        }
+                        Decision::Deny => {}
                     }
-                    Some("modify") => {
-                        // The modify is the modifier's approval of the new digest.
-                        self.digest = Some(digest.clone());
-                        self.approvals.push((e.seq, approver, digest));
+                }
+                Err(_) => {
+                    if let Some(approver) = e.payload.get("approver").and_then(Value::as_str) {
+                        self.not_requester(e.seq, "approver", approver);
                     }
-                    Some("deny") => {}
-                    other => self.flag(
+                    let decision = e.payload.get("decision").and_then(Value::as_str);
+                    self.flag(
                         e.seq,
                         Some("decision"),
-                        format!("unknown decision {other:?}"),
-                    ),
+                        format!("unknown decision {decision:?}"),
+                    );
                 }
-            }
+            },
             EventKind::Approved => self.approved(e),
             EventKind::Denied => self.denied = Some(e.seq),
             EventKind::Granted => self.granted(e),
@@ -203,15 +198,18 @@ impl Story {
     }
 
     fn submitted(&mut self, e: &StoredEvent) {
-        let p = &e.payload;
         if self.requester.is_some() {
             self.flag(e.seq, None, "submitted twice");
             return;
         }
-        let action: Action = match serde_json::from_value(p["action"].clone()) {
-            Ok(a) => a,
+        let (action, recorded) = match e.payload_as::<payload::Submitted>() {
+            Ok(p) => (p.action.into_owned(), p.digest),
             Err(x) => {
-                self.flag(e.seq, Some("action"), format!("not an action: {x}"));
+                self.flag(
+                    e.seq,
+                    Some("action"),
+                    format!("not an action: {}", cause(x)),
+                );
                 return;
             }
         };
@@ -226,13 +224,17 @@ impl Story {
             );
         }
         let digest = action.digest();
-        if text(p, "digest") != Some(digest.as_str()) {
+        if recorded != digest {
             self.flag(
                 e.seq,
                 Some("digest"),
                 format!(
                     "recorded {}, the submitted action's digest is {digest}",
-                    text(p, "digest").unwrap_or("none")
+                    if recorded.is_empty() {
+                        "none"
+                    } else {
+                        &recorded
+                    }
                 ),
             );
         }
@@ -257,18 +259,16 @@ impl Story {
     /// A review under step-up: an approve or modify must carry a proof with
     /// user presence and verification, whose challenge recomputes from this
     /// action, the version reviewed (before a modify) and the approver.
-    fn step_up_review(&mut self, e: &StoredEvent) {
+    fn step_up_review(&mut self, e: &StoredEvent, p: &payload::Reviewed) {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
         use base64::Engine as _;
-        let p = &e.payload;
-        if p.get("step_up_required").and_then(Value::as_bool) == Some(true) {
+        if p.step_up_required {
             self.step_up = true;
         }
-        let decision = text(p, "decision");
-        if !self.step_up || !matches!(decision, Some("approve" | "modify")) {
+        if !self.step_up || p.decision == Decision::Deny {
             return;
         }
-        let Some(proof) = p.get("step_up").filter(|v| v.is_object()) else {
+        let Some(proof) = &p.step_up else {
             self.flag(
                 e.seq,
                 Some("step_up"),
@@ -276,15 +276,15 @@ impl Story {
             );
             return;
         };
-        let approver = text(p, "approver").unwrap_or_default();
-        let reviewed = if decision == Some("modify") {
-            text(p, "previous_digest")
-        } else {
-            text(p, "digest")
-        }
-        .unwrap_or_default();
-        for flag in ["user_present", "user_verified"] {
-            if proof.get(flag).and_then(Value::as_bool) != Some(true) {
+        let reviewed = match p.decision {
+            Decision::Modify => p.previous_digest.as_deref().unwrap_or_default(),
+            _ => p.digest.as_str(),
+        };
+        for (flag, set) in [
+            ("user_present", proof.user_present),
+            ("user_verified", proof.user_verified),
+        ] {
+            if !set {
                 self.flag(
                     e.seq,
                     Some("step_up"),
@@ -293,11 +293,12 @@ impl Story {
             }
         }
         let action_id = e.action_id.map(|u| u.to_string()).unwrap_or_default();
-        let expected = text(proof, "nonce")
-            .and_then(|n| B64.decode(n).ok())
-            .map(|n| crate::stepup::challenge::derive(&action_id, reviewed, approver, &n))
+        let expected = B64
+            .decode(&proof.nonce)
+            .ok()
+            .map(|n| crate::stepup::challenge::derive(&action_id, reviewed, &p.approver, &n))
             .map(|c| B64.encode(c));
-        if expected.is_none() || expected.as_deref() != text(proof, "challenge") {
+        if expected.as_deref() != Some(proof.challenge.as_str()) {
             self.flag(
                 e.seq,
                 Some("step_up"),
@@ -305,15 +306,16 @@ impl Story {
             );
             return;
         }
-        self.proven.push((
-            approver.to_lowercase(),
-            text(p, "digest").unwrap_or_default().to_owned(),
-        ));
+        self.proven
+            .push((p.approver.to_lowercase(), p.digest.clone()));
     }
 
     fn approved(&mut self, e: &StoredEvent) {
-        let approvers = emails(&e.payload, "approvers");
-        let digest = text(&e.payload, "digest").unwrap_or_default().to_owned();
+        let payload::Approved { approvers, digest } =
+            e.payload_as().unwrap_or_else(|_| payload::Approved {
+                approvers: Vec::new(),
+                digest: String::new(),
+            });
         if self.digest.as_deref() != Some(digest.as_str()) {
             self.flag(
                 e.seq,
@@ -391,10 +393,10 @@ impl Story {
     }
 
     fn granted(&mut self, e: &StoredEvent) {
-        let digest = text(&e.payload, "action_digest")
-            .unwrap_or_default()
-            .to_owned();
-        let jti = text(&e.payload, "jti").unwrap_or_default().to_owned();
+        let grant = e.payload_as::<payload::Granted>().ok();
+        let (jti, digest, approvers) = grant
+            .map(|g| (g.jti, g.action_digest, g.approvers))
+            .unwrap_or_default();
         if self.digest.as_deref() != Some(digest.as_str()) {
             self.flag(
                 e.seq,
@@ -412,10 +414,8 @@ impl Story {
                 format!("granted after it was denied at seq {d}"),
             );
         }
-        let approvers: BTreeSet<String> = emails(&e.payload, "approvers")
-            .iter()
-            .map(|a| a.trim().to_lowercase())
-            .collect();
+        let approvers: BTreeSet<String> =
+            approvers.iter().map(|a| a.trim().to_lowercase()).collect();
         match self.route_for(&digest).cloned() {
             Some(Route::Allow) if self.approved.is_none() => {}
             Some(Route::Deny { .. }) => self.flag(
@@ -455,8 +455,18 @@ impl Story {
     }
 
     fn executed(&mut self, e: &StoredEvent) {
-        let digest = text(&e.payload, "digest").unwrap_or_default();
-        let jti = text(&e.payload, "jti").unwrap_or_default();
+        let (digest, jti) = match e.payload_as::<payload::Executed>() {
+            Ok(p) => (
+                p.digest,
+                match p.by {
+                    payload::ExecutedBy::Agent { jti, .. }
+                    | payload::ExecutedBy::Gateway { jti, .. } => jti,
+                    payload::ExecutedBy::Host { .. } => String::new(),
+                },
+            ),
+            Err(_) => Default::default(),
+        };
+        let (digest, jti) = (digest.as_str(), jti.as_str());
         match self.grants.iter().find(|(_, j, _)| j == jti) {
             None => self.flag(e.seq, Some("jti"), "executed without an earlier grant"),
             Some((_, _, granted)) if granted != digest => self.flag(

@@ -7,7 +7,7 @@ use std::fmt;
 
 use tlog_tiles::tlog;
 
-use crate::evidence::canonical::is_canonical;
+use crate::canonical::is_canonical;
 use crate::evidence::checkpoint;
 use crate::evidence::merkle::{check_consistency, leaf_hash, ConsistencyProof, TreeBuilder};
 use crate::evidence::StoredEvent;

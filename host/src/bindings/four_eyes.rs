@@ -3,22 +3,49 @@
 //! host's own agent on behalf of the admin who asked. It goes through the
 //! one approval flow (`Gate::review`: its groups, quorum, and no
 //! self-approval, the requester being its on-behalf-of human) and is made
-//! only once approved. The host then executes it: applies the change and
-//! records the outcome, on every replica through the store.
+//! only once approved: the bindings register as the gate's `WhenApproved`
+//! hook for the kind, apply the change and record the outcome, on every
+//! replica through the store. Never makes a change nobody approved.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{Applied, BindError, BindingChange, Bindings, Source};
-use crate::action::{Action, ApprovalRoute, Classification, Principal, Risk, Route};
+use crate::action::{
+    Action, ApprovalRoute, Classification, OutcomeStatus, Principal, Risk, Route, State,
+};
 use crate::directory::{ApproverId, Directory, Person};
 use crate::evaluate::Verdict;
-use crate::evidence::{Actor, ActorKind, EventKind, NewEvent};
-use crate::gate::{evaluation_payload, ActionStatus, Decided, Gate, GateError, State};
+use crate::evidence::payload::{self, Payload};
+use crate::evidence::Actor;
+use crate::gate::{ActionRecord, ActionStatus, Decided, Gate, GateError, WhenApproved};
 use crate::sandbox::WIT_VERSION;
 use crate::store::{ActionChange, StoreError};
+
+/// `[plugins.four_eyes]`: the approval a binding change needs.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FourEyesConfig {
+    /// Approvals by policy admins other than the requester.
+    pub quorum: u32,
+    /// Seconds before an unapproved change expires (and is not made).
+    pub ttl_seconds: u32,
+}
+
+impl Default for FourEyesConfig {
+    fn default() -> Self {
+        FourEyesConfig {
+            quorum: 1,
+            ttl_seconds: 86_400,
+        }
+    }
+}
 
 /// The directory group whose members change policy, under four eyes.
 pub const POLICY_ADMINS: &str = "policy-admins";
@@ -65,12 +92,13 @@ impl From<StoreError> for RequestError {
     }
 }
 
-impl Gate {
-    /// Asks for a binding change under four eyes: records an
-    /// `actiongate.bind` action held for `policy-admins`, on behalf of
+impl Bindings {
+    /// Asks for a binding change under four eyes: records, through `gate`,
+    /// an `actiongate.bind` action held for `policy-admins`, on behalf of
     /// `requester`. Nothing changes until it is approved.
-    pub async fn request_binding_change(
+    pub async fn request_change(
         &self,
+        gate: &Gate,
         requester: &ApproverId,
         change: &BindingChange,
         reason: Option<String>,
@@ -81,7 +109,7 @@ impl Gate {
             .ok_or_else(|| {
                 GateError::Invalid("reason: say why, for the approvers and the record".into())
             })?;
-        self.bindings.validate(change).await?;
+        self.validate(change).await?;
         let agent = self.store.agent(HOST_AGENT).await?.ok_or_else(|| {
             GateError::Store(StoreError::Corrupt(format!(
                 "the host agent `{HOST_AGENT}` is missing (migration 0007)"
@@ -115,30 +143,26 @@ impl Gate {
             requested_at: now,
         };
         let verdict = self.four_eyes_verdict();
-        let action_uuid = Uuid::parse_str(&action.id).expect("host-made ids are UUIDs");
-        let human = Actor {
-            kind: ActorKind::Human,
-            id: requester.to_string(),
-        };
+        let action_uuid = Uuid::parse_str(&action.id).ok();
         let digest = action.digest();
         let events = vec![
-            NewEvent {
-                kind: EventKind::Submitted,
-                action_id: Some(action_uuid),
-                actor: human,
-                payload: serde_json::json!({
-                    "action": action,
-                    "digest": digest,
-                    "requested_by": requester,
-                }),
-            },
+            payload::Submitted {
+                action: Cow::Borrowed(&action),
+                digest: digest.clone(),
+                by: payload::SubmittedBy::Person {
+                    requested_by: requester.to_string(),
+                },
+            }
+            .event(
+                action_uuid,
+                Actor {
+                    kind: crate::evidence::ActorKind::Human,
+                    id: requester.to_string(),
+                },
+            ),
             // The route is the host's four-eyes rule, not a plugin's.
-            NewEvent {
-                kind: EventKind::Evaluated,
-                action_id: Some(action_uuid),
-                actor: Actor::system("four-eyes"),
-                payload: evaluation_payload(&action, &verdict),
-            },
+            payload::Evaluated::new(&action, &verdict)
+                .event(action_uuid, Actor::system("four-eyes")),
         ];
         let decided = Decided {
             request_hash: digest.clone(),
@@ -148,13 +172,13 @@ impl Gate {
             idempotency_key: None,
             key_hash: None,
         };
-        let status = self.record_decision(&agent, &decided, events).await?;
+        let status = gate.record_decision(&agent, &decided, events).await?;
         tracing::info!(action_id = %status.action_id, requester = %requester, pattern = %change.pattern, "binding change held for policy admins");
         Ok(status)
     }
 
     fn four_eyes_verdict(&self) -> Verdict {
-        let config = &self.bindings.four_eyes;
+        let config = &self.four_eyes;
         Verdict {
             plugin: None,
             classification: Classification {
@@ -212,7 +236,8 @@ impl Bindings {
         if row.agent_id != HOST_AGENT || row.state != State::Approved.as_str() {
             return Ok(());
         }
-        let (action, _) = crate::approvals::parse_row(&row)?;
+        let row_digest = row.digest.clone();
+        let action = ActionRecord::decode(row)?.action;
         if action.kind != BIND_KIND {
             return Ok(());
         }
@@ -229,14 +254,14 @@ impl Bindings {
         let mut approvers: Vec<String> = Vec::new();
         for review in self.store.reviews(action_id).await? {
             if review.decision == "approve"
-                && review.digest == row.digest
+                && review.digest == row_digest
                 && !approvers.contains(&review.approver)
             {
                 approvers.push(review.approver);
             }
         }
         let requester = Actor {
-            kind: ActorKind::Human,
+            kind: crate::evidence::ActorKind::Human,
             id: action.on_behalf_of.clone().unwrap_or_default(),
         };
         let applied = self
@@ -265,22 +290,25 @@ impl Bindings {
             guard.commit().await?;
             return Ok(());
         }
+        let summary = match &applied {
+            Applied::Changed(_) => format!("binding {} changed", change.pattern),
+            Applied::Unchanged(_) => {
+                format!("binding {} already so; nothing changed", change.pattern)
+            }
+        };
         self.evidence
-            .append(NewEvent {
-                kind: EventKind::Executed,
-                action_id: Uuid::parse_str(action_id).ok(),
-                actor: Actor::system("bindings"),
-                payload: serde_json::json!({
-                    "digest": row.digest,
-                    "status": "succeeded",
-                    "summary": match &applied {
-                        Applied::Changed(_) => format!("binding {} changed", change.pattern),
-                        Applied::Unchanged(_) => format!("binding {} already so; nothing changed", change.pattern),
+            .append(
+                payload::Executed {
+                    digest: row_digest,
+                    status: OutcomeStatus::Succeeded,
+                    summary,
+                    by: payload::ExecutedBy::Host {
+                        binding_id: binding.map(|b| b.id),
+                        binding_evidence_seq: binding.map(|b| b.evidence_seq),
                     },
-                    "binding_id": binding.map(|b| b.id),
-                    "binding_evidence_seq": binding.map(|b| b.evidence_seq),
-                }),
-            })
+                }
+                .event(Uuid::parse_str(action_id).ok(), Actor::system("bindings")),
+            )
             .await
             .map_err(GateError::from)?;
         guard
@@ -293,5 +321,21 @@ impl Bindings {
         guard.commit().await?;
         tracing::info!(action_id, pattern = %change.pattern, approvers = ?approvers, "approved binding change applied");
         Ok(())
+    }
+}
+
+/// An approved `actiongate.bind` action is the bindings' to execute.
+impl WhenApproved for Bindings {
+    fn kind(&self) -> &'static str {
+        BIND_KIND
+    }
+
+    fn execute<'a>(&'a self, action_id: &'a str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            // If this fails, every replica's sync loop retries it.
+            if let Err(e) = self.apply_approval(action_id).await {
+                tracing::error!(action_id, error = %e, "approved binding change not applied yet");
+            }
+        })
     }
 }

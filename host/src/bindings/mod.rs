@@ -8,16 +8,33 @@
 pub mod four_eyes;
 mod sync;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::FourEyesConfig;
+pub use four_eyes::FourEyesConfig;
+
 use crate::evaluate::{compile_pattern, BindingError, Evaluator};
-use crate::evidence::{Actor, EventKind, EvidenceError, EvidenceLog, NewEvent};
+use crate::evidence::payload::{self, Payload};
+use crate::evidence::{Actor, EvidenceError, EvidenceLog};
 use crate::store::{BindingRow, NewBinding, Store, StoreError};
+
+/// One `[[bindings]]` entry of the config file: kinds matching `kind` go
+/// to a plugin, named by example name (`plugin`) or by file and pinned
+/// sha256 (`path` + `sha256`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BindingConfig {
+    pub kind: String,
+    pub plugin: Option<String>,
+    pub path: Option<PathBuf>,
+    pub sha256: Option<String>,
+    /// A shadow plugin (example name), evaluated and recorded, never enforced.
+    pub shadow: Option<String>,
+}
 
 /// What a change asks for: kinds matching `pattern` go to `sha256`, with
 /// an optional shadow.
@@ -173,26 +190,23 @@ impl Bindings {
             } => (Some(action_id), Some(approvers)),
             _ => (None, None),
         };
-        let recorded = self
-            .evidence
-            .append(NewEvent {
-                kind: EventKind::BindingChanged,
-                action_id: approval.and_then(|id| Uuid::parse_str(id).ok()),
-                actor: by.clone(),
-                payload: serde_json::json!({
-                    "pattern": change.pattern,
-                    "sha256": change.sha256,
-                    "shadow": change.shadow,
-                    "previous": current.as_ref().map(|p| serde_json::json!({
-                        "sha256": p.sha256, "shadow": p.shadow, "source": p.source,
-                        "changed_by": p.changed_by, "evidence_seq": p.evidence_seq,
-                    })),
-                    "source": source.as_str(),
-                    "approval": approval,
-                    "approvers": approvers,
-                }),
-            })
-            .await?;
+        let event = payload::BindingChanged {
+            pattern: change.pattern.clone(),
+            sha256: change.sha256.clone(),
+            shadow: change.shadow.clone(),
+            previous: current.as_ref().map(|p| payload::PreviousBinding {
+                sha256: p.sha256.clone(),
+                shadow: p.shadow.clone(),
+                source: p.source.clone(),
+                changed_by: p.changed_by.clone(),
+                evidence_seq: p.evidence_seq,
+            }),
+            source: source.as_str().into(),
+            approval: approval.map(String::from),
+            approvers: approvers.map(<[String]>::to_vec),
+        }
+        .event(approval.and_then(|id| Uuid::parse_str(id).ok()), by.clone());
+        let recorded = self.evidence.append(event).await?;
         let changed_at = Utc::now();
         let new = NewBinding {
             pattern: &change.pattern,

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::{fail, GlobalOpts};
+use crate::action::ActionId;
 use crate::approvals::ApprovalSummary;
 use crate::directory::Directory;
 use crate::keys::{hash_api_key, new_api_key};
@@ -42,7 +43,8 @@ pub enum ApprovalsCommand {
     },
     /// One pending action in full.
     Show {
-        id: String,
+        /// The action id (a UUID).
+        id: ActionId,
         /// The approval summary as JSON, as the API gives it.
         #[arg(long)]
         json: bool,
@@ -51,7 +53,8 @@ pub enum ApprovalsCommand {
     },
     /// Approve (a reason is required at high and critical risk).
     Approve {
-        id: String,
+        /// The action id (a UUID).
+        id: ActionId,
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]
@@ -59,7 +62,8 @@ pub enum ApprovalsCommand {
     },
     /// Deny, with a reason.
     Deny {
-        id: String,
+        /// The action id (a UUID).
+        id: ActionId,
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -67,7 +71,8 @@ pub enum ApprovalsCommand {
     },
     /// Change modifiable params (a JSON object), with a reason.
     Modify {
-        id: String,
+        /// The action id (a UUID).
+        id: ActionId,
         #[arg(long)]
         params: String,
         #[arg(long)]
@@ -292,4 +297,31 @@ pub fn render(s: &ApprovalSummary) -> String {
     }
     line("digest", a.digest.clone());
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::Cli;
+
+    #[test]
+    fn an_action_id_argument_is_parsed_before_anything_is_sent() {
+        for verb in ["show", "approve", "deny", "modify"] {
+            let mut argv = vec!["actiongate", "approvals", verb, "42; DROP", "--key", "k"];
+            argv.extend(match verb {
+                "deny" => vec!["--reason", "r"],
+                "modify" => vec!["--params", "{}", "--reason", "r"],
+                _ => vec![],
+            });
+            let e = Cli::try_parse_from(&argv).unwrap_err().to_string();
+            assert!(
+                e.contains("\"42; DROP\" is not an action id (a UUID)"),
+                "{verb}: {e}"
+            );
+            argv[3] = "0190c6c2-0000-7000-8000-000000000001";
+            let parsed = Cli::try_parse_from(&argv);
+            assert!(parsed.is_ok(), "{verb}: {:?}", parsed.err());
+        }
+    }
 }

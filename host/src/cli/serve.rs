@@ -85,7 +85,7 @@ async fn serve(
 /// A fresh key for the demo agent at every start (keys are stored hashed,
 /// so an old one cannot be shown again).
 async fn demo_agent_key(app: &crate::api::App) -> anyhow::Result<String> {
-    let store = &app.gate.store;
+    let store = app.gate.store();
     store
         .create_agent("demo-agent", "demo-owner@example.com", &Default::default())
         .await?;

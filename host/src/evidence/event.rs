@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::canonical;
 use super::EvidenceError;
+use crate::canonical;
 use crate::store::NewRow;
 
 /// Version of the envelope below; bump when its fields change.

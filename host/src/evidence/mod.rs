@@ -44,12 +44,14 @@
 //!   triggers, so keep it out of the service's hands; `audit verify` detects
 //!   what it would alter.
 
-pub mod canonical;
+/// RFC 8785 lives below every layer (actions digest with it too).
+pub use crate::canonical;
 pub mod checkpoint;
 mod event;
 pub(crate) mod http;
 mod integrator;
 pub mod merkle;
+pub mod payload;
 mod writer;
 
 use std::path::PathBuf;
@@ -102,6 +104,12 @@ impl EvidenceError {
     /// True when retrying later may succeed (database or writer down).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, EvidenceError::Unavailable(_))
+    }
+}
+
+impl From<canonical::CanonicalError> for EvidenceError {
+    fn from(e: canonical::CanonicalError) -> Self {
+        EvidenceError::InvalidEvent(e.0)
     }
 }
 

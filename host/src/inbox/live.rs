@@ -14,7 +14,7 @@ use futures_util::Stream;
 use super::pages::{PendingFragment, PendingItem};
 use super::queue;
 use super::session::SignedIn;
-use crate::api::App;
+use super::App;
 use crate::waiters::Subscription;
 
 /// New submissions wake nobody, and other replicas' wakeups can be lost:
@@ -44,7 +44,7 @@ pub async fn stream(
     me: SignedIn,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let watch = Watch {
-        wakeups: app.gate.waiters.subscribe(),
+        wakeups: app.gate.waiters().subscribe(),
         app,
         me,
         sent: None,
@@ -58,7 +58,13 @@ pub async fn stream(
             if w.sent.is_some() {
                 let _ = tokio::time::timeout(RECHECK, w.wakeups.any()).await;
             }
-            let live = match w.app.gate.store.inbox_session(&w.me.session.id_hash).await {
+            let live = match w
+                .app
+                .gate
+                .store()
+                .inbox_session(&w.me.session.id_hash)
+                .await
+            {
                 Ok(Some(s)) => s.ended_at.is_none() && s.expires_at > Utc::now(),
                 Ok(None) => false,
                 // The store is away: say nothing, look again later.

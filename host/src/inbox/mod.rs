@@ -7,6 +7,7 @@ pub mod config;
 mod live;
 pub mod oidc;
 mod pages;
+mod passkeys;
 mod queue;
 mod review;
 pub mod session;
@@ -21,8 +22,20 @@ use axum::Router;
 
 pub use config::{InboxConfig, InboxConfigError, Settings};
 
-use crate::api::App;
+use crate::evidence::EvidenceLog;
+use crate::gate::Gate;
 use session::Cookies;
+
+/// What the inbox's pages reach: the gate, the evidence log and the inbox
+/// itself. Never the whole app: the inbox is an entry point beside the
+/// API, not above it.
+pub struct InboxState {
+    pub gate: Arc<Gate>,
+    pub evidence: EvidenceLog,
+    pub inbox: Option<Arc<Inbox>>,
+}
+
+pub type App = Arc<InboxState>;
 
 /// The pages' Content-Security-Policy: nothing inline, nothing from
 /// elsewhere, no framing; forms only post back here.
@@ -62,13 +75,8 @@ impl Inbox {
     }
 }
 
-/// `BASE/inbox/actions/ID`.
-pub fn action_url(public_url: &str, action_id: &str) -> String {
-    format!(
-        "{}/inbox/actions/{action_id}",
-        public_url.trim_end_matches('/')
-    )
-}
+/// `BASE/inbox/actions/ID`: notifications link there too, so `notify` owns it.
+pub use crate::notify::inbox_action_url as action_url;
 
 /// The inbox of a running service. Its routes exist only when it does.
 pub(crate) fn inbox(app: &App) -> &Inbox {
@@ -78,22 +86,38 @@ pub(crate) fn inbox(app: &App) -> &Inbox {
 }
 
 /// The `/inbox` routes; none without `[inbox]`.
-pub fn routes(app: &App) -> Router {
-    if app.inbox.is_none() {
+pub fn routes(gate: Arc<Gate>, evidence: EvidenceLog, inbox: Option<Arc<Inbox>>) -> Router {
+    if inbox.is_none() {
         return Router::new();
     }
+    let app: App = Arc::new(InboxState {
+        gate,
+        evidence,
+        inbox,
+    });
     Router::new()
         .route("/inbox", get(review::list))
         .route("/inbox/live", get(live::stream))
         .route("/inbox/history", get(review::history))
         .route("/inbox/actions/{id}", get(review::action))
         .route("/inbox/actions/{id}/review", post(review::submit))
+        .route("/inbox/actions/{id}/step-up", post(passkeys::challenge))
+        .route(
+            "/inbox/passkeys",
+            get(passkeys::page).post(passkeys::registration_finish),
+        )
+        .route(
+            "/inbox/passkeys/registration",
+            post(passkeys::registration_start),
+        )
+        .route("/inbox/passkeys/{id}/remove", post(passkeys::remove))
         .route("/inbox/login", get(signin::login))
         .route("/inbox/callback", get(signin::callback))
         .route("/inbox/logout", post(signin::logout))
         .route("/inbox/static/inbox.css", get(stylesheet))
         .route("/inbox/static/inbox.js", get(script))
-        .with_state(app.clone())
+        .route("/inbox/static/passkeys.js", get(passkeys_script))
+        .with_state(app)
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -133,12 +157,20 @@ async fn stylesheet() -> Response {
 }
 
 async fn script() -> Response {
+    javascript(include_str!("static/inbox.js"))
+}
+
+async fn passkeys_script() -> Response {
+    javascript(include_str!("static/passkeys.js"))
+}
+
+fn javascript(source: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
-        include_str!("static/inbox.js"),
+        source,
     )
         .into_response()
 }

@@ -109,6 +109,10 @@ pub struct ActionView {
     pub escalated: bool,
     pub modifiable: Vec<ParamField>,
     pub reviews: Vec<ReviewView>,
+    /// Approving (or modifying) needs this person's passkey assertion.
+    pub step_up: bool,
+    /// The person has a passkey to answer the step-up with.
+    pub has_passkey: bool,
 }
 
 /// The outcome of a review, shown above the action.
@@ -145,6 +149,25 @@ pub struct HistoryItem {
 pub struct HistoryPage {
     pub me: Option<Me>,
     pub items: Vec<HistoryItem>,
+}
+
+/// One of the person's passkeys, as their passkeys page lists it.
+pub struct PasskeyView {
+    pub id: String,
+    pub label: String,
+    pub credential_short: String,
+    pub created: String,
+    pub created_iso: String,
+    pub last_used: Option<String>,
+    pub sign_count: i64,
+}
+
+#[derive(Template)]
+#[template(path = "inbox/passkeys.html")]
+pub struct PasskeysPage {
+    pub me: Option<Me>,
+    pub passkeys: Vec<PasskeyView>,
+    pub notice: Option<Notice>,
 }
 
 #[derive(Template)]

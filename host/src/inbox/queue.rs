@@ -7,36 +7,34 @@ use serde_json::Value;
 
 use super::pages::{times, ActionView, Pair, ParamField, PendingItem, PluginView, ReviewView};
 use super::session::SignedIn;
-use crate::action::{Action, Risk, Route};
-use crate::api::App;
-use crate::approvals::{
-    self, rules, ApprovalSummary, Decision, Redaction, Refusal, Request, Tally,
-};
+use super::App;
+use crate::action::{ActionId, Risk, Route};
+use crate::approvals::{rules, ApprovalSummary, Decision, Redaction, Refusal, Request, Tally};
 use crate::directory::Directory;
-use crate::evaluate::Verdict;
-use crate::gate::{GateError, State};
-use crate::store::{ActionRow, ReviewRow};
+use crate::gate::{ActionRecord, GateError, State};
+use crate::store::ReviewRow;
 
 /// A stored action with the rules' view of it.
 pub struct Loaded {
-    pub row: ActionRow,
-    pub action: Action,
-    pub verdict: Verdict,
+    pub record: ActionRecord,
     pub request: Request,
     pub reviews: Vec<ReviewRow>,
 }
 
+/// The action `id` names, if there is one: a malformed id names none.
 pub async fn load(app: &App, id: &str) -> Result<Option<Loaded>, GateError> {
-    let Some(row) = app.gate.store.action(id).await? else {
+    let Ok(id) = id.parse::<ActionId>() else {
         return Ok(None);
     };
-    let (action, verdict) = approvals::parse_row(&row)?;
-    let request = app.gate.request_of(&row, &action, &verdict).await?;
-    let reviews = app.gate.store.reviews(&row.id).await?;
+    let record = match app.gate.record(&id).await {
+        Ok(record) => record,
+        Err(GateError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let request = app.gate.request_of(&record).await?;
+    let reviews = app.gate.store().reviews(&id.to_string()).await?;
     Ok(Some(Loaded {
-        row,
-        action,
-        verdict,
+        record,
         request,
         reviews,
     }))
@@ -75,12 +73,20 @@ pub fn provider_refusal(dir: &Directory, me: &SignedIn, request: &Request) -> Op
 /// Pending actions `me` may act on, newest first: the list `GET
 /// /v1/approvals` gives, narrowed by the provider's groups when configured.
 pub async fn pending_items(app: &App, me: &SignedIn) -> Result<Vec<PendingItem>, GateError> {
-    let dir = &app.gate.directory;
+    let dir = app.gate.directory();
     let now = Utc::now();
     let mut items = Vec::new();
-    for row in app.gate.store.pending_actions(500).await?.into_iter().rev() {
-        let (action, verdict) = approvals::parse_row(&row)?;
-        let request = app.gate.request_of(&row, &action, &verdict).await?;
+    for row in app
+        .gate
+        .store()
+        .pending_actions(500)
+        .await?
+        .into_iter()
+        .rev()
+    {
+        let record = ActionRecord::decode(row)?;
+        let request = app.gate.request_of(&record).await?;
+        let (action, verdict) = (&record.action, &record.verdict);
         // A deny with a reason passes every rule an approval does but the
         // duplicate check: what this person may still act on.
         let may_act = rules::check(dir, &request, &me.approver, Decision::Deny, Some("-"), now)
@@ -93,11 +99,11 @@ pub async fn pending_items(app: &App, me: &SignedIn) -> Result<Vec<PendingItem>,
             Tally::Pending { approvers, .. } | Tally::Approved { approvers } => approvers.len(),
             Tally::Denied { .. } => 0,
         };
-        let (requested, requested_iso) = times(row.created_at);
+        let (requested, requested_iso) = times(record.created_at);
         let (expires, expires_iso) = times(request.expires_at);
         items.push(PendingItem {
-            id: row.id.clone(),
-            digest: row.digest.clone(),
+            id: record.id.to_string(),
+            digest: record.digest.clone(),
             kind: action.kind.clone(),
             resource: action.resource.clone(),
             agent: action.agent.id.clone(),
@@ -130,16 +136,22 @@ fn param_text(value: Option<&Value>) -> (String, &'static str) {
 /// approval summary every channel shows (secrets redacted by the shared
 /// rules), with each review's channel and version from the store.
 pub fn action_view(dir: &Directory, redaction: &Redaction, l: &Loaded) -> ActionView {
-    let summary = ApprovalSummary::build(&l.action, &l.verdict, &l.request, dir, redaction);
+    let summary = ApprovalSummary::build(
+        &l.record.action,
+        &l.record.verdict,
+        &l.request,
+        dir,
+        redaction,
+    );
     let (a, route) = (&summary.action, &summary.approval);
-    let state = State::parse(&l.row.state).unwrap_or(State::Pending);
-    let routed = matches!(l.verdict.route, Route::RequireApproval(_));
+    let state = l.record.state;
+    let routed = matches!(l.record.verdict.route, Route::RequireApproval(_));
     let modifiable = route
         .modifiable_params
         .iter()
         .map(|name| {
             let redacted = redaction.is_secret(name);
-            let (value, hint) = param_text(l.action.params.get(name));
+            let (value, hint) = param_text(l.record.action.params.get(name));
             ParamField {
                 name: name.clone(),
                 value: if redacted { String::new() } else { value },
@@ -164,16 +176,16 @@ pub fn action_view(dir: &Directory, redaction: &Redaction, l: &Loaded) -> Action
                 channel: r.channel.clone(),
                 at,
                 at_iso,
-                current: r.digest == l.row.digest,
+                current: r.digest == l.record.digest,
             }
         })
         .collect();
-    let (requested, requested_iso) = times(l.action.requested_at);
+    let (requested, requested_iso) = times(l.record.action.requested_at);
     let (expires, expires_iso) = times(route.expires_at);
     ActionView {
-        id: l.row.id.clone(),
-        digest: l.row.digest.clone(),
-        digest_short: l.row.digest.chars().take(12).collect(),
+        id: l.record.id.to_string(),
+        digest: l.record.digest.clone(),
+        digest_short: l.record.digest.chars().take(12).collect(),
         state: state.as_str(),
         pending: state == State::Pending,
         kind: a.kind.clone(),
@@ -201,7 +213,7 @@ pub fn action_view(dir: &Directory, redaction: &Redaction, l: &Loaded) -> Action
             version: p.version.clone(),
             sha256: p.sha256.clone(),
         }),
-        failure: l.verdict.failure.as_ref().map(ToString::to_string),
+        failure: l.record.verdict.failure.as_ref().map(ToString::to_string),
         groups: if routed {
             route.groups.join(", ")
         } else {
@@ -215,5 +227,8 @@ pub fn action_view(dir: &Directory, redaction: &Redaction, l: &Loaded) -> Action
         escalated: route.escalated,
         modifiable,
         reviews,
+        // Whether step-up is in force needs the evidence: the caller sets it.
+        step_up: false,
+        has_passkey: false,
     }
 }

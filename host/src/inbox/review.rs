@@ -1,6 +1,7 @@
 //! The inbox's pages for approvers: the pending list, one action, the
-//! review forms and the person's history. Reviews go to `Gate::review`
-//! with channel `inbox`; a refusal is shown in the rule's own words.
+//! review forms and the person's history. Reviews go to the gate with
+//! channel `inbox` (with the passkey assertion the page's script adds for a
+//! step-up action); a refusal is shown in the rule's own words.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -13,10 +14,11 @@ use super::inbox;
 use super::pages::{self, ActionPage, HistoryItem, HistoryPage, ListPage, Notice};
 use super::queue;
 use super::session::{origin_refusal, SignedIn};
-use crate::api::App;
+use super::App;
 use crate::approvals::Redaction;
-use crate::approvals::{Decision, ReviewError};
-use crate::gate::GateError;
+use crate::approvals::{Decision, ReviewError, ReviewRequest};
+use crate::gate::{ActionRecord, GateError};
+use crate::stepup::{StepUpAssertion, StepUpError};
 
 fn gate_failure(e: &GateError, me: &SignedIn) -> Response {
     if e.is_unavailable() {
@@ -85,11 +87,30 @@ async fn show(
     notice: Option<Notice>,
 ) -> Response {
     let loaded = match queue::load(app, id).await {
-        Ok(Some(loaded)) if queue::may_see(&app.gate.directory, me, &loaded) => loaded,
+        Ok(Some(loaded)) if queue::may_see(app.gate.directory(), me, &loaded) => loaded,
         Ok(_) => return pages::not_found(Some(me.me())),
         Err(e) => return gate_failure(&e, me),
     };
-    let a = queue::action_view(&app.gate.directory, &app.gate.redaction, &loaded);
+    let mut a = queue::action_view(app.gate.directory(), app.gate.redaction(), &loaded);
+    if let Some(su) = app.gate.step_up() {
+        // A modify that raises a plain action to step-up level is refused
+        // as `step-up-required`: the page then offers the passkey prompt,
+        // whose challenge binds the version the modify starts from.
+        let required = notice.as_ref().and_then(|n| n.code.as_deref()) == Some("step-up-required");
+        a.step_up = required
+            || match app
+                .gate
+                .step_up_in_force(&loaded.record.action, &loaded.record.verdict)
+                .await
+            {
+                Ok(in_force) => in_force,
+                Err(e) => return gate_failure(&e, me),
+            };
+        a.has_passkey = match su.list(&me.approver).await {
+            Ok(keys) => !keys.is_empty(),
+            Err(e) => return gate_failure(&e.into_store().into(), me),
+        };
+    }
     pages::render(
         status,
         &ActionPage {
@@ -205,43 +226,61 @@ pub async fn submit(
         ),
     };
     let loaded = match queue::load(&app, &id).await {
-        Ok(Some(loaded)) if queue::may_see(&app.gate.directory, &me, &loaded) => loaded,
+        Ok(Some(loaded)) if queue::may_see(app.gate.directory(), &me, &loaded) => loaded,
         Ok(_) => return pages::not_found(Some(me.me())),
         Err(e) => return gate_failure(&e, &me),
     };
-    if let Some(refusal) = queue::provider_refusal(&app.gate.directory, &me, &loaded.request) {
+    if let Some(refusal) = queue::provider_refusal(app.gate.directory(), &me, &loaded.request) {
         let notice = refused_notice(refusal.code(), refusal.to_string());
         return show(&app, &me, &id, StatusCode::FORBIDDEN, Some(notice)).await;
     }
     let params = match decision {
-        Decision::Modify => match changes(&fields, &loaded.action.params, &app.gate.redaction) {
-            Ok(changes) => Some(changes),
-            Err(why) => {
-                let notice = refused_notice("invalid-param", why);
-                return show(
-                    &app,
-                    &me,
-                    &id,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    Some(notice),
-                )
-                .await;
+        Decision::Modify => {
+            match changes(&fields, &loaded.record.action.params, app.gate.redaction()) {
+                Ok(changes) => Some(changes),
+                Err(why) => {
+                    let notice = refused_notice("invalid-param", why);
+                    return show(
+                        &app,
+                        &me,
+                        &id,
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        Some(notice),
+                    )
+                    .await;
+                }
             }
-        },
+        }
         _ => None,
     };
+    // The page's script fills `step_up` with the passkey's answer to a
+    // challenge for this version; without it a step-up action's approval
+    // is refused by the gate, in the rule's own words.
+    let step_up = match field(&fields, "step_up").filter(|v| !v.trim().is_empty()) {
+        None => None,
+        Some(text) => match serde_json::from_str::<StepUpAssertion>(text) {
+            Ok(assertion) => Some(assertion),
+            Err(e) => {
+                let notice = refused_notice(
+                    "step-up-invalid",
+                    format!("The passkey answer sent with the form is not readable ({e}). Nothing was changed."),
+                );
+                return show(&app, &me, &id, StatusCode::BAD_REQUEST, Some(notice)).await;
+            }
+        },
+    };
     let reason = field(&fields, "reason").map(str::to_string);
+    let review = ReviewRequest {
+        decision,
+        reason,
+        params,
+        seen_digest: field(&fields, "digest").map(str::to_string),
+        channel: "inbox".into(),
+        step_up,
+    };
     let outcome = app
         .gate
-        .review(
-            &me.approver,
-            &id,
-            decision,
-            reason,
-            params,
-            field(&fields, "digest"),
-            "inbox",
-        )
+        .review(&me.approver, &loaded.record.id, review)
         .await;
     match outcome {
         Ok(_) => (
@@ -253,14 +292,16 @@ pub async fn submit(
         )
             .into_response(),
         Err(ReviewError::Refused(refusal)) => {
-            let status = crate::api::review_problem(ReviewError::Refused(refusal.clone())).status;
+            let status =
+                crate::problem::review_problem(ReviewError::Refused(refusal.clone())).status;
             let notice = refused_notice(refusal.code(), refusal.to_string());
             show(&app, &me, &id, status, Some(notice)).await
         }
+        Err(ReviewError::StepUp(StepUpError::Store(e))) => gate_failure(&e.into(), &me),
         Err(ReviewError::StepUp(e)) => {
-            // The page's passkey prompt is not wired yet: the rule's words.
             let notice = refused_notice(e.code(), e.to_string());
-            show(&app, &me, &id, StatusCode::FORBIDDEN, Some(notice)).await
+            let status = crate::problem::Problem::from(e).status;
+            show(&app, &me, &id, status, Some(notice)).await
         }
         Err(ReviewError::Gate(GateError::Invalid(why))) => {
             let notice = refused_notice("invalid-review", why);
@@ -280,7 +321,7 @@ pub async fn submit(
 
 /// `GET /inbox/history`: what this person decided, on every channel.
 pub async fn history(State(app): State<App>, me: SignedIn) -> Response {
-    let store = &app.gate.store;
+    let store = app.gate.store();
     let reviews = match store.reviews_by(me.approver.as_str(), 200).await {
         Ok(reviews) => reviews,
         Err(e) => return gate_failure(&e.into(), &me),
@@ -291,11 +332,11 @@ pub async fn history(State(app): State<App>, me: SignedIn) -> Response {
             Ok(row) => row,
             Err(e) => return gate_failure(&e.into(), &me),
         };
-        let (kind, resource, state) = match row.as_ref().map(crate::approvals::parse_row) {
-            Some(Ok((action, _))) => (
-                action.kind,
-                action.resource,
-                row.map(|r| r.state).unwrap_or_default(),
+        let (kind, resource, state) = match row.map(ActionRecord::decode) {
+            Some(Ok(record)) => (
+                record.action.kind,
+                record.action.resource,
+                record.state.as_str().to_string(),
             ),
             _ => ("?".into(), "?".into(), "unknown".into()),
         };

@@ -12,8 +12,8 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use super::pages::{self, Me};
+use super::App;
 use super::Inbox;
-use crate::api::App;
 use crate::directory::ApproverId;
 use crate::store::InboxSession;
 
@@ -188,7 +188,7 @@ where
         let Some(cookie) = read_cookie(&parts.headers, inbox.cookies.session_name()) else {
             return Err(to_sign_in(parts));
         };
-        let session = match app.gate.store.inbox_session(&token_hash(&cookie)).await {
+        let session = match app.gate.store().inbox_session(&token_hash(&cookie)).await {
             Ok(Some(session)) => session,
             // An unknown cookie is no session at all.
             Ok(None) => return Err(to_sign_in(parts)),
@@ -211,7 +211,7 @@ where
             );
             return Err(response);
         }
-        let Some(person) = app.gate.directory.person_by_email(&session.email) else {
+        let Some(person) = app.gate.directory().person_by_email(&session.email) else {
             return Err(pages::problem_page(
                 axum::http::StatusCode::FORBIDDEN,
                 "Not an approver",

@@ -12,9 +12,10 @@ use serde::Deserialize;
 
 use super::pages;
 use super::session::{random_token, read_cookie, token_hash, SignedIn};
+use super::App;
 use super::{inbox, oidc::Identity};
-use crate::api::App;
-use crate::evidence::{Actor, EventKind, NewEvent};
+use crate::evidence::payload::{self, Payload};
+use crate::evidence::Actor;
 use crate::store::{InboxLogin, InboxSession};
 
 #[derive(Debug, Deserialize)]
@@ -66,7 +67,7 @@ pub async fn login(State(app): State<App>, Query(q): Query<LoginQuery>) -> Respo
         created_at: now,
         expires_at: now + inbox.settings.login_ttl,
     };
-    if let Err(e) = app.gate.store.insert_inbox_login(&login).await {
+    if let Err(e) = app.gate.store().insert_inbox_login(&login).await {
         tracing::error!(error = %e, "inbox sign-in could not be stored");
         return pages::unavailable();
     }
@@ -138,19 +139,17 @@ pub async fn callback(
             );
             let recorded = app
                 .evidence
-                .append(NewEvent {
-                    kind: EventKind::SignInRefused,
-                    action_id: None,
-                    actor: Actor::system("inbox"),
-                    payload: serde_json::json!({
-                        "reason": refused.code,
-                        "detail": refused.text,
-                        "issuer": issuer,
-                        "subject": identity.map(|i| &i.subject),
-                        "email": identity.and_then(|i| i.email.as_ref()),
-                        "email_verified": identity.map(|i| i.email_verified),
-                    }),
-                })
+                .append(
+                    payload::SignInRefused {
+                        reason: refused.code.to_string(),
+                        detail: refused.text.clone(),
+                        issuer: issuer.clone(),
+                        subject: identity.map(|i| i.subject.clone()),
+                        email: identity.and_then(|i| i.email.clone()),
+                        email_verified: identity.map(|i| i.email_verified),
+                    }
+                    .event(None, Actor::system("inbox")),
+                )
                 .await;
             if let Err(e) = recorded {
                 tracing::error!(error = %e, "a refused sign-in could not be recorded");
@@ -173,7 +172,7 @@ async fn sign_in(app: &App, headers: &HeaderMap, q: CallbackQuery) -> Result<Res
             "This sign-in was not started in this browser (its state does not match). Start again from the inbox.",
         ));
     }
-    let login = match app.gate.store.take_inbox_login(&token_hash(&state)).await {
+    let login = match app.gate.store().take_inbox_login(&token_hash(&state)).await {
         Ok(Some(login)) => login,
         Ok(None) => {
             return Err(Refused::new(
@@ -241,7 +240,7 @@ async fn sign_in(app: &App, headers: &HeaderMap, q: CallbackQuery) -> Result<Res
             format!("The identity provider has not verified the email {email}, so it cannot name an approver."),
         ));
     }
-    let Some(person) = app.gate.directory.person_by_email(email) else {
+    let Some(person) = app.gate.directory().person_by_email(email) else {
         return Err(refuse(
             "unknown-person",
             format!("{email} is not in actiongate's approver directory."),
@@ -263,29 +262,30 @@ async fn sign_in(app: &App, headers: &HeaderMap, q: CallbackQuery) -> Result<Res
     };
     let recorded = app
         .evidence
-        .append(NewEvent {
-            kind: EventKind::SignedIn,
-            action_id: None,
-            actor: Actor {
-                kind: crate::evidence::ActorKind::Human,
-                id: person.email().to_string(),
-            },
-            payload: serde_json::json!({
-                "approver": person.email(),
-                "issuer": inbox.settings.issuer,
-                "subject": identity.subject,
-                "groups": identity.groups,
+        .append(
+            payload::SignedIn {
+                approver: person.email().to_string(),
+                issuer: inbox.settings.issuer.clone(),
+                subject: identity.subject.clone(),
+                groups: identity.groups.clone(),
                 // Names the session without being able to act as it.
-                "session": &session.id_hash[..16],
-                "expires_at": session.expires_at,
-            }),
-        })
+                session: session.id_hash[..16].to_string(),
+                expires_at: session.expires_at,
+            }
+            .event(
+                None,
+                Actor {
+                    kind: crate::evidence::ActorKind::Human,
+                    id: person.email().to_string(),
+                },
+            ),
+        )
         .await;
     if let Err(e) = recorded {
         tracing::error!(error = %e, "a sign-in could not be recorded; no session");
         return Ok(pages::unavailable());
     }
-    if let Err(e) = app.gate.store.insert_inbox_session(&session).await {
+    if let Err(e) = app.gate.store().insert_inbox_session(&session).await {
         tracing::error!(error = %e, "inbox session could not be stored");
         return Ok(pages::unavailable());
     }
@@ -331,7 +331,7 @@ pub async fn logout(
     }
     if let Err(e) = app
         .gate
-        .store
+        .store()
         .end_inbox_session(&me.session.id_hash, Utc::now())
         .await
     {

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::catalog::Entry;
 use super::Gateway;
 use crate::execution::{Claim, RunReport};
-use crate::gate::{ActionStatus, GateError, OutcomeStatus, State, Submission};
+use crate::gate::{ActionId, ActionStatus, GateError, OutcomeStatus, State, Submission};
 use crate::store::AgentRow;
 
 /// Where actiongate's own facts go in a result's `_meta`.
@@ -240,13 +240,13 @@ impl Gateway {
                 .clone()
         };
         let _turn = lock.lock().await;
-        let store = &self.gate.store;
+        let store = self.gate.store();
         if let Some(id) = store
             .mcp_call_action(&agent.id, digest)
             .await
             .map_err(GateError::from)?
         {
-            let status = self.gate.status(agent, &id).await?;
+            let status = self.gate.status(agent, &action_id(&id)?).await?;
             if self.reattaches(&status) {
                 tracing::info!(action_id = %id, agent = %agent.id, tool = %entry.name(), state = status.state.as_str(), "identical call reattached");
                 return Ok(status);
@@ -282,7 +282,7 @@ impl Gateway {
             State::Approved => status
                 .grant
                 .as_deref()
-                .is_some_and(|g| self.gate.grants.verify(g, Utc::now()).is_ok()),
+                .is_some_and(|g| self.gate.grants().verify(g, Utc::now()).is_ok()),
             State::Denied | State::Expired => recent(status.updated_at),
             // Ran already: identical retries racing the run get its result.
             State::Executed => self
@@ -343,6 +343,7 @@ impl Gateway {
         let start = tokio::time::Instant::now();
         let deadline = start + hold;
         let mut status = status;
+        let id = action_id(&status.action_id)?;
         while !status.state.is_final() {
             let now = tokio::time::Instant::now();
             if now >= deadline {
@@ -350,7 +351,7 @@ impl Gateway {
             }
             let wait = (deadline - now).min(step);
             status = tokio::select! {
-                s = self.gate.wait(&caller.agent, &status.action_id, wait) => s?,
+                s = self.gate.wait(&caller.agent, &id, wait) => s?,
                 _ = cancel.cancelled() => {
                     tracing::info!(action_id = %status.action_id, agent = %caller.agent.id, "caller left while its call was held; an identical retry continues it");
                     return Err(CallError::Abandoned);
@@ -433,7 +434,7 @@ impl Gateway {
         arguments: &serde_json::Value,
         params: &CallToolRequestParams,
     ) -> Result<CallToolResult, CallError> {
-        let run = match self.gate.claim_run(&caller.agent, id).await? {
+        let run = match self.gate.claim_run(&caller.agent, &action_id(id)?).await? {
             Claim::Run(run) => run,
             Claim::Taken => {
                 return Ok(gate_result(
@@ -532,6 +533,12 @@ impl Gateway {
         }
         Ok(result)
     }
+}
+
+/// An id the gate handed out, parsed back: one that does not parse names
+/// no action.
+fn action_id(id: &str) -> Result<ActionId, GateError> {
+    Ok(id.parse::<ActionId>()?)
 }
 
 #[cfg(test)]

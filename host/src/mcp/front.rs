@@ -1,11 +1,14 @@
 //! The gateway's front: the MCP server agents reach at `/mcp` (Streamable
 //! HTTP, rmcp's transport, both protocol eras). Authenticates every HTTP
-//! request with the agent's API key, as the HTTP API does, and hands the
-//! protocol's calls to the gateway. Never decides anything itself.
+//! request with the agent's API key through the `AgentKeys` check the API
+//! hands it (the HTTP API's own), and hands the protocol's calls to the
+//! gateway. Never decides anything itself, and never reaches into the API.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
@@ -21,8 +24,19 @@ use rmcp::{RoleServer, ServerHandler};
 
 use super::call::{CallError, Caller, Progress};
 use super::Gateway;
-use crate::api::{App, Problem, Submitter};
+use crate::problem::Problem;
 use crate::store::AgentRow;
+
+/// How `/mcp` learns its caller's agent from the request's key: the API's
+/// submitter check, handed down when the API mounts these routes.
+pub trait AgentKeys: Send + Sync {
+    /// The key's agent and the key's hash, or the problem to answer.
+    fn agent<'a>(&'a self, parts: &'a mut http::request::Parts) -> AgentLookup<'a>;
+}
+
+/// The agent of a key and the key's hash, once looked up.
+pub type AgentLookup<'a> =
+    Pin<Box<dyn Future<Output = Result<(Arc<AgentRow>, String), Problem>> + Send + 'a>>;
 
 /// The authenticated agent of one HTTP request, for the handler below.
 #[derive(Clone)]
@@ -36,12 +50,12 @@ struct McpAgent {
 /// parses it (so tool arguments that parsers would read differently, such
 /// as duplicate keys, never become an action).
 async fn authenticate(
-    State((app, body_limit)): State<(App, usize)>,
+    State((keys, body_limit)): State<(Arc<dyn AgentKeys>, usize)>,
     request: Request,
     next: Next,
 ) -> Result<Response, Problem> {
     let (mut parts, body) = request.into_parts();
-    let Submitter { agent, key_hash } = Submitter::from_request_parts(&mut parts, &app).await?;
+    let (agent, key_hash) = keys.agent(&mut parts).await?;
     parts.extensions.insert(McpAgent { agent, key_hash });
     let body = if parts.method == http::Method::POST {
         let bytes = axum::body::to_bytes(body, body_limit).await.map_err(|_| {
@@ -61,7 +75,7 @@ async fn authenticate(
 }
 
 /// `/mcp`, when the gateway is configured.
-pub fn routes(app: &App, gateway: Arc<Gateway>) -> Router {
+pub fn routes(keys: Arc<dyn AgentKeys>, gateway: Arc<Gateway>) -> Router {
     let config = gateway.config();
     let mut http = StreamableHttpServerConfig::default()
         .with_sse_keep_alive(Some(std::time::Duration::from_secs(15)));
@@ -83,7 +97,7 @@ pub fn routes(app: &App, gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route_service("/mcp", service)
         .layer(axum::middleware::from_fn_with_state(
-            (app.clone(), body_limit),
+            (keys, body_limit),
             authenticate,
         ))
 }

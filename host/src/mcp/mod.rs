@@ -17,7 +17,8 @@ use tokio::sync::RwLock;
 
 pub use config::{McpConfig, UpstreamConfig};
 
-use crate::evidence::{Actor, EventKind, NewEvent};
+use crate::evidence::payload::{self, Payload};
+use crate::evidence::Actor;
 use crate::gate::Gate;
 use catalog::Entry;
 use upstream::Upstream;
@@ -50,7 +51,7 @@ impl Gateway {
         for u in &config.upstreams {
             upstreams.insert(
                 u.name.clone(),
-                Arc::new(Upstream::new(u.clone(), gate.evidence.clone())?),
+                Arc::new(Upstream::new(u.clone(), gate.evidence().clone())?),
             );
         }
         Ok(Some(Arc::new(Gateway {
@@ -114,20 +115,17 @@ impl Gateway {
             if previous.is_some() {
                 tracing::warn!(tool = %name, previous = ?previous, sha256 = %entry.sha256, "tool definition changed");
             }
-            let event = NewEvent {
-                kind: EventKind::McpToolDefined,
-                action_id: None,
-                actor: Actor::system(format!("mcp:{}", entry.upstream)),
-                payload: serde_json::json!({
-                    "tool": name,
-                    "upstream": entry.upstream,
-                    "kind": entry.kind,
-                    "sha256": entry.sha256,
-                    "previous_sha256": previous,
-                    "definition": entry.definition,
-                }),
-            };
-            match self.gate.evidence.append(event).await {
+            let event = payload::McpToolDefined {
+                tool: name.clone(),
+                upstream: entry.upstream.clone(),
+                kind: entry.kind.clone(),
+                sha256: entry.sha256.clone(),
+                previous_sha256: previous,
+                definition: serde_json::to_value(&entry.definition)
+                    .expect("a tool definition is JSON"),
+            }
+            .event(None, Actor::system(format!("mcp:{}", entry.upstream)));
+            match self.gate.evidence().append(event).await {
                 Ok(_) => {
                     recorded.insert(name.clone(), entry.sha256.clone());
                 }

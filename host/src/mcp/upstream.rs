@@ -23,7 +23,8 @@ use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use tokio::sync::Mutex;
 
 use super::config::{Transport, UpstreamConfig};
-use crate::evidence::{Actor, EventKind, EvidenceLog, NewEvent};
+use crate::evidence::payload::{self, Payload};
+use crate::evidence::{Actor, EvidenceLog};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -58,12 +59,11 @@ pub struct Refuser {
 impl Refuser {
     async fn refuse(&self, what: &'static str) -> ErrorData {
         tracing::warn!(upstream = %self.upstream, request = what, "upstream asked the client; refused");
-        let event = NewEvent {
-            kind: EventKind::McpRequestRefused,
-            action_id: None,
-            actor: Actor::system(format!("mcp:{}", self.upstream)),
-            payload: serde_json::json!({"upstream": self.upstream, "request": what}),
-        };
+        let event = payload::McpRequestRefused {
+            upstream: self.upstream.clone(),
+            request: what.to_string(),
+        }
+        .event(None, Actor::system(format!("mcp:{}", self.upstream)));
         if let Err(e) = self.evidence.append(event).await {
             tracing::error!(upstream = %self.upstream, error = %e, "could not record a refused upstream request");
         }

@@ -37,9 +37,11 @@ impl NotificationKind {
 }
 
 // What a notification shows of the action is the one approval summary
-// every channel shows (approvals::summary); re-exported for notifiers.
-pub use crate::approvals::summary::{
-    ActionSummary, ApprovalEntry, ApprovalState, ApprovalSummary, PluginSummary, ReviewEntry,
+// every channel shows (built by approvals::summary).
+pub mod summary;
+pub use summary::{
+    ActionSummary, ApprovalEntry, ApprovalState, ApprovalSummary, ApprovalsConfig, PluginSummary,
+    Redaction, ReviewEntry,
 };
 
 /// One announcement. `id` is unique per notification and stays the same
@@ -118,6 +120,24 @@ pub enum NotifyError {
 pub type NotifyFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Delivered, NotifyError>> + Send + 'a>>;
 
+/// `[notify]`: outgoing announcements.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Standard Webhooks receivers.
+    pub webhooks: Vec<webhook::WebhookConfig>,
+}
+
+impl std::fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of logs: names only.
+        let names: Vec<&str> = self.webhooks.iter().map(|w| w.name.as_str()).collect();
+        f.debug_struct("NotifyConfig")
+            .field("webhooks", &names)
+            .finish()
+    }
+}
+
 /// One way of announcing. Object safe, so the host keeps a
 /// `Vec<Arc<dyn Notifier>>` and sends each notification to all of them.
 pub trait Notifier: Send + Sync {
@@ -127,6 +147,15 @@ pub trait Notifier: Send + Sync {
     /// Delivers `notification`, retrying as the notifier sees fit. Never
     /// decides anything about the action.
     fn notify<'a>(&'a self, notification: &'a Notification) -> NotifyFuture<'a>;
+}
+
+/// `BASE/inbox/actions/ID`: the web inbox's page of one action, which
+/// notifications link to.
+pub fn inbox_action_url(public_url: &str, action_id: &str) -> String {
+    format!(
+        "{}/inbox/actions/{action_id}",
+        public_url.trim_end_matches('/')
+    )
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::signature::{AllowedSigners, SignatureError, Signer};
+use super::PluginsConfig;
 use super::{register, CasesPassed, Registration, RegistryError};
 use crate::cases::{CaseFileError, CaseResult};
-use crate::config::PluginsConfig;
 use crate::evaluate::Evaluator;
 use crate::evidence::{Actor, EvidenceLog};
 use crate::sandbox::Plugin;

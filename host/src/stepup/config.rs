@@ -53,6 +53,34 @@ impl StepUpConfig {
     }
 }
 
+impl StepUpConfig {
+    /// Whether the inbox at `public_url` can carry step-ups: browsers sign
+    /// the page's origin into every assertion and only offer passkeys of an
+    /// rp id the page's host is (or ends in), so an inbox served elsewhere
+    /// could never answer one.
+    pub fn check_inbox(&self, public_url: &str) -> Result<(), String> {
+        let parse = |what: &str, u: &str| {
+            webauthn_rs::prelude::Url::parse(u).map_err(|e| format!("{what} {u:?}: {e}"))
+        };
+        let inbox = parse("[inbox] public_url", public_url)?;
+        let origin = parse("[step_up] origin", &self.origin)?;
+        if inbox.origin() != origin.origin() {
+            return Err(format!(
+                "[step_up] origin {:?} is not the origin of [inbox] public_url {public_url:?}: passkey assertions made on the inbox would never verify",
+                self.origin
+            ));
+        }
+        let host = inbox.host_str().unwrap_or_default();
+        if host != self.rp_id && !host.ends_with(&format!(".{}", self.rp_id)) {
+            return Err(format!(
+                "[step_up] rp_id {:?} is neither the inbox's host {host:?} nor a domain it is under: browsers would refuse every passkey prompt",
+                self.rp_id
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +97,36 @@ mod tests {
         assert!(!c.applies("db.export", Risk::Medium));
         assert!(c.applies("iam.role.grant", Risk::Low));
         assert!(!c.applies("iam.role.grants", Risk::Low));
+    }
+
+    #[test]
+    fn the_inbox_must_be_served_on_the_webauthn_origin_and_rp_id() {
+        let c = StepUpConfig {
+            rp_id: "example.com".into(),
+            origin: "https://approvals.example.com".into(),
+            ..Default::default()
+        };
+        assert_eq!(c.check_inbox("https://approvals.example.com/"), Ok(()));
+        let other_origin = c.check_inbox("https://inbox.example.com").unwrap_err();
+        assert!(
+            other_origin.contains("would never verify"),
+            "{other_origin}"
+        );
+        assert!(c.check_inbox("http://approvals.example.com").is_err());
+        let c = StepUpConfig {
+            rp_id: "example.org".into(),
+            origin: "https://approvals.example.com".into(),
+            ..Default::default()
+        };
+        let wrong_rp = c.check_inbox("https://approvals.example.com").unwrap_err();
+        assert!(wrong_rp.contains("rp_id \"example.org\""), "{wrong_rp}");
+        // A suffix must be a whole label.
+        let c = StepUpConfig {
+            rp_id: "ample.com".into(),
+            origin: "https://approvals.example.com".into(),
+            ..Default::default()
+        };
+        assert!(c.check_inbox("https://approvals.example.com").is_err());
     }
 
     #[test]

@@ -97,18 +97,17 @@ pub struct StepUpAssertion {
 }
 
 /// A verified assertion, as the review's evidence records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepUpProof {
-    /// base64url credential id.
-    pub credential_id: String,
-    /// The authenticator's flags as it signed them.
-    pub user_present: bool,
-    pub user_verified: bool,
-    pub sign_count: u32,
-    /// base64url: the challenge id (the nonce) and the derived challenge,
-    /// so an auditor can recompute `challenge::derive`.
-    pub nonce: String,
-    pub challenge: String,
+pub use crate::evidence::payload::StepUpProof;
+
+/// The body that finishes a passkey registration (API and inbox alike).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationFinish {
+    pub registration_id: String,
+    /// The `PublicKeyCredential` JSON `navigator.credentials.create` gave.
+    #[schema(value_type = Object)]
+    pub credential: RegisterPublicKeyCredential,
+    pub label: Option<String>,
 }
 
 /// Request options for `navigator.credentials.get`, for one approver and

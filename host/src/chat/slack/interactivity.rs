@@ -19,13 +19,12 @@ use super::client::SlackClient;
 use super::config::Settings;
 use super::identity::Identities;
 use super::verify;
-use crate::action::{Risk, Route};
-use crate::api::Problem;
-use crate::approvals::ReviewError;
-use crate::approvals::{Decision, Refusal};
+use crate::action::{ActionId, Risk};
+use crate::approvals::{Decision, Refusal, ReviewError, ReviewRequest};
 use crate::directory::ApproverId;
 use crate::gate::{Gate, GateError};
 use crate::notify::{Notification, NotificationKind};
+use crate::problem::Problem;
 
 /// The channel name reviews are recorded under.
 pub const CHANNEL: &str = "slack";
@@ -104,7 +103,7 @@ impl SlackReviews {
 
     async fn approver(&self, slack_user: &str) -> Option<ApproverId> {
         self.identities
-            .resolve(&self.gate.directory, slack_user)
+            .resolve(self.gate.directory(), slack_user)
             .await
     }
 
@@ -181,18 +180,19 @@ impl SlackReviews {
             }
             return;
         }
-        let result = self
-            .gate
-            .review(
-                &approver,
-                &value.action_id,
-                decision,
-                None,
-                None,
-                Some(&value.digest),
-                CHANNEL,
-            )
-            .await;
+        let review = ReviewRequest {
+            decision,
+            reason: None,
+            params: None,
+            seen_digest: Some(value.digest.clone()),
+            channel: CHANNEL.into(),
+            // A click in chat carries no passkey: step-up actions are refused.
+            step_up: None,
+        };
+        let result = match action_id(&value.action_id) {
+            Ok(id) => self.gate.review(&approver, &id, review).await,
+            Err(e) => Err(e.into()),
+        };
         match result {
             Ok(outcome) => {
                 tracing::info!(action_id = %value.action_id, approver = %approver, decision = %decision, "slack review recorded");
@@ -256,18 +256,19 @@ impl SlackReviews {
         let this = self.clone();
         let meta_for_task = meta.clone();
         tokio::spawn(async move {
-            let result = this
-                .gate
-                .review(
-                    &approver,
-                    &meta_for_task.action_id,
-                    meta_for_task.decision,
-                    Some(input.reason),
-                    input.changes,
-                    Some(&meta_for_task.digest),
-                    CHANNEL,
-                )
-                .await;
+            let review = ReviewRequest {
+                decision: meta_for_task.decision,
+                reason: Some(input.reason),
+                params: input.changes,
+                seen_digest: Some(meta_for_task.digest.clone()),
+                channel: CHANNEL.into(),
+                // A click in chat carries no passkey: step-up actions are refused.
+                step_up: None,
+            };
+            let result = match action_id(&meta_for_task.action_id) {
+                Ok(id) => this.gate.review(&approver, &id, review).await,
+                Err(e) => Err(e.into()),
+            };
             if let Err(result) = tx.send(result) {
                 let text = match &result {
                     Ok(outcome) => recorded_text(meta_for_task.decision, &outcome.notification),
@@ -300,11 +301,15 @@ impl SlackReviews {
 
     /// The action as it stands, if the click was on its current version.
     async fn current(&self, value: &ButtonValue) -> Result<Notification, String> {
-        match self
-            .gate
-            .notification_for(&value.action_id, NotificationKind::Pending)
-            .await
-        {
+        let notification = match action_id(&value.action_id) {
+            Ok(id) => {
+                self.gate
+                    .notification_for(&id, NotificationKind::Pending)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match notification {
             Ok(n) if n.action.digest != value.digest => Err(
                 "This card is out of date: the action was modified since. Review the updated card; nothing was recorded.".into(),
             ),
@@ -314,21 +319,9 @@ impl SlackReviews {
     }
 
     /// The params reviewers may change, from the governing route.
-    async fn modifiable(&self, action_id: &str) -> Result<Vec<String>, GateError> {
-        let row = self
-            .gate
-            .store
-            .action(action_id)
-            .await?
-            .ok_or_else(|| GateError::NotFound(action_id.into()))?;
-        let verdict: Value = serde_json::from_str(&row.verdict)
-            .map_err(|e| GateError::Invalid(format!("stored verdict: {e}")))?;
-        Ok(
-            match serde_json::from_value::<Route>(verdict["route"].clone()) {
-                Ok(Route::RequireApproval(route)) => route.modifiable_params,
-                _ => Vec::new(),
-            },
-        )
+    async fn modifiable(&self, raw_id: &str) -> Result<Vec<String>, GateError> {
+        let record = self.gate.record(&action_id(raw_id)?).await?;
+        Ok(record.modifiable_params().to_vec())
     }
 
     fn refusal_text(&self, e: &ReviewError) -> String {
@@ -428,7 +421,7 @@ pub(crate) async fn interactivity(
     let forget_before = now - chrono::Duration::seconds(2 * verify::MAX_SKEW_SECONDS);
     match reviews
         .gate
-        .store
+        .store()
         .first_slack_request(&signature, now, forget_before)
         .await
     {
@@ -477,4 +470,10 @@ pub(crate) async fn interactivity(
         Ack::Empty => StatusCode::OK.into_response(),
         Ack::Json(value) => Json(value).into_response(),
     }
+}
+
+/// The action a card or modal names; a malformed id names no action, as on
+/// every channel.
+fn action_id(raw: &str) -> Result<ActionId, GateError> {
+    raw.parse::<ActionId>().map_err(GateError::from)
 }

@@ -17,10 +17,11 @@ use serde_json::{json, Map, Value};
 
 use super::cards::{self, CardState, CardView, Notice};
 use super::Teams;
-use crate::api::{App, Problem};
-use crate::approvals::{Decision, ReviewError};
+use crate::action::ActionId;
+use crate::approvals::{Decision, ReviewError, ReviewRequest};
 use crate::gate::{Gate, GateError, State as ActionState};
 use crate::notify::{Notification, NotificationKind};
+use crate::problem::Problem;
 
 /// The invoke name of an `Action.Execute` click (Universal Actions).
 pub const ADAPTIVE_CARD_ACTION: &str = "adaptiveCard/action";
@@ -35,14 +36,11 @@ pub(crate) struct Bot {
 }
 
 /// The bot's route, when `[teams]` is configured; otherwise no route.
-pub fn router(app: &App) -> Router {
-    match &app.teams {
+pub fn router(gate: Arc<Gate>, teams: Option<Arc<Teams>>) -> Router {
+    match teams {
         Some(teams) => Router::new()
             .route("/teams/messages", post(messages))
-            .with_state(Bot {
-                gate: app.gate.clone(),
-                teams: teams.clone(),
-            }),
+            .with_state(Bot { gate, teams }),
         None => Router::new(),
     }
 }
@@ -105,14 +103,14 @@ pub(crate) async fn messages(State(bot): State<Bot>, headers: HeaderMap, body: B
         Ok(token) => token,
         Err(e) => return refuse_unverified(&e.to_string()),
     };
-    let body = match axum::body::to_bytes(body, crate::api::BODY_LIMIT).await {
+    let body = match axum::body::to_bytes(body, crate::problem::BODY_LIMIT).await {
         Ok(body) => body,
         Err(_) => {
             return Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body-too-large",
                 "Request body too large",
-                format!("the limit is {} bytes", crate::api::BODY_LIMIT),
+                format!("the limit is {} bytes", crate::problem::BODY_LIMIT),
             )
             .into_response()
         }
@@ -204,18 +202,13 @@ struct Current {
 }
 
 impl Bot {
-    async fn current(&self, action_id: &str) -> Result<Current, GateError> {
-        let row = self
-            .gate
-            .store
-            .action(action_id)
-            .await?
-            .ok_or_else(|| GateError::NotFound(action_id.into()))?;
-        let (state, kind) = card_state(ActionState::parse(&row.state)?);
+    async fn current(&self, action_id: &ActionId) -> Result<Current, GateError> {
+        let record = self.gate.record(action_id).await?;
+        let (state, kind) = card_state(record.state);
         Ok(Current {
             notification: self.gate.notification_for(action_id, kind).await?,
             state,
-            modifiable: self.teams.modifiable_params(action_id).await?,
+            modifiable: record.modifiable_params().to_vec(),
         })
     }
 
@@ -229,14 +222,18 @@ impl Bot {
     }
 
     async fn card_action(&self, aad_object_id: Option<&str>, action: ExecuteAction) -> Response {
-        let Some(action_id) = action.data.get("action_id").and_then(Value::as_str) else {
+        let Some(raw_id) = action.data.get("action_id").and_then(Value::as_str) else {
             return invoke_error(
                 StatusCode::BAD_REQUEST,
                 "BadRequest",
                 "the card names no action",
             );
         };
-        let current = match self.current(action_id).await {
+        let action_id = match raw_id.parse::<ActionId>() {
+            Ok(id) => id,
+            Err(e) => return gate_error(e.into()),
+        };
+        let current = match self.current(&action_id).await {
             Ok(current) => current,
             Err(e) => return gate_error(e),
         };
@@ -255,7 +252,8 @@ impl Bot {
         };
         // The channel vouches for the user's AAD object id; the directory
         // alone turns it into an approver.
-        let Some(person) = aad_object_id.and_then(|id| self.gate.directory.person_by_teams_id(id))
+        let Some(person) =
+            aad_object_id.and_then(|id| self.gate.directory().person_by_teams_id(id))
         else {
             return self.render(
                 &current,
@@ -294,18 +292,16 @@ impl Bot {
             },
             _ => None,
         };
-        let reviewed = self
-            .gate
-            .review(
-                person.id(),
-                action_id,
-                decision,
-                reason,
-                params,
-                shown,
-                CHANNEL,
-            )
-            .await;
+        let review = ReviewRequest {
+            decision,
+            reason,
+            params,
+            seen_digest: shown.map(String::from),
+            channel: CHANNEL.into(),
+            // A click in chat carries no passkey: step-up actions are refused.
+            step_up: None,
+        };
+        let reviewed = self.gate.review(person.id(), &action_id, review).await;
         match reviewed {
             Ok(outcome) => {
                 let (state, _) = card_state(outcome.state);
@@ -320,9 +316,9 @@ impl Bot {
                     (Decision::Approve, _) => "You approved this request.".to_string(),
                     (Decision::Deny, _) => "You denied this request.".to_string(),
                 };
-                let modifiable = match self.teams.modifiable_params(action_id).await {
-                    Ok(m) => m,
-                    Err(e) => return gate_error(e.into()),
+                let modifiable = match self.gate.record(&action_id).await {
+                    Ok(record) => record.modifiable_params().to_vec(),
+                    Err(e) => return gate_error(e),
                 };
                 self.render(
                     &Current {
@@ -334,19 +330,19 @@ impl Bot {
                 )
             }
             Err(ReviewError::Refused(refusal)) => {
-                tracing::info!(action_id, approver = %person.id(), code = refusal.code(), "teams: review refused");
+                tracing::info!(action_id = %action_id, approver = %person.id(), code = refusal.code(), "teams: review refused");
                 self.render(&current, Some(Notice::Refused(refusal.to_string())))
             }
             Err(ReviewError::StepUp(e)) => {
                 // A click in chat proves no passkey: the rule's words and
                 // where to approve instead.
-                tracing::info!(action_id, approver = %person.id(), code = e.code(), "teams: step-up refused");
+                tracing::info!(action_id = %action_id, approver = %person.id(), code = e.code(), "teams: step-up refused");
                 self.render(&current, Some(Notice::Refused(e.to_string())))
             }
             Err(ReviewError::Gate(e @ (GateError::Invalid(_) | GateError::WrongState { .. }))) => {
                 // Someone else got there first, or the input was unusable:
                 // show where it stands now.
-                let current = self.current(action_id).await.unwrap_or(current);
+                let current = self.current(&action_id).await.unwrap_or(current);
                 self.render(&current, Some(Notice::Refused(e.to_string())))
             }
             Err(ReviewError::Gate(e)) => gate_error(e),

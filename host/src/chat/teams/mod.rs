@@ -21,7 +21,6 @@ pub use connector::{Connector, ConnectorError, Conversation, RetryPolicy};
 pub use notifier::TeamsNotifier;
 pub use token::{AccessToken, TokenClient, TokenError};
 
-use crate::action::Route;
 use crate::store::{Store, StoreError};
 
 /// The bot: its clients, key cache and conversations, shared by the
@@ -95,20 +94,15 @@ impl Teams {
         out
     }
 
-    /// The parameters reviewers may change on `action_id` now, from the
-    /// route that governs it (none when it is not held for approval).
+    /// The params reviewers may change on `action_id` now, for the cards
+    /// this bot posts (none when it is not held for approval).
     pub async fn modifiable_params(&self, action_id: &str) -> Result<Vec<String>, StoreError> {
         let Some(row) = self.store.action(action_id).await? else {
             return Ok(Vec::new());
         };
-        let verdict: serde_json::Value = serde_json::from_str(&row.verdict)
-            .map_err(|e| StoreError::Corrupt(format!("verdict of {action_id}: {e}")))?;
-        Ok(
-            match serde_json::from_value::<Route>(verdict["route"].clone()) {
-                Ok(Route::RequireApproval(route)) => route.modifiable_params,
-                _ => Vec::new(),
-            },
-        )
+        Ok(crate::gate::ActionRecord::decode(row)?
+            .modifiable_params()
+            .to_vec())
     }
 
     pub fn store(&self) -> &Store {

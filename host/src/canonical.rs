@@ -1,6 +1,7 @@
-//! RFC 8785 (JCS) canonical JSON for evidence leaves. Refuses what JCS cannot
-//! represent exactly (non-finite numbers, integers beyond 2^53) rather than
-//! silently rounding them.
+//! RFC 8785 (JCS) canonical JSON for evidence leaves and action digests.
+//! Refuses what JCS cannot represent exactly (non-finite numbers, integers
+//! beyond 2^53) rather than silently rounding them. Depends on nothing of
+//! the host's, so every layer can digest.
 //!
 //! Every event is canonicalized on the decision path, so this writes a
 //! `serde_json::Value` directly: strings with serde_json's escaping (which is
@@ -12,15 +13,17 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::EvidenceError;
+/// Why a value has no canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CanonicalError(pub String);
 
 /// Largest integer magnitude an IEEE 754 double holds exactly (I-JSON, RFC 7493).
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// Canonical JSON of `value`.
-pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String, EvidenceError> {
-    let v = serde_json::to_value(value)
-        .map_err(|e| EvidenceError::InvalidEvent(format!("not JSON: {e}")))?;
+pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String, CanonicalError> {
+    let v = serde_json::to_value(value).map_err(|e| CanonicalError(format!("not JSON: {e}")))?;
     value_to_string(&v)
 }
 
@@ -36,14 +39,14 @@ pub fn digest_bytes<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Canonical JSON of a JSON value, without copying it first.
-pub fn value_to_string(v: &Value) -> Result<String, EvidenceError> {
+pub fn value_to_string(v: &Value) -> Result<String, CanonicalError> {
     let mut out = Vec::with_capacity(256);
     write_value(&mut out, v)?;
     // serde_json writes strings as UTF-8 and everything else is ASCII.
-    String::from_utf8(out).map_err(|e| EvidenceError::InvalidEvent(format!("not UTF-8: {e}")))
+    String::from_utf8(out).map_err(|e| CanonicalError(format!("not UTF-8: {e}")))
 }
 
-fn write_value(out: &mut Vec<u8>, v: &Value) -> Result<(), EvidenceError> {
+fn write_value(out: &mut Vec<u8>, v: &Value) -> Result<(), CanonicalError> {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -78,7 +81,7 @@ fn write_value(out: &mut Vec<u8>, v: &Value) -> Result<(), EvidenceError> {
     Ok(())
 }
 
-fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), EvidenceError> {
+fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), CanonicalError> {
     // Integers within 2^53 print the same as ECMAScript prints the double.
     if let Some(u) = n.as_u64() {
         check_safe(u, n)?;
@@ -92,7 +95,7 @@ fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), Evidenc
                 out.extend_from_slice(ryu_js::Buffer::new().format_finite(f).as_bytes())
             }
             _ => {
-                return Err(EvidenceError::InvalidEvent(format!(
+                return Err(CanonicalError(format!(
                     "cannot canonicalize the number {n}"
                 )))
             }
@@ -101,9 +104,9 @@ fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), Evidenc
     Ok(())
 }
 
-fn check_safe(magnitude: u64, n: &serde_json::Number) -> Result<(), EvidenceError> {
+fn check_safe(magnitude: u64, n: &serde_json::Number) -> Result<(), CanonicalError> {
     if magnitude > MAX_SAFE_INTEGER {
-        return Err(EvidenceError::InvalidEvent(format!(
+        return Err(CanonicalError(format!(
             "integer {n} is beyond 2^53 and would lose precision; send it as a string"
         )));
     }

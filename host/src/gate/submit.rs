@@ -1,0 +1,177 @@
+//! The submit stage: checks a submission, builds the action from the
+//! agent's key (never from the body), evaluates it and hands it to the
+//! record stage. Never records anything itself.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::record::{submitted_event, verdict_events, Decided};
+use super::{ActionStatus, Gate, GateError, Submission, HOST_KINDS};
+use crate::action::{Action, Kind, Principal};
+use crate::store::AgentRow;
+
+/// Refuses what no plugin should see: params that are not an object, a
+/// kind out of bounds, the host's own kinds.
+pub(super) fn check(submission: &Submission) -> Result<(), GateError> {
+    if !submission.params.is_object() {
+        return Err(GateError::Invalid("params: must be a JSON object".into()));
+    }
+    // The grammar first: the reserved-prefix check and the binding lookup
+    // only ever see a kind in its one spelling.
+    let kind = Kind::parse(&submission.kind)?;
+    if kind.is_host_kind() {
+        return Err(GateError::Invalid(format!(
+            "kind: `{HOST_KINDS}*` kinds are the host's own (policy changes); agents may not submit them"
+        )));
+    }
+    Ok(())
+}
+
+/// The action an agent's submission asks for: the agent and its owner from
+/// its key, a fresh id, the time at millisecond precision (what the plugin
+/// sees is exactly what is stored).
+pub(super) fn action_for(agent: &AgentRow, s: Submission, now: DateTime<Utc>) -> Action {
+    let mut attributes = agent.attributes.clone();
+    attributes.insert("owner".into(), agent.owner.clone());
+    let now = DateTime::from_timestamp_millis(now.timestamp_millis()).expect("now is in range");
+    Action {
+        id: Uuid::now_v7().to_string(),
+        kind: s.kind,
+        agent: Principal {
+            id: agent.id.clone(),
+            attributes,
+        },
+        on_behalf_of: s.on_behalf_of,
+        resource: s.resource,
+        params: s.params,
+        justification: s.justification,
+        context: s.context,
+        requested_at: now,
+    }
+}
+
+impl Gate {
+    /// Decides a new action. Same idempotency key and body: the same answer.
+    /// `key_hash`: the key the agent authenticated with (possibly from a
+    /// cache), which must still be live, with its agent, when the decision
+    /// commits.
+    pub async fn submit(
+        &self,
+        agent: &AgentRow,
+        key_hash: Option<String>,
+        submission: Submission,
+        idempotency_key: Option<String>,
+    ) -> Result<ActionStatus, GateError> {
+        check(&submission)?;
+        let request_hash = hex::encode(Sha256::digest(crate::canonical::digest_bytes(&submission)));
+        if let Some(key) = &idempotency_key {
+            if let Some(existing) = self.store.action_by_idempotency_key(&agent.id, key).await? {
+                return self.replay(existing, &request_hash, key);
+            }
+        }
+
+        let action = action_for(agent, submission, Utc::now());
+        // Most evaluations take microseconds and call no import: decide them
+        // here. Any other runs again, from scratch, on the blocking pool.
+        let (verdict, shadow) = match self.evaluator.evaluate_bound_inline(&action) {
+            Some(decided) => decided,
+            None => {
+                let evaluator = self.evaluator.clone();
+                let evaluated = action.clone();
+                tokio::task::spawn_blocking(move || evaluator.evaluate_bound(&evaluated))
+                    .await
+                    .expect("evaluation never panics: failures are values")?
+            }
+        };
+        self.metrics.evaluated(&verdict);
+
+        let action_uuid = Uuid::parse_str(&action.id).expect("host-made ids are UUIDs");
+        let digest = action.digest();
+        let mut events = vec![submitted_event(
+            &action,
+            &digest,
+            agent,
+            idempotency_key.clone(),
+            &request_hash,
+        )];
+        events.extend(verdict_events(action_uuid, &action, &verdict));
+        let decided = Decided {
+            action,
+            digest,
+            verdict,
+            idempotency_key,
+            request_hash,
+            key_hash,
+        };
+        let status = self.record_decision(agent, &decided, events).await?;
+        // Off the response path: the live answer is committed and final.
+        // (A replayed idempotent answer was shadowed when it was decided.)
+        let recorded = status.action_id == decided.action.id;
+        if let (true, Some(shadow), Some(live)) = (recorded, shadow, &decided.verdict.plugin) {
+            self.shadows
+                .spawn(shadow, decided.action, live.sha256.clone());
+        }
+        Ok(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn submission(kind: &str, params: serde_json::Value) -> Submission {
+        Submission {
+            kind: kind.into(),
+            resource: "postgres://prod".into(),
+            params,
+            justification: None,
+            context: BTreeMap::new(),
+            on_behalf_of: Some("pat@example.com".into()),
+        }
+    }
+
+    #[test]
+    fn only_object_params_and_bounded_agent_kinds_pass() {
+        assert!(check(&submission("db.export", json!({"rows": 1}))).is_ok());
+        let refused = |s: Submission| match check(&s) {
+            Err(GateError::Invalid(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(refused(submission("db.export", json!([1]))).starts_with("params:"));
+        let bad_kind = |s: Submission| matches!(check(&s), Err(GateError::Kind(_)));
+        assert!(bad_kind(submission("", json!({}))));
+        assert!(bad_kind(submission(&"a".repeat(201), json!({}))));
+        assert!(bad_kind(submission("DB.Export", json!({}))));
+        assert!(check(&submission(&"a".repeat(200), json!({}))).is_ok());
+        assert!(refused(submission("actiongate.bind", json!({}))).contains("host's own"));
+    }
+
+    #[test]
+    fn the_action_comes_from_the_key_not_the_body() {
+        let agent = AgentRow {
+            id: "etl".into(),
+            owner: "owner@example.com".into(),
+            attributes: BTreeMap::from([("team".to_string(), "data".to_string())]),
+            created_at: Utc::now(),
+            revoked_at: None,
+        };
+        let now: DateTime<Utc> = "2026-12-06T07:00:00.123456Z".parse().unwrap();
+        let a = action_for(&agent, submission("db.export", json!({"rows": 1})), now);
+        assert_eq!(a.agent.id, "etl");
+        assert_eq!(a.agent.attributes["owner"], "owner@example.com");
+        assert_eq!(a.agent.attributes["team"], "data");
+        assert_eq!(a.on_behalf_of.as_deref(), Some("pat@example.com"));
+        // Milliseconds: what the plugin sees is what is stored.
+        assert_eq!(a.requested_at_rfc3339(), "2026-12-06T07:00:00.123Z");
+        assert!(a.id.parse::<crate::action::ActionId>().is_ok());
+        assert_ne!(
+            a.id,
+            action_for(&agent, submission("db.export", json!({})), now).id
+        );
+    }
+}
