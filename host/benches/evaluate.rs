@@ -9,7 +9,10 @@
 //! like with like on a noisy machine. Last, the same rules in Python
 //! (plugins/examples/db-export-py, built with plugins/python/build, or
 //! `BENCH_PYTHON_WASM`) beside the Rust plugin: component size, first load,
-//! and fresh-instance evaluations alternating with Rust ones.
+//! and fresh-instance evaluations alternating with Rust ones; the floor any
+//! Python plugin pays (a plugin that allows at once, `BENCH_PYTHON_FLOOR_WASM`
+//! or built from plugins/python/fixtures/hostile); and instantiation alone
+//! with the interpreter's memory image mapped copy-on-write against copied.
 //! `BENCH_PYTHON=only` skips everything before that part.
 
 use std::collections::BTreeMap;
@@ -400,32 +403,32 @@ mod python {
 
     use super::*;
 
-    /// The Python db-export component: `BENCH_PYTHON_WASM`, or built now.
-    fn component() -> Option<PathBuf> {
-        if let Ok(path) = std::env::var("BENCH_PYTHON_WASM") {
-            return Some(path.into());
+    /// The bytes of a Python plugin: `env` names a built component, or the
+    /// folder `dir` is built now (into a temporary file, removed after).
+    fn component(env: &str, dir: &str) -> Option<Vec<u8>> {
+        if let Ok(path) = std::env::var(env) {
+            return Some(std::fs::read(path).unwrap());
         }
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let out =
-            std::env::temp_dir().join(format!("bench-db-export-py-{}.wasm", std::process::id()));
+        let out = tempfile::Builder::new().suffix(".wasm").tempfile().unwrap();
         let status = Command::new(root.join("plugins/python/build"))
-            .arg(root.join("plugins/examples/db-export-py"))
-            .arg(&out)
+            .arg(root.join(dir))
+            .arg(out.path())
+            .stdout(std::process::Stdio::null())
             .status();
         match status {
-            Ok(s) if s.success() => Some(out),
+            Ok(s) if s.success() => Some(std::fs::read(out.path()).unwrap()),
             _ => {
-                println!(
-                    "\n(python: plugins/python/build failed; set BENCH_PYTHON_WASM to compare)"
-                );
+                println!("\n(python: plugins/python/build {dir} failed; set {env} to compare)");
                 None
             }
         }
     }
 
     pub fn compare() {
-        let Some(path) = component() else { return };
-        let bytes = std::fs::read(&path).unwrap();
+        let Some(bytes) = component("BENCH_PYTHON_WASM", "plugins/examples/db-export-py") else {
+            return;
+        };
         let rust_bytes = actiongate::examples::example("db-export").unwrap().wasm;
         let cache = tempfile::tempdir().unwrap();
         let fresh = || {
@@ -513,6 +516,95 @@ mod python {
         println!(
             "  fuel           python {:>10}         rust {:>8}",
             fuel.0, fuel.1
+        );
+        floor(&sandbox, n);
+        copy_on_write(&bytes, n.min(500));
+    }
+
+    /// What any Python plugin pays before its rules: the hostile fixture
+    /// asked a kind it has no behaviour for classifies LOW and allows, so
+    /// its cost is the fresh interpreter, the SDK and the bindings.
+    fn floor(sandbox: &Sandbox, n: usize) {
+        let Some(bytes) = component("BENCH_PYTHON_FLOOR_WASM", "plugins/python/fixtures/hostile")
+        else {
+            return;
+        };
+        let plugin = sandbox.load(&bytes, None).unwrap();
+        let mut noop = action(0);
+        noop.kind = "test.noop".into();
+        let mut fuel = 0;
+        let (p50, p99) = time_each(n, |i| {
+            noop.id = format!("floor-{i}");
+            let e = sandbox.evaluate(&plugin, &noop).unwrap();
+            assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+            fuel = e.fuel_used;
+        });
+        println!(
+            "  floor (a Python plugin that allows at once): p50 {:.3} ms, p99 {:.3} ms, fuel {fuel}",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+        );
+    }
+
+    /// Instantiation alone (create, instantiate, drop; nothing called), in
+    /// pooling engines like the sandbox's, with the linear memory's initial
+    /// image mapped copy-on-write (wasmtime's default, which the sandbox
+    /// states) against copied in at every instantiation. Alternating rounds.
+    fn copy_on_write(bytes: &[u8], n: usize) {
+        use wasmtime::component::{Component, Linker};
+        use wasmtime::{
+            Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+        };
+
+        let engine = |cow: bool| {
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(2)
+                .total_core_instances(2 * 64)
+                .max_core_instances_per_component(64)
+                .total_memories(2 * 4)
+                .max_memories_per_component(4)
+                .total_tables(2 * 8)
+                .max_tables_per_component(8)
+                .max_memory_size(64 << 20)
+                .linear_memory_keep_resident(2 << 20);
+            let mut config = Config::new();
+            config
+                .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+                .memory_init_cow(cow);
+            Engine::new(&config).unwrap()
+        };
+        // One compile: the other engine takes the artifact if it accepts it.
+        let artifact = engine(true).precompile_component(bytes).unwrap();
+        let setup = |cow: bool| {
+            let engine = engine(cow);
+            // SAFETY: `artifact` was produced by an engine of this process.
+            let component = unsafe { Component::deserialize(&engine, &artifact) }
+                .or_else(|_| Component::new(&engine, bytes))
+                .unwrap();
+            let mut linker = Linker::<()>::new(&engine);
+            linker.define_unknown_imports_as_traps(&component).unwrap();
+            let pre = linker.instantiate_pre(&component).unwrap();
+            (engine, pre)
+        };
+        let sides = [setup(true), setup(false)];
+        let mut samples = [Vec::new(), Vec::new()];
+        for _ in 0..n {
+            for (side, (engine, pre)) in sides.iter().enumerate() {
+                let t = Instant::now();
+                let mut store = Store::new(engine, ());
+                black_box(pre.instantiate(&mut store).unwrap());
+                drop(store);
+                samples[side].push(t.elapsed());
+            }
+        }
+        let [cow, copied] = samples.map(percentiles);
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        println!(
+            "  instantiate+drop only, {n} rounds: memory image copy-on-write p50 {:.0} us p99 {:.0} us; copied p50 {:.0} us p99 {:.0} us",
+            us(cow.0),
+            us(cow.1),
+            us(copied.0),
+            us(copied.1)
         );
     }
 }
