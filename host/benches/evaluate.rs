@@ -6,7 +6,14 @@
 //! Run: `cargo bench -p actiongate --bench evaluate`. Criterion measures the
 //! medians; a second pass times single evaluations for p50/p99 and counts
 //! evaluations/s on 1 and 2 threads. All in one run, so the ratios compare
-//! like with like on a noisy machine.
+//! like with like on a noisy machine. Last, the same rules in Python
+//! (plugins/examples/db-export-py, built with plugins/python/build, or
+//! `BENCH_PYTHON_WASM`) beside the Rust plugin: component size, first load,
+//! and fresh-instance evaluations alternating with Rust ones; the floor any
+//! Python plugin pays (a plugin that allows at once, `BENCH_PYTHON_FLOOR_WASM`
+//! or built from plugins/python/fixtures/hostile); and instantiation alone
+//! with the interpreter's memory image mapped copy-on-write against copied.
+//! `BENCH_PYTHON=only` skips everything before that part.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -258,6 +265,9 @@ fn throughput(f: Arc<dyn Fn(u64) + Send + Sync>, threads: usize, run_for: Durati
 }
 
 fn main() {
+    if std::env::var("BENCH_PYTHON").as_deref() == Ok("only") {
+        return python::compare();
+    }
     let sandbox = sandbox();
     let plugin = sandbox
         .load(
@@ -384,4 +394,217 @@ fn main() {
         "  native:   1 thread {native_one:.0} calls/s, 2 threads {native_two:.0} calls/s ({:.2}x)",
         native_two / native_one
     );
+    python::compare();
+}
+
+mod python {
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    use super::*;
+
+    /// The bytes of a Python plugin: `env` names a built component, or the
+    /// folder `dir` is built now (into a temporary file, removed after).
+    fn component(env: &str, dir: &str) -> Option<Vec<u8>> {
+        if let Ok(path) = std::env::var(env) {
+            return Some(std::fs::read(path).unwrap());
+        }
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let out = tempfile::Builder::new().suffix(".wasm").tempfile().unwrap();
+        let status = Command::new(root.join("plugins/python/build"))
+            .arg(root.join(dir))
+            .arg(out.path())
+            .stdout(std::process::Stdio::null())
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(std::fs::read(out.path()).unwrap()),
+            _ => {
+                println!("\n(python: plugins/python/build {dir} failed; set {env} to compare)");
+                None
+            }
+        }
+    }
+
+    pub fn compare() {
+        let Some(bytes) = component("BENCH_PYTHON_WASM", "plugins/examples/db-export-py") else {
+            return;
+        };
+        let rust_bytes = actiongate::examples::example("db-export").unwrap().wasm;
+        let cache = tempfile::tempdir().unwrap();
+        let fresh = || {
+            Sandbox::new(SandboxConfig {
+                cache_dir: Some(cache.path().to_path_buf()),
+                ..SandboxConfig::default()
+            })
+            .unwrap()
+        };
+        // First load: compile (and write the disk cache), link, describe.
+        // Then a new sandbox, as a restarted service: from the disk cache.
+        let timed = |bytes: &[u8]| {
+            let sandbox = fresh();
+            let t = Instant::now();
+            sandbox.load(bytes, None).unwrap();
+            t.elapsed()
+        };
+        let (py_compile, rust_compile) = (timed(&bytes), timed(rust_bytes));
+        let (py_cached, rust_cached) = (timed(&bytes), timed(rust_bytes));
+
+        let sandbox = fresh();
+        let py = sandbox.load(&bytes, None).unwrap();
+        let rust = sandbox.load(rust_bytes, None).unwrap();
+        for i in 0..50 {
+            let (a, b) = (
+                sandbox.evaluate(&py, &action(i)).unwrap().outcome.unwrap(),
+                sandbox
+                    .evaluate(&rust, &action(i))
+                    .unwrap()
+                    .outcome
+                    .unwrap(),
+            );
+            assert_eq!(a, b, "the Python and Rust db-export decide alike");
+        }
+        let n: usize = std::env::var("BENCH_PYTHON_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000);
+        let actions: Vec<Action> = (0..n as u64).map(action).collect();
+        let (mut py_samples, mut rust_samples) = (Vec::new(), Vec::new());
+        let mut fuel = (0, 0);
+        // One of each, alternating, so both sides see the same machine.
+        for a in &actions {
+            let t = Instant::now();
+            let e = sandbox.evaluate(&py, a).unwrap();
+            py_samples.push(t.elapsed());
+            fuel.0 = e.fuel_used;
+            let t = Instant::now();
+            let e = sandbox.evaluate(&rust, a).unwrap();
+            rust_samples.push(t.elapsed());
+            fuel.1 = e.fuel_used;
+        }
+        let (p50, p99) = percentiles(py_samples);
+        let (r50, r99) = percentiles(rust_samples);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "\ndb-export in Python ({}) beside Rust, {n} alternating fresh-instance evaluations:",
+            py.interpreter.as_deref().unwrap_or("?")
+        );
+        println!(
+            "  component      python {:>10} bytes   rust {:>8} bytes",
+            bytes.len(),
+            rust_bytes.len()
+        );
+        println!(
+            "  first load     python {:>10.1} ms      rust {:>8.1} ms   (compile, link, describe)",
+            ms(py_compile),
+            ms(rust_compile)
+        );
+        println!(
+            "  cached load    python {:>10.1} ms      rust {:>8.1} ms   (precompiled, from disk)",
+            ms(py_cached),
+            ms(rust_cached)
+        );
+        println!(
+            "  evaluation p50 python {:>10.3} ms      rust {:>8.3} ms",
+            ms(p50),
+            ms(r50)
+        );
+        println!(
+            "  evaluation p99 python {:>10.3} ms      rust {:>8.3} ms",
+            ms(p99),
+            ms(r99)
+        );
+        println!(
+            "  fuel           python {:>10}         rust {:>8}",
+            fuel.0, fuel.1
+        );
+        floor(&sandbox, n);
+        copy_on_write(&bytes, n.min(500));
+    }
+
+    /// What any Python plugin pays before its rules: the hostile fixture
+    /// asked a kind it has no behaviour for classifies LOW and allows, so
+    /// its cost is the fresh interpreter, the SDK and the bindings.
+    fn floor(sandbox: &Sandbox, n: usize) {
+        let Some(bytes) = component("BENCH_PYTHON_FLOOR_WASM", "plugins/python/fixtures/hostile")
+        else {
+            return;
+        };
+        let plugin = sandbox.load(&bytes, None).unwrap();
+        let mut noop = action(0);
+        noop.kind = "test.noop".into();
+        let mut fuel = 0;
+        let (p50, p99) = time_each(n, |i| {
+            noop.id = format!("floor-{i}");
+            let e = sandbox.evaluate(&plugin, &noop).unwrap();
+            assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+            fuel = e.fuel_used;
+        });
+        println!(
+            "  floor (a Python plugin that allows at once): p50 {:.3} ms, p99 {:.3} ms, fuel {fuel}",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+        );
+    }
+
+    /// Instantiation alone (create, instantiate, drop; nothing called), in
+    /// pooling engines like the sandbox's, with the linear memory's initial
+    /// image mapped copy-on-write (wasmtime's default, which the sandbox
+    /// states) against copied in at every instantiation. Alternating rounds.
+    fn copy_on_write(bytes: &[u8], n: usize) {
+        use wasmtime::component::{Component, Linker};
+        use wasmtime::{
+            Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+        };
+
+        let engine = |cow: bool| {
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(2)
+                .total_core_instances(2 * 64)
+                .max_core_instances_per_component(64)
+                .total_memories(2 * 4)
+                .max_memories_per_component(4)
+                .total_tables(2 * 8)
+                .max_tables_per_component(8)
+                .max_memory_size(64 << 20)
+                .linear_memory_keep_resident(2 << 20);
+            let mut config = Config::new();
+            config
+                .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+                .memory_init_cow(cow);
+            Engine::new(&config).unwrap()
+        };
+        // One compile: the other engine takes the artifact if it accepts it.
+        let artifact = engine(true).precompile_component(bytes).unwrap();
+        let setup = |cow: bool| {
+            let engine = engine(cow);
+            // SAFETY: `artifact` was produced by an engine of this process.
+            let component = unsafe { Component::deserialize(&engine, &artifact) }
+                .or_else(|_| Component::new(&engine, bytes))
+                .unwrap();
+            let mut linker = Linker::<()>::new(&engine);
+            linker.define_unknown_imports_as_traps(&component).unwrap();
+            let pre = linker.instantiate_pre(&component).unwrap();
+            (engine, pre)
+        };
+        let sides = [setup(true), setup(false)];
+        let mut samples = [Vec::new(), Vec::new()];
+        for _ in 0..n {
+            for (side, (engine, pre)) in sides.iter().enumerate() {
+                let t = Instant::now();
+                let mut store = Store::new(engine, ());
+                black_box(pre.instantiate(&mut store).unwrap());
+                drop(store);
+                samples[side].push(t.elapsed());
+            }
+        }
+        let [cow, copied] = samples.map(percentiles);
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        println!(
+            "  instantiate+drop only, {n} rounds: memory image copy-on-write p50 {:.0} us p99 {:.0} us; copied p50 {:.0} us p99 {:.0} us",
+            us(cow.0),
+            us(cow.1),
+            us(copied.0),
+            us(copied.1)
+        );
+    }
 }

@@ -263,18 +263,21 @@ impl Evaluator {
                 failure: None,
                 fuel_used: evaluation.fuel_used,
                 duration_us: evaluation.duration.as_micros() as u64,
-                limits: self.sandbox.limits().clone(),
+                limits: plugin.limits.clone(),
                 wit_version: WIT_VERSION.into(),
                 host_version: env!("CARGO_PKG_VERSION").into(),
             },
             Err(failure) => {
                 tracing::warn!(action_id = %action.id, plugin = %plugin_ref.sha256, failure = %failure, "plugin failed; failing closed");
-                self.fail_closed(
+                let mut verdict = self.fail_closed(
                     Some(plugin_ref),
                     failure,
                     evaluation.fuel_used,
                     evaluation.duration,
-                )
+                );
+                // Replay must run it under what it ran under.
+                verdict.limits = plugin.limits.clone();
+                verdict
             }
         }
     }

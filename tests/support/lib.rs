@@ -54,6 +54,7 @@ pub mod fake_slack;
 pub mod fake_teams;
 pub mod pg;
 pub mod process;
+pub mod python;
 pub mod server;
 
 /// The Python the tests drive official client libraries with: the venv

@@ -329,9 +329,13 @@ impl Replayer {
         let i = match self.sandboxes.iter().position(|(l, _)| *l == limits) {
             Some(i) => i,
             None => {
+                // The recorded limits are what the plugin ran under, its
+                // interpreter's and its own included: nothing is laid over them.
                 let config = SandboxConfig {
                     limits: limits.clone(),
                     max_instances: REPLAY_INSTANCES,
+                    interpreter_limits: Default::default(),
+                    plugin_limits: Default::default(),
                     ..self.base.clone()
                 };
                 let sandbox = Sandbox::new(config)

@@ -91,6 +91,16 @@ async fn inspect(
             "wit:     actiongate:policy@{}",
             report.wit_version.as_deref().unwrap_or("(none)")
         )?;
+        if let Some(interpreter) = &report.interpreter {
+            writeln!(out, "runs in: {interpreter} (interpreter WASI and limits)")?;
+        }
+        if let Some(l) = &report.limits {
+            writeln!(
+                out,
+                "limits:  fuel {}, memory {} bytes, deadline {} ms, output {} bytes, {} core instances",
+                l.fuel, l.memory_bytes, l.deadline_ms, l.output_bytes, l.core_instances
+            )?;
+        }
         writeln!(out, "imports:")?;
         for import in &report.imports {
             writeln!(out, "  {import}")?;

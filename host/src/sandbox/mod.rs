@@ -28,12 +28,13 @@
 
 mod capacity;
 mod failure;
+mod interpreter;
 mod nonblocking;
 mod plugin;
 mod run;
 mod wasi;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -45,6 +46,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use capacity::{Busy, Slot};
 pub use failure::PluginFailure;
+pub use interpreter::LimitsOverride;
 pub use plugin::{sha256_hex, Inspection, Plugin};
 pub use run::{Decision, Evaluation};
 
@@ -77,6 +79,9 @@ pub struct Limits {
     pub deadline_ms: u64,
     /// Cap on the total size of the strings a plugin returns.
     pub output_bytes: usize,
+    /// Core instances one plugin instance may make (a Rust plugin makes 3,
+    /// CPython's runtime about 40).
+    pub core_instances: u32,
 }
 
 impl Default for Limits {
@@ -86,6 +91,7 @@ impl Default for Limits {
             memory_bytes: 16 << 20,
             deadline_ms: 200,
             output_bytes: 64 << 10,
+            core_instances: 16,
         }
     }
 }
@@ -108,6 +114,12 @@ pub struct SandboxConfig {
     /// millisecond per million units. One that needs more, or calls an
     /// import, or fails, is run again on the blocking pool.
     pub inline_fuel: u64,
+    /// Laid over `limits` for plugins that carry an interpreter (Python);
+    /// see `interpreter.rs`.
+    pub interpreter_limits: LimitsOverride,
+    /// Laid over the above for one plugin, keyed by the name it describes
+    /// itself with or by its sha256 (which wins).
+    pub plugin_limits: BTreeMap<String, LimitsOverride>,
     /// Instances one plugin may hold at once, so that a flood of one kind
     /// cannot take the slots (and cores) every other kind needs. Default:
     /// half the machine's CPUs, at least one (evaluations are CPU-bound: a
@@ -126,6 +138,8 @@ impl Default for SandboxConfig {
             cache_dir: None,
             keep_resident_bytes: 2 << 20,
             inline_fuel: 1_000_000,
+            interpreter_limits: LimitsOverride::interpreter_default(),
+            plugin_limits: BTreeMap::new(),
             plugin_share: None,
             slot_wait_ms: 1000,
         }
@@ -240,8 +254,27 @@ impl Sandbox {
         })
     }
 
+    /// The limits of a plugin without an interpreter or limits of its own.
     pub fn limits(&self) -> &Limits {
         &self.config.limits
+    }
+
+    /// The limits one plugin runs under: the defaults, the interpreter's
+    /// over them if it carries one, then its own by sha256 or else by name.
+    pub(crate) fn limits_for(&self, interpreter: bool, sha256: &str, name: Option<&str>) -> Limits {
+        let config = &self.config;
+        let mut limits = config.limits.clone();
+        if interpreter {
+            limits = config.interpreter_limits.over(&limits);
+        }
+        let own = config
+            .plugin_limits
+            .get(sha256)
+            .or_else(|| name.and_then(|n| config.plugin_limits.get(n)));
+        match own {
+            Some(own) => own.over(&limits),
+            None => limits,
+        }
     }
 
     /// A plugin already loaded under this sha256, if any.
@@ -257,17 +290,32 @@ const LOAD_SLOTS: u32 = 4;
 
 fn engine_config(config: &SandboxConfig) -> Config {
     let instances = config.max_instances.max(1) + LOAD_SLOTS;
+    // The pool is shared by every plugin, so its slots must fit the widest
+    // limits any plugin may get; each store then holds its own plugin to
+    // its own limits (`MemoryLimiter`).
+    let base = &config.limits;
+    let interpreter = config.interpreter_limits.over(base);
+    let own = config
+        .plugin_limits
+        .values()
+        .flat_map(|o| [o.over(base), o.over(&interpreter)]);
+    let widest = interpreter::widest(
+        &[base.clone(), interpreter.clone()]
+            .into_iter()
+            .chain(own)
+            .collect::<Vec<_>>(),
+    );
     let mut pool = PoolingAllocationConfig::default();
     // A Rust component is one main module plus a few small shim modules, so
     // reserve several core instances and tables per component instance.
     pool.total_component_instances(instances)
-        .total_core_instances(instances * 8)
+        .total_core_instances(instances * widest.core_instances.max(8))
         .total_memories(instances * 2)
         .total_tables(instances * 8)
         .max_memories_per_component(4)
         .max_tables_per_component(8)
-        .max_memory_size(config.limits.memory_bytes)
-        .max_core_instances_per_component(16)
+        .max_memory_size(widest.memory_bytes)
+        .max_core_instances_per_component(widest.core_instances)
         // Keeping the initial pages of a slot resident between instances is
         // what removes the page faults from a fresh instance (DESIGN.md).
         .linear_memory_keep_resident(config.keep_resident_bytes)
@@ -278,6 +326,12 @@ fn engine_config(config: &SandboxConfig) -> Config {
 
     let mut cfg = Config::new();
     cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        // wasmtime's default, stated because Python plugins depend on it: a
+        // module whose data segments all sit at constant offsets in a memory
+        // it defines (componentize-py's interpreter snapshot, 11 MB in 12.6
+        // MiB) gets its initial memory mapped copy-on-write into each pool
+        // slot instead of copied in at every instantiation.
+        .memory_init_cow(true)
         .consume_fuel(true)
         .epoch_interruption(true)
         .max_wasm_stack(512 << 10);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 
-use super::{wasi, PluginFailure, PolicyPre, Sandbox, WIT_VERSION};
+use super::{interpreter, wasi, Limits, PluginFailure, PolicyPre, Sandbox, WIT_VERSION};
 use crate::action::PluginInfo;
 
 /// A loaded, linked policy plugin, ready to be instantiated per evaluation.
@@ -20,10 +20,16 @@ pub struct Plugin {
     pub info: PluginInfo,
     /// Version of the `actiongate:policy` contract it was built against.
     pub wit_version: String,
+    /// The interpreter it carries (`CPython 3.14`), if any.
+    pub interpreter: Option<String>,
+    /// What each of its evaluations may use (`Sandbox::limits_for`).
+    pub limits: Limits,
     pub(super) pre: PolicyPre<super::GuestState>,
     /// The same component with every import a trap, for evaluations on an
-    /// async worker (`Sandbox::evaluate_inline`).
-    pub(super) inline: PolicyPre<super::GuestState>,
+    /// async worker (`Sandbox::evaluate_inline`). None for an interpreter:
+    /// its SDK reseeds `random` through WASI in every instance, so the
+    /// inline attempt would always fail and only add its cost.
+    pub(super) inline: Option<PolicyPre<super::GuestState>>,
     pub(super) exports: super::run::Exports,
 }
 
@@ -36,6 +42,10 @@ pub struct Inspection {
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     pub wit_version: Option<String>,
+    /// The interpreter it carries (`CPython 3.14`), if any.
+    pub interpreter: Option<String>,
+    /// The limits its evaluations would run under here.
+    pub limits: Option<Limits>,
     pub info: Option<PluginInfo>,
     pub failure: Option<PluginFailure>,
 }
@@ -60,12 +70,14 @@ impl Sandbox {
             return Ok(plugin);
         }
         let component = self.compile(&sha256, bytes)?;
-        let plugin = Arc::new(self.link(sha256.clone(), &component)?);
+        let interpreter = interpreter::embedded_interpreter(bytes);
+        let plugin = Arc::new(self.link(sha256.clone(), &component, interpreter)?);
         tracing::info!(
             sha256 = %plugin.sha256,
             name = %plugin.info.name,
             version = %plugin.info.version,
             wit = %plugin.wit_version,
+            interpreter = plugin.interpreter.as_deref().unwrap_or("none"),
             "plugin loaded"
         );
         self.loaded.write().unwrap().insert(sha256, plugin.clone());
@@ -81,6 +93,8 @@ impl Sandbox {
             imports: Vec::new(),
             exports: Vec::new(),
             wit_version: None,
+            interpreter: interpreter::embedded_interpreter(bytes),
+            limits: None,
             info: None,
             failure: None,
         };
@@ -103,8 +117,12 @@ impl Sandbox {
         report.wit_version = contract_version(&report.imports);
         // Linked here, not through `load`: an inspected plugin is neither
         // compiled twice nor kept loaded.
-        match self.link(sha256, &component) {
-            Ok(plugin) => report.info = Some(plugin.info),
+        match self.link(sha256, &component, report.interpreter.clone()) {
+            Ok(plugin) => {
+                report.info = Some(plugin.info);
+                report.wit_version = Some(plugin.wit_version);
+                report.limits = Some(plugin.limits);
+            }
             Err(failure) => report.failure = Some(failure),
         }
         report
@@ -149,22 +167,37 @@ impl Sandbox {
         Some(dir.join(format!("{sha256}-{compat}.cwasm")))
     }
 
-    fn link(&self, sha256: String, component: &Component) -> Result<Plugin, PluginFailure> {
+    fn link(
+        &self,
+        sha256: String,
+        component: &Component,
+        interpreter: Option<String>,
+    ) -> Result<Plugin, PluginFailure> {
         let imports: Vec<String> = component
             .component_type()
             .imports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        let wit_version = contract_version(&imports).ok_or_else(|| {
-            PluginFailure::load(
-                "not an actiongate policy: it does not use the actiongate:policy contract",
-            )
-        })?;
+        let wit_version = match contract_version(&imports) {
+            Some(version) => version,
+            // componentize-py drops the contract's function-less `types`
+            // import; `describe` below type-checks the exports against this
+            // host's contract instead.
+            None if interpreter.is_some() => WIT_VERSION.to_string(),
+            None => {
+                return Err(PluginFailure::load(
+                    "not an actiongate policy: it does not use the actiongate:policy contract",
+                ))
+            }
+        };
         check_contract_version(&wit_version)?;
         let forbidden: Vec<&str> = imports
             .iter()
             .map(String::as_str)
             .filter(|name| !wasi::is_allowed_wasi_import(name) && !is_contract_import(name))
+            .filter(|name| {
+                interpreter.is_none() || !interpreter::is_allowed_interpreter_import(name)
+            })
             .collect();
         if !forbidden.is_empty() {
             return Err(PluginFailure::load(format!(
@@ -181,17 +214,26 @@ impl Sandbox {
             PolicyPre::new(instance_pre).map_err(|e| PluginFailure::load(format!("{e:#}")))?;
         // WASI's sync bindings block on the ambient tokio runtime, which an
         // async worker must not do: there, every import traps instead.
-        let mut stubs = Linker::new(&self.engine);
-        let inline = stubs
-            .define_unknown_imports_as_traps(component)
-            .and_then(|()| stubs.instantiate_pre(component))
-            .and_then(PolicyPre::new)
-            .map_err(|e| PluginFailure::load(format!("{e:#}")))?;
-        let (info, exports) = self.describe(&pre)?;
+        let inline = if interpreter.is_some() {
+            None
+        } else {
+            let mut stubs = Linker::new(&self.engine);
+            let inline = stubs
+                .define_unknown_imports_as_traps(component)
+                .and_then(|()| stubs.instantiate_pre(component))
+                .and_then(PolicyPre::new)
+                .map_err(|e| PluginFailure::load(format!("{e:#}")))?;
+            Some(inline)
+        };
+        let describe_limits = self.limits_for(interpreter.is_some(), &sha256, None);
+        let (info, exports) = self.describe(&pre, &describe_limits)?;
+        let limits = self.limits_for(interpreter.is_some(), &sha256, Some(&info.name));
         Ok(Plugin {
             sha256,
             info,
             wit_version,
+            interpreter,
+            limits,
             pre,
             inline,
             exports,

@@ -10,8 +10,8 @@ use wasmtime::{PoolConcurrencyLimitError, Store, StoreLimitsBuilder, Trap};
 use super::actiongate::policy::types as wit;
 use super::nonblocking::WouldWait;
 use super::{
-    wasi, Busy, GuestState, MemoryLimiter, Plugin, PluginFailure, Policy, PolicyPre, Sandbox, Slot,
-    EPOCH_TICK,
+    wasi, Busy, GuestState, Limits, MemoryLimiter, Plugin, PluginFailure, Policy, PolicyPre,
+    Sandbox, Slot, EPOCH_TICK,
 };
 use crate::action::{Action, ApprovalRoute, Classification, PluginInfo, Risk, Route};
 
@@ -53,7 +53,7 @@ impl Sandbox {
         plugin: &Plugin,
         action: &Action,
     ) -> Result<Evaluation, Busy> {
-        let limits = &self.config.limits;
+        let limits = &plugin.limits;
         let evaluation = self.evaluate_on(
             &plugin.pre,
             plugin,
@@ -78,9 +78,10 @@ impl Sandbox {
     /// fuel than it was given, so a full run, being deterministic, would
     /// decide the same.
     pub fn evaluate_inline(&self, plugin: &Plugin, action: &Action) -> Option<Evaluation> {
+        let inline = plugin.inline.as_ref()?;
         // Outside the plugin's share (see `try_acquire_quick`).
         let slot = self.capacity.try_acquire_quick(&plugin.sha256)?;
-        let fuel = self.config.inline_fuel.min(self.config.limits.fuel);
+        let fuel = self.config.inline_fuel.min(plugin.limits.fuel);
         // Nor may it grow memory past what stays resident between instances:
         // a memory bomb faulting in its whole cap held an async worker for
         // milliseconds before it fell back to the blocking pool anyway.
@@ -88,9 +89,9 @@ impl Sandbox {
             .config
             .keep_resident_bytes
             .max(1 << 20)
-            .min(self.config.limits.memory_bytes);
+            .min(plugin.limits.memory_bytes);
         let evaluation = self
-            .evaluate_on(&plugin.inline, plugin, action, fuel, memory)
+            .evaluate_on(inline, plugin, action, fuel, memory)
             .ok()?;
         drop(slot);
         evaluation.outcome.is_ok().then_some(evaluation)
@@ -113,6 +114,7 @@ impl Sandbox {
         let mut store = self.store(
             &action.id,
             Duration::from_nanos(epoch_ns),
+            &plugin.limits,
             fuel,
             memory_bytes,
         );
@@ -126,7 +128,7 @@ impl Sandbox {
             Err(e) if e.downcast_ref::<PoolConcurrencyLimitError>().is_some() => {
                 return Err(self.capacity.busy(&plugin.sha256, Duration::ZERO));
             }
-            Err(e) => Err(self.failure(&store, e)),
+            Err(e) => Err(self.failure(&store, &plugin.limits, e)),
         };
         let fuel_used = fuel - store.get_fuel().unwrap_or(0);
         Ok(Evaluation {
@@ -143,6 +145,7 @@ impl Sandbox {
         plugin: &Plugin,
         action: &ActionArg<'_>,
     ) -> Result<Decision, PluginFailure> {
+        let limits = &plugin.limits;
         let exports = &plugin.exports;
         let (Some(classify), Some(route)) = (
             instance.get_func(&mut *store, exports.classify),
@@ -160,14 +163,14 @@ impl Sandbox {
         };
         let (classification,) = classify
             .call(&mut *store, (action,))
-            .map_err(|e| self.failure(store, e))?;
+            .map_err(|e| self.failure(store, limits, e))?;
         let classification = classification
             .map_err(|e| invalid(format!("classify returned an error: {}", clip(&e))))?;
         let (route,) = route
             .call(&mut *store, (action, &classification))
-            .map_err(|e| self.failure(store, e))?;
+            .map_err(|e| self.failure(store, limits, e))?;
         let route = route.map_err(|e| invalid(format!("route returned an error: {}", clip(&e))))?;
-        self.check_output(&classification, &route)?;
+        self.check_output(limits, &classification, &route)?;
         Ok(Decision {
             classification: from_wit_classification(classification),
             route: from_wit_route(route),
@@ -178,22 +181,29 @@ impl Sandbox {
     pub(super) fn describe(
         &self,
         pre: &PolicyPre<GuestState>,
+        limits: &Limits,
     ) -> Result<(PluginInfo, Exports), PluginFailure> {
-        let limits = &self.config.limits;
-        let mut store = self.store("describe", Duration::ZERO, limits.fuel, limits.memory_bytes);
+        let mut store = self.store(
+            "describe",
+            Duration::ZERO,
+            limits,
+            limits.fuel,
+            limits.memory_bytes,
+        );
         let instance = pre
             .instance_pre()
             .instantiate(&mut store)
-            .map_err(|e| self.failure(&store, e))?;
-        let guest = Policy::new(&mut store, &instance).map_err(|e| self.failure(&store, e))?;
+            .map_err(|e| self.failure(&store, limits, e))?;
+        let guest =
+            Policy::new(&mut store, &instance).map_err(|e| self.failure(&store, limits, e))?;
         let exports = Exports::check(&mut store, &instance)?;
         let info = guest
             .call_describe(&mut store)
-            .map_err(|e| self.failure(&store, e))?;
+            .map_err(|e| self.failure(&store, limits, e))?;
         let size = info.name.len()
             + info.version.len()
             + info.kinds.iter().map(String::len).sum::<usize>();
-        if size > self.config.limits.output_bytes || info.name.is_empty() {
+        if size > limits.output_bytes || info.name.is_empty() {
             return Err(invalid("describe returned an empty name or oversized info"));
         }
         Ok((
@@ -210,10 +220,10 @@ impl Sandbox {
         &self,
         action_id: &str,
         requested_at: Duration,
+        limits: &Limits,
         fuel: u64,
         memory_bytes: usize,
     ) -> Store<GuestState> {
-        let limits = &self.config.limits;
         let state = GuestState {
             wasi: None,
             world: wasi::World {
@@ -225,7 +235,7 @@ impl Sandbox {
             limiter: MemoryLimiter {
                 limits: StoreLimitsBuilder::new()
                     .memory_size(memory_bytes)
-                    .instances(32)
+                    .instances(limits.core_instances as usize)
                     .trap_on_grow_failure(true)
                     .build(),
                 exceeded: false,
@@ -239,8 +249,12 @@ impl Sandbox {
     }
 
     /// Downcasts a wasmtime error once into the typed failure.
-    fn failure(&self, store: &Store<GuestState>, error: wasmtime::Error) -> PluginFailure {
-        let limits = &self.config.limits;
+    fn failure(
+        &self,
+        store: &Store<GuestState>,
+        limits: &Limits,
+        error: wasmtime::Error,
+    ) -> PluginFailure {
         if store.data().limiter.exceeded {
             return PluginFailure::OutOfMemory {
                 limit_bytes: limits.memory_bytes,
@@ -273,6 +287,7 @@ impl Sandbox {
 
     fn check_output(
         &self,
+        limits: &Limits,
         c: &wit::Classification,
         route: &wit::Route,
     ) -> Result<(), PluginFailure> {
@@ -301,10 +316,10 @@ impl Sandbox {
                 }
             }
         }
-        if size > self.config.limits.output_bytes {
+        if size > limits.output_bytes {
             return Err(invalid(format!(
                 "output is {size} bytes, over the {}-byte cap",
-                self.config.limits.output_bytes
+                limits.output_bytes
             )));
         }
         Ok(())

@@ -1,0 +1,102 @@
+"""The SDK's own rules, run natively (no component): typed params whose
+errors name the field, the builders, requested-at. Run:
+PYTHONPATH=plugins/python python3 plugins/python/tests/test_sdk.py"""
+
+import datetime
+import unittest
+
+from actiongate_policy import (
+    Action,
+    Approval,
+    Classification,
+    Params,
+    PolicyError,
+    Principal,
+    Risk,
+    Route,
+)
+
+
+def action(params='{"rows": 5}', requested_at="2026-11-25T10:00:00Z"):
+    return Action(
+        id="a-1",
+        kind="db.export",
+        agent=Principal("etl", [("owner", "o@example.com")]),
+        resource="postgres://x",
+        params=params,
+        requested_at=requested_at,
+        context=[("session", "s-1")],
+    )
+
+
+class ParamsTest(unittest.TestCase):
+    def error(self, fn):
+        with self.assertRaises(PolicyError) as caught:
+            fn()
+        return str(caught.exception)
+
+    def test_typed_access(self):
+        p = Params.parse('{"rows": 5, "tables": ["a", "b"], "ratio": 1, "on": true, "n": null}')
+        self.assertEqual(p.require("rows", int), 5)
+        self.assertEqual(p.require("tables", list[str]), ["a", "b"])
+        self.assertEqual(p.require("ratio", float), 1.0)
+        self.assertIs(p.require("on", bool), True)
+        self.assertIsNone(p.get("n", int))
+        self.assertEqual(p.get("missing", int, default=7), 7)
+
+    def test_errors_name_the_field(self):
+        p = Params.parse('{"rows": "lots", "tables": ["a", 3], "on": 1, "flag": true}')
+        self.assertEqual(
+            self.error(lambda: p.require("rows", int)),
+            'params.rows: expected an integer, got a string ("lots")',
+        )
+        self.assertEqual(
+            self.error(lambda: p.require("tables", list[str])),
+            "params.tables[1]: expected a string, got an integer (3)",
+        )
+        self.assertEqual(self.error(lambda: p.require("absent")), "params.absent is required")
+        self.assertIn("params.flag: expected an integer, got a boolean", self.error(lambda: p.require("flag", int)))
+        self.assertIn("params.on: expected a boolean", self.error(lambda: p.require("on", bool)))
+
+    def test_params_must_be_an_object(self):
+        self.assertEqual(self.error(lambda: Params.parse("[1]")), "params must be a JSON object")
+        self.assertIn("not valid JSON", self.error(lambda: Params.parse("{")))
+
+
+class ActionTest(unittest.TestCase):
+    def test_requested_at_is_aware_utc(self):
+        at = action().requested_at()
+        self.assertEqual(at, datetime.datetime(2026, 11, 25, 10, tzinfo=datetime.timezone.utc))
+        self.assertEqual(at.isoweekday(), 3)
+        with self.assertRaises(PolicyError):
+            action(requested_at="2026-11-25T10:00:00+01:00").requested_at()
+
+    def test_lookups(self):
+        a = action()
+        self.assertEqual(a.context("session"), "s-1")
+        self.assertIsNone(a.context("model"))
+        self.assertEqual(a.agent.attribute("owner"), "o@example.com")
+
+
+class BuildersTest(unittest.TestCase):
+    def test_raise_to_only_raises(self):
+        c = Classification(Risk.HIGH)
+        c.raise_to(Risk.MEDIUM, "rows:large", "many rows")
+        self.assertEqual(c.risk, Risk.HIGH)
+        c.raise_to(Risk.CRITICAL, "pii", "personal data")
+        self.assertEqual(c.risk, Risk.CRITICAL)
+        self.assertEqual(c.tags, ["rows:large", "pii"])
+        self.assertTrue(c.has_tag("pii"))
+
+    def test_routes(self):
+        a = Approval(["data-owners"], quorum=2).ttl_seconds(60).modifiable(["rows"]).escalate_to(["security"])
+        self.assertEqual(
+            (a.name, a.groups, a.quorum, a.ttl, a.modifiable_params, a.escalate_groups),
+            ("require-approval", ["data-owners"], 2, 60, ["rows"], ["security"]),
+        )
+        self.assertEqual(Route.allow().name, "allow")
+        self.assertEqual(Route.deny("no").reason, "no")
+
+
+if __name__ == "__main__":
+    unittest.main()
