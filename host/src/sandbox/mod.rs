@@ -80,8 +80,17 @@ pub struct Limits {
     /// Cap on the total size of the strings a plugin returns.
     pub output_bytes: usize,
     /// Core instances one plugin instance may make (a Rust plugin makes 3,
-    /// CPython's runtime about 40).
+    /// CPython's runtime about 40). Left out of the recorded limits at its
+    /// default: `evaluated` events written before this field existed ran
+    /// under the same 16 and must reread to their exact bytes.
+    #[serde(skip_serializing_if = "is_default_core_instances")]
     pub core_instances: u32,
+}
+
+const DEFAULT_CORE_INSTANCES: u32 = 16;
+
+fn is_default_core_instances(n: &u32) -> bool {
+    *n == DEFAULT_CORE_INSTANCES
 }
 
 impl Default for Limits {
@@ -91,7 +100,7 @@ impl Default for Limits {
             memory_bytes: 16 << 20,
             deadline_ms: 200,
             output_bytes: 64 << 10,
-            core_instances: 16,
+            core_instances: DEFAULT_CORE_INSTANCES,
         }
     }
 }
