@@ -11,7 +11,7 @@ use actiongate::evidence::{
     checkpoint, Actor, ActorKind, EventKind, EvidenceConfig, EvidenceError, EvidenceLog, NewEvent,
     Recorded,
 };
-use actiongate::store::{ActionRow, KeyRole, NewAction, Store, StoreOptions};
+use actiongate::store::{ActionMove, ActionRow, KeyRole, NewAction, Store, StoreOptions};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -247,6 +247,7 @@ async fn decisions_commit_after_their_events_unless_their_key_is_revoked(store: 
                 row,
                 grant,
                 key_hash,
+                claimed: false,
             },
         )
     };
@@ -300,6 +301,94 @@ macro_rules! conformance {
     };
 }
 
+/// A run the host performs itself: its grant can be written consumed with
+/// the decision (no claim of its own, nobody else's claim succeeds), and
+/// its `executed` event moves the action in the same commit, only from the
+/// state the move names.
+async fn a_claimed_decision_and_its_run_commit_with_their_events(store: Store) {
+    let attrs = std::collections::BTreeMap::new();
+    assert!(store.create_agent("gw", "o@x", &attrs).await.unwrap());
+    store
+        .add_api_key("gw-key", KeyRole::Agent, "gw")
+        .await
+        .unwrap();
+    let (log, _dir) = open(store.clone()).await;
+    let new = |claimed: bool| {
+        let id = Uuid::now_v7();
+        let now = chrono::Utc::now();
+        let row = ActionRow {
+            id: id.to_string(),
+            agent_id: "gw".into(),
+            idempotency_key: None,
+            request_hash: "h".into(),
+            action: "{}".into(),
+            digest: "d".into(),
+            state: "allowed".into(),
+            verdict: "{}".into(),
+            grant_token: Some("t".into()),
+            expires_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let action = NewAction {
+            row,
+            grant: Some((format!("jti-{id}"), now + chrono::Duration::seconds(60))),
+            key_hash: Some("gw-key".into()),
+            claimed,
+        };
+        (id, action)
+    };
+    let (claimed, claimed_action) = new(true);
+    let (open_, open_action) = new(false);
+    let (a, b) = tokio::join!(
+        log.append_with_action(vec![event(Some(claimed), 0)], claimed_action),
+        log.append_with_action(vec![event(Some(open_), 1)], open_action),
+    );
+    assert_eq!(a.unwrap().1, Recorded::Created);
+    assert_eq!(b.unwrap().1, Recorded::Created);
+    let now = chrono::Utc::now();
+    assert!(
+        !store
+            .consume_grant(&format!("jti-{claimed}"), now)
+            .await
+            .unwrap(),
+        "a claimed decision's grant is consumed as it is written"
+    );
+    assert!(
+        store
+            .consume_grant(&format!("jti-{open_}"), now)
+            .await
+            .unwrap(),
+        "any other grant stays open for one claim"
+    );
+
+    let moved = |id: Uuid, from: &str| ActionMove {
+        id: id.to_string(),
+        from: from.into(),
+        to: "executed".into(),
+        at: chrono::Utc::now(),
+    };
+    let (events, did) = log
+        .append_with_move(vec![event(Some(claimed), 2)], moved(claimed, "allowed"))
+        .await
+        .unwrap();
+    assert!(did);
+    assert_eq!(events.len(), 1);
+    let row = store.action(&claimed.to_string()).await.unwrap().unwrap();
+    assert_eq!(row.state, "executed");
+    // Only from the state it names: a second move finds it moved; its
+    // event is still evidence of the attempt.
+    let (events, did) = log
+        .append_with_move(vec![event(Some(claimed), 3)], moved(claimed, "allowed"))
+        .await
+        .unwrap();
+    assert!(!did);
+    assert_eq!(events[0].seq, 3);
+    assert_eq!(log.events_for_action(claimed).await.unwrap().len(), 3);
+    let row = store.action(&open_.to_string()).await.unwrap().unwrap();
+    assert_eq!(row.state, "allowed", "moves touch only their own action");
+}
+
 conformance!(
     appends_are_dense_committed_and_readable,
     concurrent_appends_are_gap_free_and_atomic,
@@ -307,6 +396,7 @@ conformance!(
     evidence_tables_refuse_update_and_delete,
     a_bad_event_fails_alone,
     decisions_commit_after_their_events_unless_their_key_is_revoked,
+    a_claimed_decision_and_its_run_commit_with_their_events,
 );
 
 // ---- Postgres only ----

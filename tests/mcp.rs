@@ -472,6 +472,99 @@ async fn an_allowed_call_runs_unchanged_and_is_recorded_with_its_grant() {
     assert_eq!(Rig::calls_log(rig.http_state.path()).len(), 2);
 }
 
+/// The run of a call allowed at once is claimed by the very commit that
+/// records its decision: its grant is never open, so no other claim (nor
+/// the agent presenting it) can take it, and the outcome moves the action
+/// to `executed` with its event. A held call is not claimed until it is
+/// approved.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_allowed_at_once_is_claimed_by_its_decisions_commit() {
+    use actiongate::execution::{Claim, RunReport};
+    use actiongate::gate::{OutcomeStatus, State, Submission};
+
+    let rig = rig(|_| {}).await;
+    let gate = &rig.server.app.gate;
+    let agent = gate.store().agent("coder").await.unwrap().unwrap();
+    let key_hash = actiongate::keys::hash_api_key(&rig.key);
+    let submission = |tool: &str, read_only: bool, params: Value| Submission {
+        kind: format!("mcp.py.{tool}"),
+        resource: format!("mcp://py/{tool}"),
+        params,
+        justification: None,
+        context: BTreeMap::from([("mcp.read_only_hint".to_string(), read_only.to_string())]),
+        on_behalf_of: None,
+    };
+    let (status, run) = gate
+        .submit_to_run(
+            &agent,
+            key_hash.clone(),
+            submission("echo", true, json!({"text": "x"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.state, State::Allowed);
+    let run = run.expect("allowed at once, so claimed with the decision");
+    let id: actiongate::gate::ActionId = status.action_id.parse().unwrap();
+    let claims = gate
+        .grants()
+        .verify(status.grant.as_deref().unwrap(), chrono::Utc::now())
+        .unwrap();
+    // Consumed as it was written: nothing can claim it again.
+    assert!(!gate
+        .store()
+        .consume_grant(&claims.jti, chrono::Utc::now())
+        .await
+        .unwrap());
+    let (a, b, c) = tokio::join!(
+        gate.claim_run(&agent, &id),
+        gate.claim_run(&agent, &id),
+        gate.claim_run(&agent, &id)
+    );
+    for claim in [a, b, c] {
+        assert!(matches!(claim.unwrap(), Claim::Taken));
+    }
+    gate.record_run(
+        &agent,
+        &run,
+        RunReport {
+            status: OutcomeStatus::Succeeded,
+            summary: "ran".into(),
+            result: json!({"sha256": "0".repeat(64), "size": 1}),
+        },
+    )
+    .await
+    .unwrap();
+    // The event and the state came in one commit: both are there at once.
+    assert_eq!(
+        gate.status(&agent, &id).await.unwrap().state,
+        State::Executed
+    );
+    assert_eq!(
+        kinds(&rig.action_events(&status.action_id).await),
+        [
+            EventKind::Submitted,
+            EventKind::Evaluated,
+            EventKind::Granted,
+            EventKind::Executed
+        ]
+    );
+    assert!(matches!(
+        gate.claim_run(&agent, &id).await.unwrap(),
+        Claim::NotRunnable(State::Executed)
+    ));
+
+    let (held, run) = gate
+        .submit_to_run(
+            &agent,
+            key_hash,
+            submission("append_line", false, json!({"line": "held"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(held.state, State::Pending);
+    assert!(run.is_none(), "a held call has no grant to claim yet");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_denied_call_is_a_tool_error_with_the_reason_and_never_runs() {
     let rig = rig(|_| {}).await;

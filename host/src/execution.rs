@@ -1,15 +1,17 @@
 //! Runs by the host itself (the MCP gateway executes the tool call it
-//! gated): the grant is claimed before the run, so an action runs at most
-//! once however many requests race for it, and the outcome is recorded with
-//! the grant after. Never runs an action that is not allowed or approved.
+//! gated): the grant is claimed before the run (in the decision's own
+//! commit when it is allowed at once), so an action runs at most once
+//! however many requests race for it, and the outcome is recorded with the
+//! grant after, its event and the state in one commit. Never runs an action
+//! that is not allowed or approved.
 
 use chrono::Utc;
 
 use crate::action::{Action, ActionId};
 use crate::evidence::payload::{self, Payload};
 use crate::evidence::{Actor, ActorKind};
-use crate::gate::{Gate, GateError, OutcomeStatus, State};
-use crate::store::{ActionChange, AgentRow, StoreError};
+use crate::gate::{ActionStatus, Gate, GateError, OutcomeStatus, State, Submission};
+use crate::store::{ActionMove, AgentRow, StoreError};
 
 /// What claiming an action's run found.
 #[derive(Debug)]
@@ -43,6 +45,33 @@ pub struct RunReport {
 }
 
 impl Gate {
+    /// Submits an action the host will run itself. When it is allowed at
+    /// once, it comes back claimed: its grant was consumed in the commit
+    /// that recorded the decision, so the run needs no claim of its own.
+    /// Otherwise (held, denied) there is no run; once it is approved,
+    /// `claim_run` claims it.
+    pub async fn submit_to_run(
+        &self,
+        agent: &AgentRow,
+        key_hash: String,
+        submission: Submission,
+    ) -> Result<(ActionStatus, Option<ClaimedRun>), GateError> {
+        let (status, claimed) = self
+            .decide(agent, Some(key_hash), submission, None, true)
+            .await?;
+        let run = match claimed {
+            Some(c) => Some(ClaimedRun {
+                id: status.action_id.parse()?,
+                action: c.action,
+                digest: c.digest,
+                jti: c.jti,
+                from: State::Allowed,
+            }),
+            None => None,
+        };
+        Ok((status, run))
+    }
+
     /// Claims the run of `agent`'s action `id` by consuming its grant.
     pub async fn claim_run(&self, agent: &AgentRow, id: &ActionId) -> Result<Claim, GateError> {
         let record = self.owned_action(agent, id).await?;
@@ -70,16 +99,25 @@ impl Gate {
         })))
     }
 
-    /// Records how a claimed run went: the `executed` event, then the state.
+    /// Records how a claimed run went: the `executed` event and, in the
+    /// commit that waits for its flush, the state `executed`.
     pub async fn record_run(
         &self,
         agent: &AgentRow,
         run: &ClaimedRun,
         report: RunReport,
     ) -> Result<(), GateError> {
-        self.evidence()
-            .append(
-                payload::Executed {
+        let key = run.id.to_string();
+        let action_move = ActionMove {
+            id: key.clone(),
+            from: run.from.as_str().into(),
+            to: State::Executed.as_str().into(),
+            at: Utc::now(),
+        };
+        let (_, moved) = self
+            .evidence()
+            .append_with_move(
+                vec![payload::Executed {
                     digest: run.digest.clone(),
                     status: report.status,
                     summary: report.summary,
@@ -96,19 +134,16 @@ impl Gate {
                         kind: ActorKind::Agent,
                         id: agent.id.clone(),
                     },
-                ),
+                )],
+                action_move,
             )
             .await?;
-        let key = run.id.to_string();
-        self.store()
-            .transition_action(
-                &key,
-                run.from.as_str(),
-                State::Executed.as_str(),
-                &ActionChange::default(),
-            )
-            .await?;
-        self.changed(&key).await;
+        if !moved {
+            // Only this run holds the grant, so nothing else should move it.
+            tracing::warn!(action_id = %key, from = run.from.as_str(), "a run was recorded but its action had already left that state");
+        }
+        // Other replicas hear of it from the commit's NOTIFY (Postgres).
+        self.waiters().wake(&key);
         Ok(())
     }
 }

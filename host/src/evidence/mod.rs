@@ -21,7 +21,11 @@
 //!   a decided action with its events: the action row (and its grant) is
 //!   inserted by the transaction that waits for the flush, so it is never
 //!   visible before its evidence is durable, and the submitting key is
-//!   confirmed under the append (migration 0009).
+//!   confirmed under the append (migration 0009). A run the host performs
+//!   itself rides the same way: its grant may be written consumed with the
+//!   decision, and [`EvidenceLog::append_with_move`] moves the action to
+//!   its new state in the commit that waits for its `executed` event's
+//!   flush (migration 0014).
 //! * **Order.** Seqs are dense from 0, without gaps or duplicates, across all
 //!   replicas sharing a database: each batch transaction takes an advisory
 //!   lock (Postgres) or the write lock (SQLite) and continues from `MAX(seq)`.
@@ -72,7 +76,7 @@ pub use event::{
 pub use http::router;
 pub use merkle::{ConsistencyProof, InclusionProof};
 
-use crate::store::{NewAction, Store, StoreError};
+use crate::store::{ActionMove, NewAction, Store, StoreError};
 use event::PreparedEvent;
 use merkle::FnReader;
 
@@ -283,7 +287,7 @@ impl EvidenceLog {
         if es.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(self.send(es, None).await?.events)
+        Ok(self.send(es, None, None).await?.events)
     }
 
     /// Appends the events of a decision, then inserts its action row (and
@@ -296,14 +300,30 @@ impl EvidenceLog {
         es: Vec<NewEvent>,
         action: NewAction,
     ) -> Result<(Vec<CommittedEvent>, Recorded), EvidenceError> {
-        let done = self.send(es, Some(action)).await?;
+        let done = self.send(es, Some(action), None).await?;
         Ok((done.events, done.outcome))
+    }
+
+    /// Appends the events that change an existing action (its `executed`
+    /// event), then moves it as they say, in the commit that waits for
+    /// their flush: one durable commit for both, and the new state is never
+    /// visible before its evidence is durable. Returns whether the action
+    /// was still in `action_move.from` (it moves only from there); an error
+    /// may still leave the events committed, never the move.
+    pub async fn append_with_move(
+        &self,
+        es: Vec<NewEvent>,
+        action_move: ActionMove,
+    ) -> Result<(Vec<CommittedEvent>, bool), EvidenceError> {
+        let done = self.send(es, None, Some(action_move)).await?;
+        Ok((done.events, done.moved))
     }
 
     async fn send(
         &self,
         es: Vec<NewEvent>,
         action: Option<NewAction>,
+        action_move: Option<ActionMove>,
     ) -> Result<writer::Done, EvidenceError> {
         let events = es
             .into_iter()
@@ -316,6 +336,7 @@ impl EvidenceLog {
             .send(writer::Request {
                 events,
                 action,
+                action_move,
                 reply,
             })
             .await

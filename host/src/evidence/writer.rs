@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use super::event::{format_time, truncate_micros, CommittedEvent, PreparedEvent};
 use super::merkle::leaf_hash;
 use super::{EvidenceError, Recorded};
-use crate::store::{NewAction, NewRow, Store, StoreKind};
+use crate::store::{ActionMove, NewAction, NewRow, Store, StoreKind};
 
 pub(super) type Reply = oneshot::Sender<Result<Done, EvidenceError>>;
 
@@ -19,10 +19,12 @@ pub(super) type Reply = oneshot::Sender<Result<Done, EvidenceError>>;
 type Committed = Vec<(Reply, Done)>;
 
 /// One caller's events; they commit together or not at all. Its action, if
-/// any, is inserted once they are durable (`Store::append_events`).
+/// any, is inserted, and its move applied, once they are durable
+/// (`Store::append_events`).
 pub(super) struct Request {
     pub events: Vec<PreparedEvent>,
     pub action: Option<NewAction>,
+    pub action_move: Option<ActionMove>,
     pub reply: Reply,
 }
 
@@ -30,6 +32,8 @@ pub(super) struct Request {
 pub(super) struct Done {
     pub events: Vec<CommittedEvent>,
     pub outcome: Recorded,
+    /// Whether its move applied (false without one).
+    pub moved: bool,
 }
 
 impl Done {
@@ -37,6 +41,7 @@ impl Done {
         Done {
             events: Vec::new(),
             outcome: Recorded::KeyRevoked,
+            moved: false,
         }
     }
 }
@@ -129,6 +134,10 @@ impl Writer {
         let at_text = format_time(&occurred_at);
         // Each request's action (if any) is `actions[i]`; its events name i.
         let mut actions: Vec<&NewAction> = Vec::new();
+        let moves: Vec<&ActionMove> = batch
+            .iter()
+            .filter_map(|r| r.action_move.as_ref())
+            .collect();
         let mut owners: Vec<Option<usize>> = Vec::with_capacity(batch.len());
         let mut rows: Vec<NewRow<'_>> = Vec::with_capacity(n);
         for r in &batch {
@@ -141,9 +150,10 @@ impl Writer {
         }
         let appended = self
             .store
-            .append_events(occurred_at, &at_text, &rows, &actions)
+            .append_events(occurred_at, &at_text, &rows, &actions, &moves)
             .await;
         drop(actions);
+        drop(moves);
         let appended = match appended {
             Ok(a) => a,
             Err(e) => return Err((batch, e.into())),
@@ -180,6 +190,10 @@ impl Writer {
                     (Some(_), _) => Recorded::IdempotencyKeyTaken,
                     (None, _) => Recorded::NoAction,
                 };
+                let moved = r
+                    .action_move
+                    .as_ref()
+                    .is_some_and(|m| appended.moved.contains(&m.id));
                 let events = r
                     .events
                     .into_iter()
@@ -192,7 +206,14 @@ impl Writer {
                         canonical,
                     })
                     .collect();
-                (r.reply, Done { events, outcome })
+                (
+                    r.reply,
+                    Done {
+                        events,
+                        outcome,
+                        moved,
+                    },
+                )
             })
             .collect())
     }

@@ -12,7 +12,7 @@ use crate::action::{ActionId, State};
 use crate::evidence::payload::{self, Payload};
 use crate::evidence::{Actor, ActorKind};
 use crate::grant::GrantClaims;
-use crate::store::{ActionChange, AgentRow};
+use crate::store::{ActionMove, AgentRow};
 
 /// Refuses a grant that is not for this action of this agent, as it stands.
 pub(super) fn check_grant(
@@ -113,10 +113,18 @@ impl Gate {
                 what: "no outcome can be reported",
             });
         }
+        let key = record.id.to_string();
+        // The event and the state `executed` in one commit.
+        let action_move = ActionMove {
+            id: key.clone(),
+            from: from.as_str().into(),
+            to: State::Executed.as_str().into(),
+            at: now,
+        };
         let recorded = self
             .evidence
-            .append(
-                payload::Executed {
+            .append_with_move(
+                vec![payload::Executed {
                     digest: claims.action_digest.clone(),
                     status: outcome.status,
                     summary: outcome.summary,
@@ -125,7 +133,8 @@ impl Gate {
                         logs: outcome.logs,
                     },
                 }
-                .event(action_uuid, actor),
+                .event(action_uuid, actor)],
+                action_move,
             )
             .await;
         if let Err(e) = recorded {
@@ -133,16 +142,8 @@ impl Gate {
             self.store.release_grant(&claims.jti).await?;
             return Err(e.into());
         }
-        let key = record.id.to_string();
-        self.store
-            .transition_action(
-                &key,
-                from.as_str(),
-                State::Executed.as_str(),
-                &ActionChange::default(),
-            )
-            .await?;
-        self.changed(&key).await;
+        // Other replicas hear of it from the commit's NOTIFY (Postgres).
+        self.waiters.wake(&key);
         self.status(agent, id).await
     }
 }

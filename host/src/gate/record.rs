@@ -70,8 +70,22 @@ impl Gate {
         &self,
         agent: &AgentRow,
         decided: &Decided,
-        mut events: Vec<NewEvent>,
+        events: Vec<NewEvent>,
     ) -> Result<ActionStatus, GateError> {
+        Ok(self.record_decided(agent, decided, events, false).await?.0)
+    }
+
+    /// `record_decision`; with `claim`, an action allowed at once is
+    /// recorded with its grant already consumed, in the same commit, for
+    /// the host to run itself (`execution`): then the grant's jti comes
+    /// back, and nobody else can claim it.
+    pub(super) async fn record_decided(
+        &self,
+        agent: &AgentRow,
+        decided: &Decided,
+        mut events: Vec<NewEvent>,
+        claim: bool,
+    ) -> Result<(ActionStatus, Option<String>), GateError> {
         let Decided {
             action,
             digest,
@@ -134,6 +148,10 @@ impl Gate {
             let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
             (claims.jti, expires_at)
         });
+        let claimed = match (&grant, claim) {
+            (Some((jti, _)), true) => Some(jti.clone()),
+            _ => None,
+        };
         // Evidence first: the action row, and the grant in it, commit only
         // once the events are durable; if they cannot be, nothing is allowed
         // (an error here is a 503 and no grant).
@@ -141,9 +159,11 @@ impl Gate {
             row,
             grant,
             key_hash: key_hash.clone(),
+            claimed: claimed.is_some(),
         };
-        match self.evidence.append_with_action(events, new).await?.1 {
-            Recorded::Created | Recorded::NoAction => {}
+        let claimed = match self.evidence.append_with_action(events, new).await?.1 {
+            Recorded::Created => claimed,
+            Recorded::NoAction => None,
             Recorded::KeyRevoked => return Err(GateError::KeyRevoked),
             Recorded::IdempotencyKeyTaken => {
                 // Another request with this key won the race; answer as it did.
@@ -158,9 +178,9 @@ impl Gate {
                             action.id
                         ))
                     })?;
-                return self.replay(existing, request_hash, key);
+                return Ok((self.replay(existing, request_hash, key)?, None));
             }
-        }
+        };
         self.metrics.decided(state);
         tracing::info!(action_id = %action.id, agent = %agent.id, kind = %action.kind, state = state.as_str(), risk = verdict.classification.risk.as_str(), "action decided");
         if state == State::Pending && !self.notifiers.is_empty() {
@@ -172,7 +192,7 @@ impl Gate {
                 .await?,
             );
         }
-        Ok(status)
+        Ok((status, claimed))
     }
 
     /// The answer already given for an idempotency key, if the request is the same.

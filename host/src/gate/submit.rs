@@ -63,11 +63,29 @@ impl Gate {
         submission: Submission,
         idempotency_key: Option<String>,
     ) -> Result<ActionStatus, GateError> {
+        Ok(self
+            .decide(agent, key_hash, submission, idempotency_key, false)
+            .await?
+            .0)
+    }
+
+    /// `submit`; with `claim` (the host runs the action itself, once), an
+    /// action allowed at once comes back claimed: its grant was consumed in
+    /// the decision's own commit, and the action to run, its digest and
+    /// the grant's jti come with the status.
+    pub(crate) async fn decide(
+        &self,
+        agent: &AgentRow,
+        key_hash: Option<String>,
+        submission: Submission,
+        idempotency_key: Option<String>,
+        claim: bool,
+    ) -> Result<(ActionStatus, Option<ClaimedAtDecision>), GateError> {
         check(&submission)?;
         let request_hash = hex::encode(Sha256::digest(crate::canonical::digest_bytes(&submission)));
         if let Some(key) = &idempotency_key {
             if let Some(existing) = self.store.action_by_idempotency_key(&agent.id, key).await? {
-                return self.replay(existing, &request_hash, key);
+                return Ok((self.replay(existing, &request_hash, key)?, None));
             }
         }
 
@@ -104,7 +122,12 @@ impl Gate {
             request_hash,
             key_hash,
         };
-        let status = self.record_decision(agent, &decided, events).await?;
+        let (status, claimed) = self.record_decided(agent, &decided, events, claim).await?;
+        let claimed = claimed.map(|jti| ClaimedAtDecision {
+            action: decided.action.clone(),
+            digest: decided.digest.clone(),
+            jti,
+        });
         // Off the response path: the live answer is committed and final.
         // (A replayed idempotent answer was shadowed when it was decided.)
         let recorded = status.action_id == decided.action.id;
@@ -112,8 +135,15 @@ impl Gate {
             self.shadows
                 .spawn(shadow, decided.action, live.sha256.clone());
         }
-        Ok(status)
+        Ok((status, claimed))
     }
+}
+
+/// An action allowed at once whose grant was consumed as it was recorded.
+pub(crate) struct ClaimedAtDecision {
+    pub action: Action,
+    pub digest: String,
+    pub jti: String,
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::catalog::Entry;
 use super::Gateway;
-use crate::execution::{Claim, RunReport};
+use crate::execution::{Claim, ClaimedRun, RunReport};
 use crate::gate::{ActionId, ActionStatus, GateError, OutcomeStatus, State, Submission};
 use crate::store::AgentRow;
 
@@ -213,7 +213,7 @@ impl Gateway {
         }
         let digest = call_digest(&name, &arguments);
         let started = std::time::Instant::now();
-        let status = self.attach(caller, &entry, &arguments, &digest).await?;
+        let (status, claimed) = self.attach(caller, &entry, &arguments, &digest).await?;
         tracing::debug!(action_id = %status.action_id, tool = %name, state = status.state.as_str(), decide_ms = started.elapsed().as_secs_f64() * 1e3, "tool call decided");
         let status = match status.state {
             State::Pending => {
@@ -224,12 +224,14 @@ impl Gateway {
         };
         if cancel.is_cancelled() {
             // Nobody would read the result: leave an approved action to the
-            // caller's retry rather than run it for no one.
+            // caller's retry rather than run it for no one. (One allowed at
+            // once stays allowed, its grant claimed by this call: a retry is
+            // a new action, as for any call allowed at once.)
             return Err(CallError::Abandoned);
         }
         Ok(match status.state {
             State::Allowed | State::Approved | State::Executed => {
-                self.run(caller, &entry, &status, &arguments, &params)
+                self.run(caller, &entry, &status, claimed, &arguments, &params)
                     .await?
             }
             State::Pending => pending_result(&status, &name),
@@ -239,14 +241,15 @@ impl Gateway {
 
     /// The action this call belongs to: the held action an identical call
     /// is attached to (while it is pending or approved, or recently refused),
-    /// else a new one submitted through the gate.
+    /// else a new one submitted through the gate, which comes back claimed
+    /// for this call to run when it is allowed at once.
     async fn attach(
         &self,
         caller: &Caller,
         entry: &Entry,
         arguments: &serde_json::Value,
         digest: &str,
-    ) -> Result<ActionStatus, CallError> {
+    ) -> Result<(ActionStatus, Option<ClaimedRun>), CallError> {
         let agent = &caller.agent;
         let turn = {
             let mut attaching = self.calls.attaching.lock().expect("not poisoned");
@@ -271,16 +274,15 @@ impl Gateway {
             let status = self.gate.status(agent, &action_id(&id)?).await?;
             if self.reattaches(&status) {
                 tracing::info!(action_id = %id, agent = %agent.id, tool = %entry.name(), state = status.state.as_str(), "identical call reattached");
-                return Ok(status);
+                return Ok((status, None));
             }
         }
-        let status = self
+        let (status, claimed) = self
             .gate
-            .submit(
+            .submit_to_run(
                 agent,
-                Some(caller.key_hash.clone()),
+                caller.key_hash.clone(),
                 self.submission(caller, entry, arguments),
-                None,
             )
             .await?;
         let pending = status.state == State::Pending;
@@ -294,7 +296,7 @@ impl Gateway {
         // so the next identical call in line finds it.
         turn.decided_at_once.store(!pending, Ordering::Release);
         drop(held);
-        Ok(status)
+        Ok((status, claimed))
     }
 
     /// Whether an identical call continues `status`'s action rather than
@@ -398,12 +400,13 @@ impl Gateway {
     }
 
     /// Runs an allowed or approved action once; identical retries racing it
-    /// get the same result.
+    /// get the same result. `claimed`: its grant, claimed with the decision.
     async fn run(
         &self,
         caller: &Caller,
         entry: &Entry,
         status: &ActionStatus,
+        claimed: Option<ClaimedRun>,
         arguments: &serde_json::Value,
         params: &CallToolRequestParams,
     ) -> Result<CallToolResult, CallError> {
@@ -436,7 +439,7 @@ impl Gateway {
         }
         let sender = sender.expect("one of the two");
         let result = self
-            .claim_and_run(caller, entry, &id, arguments, params)
+            .claim_and_run(caller, entry, &id, claimed, arguments, params)
             .await;
         let shared = Arc::new(match &result {
             Ok(r) => r.clone(),
@@ -458,10 +461,15 @@ impl Gateway {
         caller: &Caller,
         entry: &Entry,
         id: &str,
+        claimed: Option<ClaimedRun>,
         arguments: &serde_json::Value,
         params: &CallToolRequestParams,
     ) -> Result<CallToolResult, CallError> {
-        let run = match self.gate.claim_run(&caller.agent, &action_id(id)?).await? {
+        let claim = match claimed {
+            Some(run) => Claim::Run(Box::new(run)),
+            None => self.gate.claim_run(&caller.agent, &action_id(id)?).await?,
+        };
+        let run = match claim {
             Claim::Run(run) => run,
             Claim::Taken => {
                 return Ok(gate_result(

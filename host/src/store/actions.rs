@@ -39,6 +39,22 @@ pub struct NewAction {
     /// written only if that key and its agent are still live as they commit,
     /// which lets submissions authenticate from a cache.
     pub key_hash: Option<String>,
+    /// The host runs it itself at once (the MCP gateway's allowed call):
+    /// its grant is written already consumed, in the decision's commit, so
+    /// the run needs no claim of its own and nobody else can claim it.
+    pub claimed: bool,
+}
+
+/// A state move of an existing action that rides in an evidence append
+/// (`Store::append_events`), written once the append's events are durable,
+/// in the same commit: the `executed` event and the state it leads to.
+/// Conditional like `transition_action`: it moves only from `from`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionMove {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+    pub at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, agent_id, idempotency_key, request_hash, action, digest, state, verdict, grant_token, expires_at, created_at, updated_at";
@@ -93,14 +109,39 @@ pub(super) async fn insert_sqlite(
         .rows_affected()
         == 1;
     if let (true, Some((jti, expires_at))) = (inserted, &new.grant) {
-        sqlx::query("INSERT INTO grants (jti, action_id, expires_at) VALUES ($1, $2, $3)")
-            .bind(jti)
-            .bind(&new.row.id)
-            .bind(expires_at)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO grants (jti, action_id, expires_at, consumed_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(jti)
+        .bind(&new.row.id)
+        .bind(expires_at)
+        .bind(new.claimed.then_some(row.created_at))
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(inserted)
+}
+
+/// SQLite: applies `moved` inside the caller's append transaction; true
+/// when the action was still in `from`.
+pub(super) async fn move_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    m: &ActionMove,
+) -> Result<bool, StoreError> {
+    let changed = sqlx::query(TRANSITION_SQL)
+        .bind(&m.to)
+        .bind(m.at)
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .bind(None::<DateTime<Utc>>)
+        .bind(&m.id)
+        .bind(&m.from)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(changed == 1)
 }
 
 impl Store {
@@ -246,7 +287,8 @@ pub(super) const TRANSITION_SQL: &str = "UPDATE actions SET state = $1, updated_
          expires_at = COALESCE($7, expires_at)
      WHERE id = $8 AND state = $9";
 
-/// The Postgres NOTIFY channel that carries ids of changed actions.
+/// The Postgres NOTIFY channel that carries ids of changed actions (also
+/// hard-coded in `evidence_append_flushed`, migrations/postgres/0014).
 pub const ACTION_CHANNEL: &str = "actiongate_actions";
 
 /// Fields to change with a state transition; `None` keeps the old value.

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use lanes::Lanes;
 
-pub use actions::{ActionChange, ActionRow, NewAction, ACTION_CHANNEL};
+pub use actions::{ActionChange, ActionMove, ActionRow, NewAction, ACTION_CHANNEL};
 pub use agents::{AgentRow, KeyRole};
 pub use audit::Window;
 pub use bindings::{BindingRow, BindingsGuard, NewBinding, BINDINGS_CHANNEL};
@@ -191,6 +191,8 @@ pub struct Appended {
     pub created: HashSet<String>,
     /// Indexes in `actions` of those refused: their key is no longer live.
     pub refused: HashSet<usize>,
+    /// The ids of the actions moved (those still in the move's `from`).
+    pub moved: HashSet<String>,
 }
 
 /// One signed checkpoint as stored.
@@ -278,18 +280,23 @@ impl Store {
     /// durable; one whose agent already used its idempotency key is skipped
     /// (absent from `Appended::created`). One whose submitting key or agent
     /// is no longer live is refused with its events (`Appended::refused`).
+    /// `moves` change existing actions' states in the same commit as the
+    /// actions, likewise never before the events are durable.
     pub async fn append_events(
         &self,
         occurred_at: DateTime<Utc>,
         at_text: &str,
         rows: &[NewRow<'_>],
         actions: &[&NewAction],
+        moves: &[&ActionMove],
     ) -> Result<Appended, StoreError> {
         match self {
             Store::Postgres(_, lanes) => {
-                postgres::append_events(lanes, occurred_at, at_text, rows, actions).await
+                postgres::append_events(lanes, occurred_at, at_text, rows, actions, moves).await
             }
-            Store::Sqlite(p) => sqlite::append_events(p, occurred_at, at_text, rows, actions).await,
+            Store::Sqlite(p) => {
+                sqlite::append_events(p, occurred_at, at_text, rows, actions, moves).await
+            }
         }
     }
 

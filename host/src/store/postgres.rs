@@ -8,8 +8,8 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::{
-    hash32, to_i64, to_u64, ActionRow, Appended, CheckpointRow, EventRow, NewAction, NewRow,
-    StoreError,
+    hash32, to_i64, to_u64, ActionMove, ActionRow, Appended, CheckpointRow, EventRow, NewAction,
+    NewRow, StoreError,
 };
 
 pub static PG_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -57,6 +57,7 @@ pub(super) async fn append_events(
     at_text: &str,
     rows: &[NewRow<'_>],
     actions: &[&NewAction],
+    moves: &[&ActionMove],
 ) -> Result<Appended, StoreError> {
     let col = |f: for<'r> fn(&'r NewRow<'_>) -> &'r str| rows.iter().map(f).collect::<Vec<&str>>();
     let action: Vec<Option<String>> = rows
@@ -80,16 +81,20 @@ pub(super) async fn append_events(
     // commits without waiting for the flush (releasing the lock), then
     // inserts the actions in a transaction whose synchronous commit returns
     // once the WAL is flushed through both
-    // (migrations/postgres/0008_evidence_group_flush.sql, 0009, 0010).
+    // (migrations/postgres/0008_evidence_group_flush.sql, 0009, 0010),
+    // and moves the actions in `moves` in that same commit (0014).
     type Returned = (
         Option<i64>,
         Option<Vec<Vec<u8>>>,
         Option<Vec<String>>,
         Option<Vec<i32>>,
+        Option<Vec<String>>,
     );
+    let m = |f: fn(&ActionMove) -> &str| moves.iter().map(|m| f(m)).collect::<Vec<&str>>();
     let query = sqlx::query_as::<_, Returned>(
         "CALL evidence_append_flushed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-             $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+             $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25,
+             $26, $27, $28, $29, $30)",
     )
     .bind(occurred_at)
     .bind(at_text)
@@ -132,10 +137,21 @@ pub(super) async fn append_events(
     .bind(
         actions
             .iter()
+            .map(|n| n.claimed.then_some(n.row.created_at))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        actions
+            .iter()
             .map(|n| n.key_hash.as_deref())
             .collect::<Vec<_>>(),
-    );
-    let (first, leaves, created, refused) = lanes.run(async |c| query.fetch_one(c).await).await?;
+    )
+    .bind(m(|m| &m.id))
+    .bind(m(|m| &m.from))
+    .bind(m(|m| &m.to))
+    .bind(moves.iter().map(|m| m.at).collect::<Vec<_>>());
+    let (first, leaves, created, refused, moved) =
+        lanes.run(async |c| query.fetch_one(c).await).await?;
     let leaves = leaves.unwrap_or_default();
     let first = match leaves.is_empty() {
         true => 0,
@@ -151,6 +167,7 @@ pub(super) async fn append_events(
         refused: (refused.unwrap_or_default().into_iter())
             .map(|i| i as usize - 1)
             .collect(),
+        moved: moved.unwrap_or_default().into_iter().collect(),
     })
 }
 

@@ -10,7 +10,8 @@ use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use super::{
-    hash32, to_i64, to_u64, Appended, CheckpointRow, EventRow, NewAction, NewRow, StoreError,
+    hash32, to_i64, to_u64, ActionMove, Appended, CheckpointRow, EventRow, NewAction, NewRow,
+    StoreError,
 };
 
 pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -65,6 +66,7 @@ pub(super) async fn append_events(
     at_text: &str,
     rows: &[NewRow<'_>],
     actions: &[&NewAction],
+    moves: &[&ActionMove],
 ) -> Result<Appended, StoreError> {
     // IMMEDIATE takes the write lock before the MAX read, so no other writer
     // can slip in between (a deferred transaction would fail to upgrade).
@@ -118,11 +120,18 @@ pub(super) async fn append_events(
             created.insert(new.row.id.clone());
         }
     }
+    let mut moved = HashSet::new();
+    for m in moves {
+        if super::actions::move_sqlite(&mut tx, m).await? {
+            moved.insert(m.id.clone());
+        }
+    }
     tx.commit().await?;
     Ok(Appended {
         leaves: built.into_iter().map(|(s, _, h, _)| (s, h)).collect(),
         created,
         refused,
+        moved,
     })
 }
 
