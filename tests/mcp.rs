@@ -250,13 +250,25 @@ impl Rig {
         self.server.key(KeyRole::Agent, name).await
     }
 
+    /// Waits until the outcome of every call so far is in the log: the
+    /// gateway records it after answering.
+    async fn settled(&self) {
+        let gateway = self.server.app.mcp.as_ref().expect("the rig serves /mcp");
+        assert!(
+            gateway.settle_outcomes(Duration::from_secs(30)).await,
+            "run outcomes still unrecorded after 30 s"
+        );
+    }
+
     async fn events(&self) -> Vec<StoredEvent> {
+        self.settled().await;
         let evidence = &self.server.app.evidence;
         let size = evidence.committed_size().await.unwrap();
         evidence.entries(0, size).await.unwrap()
     }
 
     async fn action_events(&self, action_id: &str) -> Vec<StoredEvent> {
+        self.settled().await;
         self.server
             .app
             .evidence

@@ -30,6 +30,7 @@ pub struct Metrics {
     failures: Family<Failure, Counter>,
     evaluation_seconds: Histogram,
     pending: Gauge,
+    outcome_record_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -41,6 +42,7 @@ impl Default for Metrics {
             prometheus_client::metrics::histogram::exponential_buckets(1e-5, 2.0, 14),
         );
         let pending = Gauge::default();
+        let outcome_record_failures = Counter::default();
         let mut registry = Registry::with_prefix("actiongate");
         registry.register(
             "decisions",
@@ -62,12 +64,18 @@ impl Default for Metrics {
             "Actions waiting for approval",
             pending.clone(),
         );
+        registry.register(
+            "outcome_record_failures",
+            "Runs by the host (MCP gateway) whose outcome could not be recorded",
+            outcome_record_failures.clone(),
+        );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             decisions,
             failures,
             evaluation_seconds,
             pending,
+            outcome_record_failures,
         }
     }
 }
@@ -91,6 +99,11 @@ impl Metrics {
                 outcome: state.as_str().into(),
             })
             .inc();
+    }
+
+    /// A run's outcome that was recorded off the response path failed.
+    pub fn outcome_record_failed(&self) {
+        self.outcome_record_failures.inc();
     }
 
     /// The text exposition, with the pending count read just now.

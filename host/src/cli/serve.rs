@@ -13,6 +13,9 @@ use crate::store::KeyRole;
 /// How long a stop waits for the final checkpoint (another replica's
 /// integrator may be the one to sign it, on its own timer).
 const FINAL_CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long a stop waits for the MCP gateway's outcome records in flight
+/// (each is one append; this bounds a stop while the database is away).
+const OUTCOME_DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -70,6 +73,16 @@ async fn serve(
         .await
         .context("serving HTTP")?;
     tracing::info!("stopped; requests in flight were answered");
+    // The outcomes of the MCP gateway's last runs are recorded after their
+    // answers: they are in the log before the process ends.
+    if let Some(mcp) = &app.mcp {
+        if !mcp.settle_outcomes(OUTCOME_DRAIN_WAIT).await {
+            tracing::error!(
+                in_flight = mcp.outcomes_in_flight(),
+                "stopping with run outcomes not yet recorded"
+            );
+        }
+    }
     // The decisions of the last seconds get a signed checkpoint before the
     // process ends, so they are provable after the stop.
     match app.evidence.final_checkpoint(FINAL_CHECKPOINT_WAIT).await {

@@ -1,7 +1,8 @@
 //! One `tools/call` as an action: submit it through the gate (or reattach an
 //! identical retry to its held action), hold it while approvers decide, run
-//! it upstream once it is allowed, and record the outcome with the grant.
-//! A call never reaches its upstream without a claimed grant.
+//! it upstream once it is allowed, and record the outcome with the grant
+//! (after the caller has its result: `outcomes`). A call never reaches its
+//! upstream without a claimed grant.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -550,24 +551,26 @@ impl Gateway {
                 },
             ),
         };
-        let started = std::time::Instant::now();
-        self.gate.record_run(&caller.agent, &run, report).await?;
-        tracing::debug!(action_id = %id, upstream_ms, record_ms = started.elapsed().as_secs_f64() * 1e3, "tool call ran and was recorded");
+        tracing::debug!(action_id = %id, upstream_ms, "tool call ran");
+        // The modified arguments, for the caller, before the run moves on.
+        let ran_with = modified.then(|| run.action.params.clone());
+        // After the fact, off the response path (see `outcomes`).
+        self.outcomes
+            .record(self.gate.clone(), caller.agent.clone(), *run, report);
         let mut result = result;
         own_envelope(&mut result);
-        if modified {
+        if let Some(ran_with) = ran_with {
             // The agent learns its call ran with other arguments than it sent.
             result.content.insert(
                 0,
                 Content::text(format!(
-                    "actiongate: an approver modified the arguments before this ran; it ran with {}",
-                    run.action.params
+                    "actiongate: an approver modified the arguments before this ran; it ran with {ran_with}"
                 )),
             );
             let meta = result.meta.get_or_insert_with(MetaObject::new);
             meta.0.insert(
                 META_KEY.into(),
-                serde_json::json!({"action_id": id, "state": "executed", "modified_arguments": run.action.params}),
+                serde_json::json!({"action_id": id, "state": "executed", "modified_arguments": ran_with}),
             );
         }
         Ok(result)

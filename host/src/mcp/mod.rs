@@ -8,6 +8,7 @@ pub mod call;
 pub mod catalog;
 pub mod config;
 pub mod front;
+pub mod outcomes;
 pub mod upstream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +34,8 @@ pub struct Gateway {
     /// The definition hash last recorded per agent-facing name.
     recorded: tokio::sync::Mutex<HashMap<String, String>>,
     calls: call::Calls,
+    /// Outcome records of runs, written after the caller has its result.
+    outcomes: outcomes::Outcomes,
     /// Keeps the listing serialized: one refresh at a time.
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -61,6 +64,7 @@ impl Gateway {
             catalog: RwLock::new(BTreeMap::new()),
             recorded: Default::default(),
             calls: Default::default(),
+            outcomes: Default::default(),
             refreshing: Default::default(),
         })))
     }
@@ -154,6 +158,18 @@ impl Gateway {
 
     fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.upstreams.get(name)
+    }
+
+    /// Waits, up to `limit`, until the outcome of every run so far is
+    /// recorded (graceful shutdown; tests reading the log after a call).
+    /// False if some were still in flight then.
+    pub async fn settle_outcomes(&self, limit: std::time::Duration) -> bool {
+        self.outcomes.settle(limit).await
+    }
+
+    /// Outcome records in flight now.
+    pub fn outcomes_in_flight(&self) -> usize {
+        self.outcomes.in_flight()
     }
 
     /// Stops every upstream (stdio children end).
