@@ -6,10 +6,10 @@
 //! critical action with one; each way a step-up must be refused is driven
 //! through the same pages, as a tampering client would send it.
 
-use actiongate::config::Config;
 use actiongate::evidence::EventKind;
 use actiongate_tests::browser::{
-    browse, sign_in, Browser, OidcProvider, Outputs, CLIENT_ID, CLIENT_SECRET,
+    browse, inbox_service, no_script_errors, screenshot_dir, sign_in, Browser, OidcProvider,
+    Outputs,
 };
 use actiongate_tests::caller::Caller;
 use actiongate_tests::pg::TempDatabase;
@@ -32,25 +32,19 @@ struct Inbox {
 
 impl Inbox {
     async fn start() -> Inbox {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let public_url = format!("http://localhost:{port}");
-        let provider =
-            OidcProvider::start(&format!("{public_url}/inbox/callback"), accounts()).await;
-        let dir = tempfile::tempdir().unwrap();
-        let database = std::sync::Arc::new(TempDatabase::create("ag_stepup_browser").await);
-        let mut config: Config = config(&database.url, dir.path());
-        config.inbox = Some(
-            toml::from_str(&format!(
-                "public_url = {public_url:?}\n[oidc]\nissuer = {:?}\nclient_id = {CLIENT_ID:?}\nclient_secret = {CLIENT_SECRET:?}\n",
-                provider.issuer
-            ))
-            .unwrap(),
-        );
-        config.step_up = Some(
-            toml::from_str(&format!("rp_id = \"localhost\"\norigin = {public_url:?}\n")).unwrap(),
-        );
-        let server = TestServer::start_config_on(listener, config, dir, Some(database)).await;
+        let (server, provider) = inbox_service(
+            "localhost",
+            accounts(),
+            "ag_stepup_browser",
+            "",
+            "",
+            |config, url| {
+                config.step_up = Some(
+                    toml::from_str(&format!("rp_id = \"localhost\"\norigin = {url:?}\n")).unwrap(),
+                );
+            },
+        )
+        .await;
         Inbox {
             server,
             _provider: provider,
@@ -103,12 +97,6 @@ impl Inbox {
     }
 }
 
-fn screenshots() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/inbox-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Steps that register a passkey named `label` on the passkeys page.
 fn register(label: &str, as_: &str) -> Vec<Value> {
     vec![
@@ -133,16 +121,6 @@ fn step_up_field(out: &Outputs, name: &str) -> String {
     value
 }
 
-/// No script error and no CSP violation (failed loads are not).
-fn no_script_errors(out: &Outputs) {
-    let errors: Vec<&String> = out
-        .console_errors
-        .iter()
-        .filter(|e| !e.starts_with("Failed to load resource"))
-        .collect();
-    assert!(errors.is_empty(), "no script or CSP errors: {errors:?}");
-}
-
 #[tokio::test]
 async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_needs_none() {
     let inbox = Inbox::start().await;
@@ -153,7 +131,7 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
     let deny_me = inbox
         .critical_export(&agent, "s3://corp-analytics/q3")
         .await;
-    let shots = screenshots();
+    let shots = screenshot_dir();
 
     // Without a session, the script's calls are refused as problem+json.
     let r = reqwest::Client::new()
@@ -621,7 +599,7 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
 async fn the_service_refuses_a_step_up_origin_the_inbox_is_not_served_on() {
     let dir = tempfile::tempdir().unwrap();
     let database = TempDatabase::create("ag_stepup_origin").await;
-    let mut config: Config = config(&database.url, dir.path());
+    let mut config = config(&database.url, dir.path());
     config.inbox = Some(
         toml::from_str(
             "public_url = \"https://inbox.example.com\"\n[oidc]\nissuer = \"https://login.example.com\"\nclient_id = \"actiongate\"\nclient_secret = \"s\"\n",
