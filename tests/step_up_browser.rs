@@ -329,6 +329,47 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
     );
 }
 
+/// The approval form's post, as the tests catch and rewrite it.
+const REVIEW_POST: &str = "**/inbox/actions/*/review";
+
+/// Steps that fill in an approval on `page`.
+fn approving(page: &str) -> Vec<Value> {
+    vec![
+        json!({"goto": page}),
+        json!({"fill": "#approve-reason", "value": "fine"}),
+    ]
+}
+
+/// Steps that make the page's assertion for an approval on `page`, catch
+/// its post before it is sent, and pause as `caught_NAME` (the captured
+/// post is output `NAME`).
+fn caught(page: &str, name: &str) -> Vec<Value> {
+    [
+        approving(page),
+        vec![
+            json!({"capture_post": REVIEW_POST, "as": name, "abort": true}),
+            json!({"click": "#approve-form button[type=submit]", "navigates": false}),
+            json!({"captured": name}),
+            json!({"pause": format!("caught_{name}")}),
+        ],
+    ]
+    .concat()
+}
+
+/// Steps that approve on `page` with the post's `step_up` field replaced
+/// by `value`; the page is output `NAME`, its notice `NAME_notice`.
+fn sent_with(page: &str, value: &str, name: &str) -> Vec<Value> {
+    [
+        approving(page),
+        vec![
+            json!({"rewrite_post": REVIEW_POST, "field": "step_up", "value": value}),
+            json!({"click": "#approve-form button[type=submit]", "as": name}),
+            json!({"text": "#notice", "as": format!("{name}_notice")}),
+        ],
+    ]
+    .concat()
+}
+
 #[tokio::test]
 async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_refused() {
     let inbox = Inbox::start().await;
@@ -353,7 +394,6 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
         "{answer}"
     );
     let c = answer["action_id"].as_str().unwrap().to_string();
-    let review_post = "**/inbox/actions/*/review";
 
     // Through the API, an approval without an assertion names the rule.
     let dana_api = Caller::approver(&inbox.server, "dana@example.com").await;
@@ -375,46 +415,20 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
             vec![json!({"authenticator": {}})],
             sign_in(&inbox.url("/inbox/passkeys"), "dana"),
             register("Work laptop", "registered"),
-            // An assertion made on A's page for A, caught before it is sent.
+            // An assertion made on A's page for A, caught before it is sent;
+            // replayed on B's page in place of B's own.
+            caught(&inbox.page(&a), "for_a"),
+            sent_with(&inbox.page(&b), "${for_a}", "replayed"),
+            // Another assertion for A's current version, caught again; then
+            // Erin modifies A, and the new version's page gets the old
+            // version's assertion.
+            caught(&inbox.page(&a), "before_modify"),
+            sent_with(&inbox.page(&a), "${before_modify}", "stale"),
+            // A step_up field that is no assertion at all.
+            sent_with(&inbox.page(&b), "{\"challenge_id\": 1}", "garbled"),
+            // The form posted without the assertion the script made.
+            sent_with(&inbox.page(&b), "", "without"),
             vec![
-                json!({"goto": inbox.page(&a)}),
-                json!({"fill": "#approve-reason", "value": "fine"}),
-                json!({"capture_post": review_post, "as": "for_a", "abort": true}),
-                json!({"click": "#approve-form button[type=submit]", "navigates": false}),
-                json!({"captured": "for_a"}),
-                json!({"pause": "caught_for_a"}),
-                // Replayed on B's page in place of B's own.
-                json!({"goto": inbox.page(&b)}),
-                json!({"fill": "#approve-reason", "value": "fine"}),
-                json!({"rewrite_post": review_post, "field": "step_up", "value": "${for_a}"}),
-                json!({"click": "#approve-form button[type=submit]", "as": "replayed"}),
-                json!({"text": "#notice", "as": "replayed_notice"}),
-                // Another assertion for A's current version, caught again;
-                // then Erin modifies A.
-                json!({"goto": inbox.page(&a)}),
-                json!({"fill": "#approve-reason", "value": "fine"}),
-                json!({"capture_post": review_post, "as": "before_modify", "abort": true}),
-                json!({"click": "#approve-form button[type=submit]", "navigates": false}),
-                json!({"captured": "before_modify"}),
-                json!({"pause": "caught_before_modify"}),
-                // The new version's page, with the old version's assertion.
-                json!({"goto": inbox.page(&a)}),
-                json!({"fill": "#approve-reason", "value": "fine"}),
-                json!({"rewrite_post": review_post, "field": "step_up", "value": "${before_modify}"}),
-                json!({"click": "#approve-form button[type=submit]", "as": "stale"}),
-                json!({"text": "#notice", "as": "stale_notice"}),
-                // A step_up field that is no assertion at all.
-                json!({"goto": inbox.page(&b)}),
-                json!({"fill": "#approve-reason", "value": "fine"}),
-                json!({"rewrite_post": review_post, "field": "step_up", "value": "{\"challenge_id\": 1}"}),
-                json!({"click": "#approve-form button[type=submit]", "as": "garbled"}),
-                json!({"text": "#notice", "as": "garbled_notice"}),
-                // The form posted without the assertion the script made.
-                json!({"goto": inbox.page(&b)}),
-                json!({"fill": "#approve-reason", "value": "fine"}),
-                json!({"rewrite_post": review_post, "field": "step_up", "value": ""}),
-                json!({"click": "#approve-form button[type=submit]", "as": "without"}),
-                json!({"text": "#notice", "as": "without_notice"}),
                 // An authenticator that does not verify the user: the
                 // browser refuses to answer a challenge that requires it...
                 json!({"user_verified": false}),
