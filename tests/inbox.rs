@@ -111,6 +111,7 @@ async fn two_data_owners_approve_in_the_browser_and_the_agent_gets_its_grant() {
         vec![
             json!({"url": true, "as": "landed"}),
             json!({"text": "main", "as": "empty"}),
+            json!({"text": "header nav", "as": "menu"}),
             json!({"pause": "listening"}),
             json!({"wait_for": "a[href=\"/inbox/actions/${id}\"]", "timeout_ms": 15000}),
             json!({"text": "#pending", "as": "list"}),
@@ -132,6 +133,12 @@ async fn two_data_owners_approve_in_the_browser_and_the_agent_gets_its_grant() {
         out.text("empty").contains("Nothing is waiting for you"),
         "{}",
         out.text("empty")
+    );
+    // No `[step_up]` here: the menu offers no passkeys.
+    let menu = out.text("menu");
+    assert!(
+        menu.contains("My decisions") && !menu.contains("passkeys"),
+        "{menu}"
     );
     let id = inbox.critical_export(&agent).await;
     dana.resume(json!({"id": id})).await;

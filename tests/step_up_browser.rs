@@ -151,6 +151,7 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
             sign_in(&inbox.url("/inbox/passkeys"), "dana"),
             vec![
                 json!({"text": "main", "as": "none_yet"}),
+                json!({"text": "header nav", "as": "menu"}),
                 // The script's calls carry the session's CSRF token; a page
                 // of another origin could not read it.
                 json!({"fetch": "/inbox/passkeys/registration", "as": "no_token",
@@ -193,6 +194,11 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
     )
     .await;
     no_script_errors(&out);
+    assert!(
+        out.text("menu").contains("My passkeys"),
+        "{}",
+        out.text("menu")
+    );
     assert!(
         out.text("none_yet").contains("You have no passkey yet"),
         "{}",
