@@ -577,6 +577,99 @@ async fn a_call_allowed_at_once_is_claimed_by_its_decisions_commit() {
     assert!(run.is_none(), "a held call has no grant to claim yet");
 }
 
+/// A stop drains the outcome records in flight: the gateway answers a call
+/// before its `executed` event commits, and SIGTERM waits for that commit.
+/// The test holds the log's append lock from just after the decision until
+/// after the stop began, so the record is surely still in flight then.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_waits_for_the_outcomes_of_answered_calls() {
+    use sqlx::Connection as _;
+
+    let state = tempfile::tempdir().unwrap();
+    let upstream = HttpUpstream::start_with(state.path(), true).await;
+    let bin = std::env::var("ACTIONGATE_BIN")
+        .expect("ACTIONGATE_BIN names the built actiongate binary (tests/run sets it)");
+    let mcp = format!(
+        "[mcp]\n[[mcp.upstreams]]\nname = \"py\"\nurl = \"{}\"\ntimeout_seconds = 60",
+        upstream.url
+    );
+    let mut gateway =
+        actiongate_tests::process::ServedBinary::start(Path::new(&bin), &mcp, "warn").await;
+    let key = gateway.agent("coder", "owner@example.com").await;
+    let agent = tokio::process::Command::new(python_bin())
+        .arg(script("mcp_agent.py"))
+        .arg(format!("{}/mcp", gateway.url))
+        .arg(&key)
+        .arg(LEGACY)
+        .args(["call", "py__slow", r#"{"seconds": 1.5}"#])
+        .kill_on_drop(true)
+        .output();
+    let agent = tokio::spawn(agent);
+
+    let mut db = sqlx::PgConnection::connect(&gateway.database_url)
+        .await
+        .unwrap();
+    let database_url = gateway.database_url.clone();
+    let count = |sql: &'static str| {
+        let url = database_url.clone();
+        async move {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    // The decision is in (the action allowed, its grant claimed) while the
+    // tool sleeps upstream: hold the log now.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while count("SELECT count(*) FROM actions WHERE state = 'allowed'").await == 0 {
+        assert!(Instant::now() < deadline, "no allowed action");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(actiongate::store::PG_APPEND_LOCK)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let out = agent.await.unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(text(&result), "woke", "{result}");
+    let executed = "SELECT count(*) FROM evidence_events WHERE kind = 'executed'";
+    assert_eq!(count(executed).await, 0, "answered before it was recorded");
+
+    gateway.terminate();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        gateway.try_wait().is_none(),
+        "the stop waits for the record in flight"
+    );
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(actiongate::store::PG_APPEND_LOCK)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = gateway.try_wait() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after the log freed up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    assert_eq!(count(executed).await, 1);
+    assert_eq!(
+        count("SELECT count(*) FROM actions WHERE state = 'executed'").await,
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_denied_call_is_a_tool_error_with_the_reason_and_never_runs() {
     let rig = rig(|_| {}).await;

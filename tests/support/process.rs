@@ -81,6 +81,24 @@ impl ServedBinary {
     }
 }
 
+impl ServedBinary {
+    /// Asks the process to stop (SIGTERM), as an operator's stop does.
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) with our own child's pid and a plain signal.
+        unsafe { libc_kill(self.child.id() as i32, 15) };
+    }
+
+    /// How it exited, if it has.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
 impl Drop for ServedBinary {
     fn drop(&mut self) {
         let _ = self.child.kill();
