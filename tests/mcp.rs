@@ -1113,13 +1113,7 @@ enum BenchGateway {
 impl BenchGateway {
     async fn start(upstream_url: &str) -> BenchGateway {
         if let Ok(bin) = std::env::var("BENCH_BIN") {
-            let mcp = format!(
-                "[mcp]\n[[mcp.upstreams]]\nname = \"py\"\nurl = \"{upstream_url}\"\ntimeout_seconds = 20"
-            );
-            let log = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
-            return BenchGateway::Binary(
-                actiongate_tests::process::ServedBinary::start(Path::new(&bin), &mcp, &log).await,
-            );
+            return BenchGateway::binary(&bin, upstream_url).await;
         }
         let upstream_url = upstream_url.to_string();
         BenchGateway::InProcess(Box::new(
@@ -1139,6 +1133,16 @@ impl BenchGateway {
             })
             .await,
         ))
+    }
+
+    async fn binary(bin: &str, upstream_url: &str) -> BenchGateway {
+        let mcp = format!(
+            "[mcp]\n[[mcp.upstreams]]\nname = \"py\"\nurl = \"{upstream_url}\"\ntimeout_seconds = 20"
+        );
+        let log = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
+        BenchGateway::Binary(
+            actiongate_tests::process::ServedBinary::start(Path::new(bin), &mcp, &log).await,
+        )
     }
 
     fn url(&self) -> &str {
@@ -1183,7 +1187,8 @@ impl BenchGateway {
 ///   cargo test -p actiongate-tests --test mcp -- --ignored --nocapture gateway_benchmark
 /// BENCH_SECONDS (default 3) per round, BENCH_ROUNDS (default 3); BENCH_BIN
 /// measures that `actiongate` binary instead of the in-process service
-/// (BENCH_LOG is its RUST_LOG).
+/// (BENCH_LOG is its RUST_LOG); BENCH_BASE_BIN adds another binary (an
+/// older build, say) as a third side of every round, reported beside it.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a benchmark: run it on purpose"]
 async fn gateway_benchmark() {
@@ -1206,6 +1211,15 @@ async fn gateway_benchmark() {
     let server = BenchGateway::start(&upstream.url).await;
     let key = server.agent("bench").await;
     let gateway = format!("{}/mcp", server.url());
+    let base = match std::env::var("BENCH_BASE_BIN") {
+        Ok(bin) => {
+            let base = BenchGateway::binary(&bin, &upstream.url).await;
+            let key = base.agent("bench").await;
+            let url = format!("{}/mcp", base.url());
+            Some((base, key, url))
+        }
+        Err(_) => None,
+    };
 
     // One side's round: `clients` sessions calling as fast as they can.
     async fn round(
@@ -1263,11 +1277,21 @@ async fn gateway_benchmark() {
     // Warm both paths (sessions, plugin compile, upstream).
     round(&upstream.url, None, "echo", 1, 1).await;
     round(&gateway, Some(&key), "py__echo", 1, 1).await;
+    if let Some((_, key, url)) = &base {
+        round(url, Some(key), "py__echo", 1, 1).await;
+    }
     let mut report = Vec::new();
     for clients in [1usize, 16] {
         let (mut d_rate, mut g_rate, mut d_p50, mut g_p50, mut d_p99, mut g_p99) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut b_rate, mut b_p50, mut b_p99) = (vec![], vec![], vec![]);
         for _ in 0..rounds {
+            if let Some((_, key, url)) = &base {
+                let (rate, lat) = round(url, Some(key), "py__echo", clients, seconds).await;
+                b_rate.push(rate);
+                b_p50.push(pct(&lat, 0.5));
+                b_p99.push(pct(&lat, 0.99));
+            }
             let (rate, lat) = round(&upstream.url, None, "echo", clients, seconds).await;
             d_rate.push(rate);
             d_p50.push(pct(&lat, 0.5));
@@ -1285,6 +1309,14 @@ async fn gateway_benchmark() {
             median(g_rate.clone()) / median(d_rate.clone()),
         );
         println!("{line}");
+        if base.is_some() {
+            println!(
+                "{clients:>2} client(s): base gateway {:.0} calls/s (median {:.2} ms, p99 {:.2} ms); added median {:.2} ms; rate ratio {:.2}",
+                median(b_rate.clone()), median(b_p50.clone()), median(b_p99),
+                median(b_p50) - median(d_p50.clone()),
+                median(b_rate) / median(d_rate.clone()),
+            );
+        }
         report.push((
             clients,
             median(g_p50) - median(d_p50),
