@@ -13,8 +13,10 @@
 --     `executed` event, each followed by a NOTIFY on the actions channel
 --     (delivered at that commit). `moved` returns the ids that moved.
 -- Everything else is unchanged from 0010.
-DROP PROCEDURE evidence_append_flushed;
-
+--
+-- The 0010 procedure stays beside this one: a binary from before 0014 (a
+-- replica not yet upgraded, or a rollback) keeps calling it with its 25
+-- arguments, while this one takes 30, so each call resolves to one of them.
 CREATE PROCEDURE evidence_append_flushed(
     p_occurred_at TIMESTAMPTZ,
     p_at_text     TEXT,
