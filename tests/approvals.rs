@@ -447,6 +447,43 @@ fn break_glass_with(
     config.sweep_interval_ms = 100;
 }
 
+/// A break-glass hold nobody in the directory can answer is refused at
+/// start, naming the reason, instead of leaving failures pending.
+#[tokio::test]
+async fn an_unanswerable_break_glass_hold_is_refused_at_start() {
+    let database = actiongate_tests::pg::TempDatabase::create("ag_break_glass").await;
+    let dir = tempfile::tempdir().unwrap();
+    for (group, quorum, why) in [
+        (
+            "nobody",
+            1,
+            "the route names approver group not in the directory: \"nobody\"",
+        ),
+        (
+            "on-call",
+            3,
+            "quorum 3 is more than the 2 distinct members of on-call",
+        ),
+    ] {
+        let mut config = actiongate_tests::server::config(&database.url, dir.path());
+        config.fail_closed = actiongate::evaluate::FailClosed::BreakGlass {
+            group: group.into(),
+            quorum,
+            ttl_seconds: 60,
+            escalate_to: vec![],
+        };
+        let e = actiongate::service::build(&config)
+            .await
+            .err()
+            .expect("an unanswerable break-glass hold is refused");
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("checking [fail_closed] against [directory]") && text.contains(why),
+            "{text}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn expiry_survives_a_restart_and_fails_closed() {
     let first = TestServer::start_with(break_glass).await;

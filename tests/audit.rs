@@ -105,6 +105,20 @@ async fn tamper(pool: &sqlx::PgPool, sql: &str) {
     tx.commit().await.unwrap();
 }
 
+/// Tampers with a fresh 20-event log by `sql` and checks that `audit
+/// verify` fails naming `seq` first; returns its output.
+async fn fails_at(pool: &sqlx::PgPool, sql: &str, seq: u64) -> String {
+    let f = fixture(pool.clone(), 20).await;
+    tamper(pool, sql).await;
+    let (code, out) = audit_verify(&f).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with(&format!("FAIL: first altered or missing seq: {seq}\n")),
+        "{out}"
+    );
+    out
+}
+
 #[sqlx::test(migrations = false)]
 async fn a_clean_log_verifies(pool: sqlx::PgPool) {
     let f = fixture(pool, 20).await;
@@ -116,57 +130,35 @@ async fn a_clean_log_verifies(pool: sqlx::PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn an_altered_payload_is_named(pool: sqlx::PgPool) {
-    let f = fixture(pool.clone(), 20).await;
-    tamper(&pool, "UPDATE evidence_events SET canonical = replace(canonical, 'approve', 'deny') WHERE seq = 13").await;
-    let (code, out) = audit_verify(&f).await;
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.starts_with("FAIL: first altered or missing seq: 13\n"),
-        "{out}"
-    );
+    fails_at(
+        &pool,
+        "UPDATE evidence_events SET canonical = replace(canonical, 'approve', 'deny') WHERE seq = 13",
+        13,
+    )
+    .await;
 }
 
 #[sqlx::test(migrations = false)]
 async fn an_alteration_with_a_recomputed_leaf_hash_is_named(pool: sqlx::PgPool) {
-    let f = fixture(pool.clone(), 20).await;
     // A careful forger fixes up the leaf hash too; the integrated tree still knows.
-    tamper(
+    fails_at(
         &pool,
         "UPDATE evidence_events SET canonical = replace(canonical, 'approve', 'deny') WHERE seq = 5; \
          UPDATE evidence_events SET leaf_hash = sha256('\\x00'::bytea || convert_to(canonical, 'UTF8')) WHERE seq = 5",
+        5,
     )
     .await;
-    let (code, out) = audit_verify(&f).await;
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.starts_with("FAIL: first altered or missing seq: 5\n"),
-        "{out}"
-    );
 }
 
 #[sqlx::test(migrations = false)]
 async fn a_deleted_row_is_named(pool: sqlx::PgPool) {
-    let f = fixture(pool.clone(), 20).await;
-    tamper(&pool, "DELETE FROM evidence_events WHERE seq = 7").await;
-    let (code, out) = audit_verify(&f).await;
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.starts_with("FAIL: first altered or missing seq: 7\n"),
-        "{out}"
-    );
+    let out = fails_at(&pool, "DELETE FROM evidence_events WHERE seq = 7", 7).await;
     assert!(out.contains("seq 7: missing"), "{out}");
 }
 
 #[sqlx::test(migrations = false)]
 async fn a_truncated_tail_is_named(pool: sqlx::PgPool) {
-    let f = fixture(pool.clone(), 20).await;
-    tamper(&pool, "DELETE FROM evidence_events WHERE seq >= 17").await;
-    let (code, out) = audit_verify(&f).await;
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.starts_with("FAIL: first altered or missing seq: 17\n"),
-        "{out}"
-    );
+    fails_at(&pool, "DELETE FROM evidence_events WHERE seq >= 17", 17).await;
 }
 
 #[sqlx::test(migrations = false)]

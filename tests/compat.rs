@@ -64,6 +64,25 @@ impl Copy {
         let code = run(cli, &mut out).await;
         (code, String::from_utf8(out).unwrap())
     }
+
+    /// Exports what `selection` selects to a bundle named `name`, then
+    /// checks the bundle offline: `verify-bundle`'s exit code and output.
+    async fn export_and_verify(&self, selection: &[&str], name: &str) -> (u8, String) {
+        let bundle = self.dir.path().join(name);
+        let mut args = vec!["audit", "export"];
+        args.extend_from_slice(selection);
+        args.extend(["--vkey", &self.vkey, "--out", bundle.to_str().unwrap()]);
+        let (code, out) = self.cli(&args).await;
+        assert_eq!(code, 0, "{out}");
+        self.cli(&[
+            "audit",
+            "verify-bundle",
+            bundle.to_str().unwrap(),
+            "--key",
+            &self.vkey,
+        ])
+        .await
+    }
 }
 
 #[tokio::test]
@@ -120,31 +139,11 @@ const BIND_ACTION: &str = "01a24a42-a6b0-76e4-8876-20e3d7c49e07";
 #[tokio::test]
 async fn the_recorded_actions_still_export_and_verify_offline() {
     let c = copy();
-    let bundle = c.dir.path().join("agents.json");
     let (code, out) = c
-        .cli(&[
-            "audit",
-            "export",
-            "--since",
-            SINCE,
-            "--until",
-            AGENTS_UNTIL,
-            "--with-plugins",
-            "--vkey",
-            &c.vkey,
-            "--out",
-            bundle.to_str().unwrap(),
-        ])
-        .await;
-    assert_eq!(code, 0, "{out}");
-    let (code, out) = c
-        .cli(&[
-            "audit",
-            "verify-bundle",
-            bundle.to_str().unwrap(),
-            "--key",
-            &c.vkey,
-        ])
+        .export_and_verify(
+            &["--since", SINCE, "--until", AGENTS_UNTIL, "--with-plugins"],
+            "agents.json",
+        )
         .await;
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("OK\n"), "{out}");
@@ -163,28 +162,8 @@ async fn the_recorded_actions_still_export_and_verify_offline() {
     // expect the submitter to be the action's agent and an executor to hold
     // a grant, which the host's own actions never have. (A known limit of
     // `verify-bundle`, kept here so a refactor cannot change it unnoticed.)
-    let bind = c.dir.path().join("bind.json");
     let (code, out) = c
-        .cli(&[
-            "audit",
-            "export",
-            "--action",
-            BIND_ACTION,
-            "--vkey",
-            &c.vkey,
-            "--out",
-            bind.to_str().unwrap(),
-        ])
-        .await;
-    assert_eq!(code, 0, "{out}");
-    let (code, out) = c
-        .cli(&[
-            "audit",
-            "verify-bundle",
-            bind.to_str().unwrap(),
-            "--key",
-            &c.vkey,
-        ])
+        .export_and_verify(&["--action", BIND_ACTION], "bind.json")
         .await;
     assert_eq!(code, 1, "{out}");
     assert!(

@@ -5,13 +5,12 @@
 
 use std::time::Duration;
 
-use actiongate::config::Config;
 use actiongate_tests::browser::{
-    browse, sign_in, Browser, OidcProvider, Outputs, CLIENT_ID, CLIENT_SECRET,
+    browse, inbox_service, no_script_errors, screenshot_dir, sign_in, Browser, OidcProvider,
+    CLIENT_ID,
 };
 use actiongate_tests::caller::Caller;
-use actiongate_tests::pg::TempDatabase;
-use actiongate_tests::server::{config, TestServer};
+use actiongate_tests::server::TestServer;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -34,24 +33,18 @@ struct Inbox {
 
 impl Inbox {
     /// The service with `[inbox]` pointed at a fresh provider; `extra` is
-    /// added to the `[inbox]` section.
+    /// added to the `[inbox]` section (after an `[oidc]` line, to `[inbox.oidc]`).
     async fn start(extra: &str) -> Inbox {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let public_url = format!("http://{}", listener.local_addr().unwrap());
-        let provider =
-            OidcProvider::start(&format!("{public_url}/inbox/callback"), accounts()).await;
-        let dir = tempfile::tempdir().unwrap();
-        let database = std::sync::Arc::new(TempDatabase::create("ag_inbox").await);
-        let mut config: Config = config(&database.url, dir.path());
         let (inbox_extra, oidc_extra) = extra.split_once("[oidc]").unwrap_or((extra, ""));
-        config.inbox = Some(
-            toml::from_str(&format!(
-                "public_url = {public_url:?}\n{inbox_extra}\n[oidc]\nissuer = {:?}\nclient_id = {CLIENT_ID:?}\nclient_secret = {CLIENT_SECRET:?}\n{oidc_extra}",
-                provider.issuer
-            ))
-            .unwrap(),
-        );
-        let server = TestServer::start_config_on(listener, config, dir, Some(database)).await;
+        let (server, provider) = inbox_service(
+            "127.0.0.1",
+            accounts(),
+            "ag_inbox",
+            inbox_extra,
+            oidc_extra,
+            |_, _| {},
+        )
+        .await;
         Inbox { server, provider }
     }
 
@@ -102,28 +95,8 @@ impl Inbox {
     }
 }
 
-fn screenshot_dir() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/inbox-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn steps(parts: &[Vec<Value>]) -> Vec<Value> {
     parts.concat()
-}
-
-/// No script error and no CSP violation (a failed load, such as the
-/// favicon's 404 or a refused form's status, is not one).
-fn no_console_errors(out: &Outputs) {
-    let errors: Vec<&String> = out
-        .console_errors
-        .iter()
-        .filter(|e| !e.starts_with("Failed to load resource"))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "the pages run under their CSP without errors: {errors:?}"
-    );
 }
 
 #[tokio::test]
@@ -138,6 +111,7 @@ async fn two_data_owners_approve_in_the_browser_and_the_agent_gets_its_grant() {
         vec![
             json!({"url": true, "as": "landed"}),
             json!({"text": "main", "as": "empty"}),
+            json!({"text": "header nav", "as": "menu"}),
             json!({"pause": "listening"}),
             json!({"wait_for": "a[href=\"/inbox/actions/${id}\"]", "timeout_ms": 15000}),
             json!({"text": "#pending", "as": "list"}),
@@ -160,10 +134,16 @@ async fn two_data_owners_approve_in_the_browser_and_the_agent_gets_its_grant() {
         "{}",
         out.text("empty")
     );
+    // No `[step_up]` here: the menu offers no passkeys.
+    let menu = out.text("menu");
+    assert!(
+        menu.contains("My decisions") && !menu.contains("passkeys"),
+        "{menu}"
+    );
     let id = inbox.critical_export(&agent).await;
     dana.resume(json!({"id": id})).await;
     let out = dana.finish().await;
-    no_console_errors(&out);
+    no_script_errors(&out);
 
     assert!(
         out.text("list").contains("db.export"),
@@ -251,7 +231,7 @@ async fn two_data_owners_approve_in_the_browser_and_the_agent_gets_its_grant() {
         ],
     ]))
     .await;
-    no_console_errors(&out);
+    no_script_errors(&out);
     assert_eq!(
         out.url("landed"),
         inbox.url(&format!("/inbox/actions/{id}"))
@@ -369,7 +349,7 @@ async fn modify_changes_only_a_modifiable_parameter() {
         ],
     ]))
     .await;
-    no_console_errors(&out);
+    no_script_errors(&out);
     assert_eq!(out.status("forged"), 422);
     assert!(
         out.text("forged_notice").contains(

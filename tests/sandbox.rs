@@ -337,13 +337,12 @@ fn sleep() {
     still_works(&sandbox);
 }
 
-/// Polling in a loop returns at once every time (a zero timeout is due, a
-/// later one never is, stdout is always writable); on the frozen clock the
-/// loop never ends by itself, so fuel or the deadline ends it, in time.
-#[test]
-fn poll_loop() {
-    let sandbox = sandbox(Limits::default());
-    let (failure, _) = timed_failure_of(&sandbox, "hostile_poll_loop");
+/// A guest that never ends by itself: with the default limits fuel or the
+/// deadline ends it, in time (never a wait refused: it waits on nothing);
+/// with fuel out of the way, the deadline does.
+fn ends_by_fuel_or_deadline(fixture: &str) {
+    let bounded = sandbox(Limits::default());
+    let (failure, _) = timed_failure_of(&bounded, fixture);
     assert!(
         matches!(
             failure,
@@ -355,51 +354,31 @@ fn poll_loop() {
         ),
         "{failure:?}"
     );
-    still_works(&sandbox);
-}
+    still_works(&bounded);
 
-#[test]
-fn poll_loop_with_unbounded_fuel_hits_the_deadline() {
-    let sandbox = sandbox(Limits {
+    let unbounded_fuel = sandbox(Limits {
         fuel: u64::MAX / 4,
         deadline_ms: 50,
         ..Limits::default()
     });
-    let (failure, _) = timed_failure_of(&sandbox, "hostile_poll_loop");
+    let (failure, _) = timed_failure_of(&unbounded_fuel, fixture);
     assert_eq!(failure, PluginFailure::deadline(50));
-    still_works(&sandbox);
+    still_works(&unbounded_fuel);
+}
+
+/// Polling in a loop returns at once every time (a zero timeout is due, a
+/// later one never is, stdout is always writable); on the frozen clock the
+/// loop never ends by itself.
+#[test]
+fn poll_loop() {
+    ends_by_fuel_or_deadline("hostile_poll_loop");
 }
 
 /// Writing 64 KiB chunks to stdout and stderr without end: the streams are
-/// sinks that never block or fill, so fuel or the deadline ends it, in time.
+/// sinks that never block or fill.
 #[test]
 fn output_flood() {
-    let sandbox = sandbox(Limits::default());
-    let (failure, _) = timed_failure_of(&sandbox, "hostile_output_flood");
-    assert!(
-        matches!(
-            failure,
-            PluginFailure::OutOfFuel { .. }
-                | PluginFailure::Deadline {
-                    waited_in: None,
-                    ..
-                }
-        ),
-        "{failure:?}"
-    );
-    still_works(&sandbox);
-}
-
-#[test]
-fn output_flood_with_unbounded_fuel_hits_the_deadline() {
-    let sandbox = sandbox(Limits {
-        fuel: u64::MAX / 4,
-        deadline_ms: 50,
-        ..Limits::default()
-    });
-    let (failure, _) = timed_failure_of(&sandbox, "hostile_output_flood");
-    assert_eq!(failure, PluginFailure::deadline(50));
-    still_works(&sandbox);
+    ends_by_fuel_or_deadline("hostile_output_flood");
 }
 
 fn refused_contract(fixture: &str, version: &str, why: &str) {

@@ -293,8 +293,13 @@ fn has_buttons(message: &Value) -> bool {
         .any(|b| b["type"] == "actions")
 }
 
-#[tokio::test]
-async fn notifier_posts_redraws_threads_and_escalates() {
+/// The fake Slack and a notifier posting to it, with its own database.
+async fn notifier() -> (
+    FakeSlack,
+    actiongate_tests::pg::TempDatabase,
+    Store,
+    SlackNotifier,
+) {
     let fake = FakeSlack::start().await;
     let database = actiongate_tests::pg::TempDatabase::create("ag_slack_notifier").await;
     let store = Store::connect(&database.url).await.unwrap();
@@ -304,6 +309,12 @@ async fn notifier_posts_redraws_threads_and_escalates() {
         store.clone(),
         settings,
     );
+    (fake, database, store, notifier)
+}
+
+#[tokio::test]
+async fn notifier_posts_redraws_threads_and_escalates() {
+    let (fake, _database, store, notifier) = notifier().await;
 
     notifier
         .notify(&notification(NotificationKind::Pending, 0))
@@ -374,15 +385,7 @@ async fn notifier_posts_redraws_threads_and_escalates() {
 
 #[tokio::test]
 async fn notifier_failures_are_errors_not_panics() {
-    let fake = FakeSlack::start().await;
-    let database = actiongate_tests::pg::TempDatabase::create("ag_slack_notifier").await;
-    let store = Store::connect(&database.url).await.unwrap();
-    let settings = std::sync::Arc::new(settings(&fake, ""));
-    let notifier = SlackNotifier::new(
-        SlackClient::new(&settings).unwrap(),
-        store.clone(),
-        settings,
-    );
+    let (fake, _database, _, notifier) = notifier().await;
     fake.script("chat.postMessage", Scripted::Error("channel_not_found"));
     let error = notifier
         .notify(&notification(NotificationKind::Pending, 0))

@@ -108,6 +108,18 @@ impl Approver {
     }
 }
 
+/// The service, an agent, and Dana and Erin, each with a passkey
+/// registered: the two data owners a critical export needs.
+async fn two_approvers_with_passkeys() -> (TestServer, Caller, Approver, Approver) {
+    let server = start().await;
+    let agent = Caller::agent(&server, "etl", "owner@example.com").await;
+    let mut dana = Approver::new(&server, "dana@example.com").await;
+    let mut erin = Approver::new(&server, "erin@example.com").await;
+    dana.register("laptop").await;
+    erin.register("key").await;
+    (server, agent, dana, erin)
+}
+
 fn id(answer: &Value) -> String {
     answer["action_id"].as_str().unwrap().to_string()
 }
@@ -226,12 +238,7 @@ async fn passkeys_are_registered_listed_and_removed_per_person() {
 
 #[tokio::test]
 async fn a_critical_action_is_approved_with_assertions_and_the_evidence_says_so() {
-    let server = start().await;
-    let agent = Caller::agent(&server, "etl", "owner@example.com").await;
-    let mut dana = Approver::new(&server, "dana@example.com").await;
-    let mut erin = Approver::new(&server, "erin@example.com").await;
-    dana.register("laptop").await;
-    erin.register("key").await;
+    let (server, agent, mut dana, mut erin) = two_approvers_with_passkeys().await;
     let (_, answer) = agent.post("/v1/actions", critical_export()).await;
     let action = id(&answer);
     assert_eq!(answer["approval"]["quorum"], 2, "{answer}");
@@ -342,12 +349,7 @@ async fn a_critical_action_is_approved_with_assertions_and_the_evidence_says_so(
 
 #[tokio::test]
 async fn assertions_for_another_action_version_person_or_without_verification_are_refused() {
-    let server = start().await;
-    let agent = Caller::agent(&server, "etl", "owner@example.com").await;
-    let mut dana = Approver::new(&server, "dana@example.com").await;
-    let mut erin = Approver::new(&server, "erin@example.com").await;
-    dana.register("laptop").await;
-    erin.register("key").await;
+    let (server, agent, mut dana, mut erin) = two_approvers_with_passkeys().await;
     let (_, a) = agent.post("/v1/actions", critical_export()).await;
     let (_, b) = agent.post("/v1/actions", critical_export()).await;
     let (a, b) = (id(&a), id(&b));

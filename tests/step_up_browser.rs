@@ -6,10 +6,10 @@
 //! critical action with one; each way a step-up must be refused is driven
 //! through the same pages, as a tampering client would send it.
 
-use actiongate::config::Config;
 use actiongate::evidence::EventKind;
 use actiongate_tests::browser::{
-    browse, sign_in, Browser, OidcProvider, Outputs, CLIENT_ID, CLIENT_SECRET,
+    browse, inbox_service, no_script_errors, screenshot_dir, sign_in, Browser, OidcProvider,
+    Outputs,
 };
 use actiongate_tests::caller::Caller;
 use actiongate_tests::pg::TempDatabase;
@@ -32,25 +32,19 @@ struct Inbox {
 
 impl Inbox {
     async fn start() -> Inbox {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let public_url = format!("http://localhost:{port}");
-        let provider =
-            OidcProvider::start(&format!("{public_url}/inbox/callback"), accounts()).await;
-        let dir = tempfile::tempdir().unwrap();
-        let database = std::sync::Arc::new(TempDatabase::create("ag_stepup_browser").await);
-        let mut config: Config = config(&database.url, dir.path());
-        config.inbox = Some(
-            toml::from_str(&format!(
-                "public_url = {public_url:?}\n[oidc]\nissuer = {:?}\nclient_id = {CLIENT_ID:?}\nclient_secret = {CLIENT_SECRET:?}\n",
-                provider.issuer
-            ))
-            .unwrap(),
-        );
-        config.step_up = Some(
-            toml::from_str(&format!("rp_id = \"localhost\"\norigin = {public_url:?}\n")).unwrap(),
-        );
-        let server = TestServer::start_config_on(listener, config, dir, Some(database)).await;
+        let (server, provider) = inbox_service(
+            "localhost",
+            accounts(),
+            "ag_stepup_browser",
+            "",
+            "",
+            |config, url| {
+                config.step_up = Some(
+                    toml::from_str(&format!("rp_id = \"localhost\"\norigin = {url:?}\n")).unwrap(),
+                );
+            },
+        )
+        .await;
         Inbox {
             server,
             _provider: provider,
@@ -103,12 +97,6 @@ impl Inbox {
     }
 }
 
-fn screenshots() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/inbox-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Steps that register a passkey named `label` on the passkeys page.
 fn register(label: &str, as_: &str) -> Vec<Value> {
     vec![
@@ -133,16 +121,6 @@ fn step_up_field(out: &Outputs, name: &str) -> String {
     value
 }
 
-/// No script error and no CSP violation (failed loads are not).
-fn no_script_errors(out: &Outputs) {
-    let errors: Vec<&String> = out
-        .console_errors
-        .iter()
-        .filter(|e| !e.starts_with("Failed to load resource"))
-        .collect();
-    assert!(errors.is_empty(), "no script or CSP errors: {errors:?}");
-}
-
 #[tokio::test]
 async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_needs_none() {
     let inbox = Inbox::start().await;
@@ -153,7 +131,7 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
     let deny_me = inbox
         .critical_export(&agent, "s3://corp-analytics/q3")
         .await;
-    let shots = screenshots();
+    let shots = screenshot_dir();
 
     // Without a session, the script's calls are refused as problem+json.
     let r = reqwest::Client::new()
@@ -173,6 +151,7 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
             sign_in(&inbox.url("/inbox/passkeys"), "dana"),
             vec![
                 json!({"text": "main", "as": "none_yet"}),
+                json!({"text": "header nav", "as": "menu"}),
                 // The script's calls carry the session's CSRF token; a page
                 // of another origin could not read it.
                 json!({"fetch": "/inbox/passkeys/registration", "as": "no_token",
@@ -215,6 +194,11 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
     )
     .await;
     no_script_errors(&out);
+    assert!(
+        out.text("menu").contains("My passkeys"),
+        "{}",
+        out.text("menu")
+    );
     assert!(
         out.text("none_yet").contains("You have no passkey yet"),
         "{}",
@@ -351,6 +335,47 @@ async fn passkeys_registered_in_the_browser_approve_a_critical_action_and_deny_n
     );
 }
 
+/// The approval form's post, as the tests catch and rewrite it.
+const REVIEW_POST: &str = "**/inbox/actions/*/review";
+
+/// Steps that fill in an approval on `page`.
+fn approving(page: &str) -> Vec<Value> {
+    vec![
+        json!({"goto": page}),
+        json!({"fill": "#approve-reason", "value": "fine"}),
+    ]
+}
+
+/// Steps that make the page's assertion for an approval on `page`, catch
+/// its post before it is sent, and pause as `caught_NAME` (the captured
+/// post is output `NAME`).
+fn caught(page: &str, name: &str) -> Vec<Value> {
+    [
+        approving(page),
+        vec![
+            json!({"capture_post": REVIEW_POST, "as": name, "abort": true}),
+            json!({"click": "#approve-form button[type=submit]", "navigates": false}),
+            json!({"captured": name}),
+            json!({"pause": format!("caught_{name}")}),
+        ],
+    ]
+    .concat()
+}
+
+/// Steps that approve on `page` with the post's `step_up` field replaced
+/// by `value`; the page is output `NAME`, its notice `NAME_notice`.
+fn sent_with(page: &str, value: &str, name: &str) -> Vec<Value> {
+    [
+        approving(page),
+        vec![
+            json!({"rewrite_post": REVIEW_POST, "field": "step_up", "value": value}),
+            json!({"click": "#approve-form button[type=submit]", "as": name}),
+            json!({"text": "#notice", "as": format!("{name}_notice")}),
+        ],
+    ]
+    .concat()
+}
+
 #[tokio::test]
 async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_refused() {
     let inbox = Inbox::start().await;
@@ -375,7 +400,6 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
         "{answer}"
     );
     let c = answer["action_id"].as_str().unwrap().to_string();
-    let review_post = "**/inbox/actions/*/review";
 
     // Through the API, an approval without an assertion names the rule.
     let dana_api = Caller::approver(&inbox.server, "dana@example.com").await;
@@ -397,46 +421,20 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
             vec![json!({"authenticator": {}})],
             sign_in(&inbox.url("/inbox/passkeys"), "dana"),
             register("Work laptop", "registered"),
-            // An assertion made on A's page for A, caught before it is sent.
+            // An assertion made on A's page for A, caught before it is sent;
+            // replayed on B's page in place of B's own.
+            caught(&inbox.page(&a), "for_a"),
+            sent_with(&inbox.page(&b), "${for_a}", "replayed"),
+            // Another assertion for A's current version, caught again; then
+            // Erin modifies A, and the new version's page gets the old
+            // version's assertion.
+            caught(&inbox.page(&a), "before_modify"),
+            sent_with(&inbox.page(&a), "${before_modify}", "stale"),
+            // A step_up field that is no assertion at all.
+            sent_with(&inbox.page(&b), "{\"challenge_id\": 1}", "garbled"),
+            // The form posted without the assertion the script made.
+            sent_with(&inbox.page(&b), "", "without"),
             vec![
-                json!({"goto": inbox.page(&a)}),
-                json!({"fill": "#approve-reason", "value": "fine"}),
-                json!({"capture_post": review_post, "as": "for_a", "abort": true}),
-                json!({"click": "#approve-form button[type=submit]", "navigates": false}),
-                json!({"captured": "for_a"}),
-                json!({"pause": "caught_for_a"}),
-                // Replayed on B's page in place of B's own.
-                json!({"goto": inbox.page(&b)}),
-                json!({"fill": "#approve-reason", "value": "fine"}),
-                json!({"rewrite_post": review_post, "field": "step_up", "value": "${for_a}"}),
-                json!({"click": "#approve-form button[type=submit]", "as": "replayed"}),
-                json!({"text": "#notice", "as": "replayed_notice"}),
-                // Another assertion for A's current version, caught again;
-                // then Erin modifies A.
-                json!({"goto": inbox.page(&a)}),
-                json!({"fill": "#approve-reason", "value": "fine"}),
-                json!({"capture_post": review_post, "as": "before_modify", "abort": true}),
-                json!({"click": "#approve-form button[type=submit]", "navigates": false}),
-                json!({"captured": "before_modify"}),
-                json!({"pause": "caught_before_modify"}),
-                // The new version's page, with the old version's assertion.
-                json!({"goto": inbox.page(&a)}),
-                json!({"fill": "#approve-reason", "value": "fine"}),
-                json!({"rewrite_post": review_post, "field": "step_up", "value": "${before_modify}"}),
-                json!({"click": "#approve-form button[type=submit]", "as": "stale"}),
-                json!({"text": "#notice", "as": "stale_notice"}),
-                // A step_up field that is no assertion at all.
-                json!({"goto": inbox.page(&b)}),
-                json!({"fill": "#approve-reason", "value": "fine"}),
-                json!({"rewrite_post": review_post, "field": "step_up", "value": "{\"challenge_id\": 1}"}),
-                json!({"click": "#approve-form button[type=submit]", "as": "garbled"}),
-                json!({"text": "#notice", "as": "garbled_notice"}),
-                // The form posted without the assertion the script made.
-                json!({"goto": inbox.page(&b)}),
-                json!({"fill": "#approve-reason", "value": "fine"}),
-                json!({"rewrite_post": review_post, "field": "step_up", "value": ""}),
-                json!({"click": "#approve-form button[type=submit]", "as": "without"}),
-                json!({"text": "#notice", "as": "without_notice"}),
                 // An authenticator that does not verify the user: the
                 // browser refuses to answer a challenge that requires it...
                 json!({"user_verified": false}),
@@ -621,7 +619,7 @@ async fn approvals_without_a_fresh_verified_own_assertion_for_this_version_are_r
 async fn the_service_refuses_a_step_up_origin_the_inbox_is_not_served_on() {
     let dir = tempfile::tempdir().unwrap();
     let database = TempDatabase::create("ag_stepup_origin").await;
-    let mut config: Config = config(&database.url, dir.path());
+    let mut config = config(&database.url, dir.path());
     config.inbox = Some(
         toml::from_str(
             "public_url = \"https://inbox.example.com\"\n[oidc]\nissuer = \"https://login.example.com\"\nclient_id = \"actiongate\"\nclient_secret = \"s\"\n",

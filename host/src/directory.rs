@@ -295,6 +295,25 @@ impl Directory {
     }
 }
 
+/// Dana and Erin, the two data owners of the approval tests.
+#[cfg(test)]
+pub(crate) fn two_data_owners() -> Directory {
+    let cfg: DirectoryConfig = toml::from_str(
+        r#"
+        [[people]]
+        email = "dana@example.com"
+        name = "Dana"
+        [[people]]
+        email = "erin@example.com"
+        name = "Erin"
+        [groups]
+        data-owners = ["dana@example.com", "erin@example.com"]
+        "#,
+    )
+    .unwrap();
+    Directory::from_config(&cfg).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

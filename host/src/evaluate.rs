@@ -43,6 +43,27 @@ pub enum FailClosed {
     },
 }
 
+impl FailClosed {
+    /// The break-glass hold a failure takes, if it is not simply denied.
+    pub fn hold(&self) -> Option<ApprovalRoute> {
+        match self {
+            FailClosed::Deny => None,
+            FailClosed::BreakGlass {
+                group,
+                quorum,
+                ttl_seconds,
+                escalate_to,
+            } => Some(ApprovalRoute {
+                groups: vec![group.clone()],
+                quorum: *quorum,
+                ttl_seconds: *ttl_seconds,
+                modifiable_params: Vec::new(),
+                escalate_to: escalate_to.clone(),
+            }),
+        }
+    }
+}
+
 /// Which plugin decided, as recorded in evidence and carried in grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginRef {
@@ -289,25 +310,14 @@ impl Evaluator {
         fuel_used: u64,
         duration: Duration,
     ) -> Verdict {
-        let route = match &self.fail_closed {
-            FailClosed::Deny => Route::Deny {
+        let route = match self.fail_closed.hold() {
+            Some(hold) => Route::RequireApproval(hold),
+            None => Route::Deny {
                 reason: format!(
                     "policy could not decide ({}); failing closed",
                     failure.kind()
                 ),
             },
-            FailClosed::BreakGlass {
-                group,
-                quorum,
-                ttl_seconds,
-                escalate_to,
-            } => Route::RequireApproval(ApprovalRoute {
-                groups: vec![group.clone()],
-                quorum: *quorum,
-                ttl_seconds: *ttl_seconds,
-                modifiable_params: Vec::new(),
-                escalate_to: escalate_to.clone(),
-            }),
         };
         Verdict {
             plugin,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::action::Route;
 use crate::api::{App, AppState};
 use crate::bindings::{BindingChange, BindingConfig, Bindings};
 use crate::config::Config;
@@ -46,6 +47,13 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         Arc::new(Sandbox::new(config.sandbox.clone()).context("starting the plugin sandbox")?);
     let directory =
         Arc::new(Directory::from_config(&config.directory).context("checking [directory]")?);
+    // A break-glass hold nobody can answer would leave every failure
+    // pending until it expires: refuse it now, like a plugin's route.
+    if let Some(hold) = config.fail_closed.hold() {
+        crate::route_check::check(&Route::RequireApproval(hold), &directory).map_err(|reason| {
+            anyhow::anyhow!("checking [fail_closed] against [directory]: {reason}")
+        })?;
+    }
     let evaluator = Arc::new(
         Evaluator::new(sandbox, config.fail_closed.clone()).with_directory(directory.clone()),
     );

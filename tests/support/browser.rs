@@ -234,3 +234,57 @@ pub fn sign_in(url: &str, login: &str) -> Vec<Value> {
         serde_json::json!({"text": "body", "as": "after_sign_in"}),
     ]
 }
+
+/// The service with `[inbox]` signed in through a fresh provider that knows
+/// `accounts`, on its own database (`database` names it), served at
+/// `http://HOST:PORT` (`localhost` where WebAuthn needs a domain).
+/// `inbox_extra` is added to `[inbox]`, `oidc_extra` to `[inbox.oidc]`;
+/// `more` may set other sections from the public URL.
+pub async fn inbox_service(
+    host: &str,
+    accounts: Value,
+    database: &str,
+    inbox_extra: &str,
+    oidc_extra: &str,
+    more: impl FnOnce(&mut actiongate::config::Config, &str),
+) -> (crate::server::TestServer, OidcProvider) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let public_url = format!("http://{host}:{port}");
+    let provider = OidcProvider::start(&format!("{public_url}/inbox/callback"), accounts).await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = std::sync::Arc::new(crate::pg::TempDatabase::create(database).await);
+    let mut config = crate::server::config(&database.url, dir.path());
+    config.inbox = Some(
+        toml::from_str(&format!(
+            "public_url = {public_url:?}\n{inbox_extra}\n[oidc]\nissuer = {:?}\nclient_id = {CLIENT_ID:?}\nclient_secret = {CLIENT_SECRET:?}\n{oidc_extra}",
+            provider.issuer
+        ))
+        .unwrap(),
+    );
+    more(&mut config, &public_url);
+    let server =
+        crate::server::TestServer::start_config_on(listener, config, dir, Some(database)).await;
+    (server, provider)
+}
+
+/// Where the browser tests leave their screenshots (target/inbox-screenshots).
+pub fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/inbox-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// No script error and no CSP violation (a failed load, such as the
+/// favicon's 404 or a refused form's status, is not one).
+pub fn no_script_errors(out: &Outputs) {
+    let errors: Vec<&String> = out
+        .console_errors
+        .iter()
+        .filter(|e| !e.starts_with("Failed to load resource"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the pages run under their CSP without errors: {errors:?}"
+    );
+}

@@ -542,24 +542,7 @@ mod tests {
     use super::*;
     use crate::action::{ApprovalRoute, Risk};
     use crate::approvals::rules::{RequestState, Requester};
-    use crate::directory::{Directory, DirectoryConfig};
-
-    fn dir() -> Directory {
-        let cfg: DirectoryConfig = toml::from_str(
-            r#"
-            [[people]]
-            email = "dana@example.com"
-            name = "Dana"
-            [[people]]
-            email = "erin@example.com"
-            name = "Erin"
-            [groups]
-            data-owners = ["dana@example.com", "erin@example.com"]
-            "#,
-        )
-        .unwrap();
-        Directory::from_config(&cfg).unwrap()
-    }
+    use crate::directory::{two_data_owners as dir, Directory};
 
     fn held(quorum: u32) -> ApprovalRoute {
         ApprovalRoute {

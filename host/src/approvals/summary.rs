@@ -118,24 +118,7 @@ mod tests {
     use super::*;
     use crate::action::{ApprovalRoute, Classification, Principal, Risk, Route};
     use crate::approvals::rules::{Decision, RequestState, Requester, Review};
-    use crate::directory::DirectoryConfig;
-
-    fn directory() -> Directory {
-        let cfg: DirectoryConfig = toml::from_str(
-            r#"
-            [[people]]
-            email = "dana@example.com"
-            name = "Dana"
-            [[people]]
-            email = "erin@example.com"
-            name = "Erin"
-            [groups]
-            data-owners = ["dana@example.com", "erin@example.com"]
-        "#,
-        )
-        .unwrap();
-        Directory::from_config(&cfg).unwrap()
-    }
+    use crate::directory::two_data_owners as directory;
 
     #[test]
     fn redaction_catches_secret_keys_at_any_depth_and_spelling() {

@@ -12,6 +12,9 @@ pub struct Me {
     pub name: String,
     pub email: String,
     pub csrf: String,
+    /// Whether passkeys are in use here (`[step_up]`): only then does the
+    /// menu offer them.
+    pub passkeys: bool,
 }
 
 /// One row of the pending list.

@@ -111,6 +111,8 @@ pub struct SignedIn {
     pub session: InboxSession,
     /// The provider's groups, when a group claim is configured.
     pub idp_groups: Option<Vec<String>>,
+    /// Whether passkey step-up is configured.
+    pub passkeys: bool,
 }
 
 impl SignedIn {
@@ -119,6 +121,7 @@ impl SignedIn {
             name: self.name.clone(),
             email: self.approver.to_string(),
             csrf: self.session.csrf_token.clone(),
+            passkeys: self.passkeys,
         }
     }
 
@@ -228,6 +231,7 @@ where
             name: person.name().to_string(),
             session,
             idp_groups,
+            passkeys: app.gate.step_up().is_some(),
         })
     }
 }
