@@ -106,9 +106,9 @@ impl LimitsOverride {
 
     /// What an interpreter plugin gets unless configured otherwise,
     /// measured with CPython 3.14 from componentize-py 0.25.1: the Python
-    /// db-export uses about 1.4 million units of fuel (its Rust twin
+    /// db-export uses about 0.7 million units of fuel (its Rust twin
     /// 15 thousand) and CPython burns about 600 million a second here, so
-    /// 100 million leaves 70 times the headroom and ends a loop in about
+    /// 100 million leaves 140 times the headroom and ends a loop in about
     /// 160 ms, well before the 1 s wall-clock backstop. Its runtime makes
     /// about 40 core instances, and its heap snapshot plus a policy's work
     /// fits 64 MiB.

@@ -26,10 +26,15 @@ invalid output with its message; any other exception traps, which fails
 closed too, with the exception in the evidence.
 
 Determinism: componentize-py snapshots the interpreter when it builds the
-component, so every evaluation starts from the same `random` state. The
-export wrapper reseeds `random` from the sandbox's WASI random, which the
-host seeds from the action id, before the plugin's first call in an
-instance: `random` differs per action and repeats on replay.
+component, so every instance starts from the same `random` state; its
+runtime then calls ``random.seed()`` before the first call in an instance,
+which reads the sandbox's WASI random, seeded by the host from the action
+id: `random` differs per action and repeats on replay. The SDK does not
+seed again (that second seeding was a third of a plugin's floor).
+
+Cost: every evaluation is a fresh interpreter instance running classify
+and route once, so the conversions below run once per action and are kept
+to plain attribute and tuple work (no enum calls, no generators).
 """
 
 from __future__ import annotations
@@ -37,8 +42,7 @@ from __future__ import annotations
 import datetime as _datetime
 import enum as _enum
 import json as _json
-import os as _os
-import random as _random
+import types as _types
 import typing as _typing
 
 __all__ = [
@@ -187,7 +191,7 @@ class Classification:
     """What `Policy.classify` concludes: a risk, reasons for humans, tags for machines."""
 
     def __init__(self, risk: Risk = Risk.LOW, reasons: list[str] = (), tags: list[str] = ()):
-        self.risk = Risk(risk)
+        self.risk = risk if type(risk) is Risk else Risk(risk)
         self.reasons = list(reasons)
         self.tags = list(tags)
 
@@ -195,7 +199,7 @@ class Classification:
         """Raises the risk to ``risk`` if it is higher, and records why
         (the Rust SDK's ``raise``, a keyword in Python)."""
         if risk > self.risk:
-            self.risk = Risk(risk)
+            self.risk = risk if type(risk) is Risk else Risk(risk)
         self.tags.append(tag)
         self.reasons.append(reason)
 
@@ -299,12 +303,48 @@ def _describe_value(value) -> str:
 
 def _check(value, expected, path: str):
     """``value`` if it is of ``expected`` (JSON's view: a bool is not an
-    int, an int is a float), else a `PolicyError` naming ``path``."""
+    int, an int is a float), else a `PolicyError` naming ``path``.
+
+    Plain types and ``list[...]``/``dict[...]`` of them are checked without
+    the `typing` helpers, which are Python code and were most of a small
+    policy's own cost in the sandbox."""
+    if expected is str or expected is dict or expected is list or expected is bool:
+        if type(value) is expected or isinstance(value, expected):
+            return value
+        return _mismatch(value, expected, path)
+    if expected is int:
+        if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        return _mismatch(value, expected, path)
+    if expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return _mismatch(value, expected, path)
     if expected is _typing.Any:
         return value
-    origin = _typing.get_origin(expected)
-    args = _typing.get_args(expected)
-    if origin is _typing.Union:
+    if type(expected) is _types.GenericAlias:
+        origin = expected.__origin__
+        args = expected.__args__
+    else:
+        origin = _typing.get_origin(expected)
+        args = _typing.get_args(expected)
+    if origin is list:
+        if not isinstance(value, list):
+            return _mismatch(value, expected, path)
+        item = args[0] if args else _typing.Any
+        if item is str:
+            for v in value:
+                if type(v) is not str and not isinstance(v, str):
+                    break
+            else:
+                return list(value)
+        return [_check(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            return _mismatch(value, expected, path)
+        item = args[1] if len(args) == 2 else _typing.Any
+        return {k: _check(v, item, f"{path}.{k}") for k, v in value.items()}
+    if origin is _typing.Union or origin is _types.UnionType:
         if value is None and type(None) in args:
             return None
         for option in args:
@@ -316,29 +356,11 @@ def _check(value, expected, path: str):
                 pass
         names = " or ".join(_type_name(a) for a in args if a is not type(None))
         raise PolicyError(f"{path}: expected {names}, got {_describe_value(value)}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise PolicyError(f"{path}: expected {_type_name(expected)}, got {_describe_value(value)}")
-        item = args[0] if args else _typing.Any
-        return [_check(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise PolicyError(f"{path}: expected {_type_name(expected)}, got {_describe_value(value)}")
-        item = args[1] if len(args) == 2 else _typing.Any
-        return {k: _check(v, item, f"{path}.{k}") for k, v in value.items()}
-    ok = {
-        bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, str),
-        list: lambda v: isinstance(v, list),
-        dict: lambda v: isinstance(v, dict),
-    }.get(expected)
-    if ok is None:
-        raise TypeError(f"{path}: unsupported type {expected!r}")
-    if not ok(value):
-        raise PolicyError(f"{path}: expected {_type_name(expected)}, got {_describe_value(value)}")
-    return float(value) if expected is float else value
+    raise TypeError(f"{path}: unsupported type {expected!r}")
+
+
+def _mismatch(value, expected, path: str):
+    raise PolicyError(f"{path}: expected {_type_name(expected)}, got {_describe_value(value)}")
 
 
 def _type_name(expected) -> str:
@@ -349,15 +371,3 @@ def _type_name(expected) -> str:
     if origin is dict:
         return "an object"
     return _JSON_NAMES.get(expected, getattr(expected, "__name__", str(expected)))
-
-
-def _reseed_once():
-    """See the module docs (Determinism). Once per instance: the snapshot
-    holds ``_seeded = False`` and each evaluation is a fresh instance."""
-    global _seeded
-    if not _seeded:
-        _random.seed(_os.urandom(32))
-        _seeded = True
-
-
-_seeded = False

@@ -58,6 +58,25 @@ class ParamsTest(unittest.TestCase):
         self.assertIn("params.flag: expected an integer, got a boolean", self.error(lambda: p.require("flag", int)))
         self.assertIn("params.on: expected a boolean", self.error(lambda: p.require("on", bool)))
 
+    def test_checked_values_are_copies_and_generics_nest(self):
+        p = Params.parse('{"tables": ["a"], "limits": {"x": 1, "y": 2}, "maybe": 4, "deep": [[1], [2, 3]]}')
+        tables = p.require("tables", list[str])
+        tables.append("b")
+        self.assertEqual(p.require("tables", list[str]), ["a"], "the caller gets a copy")
+        self.assertEqual(p.require("limits", dict[str, int]), {"x": 1, "y": 2})
+        self.assertEqual(p.require("maybe", int | None), 4)
+        self.assertEqual(p.require("deep", list[list[int]]), [[1], [2, 3]])
+        self.assertEqual(
+            self.error(lambda: p.require("limits", dict[str, str])),
+            "params.limits.x: expected a string, got an integer (1)",
+        )
+        self.assertEqual(
+            self.error(lambda: p.require("maybe", str | None)),
+            "params.maybe: expected a string, got an integer (4)",
+        )
+        with self.assertRaises(TypeError):
+            p.require("maybe", tuple)
+
     def test_params_must_be_an_object(self):
         self.assertEqual(self.error(lambda: Params.parse("[1]")), "params must be a JSON object")
         self.assertIn("not valid JSON", self.error(lambda: Params.parse("{")))
@@ -87,6 +106,12 @@ class BuildersTest(unittest.TestCase):
         self.assertEqual(c.risk, Risk.CRITICAL)
         self.assertEqual(c.tags, ["rows:large", "pii"])
         self.assertTrue(c.has_tag("pii"))
+
+    def test_a_plain_int_risk_becomes_a_risk(self):
+        c = Classification(2)
+        self.assertIs(c.risk, Risk.HIGH)
+        c.raise_to(3, "t", "r")
+        self.assertIs(c.risk, Risk.CRITICAL)
 
     def test_routes(self):
         a = Approval(["data-owners"], quorum=2).ttl_seconds(60).modifiable(["rows"]).escalate_to(["security"])
