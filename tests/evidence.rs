@@ -209,6 +209,24 @@ async fn a_bad_event_fails_alone(store: Store) {
     assert_eq!(g.unwrap().seq, 0);
 }
 
+/// An allowed action's row, as a decision inserts it (with a grant token).
+fn allowed_row(id: Uuid, agent: &str, now: chrono::DateTime<chrono::Utc>) -> ActionRow {
+    ActionRow {
+        id: id.to_string(),
+        agent_id: agent.into(),
+        idempotency_key: None,
+        request_hash: "h".into(),
+        action: "{}".into(),
+        digest: "d".into(),
+        state: "allowed".into(),
+        verdict: "{}".into(),
+        grant_token: Some("t".into()),
+        expires_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 /// A decision's action row commits after its events; one submitted with a
 /// key revoked in the meantime is refused together with its events, and the
 /// seqs of the rest stay dense.
@@ -223,20 +241,7 @@ async fn decisions_commit_after_their_events_unless_their_key_is_revoked(store: 
     let decision = |agent: &str, key: &str| {
         let id = Uuid::now_v7();
         let now = chrono::Utc::now();
-        let row = ActionRow {
-            id: id.to_string(),
-            agent_id: agent.into(),
-            idempotency_key: None,
-            request_hash: "h".into(),
-            action: "{}".into(),
-            digest: "d".into(),
-            state: "allowed".into(),
-            verdict: "{}".into(),
-            grant_token: Some("t".into()),
-            expires_at: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let row = allowed_row(id, agent, now);
         let grant = Some((format!("jti-{id}"), now));
         let events = (0..3).map(|i| event(Some(id), i)).collect::<Vec<_>>();
         let key_hash = Some(key.to_string());
@@ -316,20 +321,7 @@ async fn a_claimed_decision_and_its_run_commit_with_their_events(store: Store) {
     let new = |claimed: bool| {
         let id = Uuid::now_v7();
         let now = chrono::Utc::now();
-        let row = ActionRow {
-            id: id.to_string(),
-            agent_id: "gw".into(),
-            idempotency_key: None,
-            request_hash: "h".into(),
-            action: "{}".into(),
-            digest: "d".into(),
-            state: "allowed".into(),
-            verdict: "{}".into(),
-            grant_token: Some("t".into()),
-            expires_at: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let row = allowed_row(id, "gw", now);
         let action = NewAction {
             row,
             grant: Some((format!("jti-{id}"), now + chrono::Duration::seconds(60))),

@@ -2,13 +2,13 @@
 //! ACTIONGATE_BIN) on one Postgres database: an approval through one wakes
 //! a long-poll on the other, and SIGTERM drains requests in flight.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use actiongate::keys::{hash_api_key, new_api_key};
 use actiongate::store::{KeyRole, Store};
 use actiongate_tests::pg::TempDatabase;
+use actiongate_tests::process::listening_url;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -49,15 +49,7 @@ impl Host {
             .stderr(stderr)
             .spawn()
             .expect("spawning actiongate serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("actiongate listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let url = listening_url(&mut child);
         Host { child, url }
     }
 

@@ -12,6 +12,19 @@ use tempfile::TempDir;
 
 use crate::pg::TempDatabase;
 
+/// The URL a started `actiongate serve` prints as its first line on
+/// stdout (which the child must have piped).
+pub fn listening_url(child: &mut std::process::Child) -> String {
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("actiongate listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string()
+}
+
 pub struct ServedBinary {
     child: std::process::Child,
     pub url: String,
@@ -45,15 +58,7 @@ impl ServedBinary {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("actiongate listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let url = listening_url(&mut child);
         let store = Store::connect(&database.url).await.unwrap();
         ServedBinary {
             child,
