@@ -381,76 +381,87 @@ async fn a_claimed_decision_and_its_run_commit_with_their_events(store: Store) {
     assert_eq!(row.state, "allowed", "moves touch only their own action");
 }
 
-/// A record of what already happened (a run's outcome) waits for the next
-/// batch and commits in it, first, rather than costing a commit of its own
-/// beside it; with nothing to ride with it goes alone after `defer_ms`.
-async fn an_after_the_fact_record_shares_the_next_commit(store: Store) {
+/// Records of what already happened (runs' outcomes) wait for each other
+/// and share one commit, never riding in (and lengthening) a batch someone
+/// waits on; with nothing else to wait for they go after `defer_ms`.
+async fn after_the_fact_records_share_a_commit_of_their_own(store: Store) {
     let attrs = std::collections::BTreeMap::new();
     assert!(store.create_agent("gw", "o@x", &attrs).await.unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let open_deferring = |defer_ms| {
-        EvidenceLog::open(
-            store.clone(),
-            EvidenceConfig {
-                defer_ms,
-                ..config(&dir)
-            },
-        )
+    let log = EvidenceLog::open(
+        store.clone(),
+        EvidenceConfig {
+            defer_ms: 2_000,
+            ..config(&dir)
+        },
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = Uuid::now_v7();
+        let action = NewAction {
+            row: allowed_row(id, "gw", chrono::Utc::now()),
+            grant: None,
+            key_hash: None,
+            claimed: false,
+        };
+        let (_, recorded) = log
+            .append_with_action(vec![event(Some(id), 0)], action)
+            .await
+            .unwrap();
+        assert_eq!(recorded, Recorded::Created);
+        ids.push(id);
+    }
+    let held: Vec<_> = ids
+        .iter()
+        .map(|&id| {
+            let log = log.clone();
+            let to_executed = ActionMove {
+                id: id.to_string(),
+                from: "allowed".into(),
+                to: "executed".into(),
+                at: chrono::Utc::now(),
+            };
+            tokio::spawn(async move {
+                log.append_after_the_fact(vec![event(Some(id), 1)], to_executed)
+                    .await
+            })
+        })
+        .collect();
+    let state = |id: Uuid| {
+        let store = store.clone();
+        async move { store.action(&id.to_string()).await.unwrap().unwrap().state }
     };
-    let log = open_deferring(60_000).await.unwrap();
-    let id = Uuid::now_v7();
-    let action = NewAction {
-        row: allowed_row(id, "gw", chrono::Utc::now()),
-        grant: None,
-        key_hash: None,
-        claimed: false,
-    };
-    let (_, recorded) = log
-        .append_with_action(vec![event(Some(id), 0)], action)
-        .await
-        .unwrap();
-    assert_eq!(recorded, Recorded::Created);
-    let to_executed = || ActionMove {
-        id: id.to_string(),
-        from: "allowed".into(),
-        to: "executed".into(),
-        at: chrono::Utc::now(),
-    };
-    let state = || async { store.action(&id.to_string()).await.unwrap().unwrap().state };
 
-    let held = tokio::spawn({
-        let (log, to) = (log.clone(), to_executed());
-        async move {
-            log.append_after_the_fact(vec![event(Some(id), 1)], to)
-                .await
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!held.is_finished(), "it waits for a batch to ride in");
-    assert_eq!(state().await, "allowed", "nothing of it is visible yet");
-    let next = log.append(event(None, 2)).await.unwrap();
-    let (events, moved) = held.await.unwrap().unwrap();
-    assert!(moved);
-    assert_eq!(state().await, "executed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waited_on = log.append(event(None, 2)).await.unwrap();
     assert_eq!(
-        (events[0].seq, next.seq),
-        (1, 2),
-        "held first, then the batch"
+        waited_on.seq, 2,
+        "an append someone waits on goes alone, at once"
+    );
+    assert!(
+        held.iter().all(|h| !h.is_finished()),
+        "they wait for each other"
     );
     assert_eq!(
-        events[0].occurred_at, next.occurred_at,
+        state(ids[0]).await,
+        "allowed",
+        "nothing of them is visible yet"
+    );
+    let mut recorded = Vec::new();
+    for h in held {
+        let (events, moved) = h.await.unwrap().unwrap();
+        assert!(moved);
+        recorded.push(events[0].clone());
+    }
+    recorded.sort_by_key(|e| e.seq);
+    assert_eq!((recorded[0].seq, recorded[1].seq), (3, 4));
+    assert_eq!(
+        recorded[0].occurred_at, recorded[1].occurred_at,
         "one batch, one commit"
     );
-
-    // Alone, it goes after `defer_ms` (and only moves from its state).
-    let log = open_deferring(50).await.unwrap();
-    let alone = log.append_after_the_fact(vec![event(Some(id), 3)], to_executed());
-    let (events, moved) = tokio::time::timeout(Duration::from_secs(10), alone)
-        .await
-        .expect("a held record goes alone once nothing came to ride with")
-        .unwrap();
-    assert!(!moved);
-    assert_eq!(events[0].seq, 3);
+    assert_eq!(state(ids[1]).await, "executed");
 }
 
 conformance!(
@@ -461,7 +472,7 @@ conformance!(
     a_bad_event_fails_alone,
     decisions_commit_after_their_events_unless_their_key_is_revoked,
     a_claimed_decision_and_its_run_commit_with_their_events,
-    an_after_the_fact_record_shares_the_next_commit,
+    after_the_fact_records_share_a_commit_of_their_own,
 );
 
 // ---- Postgres only ----

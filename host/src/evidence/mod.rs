@@ -146,9 +146,9 @@ pub struct EvidenceConfig {
     /// Postgres: append batches in flight at once (SQLite always uses 1).
     pub in_flight: usize,
     /// How long a record of something that already happened (the MCP
-    /// gateway's run outcomes, which nobody waits on) may wait for the next
-    /// batch to share its durable commit, instead of costing one of its
-    /// own beside it. 0: each goes at once.
+    /// gateway's run outcomes, which nobody waits on) waits for others like
+    /// it, so that they share one durable commit instead of each costing
+    /// one beside the decisions callers wait for. 0: each goes at once.
     pub defer_ms: u64,
 }
 
@@ -327,9 +327,9 @@ impl EvidenceLog {
     }
 
     /// [`Self::append_with_move`] for a record of something that already
-    /// happened, which nobody waits on: it may wait up to
-    /// `[evidence] defer_ms` for the next batch (the next decision, say) and
-    /// share its durable commit. It returns once that commit is durable.
+    /// happened, which nobody waits on: it waits up to `[evidence] defer_ms`
+    /// for others like it and commits with them, never in a batch a caller
+    /// waits on. It returns once that commit is durable.
     pub async fn append_after_the_fact(
         &self,
         es: Vec<NewEvent>,

@@ -2,7 +2,7 @@
 //! multi-row append transactions. Never retries a failed batch (a lost COMMIT
 //! acknowledgement must not become a duplicate); callers fail closed. Never
 //! holds back a request someone waits on: only records of what already
-//! happened (`Request::deferrable`) may wait for the next batch.
+//! happened (`Request::deferrable`) wait, for each other.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,9 +29,10 @@ pub(super) struct Request {
     pub action: Option<NewAction>,
     pub action_move: Option<ActionMove>,
     /// A record of something that already happened, which nobody waits
-    /// on before going on (the gateway's run outcomes): it may wait up to
-    /// `Writer::defer` for the next batch and share its durable commit,
-    /// instead of costing one of its own beside it.
+    /// on before going on (the gateway's run outcomes): it waits up to
+    /// `Writer::defer` for others like it, to share one durable commit
+    /// with them, and never rides in (and lengthens) a batch that someone
+    /// waits on.
     pub deferrable: bool,
     pub reply: Reply,
 }
@@ -58,7 +59,7 @@ pub(super) struct Writer {
     pub store: Store,
     pub batch_max: usize,
     pub in_flight: usize,
-    /// How long a deferrable request may wait for a batch to ride in.
+    /// How long a deferrable request may wait for others like it.
     pub defer: Duration,
     /// Wake the integrator after this many local commits.
     pub wake_every: u64,
@@ -77,7 +78,7 @@ impl Writer {
         let slots = Arc::new(Semaphore::new(in_flight));
         let since_wake = Arc::new(AtomicU64::new(0));
         let this = Arc::new(self);
-        // Deferrable requests waiting for a batch, and until when.
+        // Deferrable requests waiting for each other, and until when.
         let mut held: Vec<Request> = Vec::new();
         let mut until = tokio::time::Instant::now();
         loop {
@@ -89,31 +90,40 @@ impl Writer {
                     _ = tokio::time::sleep_until(until) => None,
                 }
             };
-            let first = match next {
-                Some(r)
-                    if r.deferrable && fits(&held, &r, this.batch_max) && !this.defer.is_zero() =>
-                {
+            let mut batch = match next {
+                Some(r) if this.holds(&held, &r) => {
                     if held.is_empty() {
                         until = tokio::time::Instant::now() + this.defer;
                     }
                     held.push(r);
                     continue;
                 }
-                Some(r) => Some(r),
-                // Nothing came to ride with: the held requests go alone.
-                // (Or the log is closing: they go before it stops.)
-                None if !held.is_empty() => None,
+                // Deferrable, but the held ones are a full batch: all go.
+                Some(r) if r.deferrable => {
+                    let mut batch = std::mem::take(&mut held);
+                    batch.push(r);
+                    batch
+                }
+                Some(r) => vec![r],
+                // Their time is up (or the log is closing): they go together.
+                None if !held.is_empty() => std::mem::take(&mut held),
                 None => break,
             };
-            // Wait for a free slot first: requests arriving meanwhile join this batch.
+            // Wait for a free slot first: requests arriving meanwhile join this
+            // batch, except deferrable ones joining a batch someone waits on.
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let mut batch = std::mem::take(&mut held);
-            batch.extend(first);
+            let waited_on = !batch[0].deferrable;
             let mut n: usize = batch.iter().map(|r| r.events.len()).sum();
             while n < this.batch_max {
                 match rx.try_recv() {
+                    Ok(r) if waited_on && this.holds(&held, &r) => {
+                        if held.is_empty() {
+                            until = tokio::time::Instant::now() + this.defer;
+                        }
+                        held.push(r);
+                    }
                     Ok(r) => {
                         n += r.events.len();
                         batch.push(r);
@@ -129,6 +139,13 @@ impl Writer {
                 this.reply(result, n, &since_wake);
             });
         }
+    }
+
+    /// Whether `r` waits with the held requests: it is deferrable, and they
+    /// are not a full batch with it (a full batch goes at once).
+    fn holds(&self, held: &[Request], r: &Request) -> bool {
+        let events = held.iter().map(|h| h.events.len()).sum::<usize>() + r.events.len();
+        r.deferrable && !self.defer.is_zero() && events < self.batch_max
     }
 
     fn reply(
@@ -255,12 +272,6 @@ impl Writer {
             })
             .collect())
     }
-}
-
-/// Whether `r` may join the held requests without making their batch
-/// overflow (a full batch goes at once).
-fn fits(held: &[Request], r: &Request, batch_max: usize) -> bool {
-    held.iter().map(|h| h.events.len()).sum::<usize>() + r.events.len() < batch_max
 }
 
 /// Rebuilds each stored event's canonical leaf. INVARIANT: the store built the
