@@ -381,78 +381,6 @@ async fn a_claimed_decision_and_its_run_commit_with_their_events(store: Store) {
     assert_eq!(row.state, "allowed", "moves touch only their own action");
 }
 
-/// A record of what already happened (a run's outcome) waits for the next
-/// batch and commits in it, first, rather than costing a commit of its own
-/// beside it; with nothing to ride with it goes alone after `defer_ms`.
-async fn an_after_the_fact_record_shares_the_next_commit(store: Store) {
-    let attrs = std::collections::BTreeMap::new();
-    assert!(store.create_agent("gw", "o@x", &attrs).await.unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let open_deferring = |defer_ms| {
-        EvidenceLog::open(
-            store.clone(),
-            EvidenceConfig {
-                defer_ms,
-                ..config(&dir)
-            },
-        )
-    };
-    let log = open_deferring(60_000).await.unwrap();
-    let id = Uuid::now_v7();
-    let action = NewAction {
-        row: allowed_row(id, "gw", chrono::Utc::now()),
-        grant: None,
-        key_hash: None,
-        claimed: false,
-    };
-    let (_, recorded) = log
-        .append_with_action(vec![event(Some(id), 0)], action)
-        .await
-        .unwrap();
-    assert_eq!(recorded, Recorded::Created);
-    let to_executed = || ActionMove {
-        id: id.to_string(),
-        from: "allowed".into(),
-        to: "executed".into(),
-        at: chrono::Utc::now(),
-    };
-    let state = || async { store.action(&id.to_string()).await.unwrap().unwrap().state };
-
-    let held = tokio::spawn({
-        let (log, to) = (log.clone(), to_executed());
-        async move {
-            log.append_after_the_fact(vec![event(Some(id), 1)], to)
-                .await
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!held.is_finished(), "it waits for a batch to ride in");
-    assert_eq!(state().await, "allowed", "nothing of it is visible yet");
-    let next = log.append(event(None, 2)).await.unwrap();
-    let (events, moved) = held.await.unwrap().unwrap();
-    assert!(moved);
-    assert_eq!(state().await, "executed");
-    assert_eq!(
-        (events[0].seq, next.seq),
-        (1, 2),
-        "held first, then the batch"
-    );
-    assert_eq!(
-        events[0].occurred_at, next.occurred_at,
-        "one batch, one commit"
-    );
-
-    // Alone, it goes after `defer_ms` (and only moves from its state).
-    let log = open_deferring(50).await.unwrap();
-    let alone = log.append_after_the_fact(vec![event(Some(id), 3)], to_executed());
-    let (events, moved) = tokio::time::timeout(Duration::from_secs(10), alone)
-        .await
-        .expect("a held record goes alone once nothing came to ride with")
-        .unwrap();
-    assert!(!moved);
-    assert_eq!(events[0].seq, 3);
-}
-
 conformance!(
     appends_are_dense_committed_and_readable,
     concurrent_appends_are_gap_free_and_atomic,
@@ -461,7 +389,6 @@ conformance!(
     a_bad_event_fails_alone,
     decisions_commit_after_their_events_unless_their_key_is_revoked,
     a_claimed_decision_and_its_run_commit_with_their_events,
-    an_after_the_fact_record_shares_the_next_commit,
 );
 
 // ---- Postgres only ----

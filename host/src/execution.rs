@@ -100,9 +100,7 @@ impl Gate {
     }
 
     /// Records how a claimed run went: the `executed` event and, in the
-    /// commit that waits for its flush, the state `executed`. A report of
-    /// what already happened: it may share the next batch's commit
-    /// (`EvidenceLog::append_after_the_fact`).
+    /// commit that waits for its flush, the state `executed`.
     pub async fn record_run(
         &self,
         agent: &AgentRow,
@@ -118,7 +116,7 @@ impl Gate {
         };
         let (_, moved) = self
             .evidence()
-            .append_after_the_fact(
+            .append_with_move(
                 vec![payload::Executed {
                     digest: run.digest.clone(),
                     status: report.status,

@@ -145,11 +145,6 @@ pub struct EvidenceConfig {
     pub queue: usize,
     /// Postgres: append batches in flight at once (SQLite always uses 1).
     pub in_flight: usize,
-    /// How long a record of something that already happened (the MCP
-    /// gateway's run outcomes, which nobody waits on) may wait for the next
-    /// batch to share its durable commit, instead of costing one of its
-    /// own beside it. 0: each goes at once.
-    pub defer_ms: u64,
 }
 
 impl Default for EvidenceConfig {
@@ -165,7 +160,6 @@ impl Default for EvidenceConfig {
             leader_retry_ms: 1000,
             queue: 4096,
             in_flight: 2,
-            defer_ms: 20,
         }
     }
 }
@@ -242,7 +236,6 @@ impl EvidenceLog {
                 store: store.clone(),
                 batch_max: cfg.batch_max.max(1),
                 in_flight: cfg.in_flight.max(1),
-                defer: Duration::from_millis(cfg.defer_ms),
                 wake_every: cfg.checkpoint_every_events.max(1),
                 wake: wake.clone(),
             }
@@ -294,7 +287,7 @@ impl EvidenceLog {
         if es.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(self.send(es, None, None, false).await?.events)
+        Ok(self.send(es, None, None).await?.events)
     }
 
     /// Appends the events of a decision, then inserts its action row (and
@@ -307,7 +300,7 @@ impl EvidenceLog {
         es: Vec<NewEvent>,
         action: NewAction,
     ) -> Result<(Vec<CommittedEvent>, Recorded), EvidenceError> {
-        let done = self.send(es, Some(action), None, false).await?;
+        let done = self.send(es, Some(action), None).await?;
         Ok((done.events, done.outcome))
     }
 
@@ -322,20 +315,7 @@ impl EvidenceLog {
         es: Vec<NewEvent>,
         action_move: ActionMove,
     ) -> Result<(Vec<CommittedEvent>, bool), EvidenceError> {
-        let done = self.send(es, None, Some(action_move), false).await?;
-        Ok((done.events, done.moved))
-    }
-
-    /// [`Self::append_with_move`] for a record of something that already
-    /// happened, which nobody waits on: it may wait up to
-    /// `[evidence] defer_ms` for the next batch (the next decision, say) and
-    /// share its durable commit. It returns once that commit is durable.
-    pub async fn append_after_the_fact(
-        &self,
-        es: Vec<NewEvent>,
-        action_move: ActionMove,
-    ) -> Result<(Vec<CommittedEvent>, bool), EvidenceError> {
-        let done = self.send(es, None, Some(action_move), true).await?;
+        let done = self.send(es, None, Some(action_move)).await?;
         Ok((done.events, done.moved))
     }
 
@@ -344,7 +324,6 @@ impl EvidenceLog {
         es: Vec<NewEvent>,
         action: Option<NewAction>,
         action_move: Option<ActionMove>,
-        deferrable: bool,
     ) -> Result<writer::Done, EvidenceError> {
         let events = es
             .into_iter()
@@ -358,7 +337,6 @@ impl EvidenceLog {
                 events,
                 action,
                 action_move,
-                deferrable,
                 reply,
             })
             .await

@@ -1,12 +1,9 @@
 //! The batched appender: one task per process gathers concurrent appends into
 //! multi-row append transactions. Never retries a failed batch (a lost COMMIT
-//! acknowledgement must not become a duplicate); callers fail closed. Never
-//! holds back a request someone waits on: only records of what already
-//! happened (`Request::deferrable`) may wait for the next batch.
+//! acknowledgement must not become a duplicate); callers fail closed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
@@ -28,11 +25,6 @@ pub(super) struct Request {
     pub events: Vec<PreparedEvent>,
     pub action: Option<NewAction>,
     pub action_move: Option<ActionMove>,
-    /// A record of something that already happened, which nobody waits
-    /// on before going on (the gateway's run outcomes): it may wait up to
-    /// `Writer::defer` for the next batch and share its durable commit,
-    /// instead of costing one of its own beside it.
-    pub deferrable: bool,
     pub reply: Reply,
 }
 
@@ -58,8 +50,6 @@ pub(super) struct Writer {
     pub store: Store,
     pub batch_max: usize,
     pub in_flight: usize,
-    /// How long a deferrable request may wait for a batch to ride in.
-    pub defer: Duration,
     /// Wake the integrator after this many local commits.
     pub wake_every: u64,
     pub wake: Arc<Notify>,
@@ -77,41 +67,13 @@ impl Writer {
         let slots = Arc::new(Semaphore::new(in_flight));
         let since_wake = Arc::new(AtomicU64::new(0));
         let this = Arc::new(self);
-        // Deferrable requests waiting for a batch, and until when.
-        let mut held: Vec<Request> = Vec::new();
-        let mut until = tokio::time::Instant::now();
-        loop {
-            let next = if held.is_empty() {
-                rx.recv().await
-            } else {
-                tokio::select! {
-                    r = rx.recv() => r,
-                    _ = tokio::time::sleep_until(until) => None,
-                }
-            };
-            let first = match next {
-                Some(r)
-                    if r.deferrable && fits(&held, &r, this.batch_max) && !this.defer.is_zero() =>
-                {
-                    if held.is_empty() {
-                        until = tokio::time::Instant::now() + this.defer;
-                    }
-                    held.push(r);
-                    continue;
-                }
-                Some(r) => Some(r),
-                // Nothing came to ride with: the held requests go alone.
-                // (Or the log is closing: they go before it stops.)
-                None if !held.is_empty() => None,
-                None => break,
-            };
+        while let Some(first) = rx.recv().await {
             // Wait for a free slot first: requests arriving meanwhile join this batch.
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let mut batch = std::mem::take(&mut held);
-            batch.extend(first);
-            let mut n: usize = batch.iter().map(|r| r.events.len()).sum();
+            let mut n = first.events.len();
+            let mut batch = vec![first];
             while n < this.batch_max {
                 match rx.try_recv() {
                     Ok(r) => {
@@ -255,12 +217,6 @@ impl Writer {
             })
             .collect())
     }
-}
-
-/// Whether `r` may join the held requests without making their batch
-/// overflow (a full batch goes at once).
-fn fits(held: &[Request], r: &Request, batch_max: usize) -> bool {
-    held.iter().map(|h| h.events.len()).sum::<usize>() + r.events.len() < batch_max
 }
 
 /// Rebuilds each stored event's canonical leaf. INVARIANT: the store built the

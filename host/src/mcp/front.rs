@@ -77,12 +77,8 @@ async fn authenticate(
 /// `/mcp`, when the gateway is configured.
 pub fn routes(keys: Arc<dyn AgentKeys>, gateway: Arc<Gateway>) -> Router {
     let config = gateway.config();
-    // A call answered without a notification first (an allowed or refused
-    // one) goes back as one JSON body rather than an SSE stream; one that
-    // sends progress while it waits for approval still streams.
     let mut http = StreamableHttpServerConfig::default()
-        .with_sse_keep_alive(Some(std::time::Duration::from_secs(15)))
-        .with_json_response(true);
+        .with_sse_keep_alive(Some(std::time::Duration::from_secs(15)));
     http = if config.allowed_hosts.is_empty() {
         http.disable_allowed_hosts()
     } else {
