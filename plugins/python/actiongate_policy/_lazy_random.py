@@ -19,7 +19,9 @@ Draws reach the generator through its class (``random.randint`` calls
 primitives seed first; the module's own names for the C primitives and the
 state functions, which would skip the class, are replaced until then. A
 reference to those names held elsewhere would skip both: then `install`
-leaves the generator as it is."""
+leaves the generator as it is. It looks with `gc.get_referrers`, which
+does not see a reference held only by a function still running when
+`export` is called."""
 
 import gc as _gc
 import random as _random
