@@ -13,7 +13,9 @@
 //! Python plugin pays (a plugin that allows at once, `BENCH_PYTHON_FLOOR_WASM`
 //! or built from plugins/python/fixtures/hostile); and instantiation alone
 //! with the interpreter's memory image mapped copy-on-write against copied.
-//! `BENCH_PYTHON=only` skips everything before that part.
+//! `BENCH_PYTHON=only` skips everything before that part;
+//! `BENCH_PYTHON_BASE_WASM` adds a baseline Python db-export (built from
+//! another revision) to the same alternating rounds, for a before/after.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -467,19 +469,35 @@ mod python {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(2000);
+        // A baseline Python component (built from another revision), for a
+        // before/after in one run: evaluated in the same alternation.
+        let base = std::env::var("BENCH_PYTHON_BASE_WASM")
+            .ok()
+            .map(|path| sandbox.load(&std::fs::read(path).unwrap(), None).unwrap());
         let actions: Vec<Action> = (0..n as u64).map(action).collect();
-        let (mut py_samples, mut rust_samples) = (Vec::new(), Vec::new());
-        let mut fuel = (0, 0);
+        let (mut py_samples, mut rust_samples, mut base_samples) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let (mut fuel, mut base_fuel) = ((0, 0), 0);
+        let (mut py_faults, mut base_faults) = (0, 0);
         // One of each, alternating, so both sides see the same machine.
         for a in &actions {
-            let t = Instant::now();
+            let (t, f) = (Instant::now(), minor_faults());
             let e = sandbox.evaluate(&py, a).unwrap();
             py_samples.push(t.elapsed());
+            py_faults += minor_faults() - f;
             fuel.0 = e.fuel_used;
             let t = Instant::now();
             let e = sandbox.evaluate(&rust, a).unwrap();
             rust_samples.push(t.elapsed());
             fuel.1 = e.fuel_used;
+            if let Some(base) = &base {
+                let (t, f) = (Instant::now(), minor_faults());
+                let e = sandbox.evaluate(base, a).unwrap();
+                base_samples.push(t.elapsed());
+                base_faults += minor_faults() - f;
+                base_fuel = e.fuel_used;
+                assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+            }
         }
         let (p50, p99) = percentiles(py_samples);
         let (r50, r99) = percentiles(rust_samples);
@@ -517,8 +535,33 @@ mod python {
             "  fuel           python {:>10}         rust {:>8}",
             fuel.0, fuel.1
         );
+        println!(
+            "  page faults    python {:>10.1} per evaluation (this thread's minor faults)",
+            py_faults as f64 / n as f64
+        );
+        if !base_samples.is_empty() {
+            let (b50, b99) = percentiles(base_samples);
+            println!(
+                "  baseline (BENCH_PYTHON_BASE_WASM), same rounds: p50 {:.3} ms, p99 {:.3} ms, fuel {base_fuel}, page faults {:.1} per evaluation",
+                ms(b50),
+                ms(b99),
+                base_faults as f64 / n as f64
+            );
+        }
         floor(&sandbox, n);
         copy_on_write(&bytes, n.min(500));
+    }
+
+    /// Minor page faults of this thread so far (an evaluation runs on the
+    /// calling thread).
+    fn minor_faults() -> i64 {
+        // SAFETY: rusage is plain integers (all zeroes is valid), and
+        // getrusage only writes the struct it is given.
+        unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
+            usage.ru_minflt
+        }
     }
 
     /// What any Python plugin pays before its rules: the hostile fixture

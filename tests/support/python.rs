@@ -30,6 +30,7 @@ pub fn build(dir: &str) -> PathBuf {
         root.join(dir).join("plugin.py"),
         root.join("plugins/python/actiongate_policy/__init__.py"),
         root.join("plugins/python/actiongate_policy/_wit.py"),
+        root.join("plugins/python/actiongate_policy/_lazy_random.py"),
         root.join("plugins/python/requirements.txt"),
         root.join("plugins/python/build"),
         root.join("wit/policy@0.1.0/policy.wit"),

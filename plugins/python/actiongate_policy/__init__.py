@@ -27,10 +27,11 @@ closed too, with the exception in the evidence.
 
 Determinism: componentize-py snapshots the interpreter when it builds the
 component, so every instance starts from the same `random` state; its
-runtime then calls ``random.seed()`` before the first call in an instance,
-which reads the sandbox's WASI random, seeded by the host from the action
-id: `random` differs per action and repeats on replay. The SDK does not
-seed again (that second seeding was a third of a plugin's floor).
+runtime then calls ``random.seed()`` before the first call in an instance.
+`export` makes that seeding lazy (`_lazy_random`): the first draw in an
+instance seeds from the sandbox's WASI random, seeded by the host from the
+action id, so `random` differs per action and repeats on replay, and a
+plugin that draws nothing does not pay for seeding (98k fuel).
 
 Cost: every evaluation is a fresh interpreter instance running classify
 and route once, so the conversions below run once per action and are kept
@@ -266,10 +267,14 @@ class Policy:
 
 def export(policy: type) -> type:
     """The class componentize-py exports for the ``policy`` world: assign it
-    to ``WitWorld`` in the plugin module (``WitWorld = export(MyPolicy)``)."""
-    from . import _wit
+    to ``WitWorld`` in the plugin module (``WitWorld = export(MyPolicy)``).
+    Last in the plugin module, so after its imports: `random` is seeded
+    on first use from here on (`_lazy_random`)."""
+    from . import _lazy_random, _wit
 
-    return _wit.world(policy)
+    world = _wit.world(policy)
+    _lazy_random.install()
+    return world
 
 
 def _lookup(pairs, key):

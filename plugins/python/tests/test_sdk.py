@@ -3,6 +3,7 @@ errors name the field, the builders, requested-at. Run:
 PYTHONPATH=plugins/python python3 plugins/python/tests/test_sdk.py"""
 
 import datetime
+import random
 import unittest
 
 from actiongate_policy import (
@@ -121,6 +122,72 @@ class BuildersTest(unittest.TestCase):
         )
         self.assertEqual(Route.allow().name, "allow")
         self.assertEqual(Route.deny("no").reason, "no")
+
+
+class LazyRandomTest(unittest.TestCase):
+    """`export` leaves `random` pending: seeded at its first draw, not by
+    the runtime's ``seed()`` at the start of every instance. Here the
+    "snapshot" is a state set before `install`."""
+
+    BAKED = 7
+
+    def setUp(self):
+        from actiongate_policy import _lazy_random
+
+        self.lazy = _lazy_random
+        random.seed(self.BAKED)
+        self.baked = random.getstate()
+        replay = random.Random()
+        replay.setstate(self.baked)
+        self.baked_draws = [replay.random() for _ in range(3)]
+        self.assertTrue(self.lazy.install(), "nothing else holds random's names")
+        self.assertTrue(self.pending())
+
+    def tearDown(self):
+        random.seed()
+        self.assertFalse(self.pending())
+
+    def pending(self):
+        return type(random._inst) is not random.Random
+
+    def test_a_bare_seed_waits_for_the_first_draw(self):
+        random.seed()  # what the runtime calls in every instance
+        self.assertTrue(self.pending(), "no seeding without a draw")
+        from random import randint  # bound to the generator, through its class
+
+        draws = [randint(0, 2**62)] + [random.random() for _ in range(2)]
+        self.assertFalse(self.pending())
+        replay = random.Random()
+        replay.setstate(self.baked)
+        self.assertNotEqual(draws, [replay.randint(0, 2**62), replay.random(), replay.random()])
+        self.assertIs(random.random, self.lazy._originals["random"], "the module's names are back")
+
+    def test_every_primitive_seeds_first(self):
+        for draw in (random.random, lambda: random.getrandbits(64), random.getstate, lambda: random.choice(range(100))):
+            random.setstate(self.baked)
+            self.lazy.install()
+            draw()
+            self.assertFalse(self.pending())
+            self.assertNotEqual(random.random(), self.baked_draws[1], "drawn from a fresh seed")
+
+    def test_seed_and_setstate_set_the_state_they_are_given(self):
+        random.seed(self.BAKED)
+        self.assertFalse(self.pending())
+        self.assertEqual(random.random(), self.baked_draws[0])
+        self.lazy.install()
+        random.setstate(self.baked)
+        self.assertFalse(self.pending())
+        self.assertEqual([random.random() for _ in range(3)], self.baked_draws)
+
+    def test_a_name_held_elsewhere_keeps_the_eager_seed(self):
+        random.seed(self.BAKED)  # not pending: the module's own names are back
+        # As a plugin's `from random import random` (a module global): it
+        # skips the class, so it would draw the baked state.
+        self.held = {"random": random.random}
+        self.assertFalse(self.lazy.install())
+        self.assertFalse(self.pending())
+        self.assertIs(random.random, self.held["random"])
+        del self.held
 
 
 if __name__ == "__main__":
