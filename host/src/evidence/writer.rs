@@ -92,10 +92,7 @@ impl Writer {
             };
             let mut batch = match next {
                 Some(r) if this.holds(&held, &r) => {
-                    if held.is_empty() {
-                        until = tokio::time::Instant::now() + this.defer;
-                    }
-                    held.push(r);
+                    this.hold(&mut held, &mut until, r);
                     continue;
                 }
                 // Deferrable, but the held ones are a full batch: all go.
@@ -119,10 +116,7 @@ impl Writer {
             while n < this.batch_max {
                 match rx.try_recv() {
                     Ok(r) if waited_on && this.holds(&held, &r) => {
-                        if held.is_empty() {
-                            until = tokio::time::Instant::now() + this.defer;
-                        }
-                        held.push(r);
+                        this.hold(&mut held, &mut until, r);
                     }
                     Ok(r) => {
                         n += r.events.len();
@@ -146,6 +140,14 @@ impl Writer {
     fn holds(&self, held: &[Request], r: &Request) -> bool {
         let events = held.iter().map(|h| h.events.len()).sum::<usize>() + r.events.len();
         r.deferrable && !self.defer.is_zero() && events < self.batch_max
+    }
+
+    /// Holds `r` with the others; the first starts their wait.
+    fn hold(&self, held: &mut Vec<Request>, until: &mut tokio::time::Instant, r: Request) {
+        if held.is_empty() {
+            *until = tokio::time::Instant::now() + self.defer;
+        }
+        held.push(r);
     }
 
     fn reply(
