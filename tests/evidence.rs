@@ -227,6 +227,16 @@ fn allowed_row(id: Uuid, agent: &str, now: chrono::DateTime<chrono::Utc>) -> Act
     }
 }
 
+/// The move of action `id` from `from` to `executed`, now.
+fn moved(id: Uuid, from: &str) -> ActionMove {
+    ActionMove {
+        id: id.to_string(),
+        from: from.into(),
+        to: "executed".into(),
+        at: chrono::Utc::now(),
+    }
+}
+
 /// A decision's action row commits after its events; one submitted with a
 /// key revoked in the meantime is refused together with its events, and the
 /// seqs of the rest stay dense.
@@ -354,12 +364,6 @@ async fn a_claimed_decision_and_its_run_commit_with_their_events(store: Store) {
         "any other grant stays open for one claim"
     );
 
-    let moved = |id: Uuid, from: &str| ActionMove {
-        id: id.to_string(),
-        from: from.into(),
-        to: "executed".into(),
-        at: chrono::Utc::now(),
-    };
     let (events, did) = log
         .append_with_move(vec![event(Some(claimed), 2)], moved(claimed, "allowed"))
         .await
@@ -417,14 +421,8 @@ async fn after_the_fact_records_share_a_commit_of_their_own(store: Store) {
         .iter()
         .map(|&id| {
             let log = log.clone();
-            let to_executed = ActionMove {
-                id: id.to_string(),
-                from: "allowed".into(),
-                to: "executed".into(),
-                at: chrono::Utc::now(),
-            };
             tokio::spawn(async move {
-                log.append_after_the_fact(vec![event(Some(id), 1)], to_executed)
+                log.append_after_the_fact(vec![event(Some(id), 1)], moved(id, "allowed"))
                     .await
             })
         })

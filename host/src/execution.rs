@@ -101,8 +101,8 @@ impl Gate {
 
     /// Records how a claimed run went: the `executed` event and, in the
     /// commit that waits for its flush, the state `executed`. A report of
-    /// what already happened: it may share the next batch's commit
-    /// (`EvidenceLog::append_after_the_fact`).
+    /// what already happened: it shares a commit with other such reports,
+    /// never one a caller waits on (`EvidenceLog::append_after_the_fact`).
     pub async fn record_run(
         &self,
         agent: &AgentRow,
