@@ -91,7 +91,7 @@ fn the_sdk_passes_its_own_tests_natively() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("Ran 13 tests") && err.trim_end().ends_with("OK"),
+        err.contains("Ran 14 tests") && err.trim_end().ends_with("OK"),
         "{err}"
     );
 }

@@ -35,7 +35,9 @@ plugin that draws nothing does not pay for seeding (98k fuel).
 
 Cost: every evaluation is a fresh interpreter instance running classify
 and route once, so the conversions below run once per action and are kept
-to plain attribute and tuple work (no enum calls, no generators).
+to plain attribute and tuple work (no enum calls, no generators), and
+`export` runs them warm while the snapshot is taken (`_warm`), so that an
+instance starts with their bytecode specialised.
 """
 
 from __future__ import annotations
@@ -268,11 +270,13 @@ class Policy:
 def export(policy: type) -> type:
     """The class componentize-py exports for the ``policy`` world: assign it
     to ``WitWorld`` in the plugin module (``WitWorld = export(MyPolicy)``).
-    Last in the plugin module, so after its imports: `random` is seeded
-    on first use from here on (`_lazy_random`)."""
-    from . import _lazy_random, _wit
+    Last in the plugin module, so after its imports: the SDK and the
+    bindings are run warm (`_warm`, never the plugin's rules), and `random`
+    is seeded on first use from here on (`_lazy_random`)."""
+    from . import _lazy_random, _warm, _wit
 
     world = _wit.world(policy)
+    _warm.warm(_wit.world(_warm._Sample), _wit._t, _wit.Err)
     _lazy_random.install()
     return world
 

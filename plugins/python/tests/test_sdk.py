@@ -190,5 +190,68 @@ class LazyRandomTest(unittest.TestCase):
         del self.held
 
 
+class WarmUpTest(unittest.TestCase):
+    """`_warm` runs the SDK's own sample policy through the bridge while the
+    snapshot is taken: every route and both failure paths, nothing else."""
+
+    def test_the_samples_take_every_route_and_failure(self):
+        from types import SimpleNamespace
+
+        from actiongate_policy import _warm
+
+        class Err(Exception):
+            pass
+
+        # The contract's records as the bindings build them: plain values.
+        types = SimpleNamespace(
+            Principal=lambda id, attributes: SimpleNamespace(id=id, attributes=attributes),
+            Action=lambda *f: SimpleNamespace(
+                **dict(zip(("id", "kind", "agent", "on_behalf_of", "resource", "params",
+                            "justification", "context", "requested_at"), f))
+            ),
+        )
+        routes, errors = [], []
+
+        class Bridge:
+            """What `_wit.world(_Sample)` does, on the SDK's classes."""
+
+            policy = _warm._Sample()
+
+            def describe(self):
+                return self.policy.describe()
+
+            def sdk_action(self, a):
+                agent = Principal(a.agent.id, a.agent.attributes)
+                return Action(a.id, a.kind, agent, a.resource, a.params, a.requested_at,
+                              a.on_behalf_of, a.justification, a.context)
+
+            def classify(self, a):
+                try:
+                    return self.policy.classify(self.sdk_action(a))
+                except PolicyError as e:
+                    errors.append(str(e))
+                    raise Err(str(e)) from None
+
+            def route(self, a, c):
+                r = self.policy.route(self.sdk_action(a), c)
+                routes.append((r.name, getattr(r, "quorum", None)))
+                return r
+
+        state = random.getstate()
+        calls = _warm.warm(Bridge, types, Err)
+        self.assertEqual(random.getstate(), state, "no draw from the snapshot's generator")
+        rounds = _warm.ROUNDS
+        self.assertEqual(calls, rounds * (len(_warm._SAMPLES) + 4))
+        self.assertEqual(
+            sorted(set(routes)),
+            [("allow", None), ("deny", None), ("require-approval", 1), ("require-approval", 2)],
+        )
+        self.assertEqual(len(routes), 4 * rounds)
+        self.assertEqual(
+            sorted(set(errors)),
+            ['params.rows: expected an integer, got a string ("many")', "params.rows: not a row count"],
+        )
+
+
 if __name__ == "__main__":
     unittest.main()
