@@ -7,7 +7,7 @@ method caches as it goes. Every evaluation is a fresh instance of the
 snapshot, so without this each one paid that warm-up again for the same
 code: the bridge in `_wit`, the params checks, the builders, the contract's
 records. Measured on the Python db-export (`cargo bench -p actiongate
---bench evaluate`, README): 604,666 fuel per evaluation before, 422,584
+--bench evaluate`, README): 604,666 fuel per evaluation before, 420,087
 after.
 
 Only `_Sample`, a policy of this module, runs here: a plugin's rules might
