@@ -428,16 +428,7 @@ fn break_glass_with(
     ttl_seconds: u32,
     escalate_to: Vec<String>,
 ) {
-    let wasm = actiongate_tests::component("hostile_panic");
-    let path = std::env::temp_dir().join(format!("panic-{}.wasm", uuid::Uuid::now_v7()));
-    std::fs::write(&path, &wasm).unwrap();
-    config.bindings.push(actiongate::config::BindingConfig {
-        kind: "danger.*".into(),
-        plugin: None,
-        path: Some(path),
-        sha256: Some(actiongate::sandbox::sha256_hex(&wasm)),
-        shadow: None,
-    });
+    actiongate_tests::bind_component(config, "danger.*", "hostile_panic");
     config.fail_closed = actiongate::evaluate::FailClosed::BreakGlass {
         group: "on-call".into(),
         quorum,

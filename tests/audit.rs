@@ -356,16 +356,7 @@ mod history {
 
     /// A panicking plugin bound to `test.*`, so failures are in the history.
     pub fn bind_panic(config: &mut actiongate::config::Config) {
-        let wasm = actiongate_tests::component("hostile_panic");
-        let path = std::env::temp_dir().join(format!("panic-{}.wasm", uuid::Uuid::now_v7()));
-        std::fs::write(&path, &wasm).unwrap();
-        config.bindings.push(actiongate::config::BindingConfig {
-            kind: "test.*".into(),
-            plugin: None,
-            path: Some(path),
-            sha256: Some(actiongate::sandbox::sha256_hex(&wasm)),
-            shadow: None,
-        });
+        actiongate_tests::bind_component(config, "test.*", "hostile_panic");
     }
 
     pub async fn record() -> History {

@@ -4,27 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use actiongate::config::{BindingConfig, Config};
+use actiongate::config::Config;
 use actiongate::evidence::EventKind;
 use actiongate_tests::caller::Caller;
 use actiongate_tests::process::ServedBinary;
 use actiongate_tests::server::TestServer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// Binds `kind` to the hostile fixture `fixture` (by file and pinned sha256).
-fn bind(config: &mut Config, kind: &str, fixture: &str) {
-    let wasm = actiongate_tests::component(fixture);
-    let path = std::env::temp_dir().join(format!("{fixture}-{}.wasm", uuid::Uuid::now_v7()));
-    std::fs::write(&path, &wasm).unwrap();
-    config.bindings.push(BindingConfig {
-        kind: kind.into(),
-        plugin: None,
-        path: Some(path),
-        sha256: Some(actiongate::sandbox::sha256_hex(&wasm)),
-        shadow: None,
-    });
-}
 
 fn good_export() -> Value {
     json!({"kind": "db.export", "resource": "postgres://prod/warehouse",
@@ -48,7 +34,9 @@ async fn count(server: &TestServer, sql: &str) -> i64 {
 /// replay matches, at once too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sleeping_plugin_is_refused_at_once_and_replays_the_same() {
-    let server = TestServer::start_with(|c| bind(c, "test.*", "hostile_sleep")).await;
+    let server =
+        TestServer::start_with(|c| actiongate_tests::bind_component(c, "test.*", "hostile_sleep"))
+            .await;
     let agent = Caller::agent(&server, "sleepy-agent", "owner@example.com").await;
     let started = Instant::now();
     let (status, answer) = agent.post("/v1/actions", hostile("test.sleep")).await;
@@ -102,7 +90,7 @@ async fn a_sleeping_plugin_is_refused_at_once_and_replays_the_same() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_share_is_503_with_nothing_decided_while_other_kinds_decide() {
     let server = TestServer::start_with(|c| {
-        bind(c, "test.*", "hostile_infinite_loop");
+        actiongate_tests::bind_component(c, "test.*", "hostile_infinite_loop");
         c.sandbox.plugin_share = Some(1);
         c.sandbox.slot_wait_ms = 100;
         // Unbounded in effect, and still a number evidence can hold exactly.
@@ -226,7 +214,7 @@ async fn flood_of_hostile_submissions_keeps_good_ones_fast() {
     let (_server, agent, flooder) = match std::env::var("BENCH_BIN") {
         Ok(bin) => {
             let mut config = Config::default();
-            bind(&mut config, "test.*", &fixture);
+            actiongate_tests::bind_component(&mut config, "test.*", &fixture);
             let b = config.bindings.last().unwrap();
             let binding = format!(
                 "[[bindings]]\nkind = \"test.*\"\npath = {:?}\nsha256 = {:?}",
@@ -245,7 +233,9 @@ async fn flood_of_hostile_submissions_keeps_good_ones_fast() {
             (Box::new(server) as Box<dyn std::any::Any>, agent, flooder)
         }
         Err(_) => {
-            let server = TestServer::start_with(|c| bind(c, "test.*", &fixture)).await;
+            let server =
+                TestServer::start_with(|c| actiongate_tests::bind_component(c, "test.*", &fixture))
+                    .await;
             let agent = Caller::agent(&server, "good-agent", "owner@example.com").await;
             let flooder = Caller::agent(&server, "flood-agent", "owner@example.com").await;
             (Box::new(server) as Box<dyn std::any::Any>, agent, flooder)

@@ -24,10 +24,27 @@ pub fn cache_dir() -> PathBuf {
     Path::new(PLUGIN_DIR).join("../../cwasm-cache")
 }
 
+/// Where a built component lies in the plugin folder, e.g. `hostile_panic`.
+pub fn component_path(file_stem: &str) -> PathBuf {
+    Path::new(PLUGIN_DIR).join(format!("{file_stem}.wasm"))
+}
+
 /// The bytes of a built component in the plugin folder, e.g. `hostile_panic`.
 pub fn component(file_stem: &str) -> Vec<u8> {
-    let path = Path::new(PLUGIN_DIR).join(format!("{file_stem}.wasm"));
+    let path = component_path(file_stem);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Binds `kind` in `config` to the built component `file_stem`, by its file
+/// in the plugin folder and its pinned sha256.
+pub fn bind_component(config: &mut actiongate::config::Config, kind: &str, file_stem: &str) {
+    config.bindings.push(actiongate::config::BindingConfig {
+        kind: kind.into(),
+        plugin: None,
+        path: Some(component_path(file_stem)),
+        sha256: Some(actiongate::sandbox::sha256_hex(&component(file_stem))),
+        shadow: None,
+    });
 }
 
 /// An action of `kind` with `params`, as the API would build it.
