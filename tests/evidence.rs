@@ -460,6 +460,15 @@ async fn after_the_fact_records_share_a_commit_of_their_own(store: Store) {
         "one batch, one commit"
     );
     assert_eq!(state(ids[1]).await, "executed");
+
+    // Alone, one goes after `defer_ms`, and moves only from its state: a
+    // second move finds it moved; its event is still evidence.
+    let (events, moved) = log
+        .append_after_the_fact(vec![event(Some(ids[0]), 3)], moved(ids[0], "allowed"))
+        .await
+        .unwrap();
+    assert!(!moved);
+    assert_eq!(events[0].seq, 5);
 }
 
 conformance!(
