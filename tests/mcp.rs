@@ -911,6 +911,80 @@ async fn a_client_that_leaves_while_held_finds_its_call_on_return() {
     assert_eq!(rig.actions_of("mcp.py.append_line").await, vec![id]);
 }
 
+/// A caller that leaves after its call was allowed at once, but before it
+/// ran: the decision claimed the grant, so the call can never run later,
+/// and its outcome says it did not run (the action is not left open with
+/// its grant spent). Upstream never sees it; a retry is a new action.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_allowed_at_once_whose_caller_left_is_recorded_as_not_run() {
+    use actiongate::gate::State;
+    use actiongate::mcp::call::{CallError, Caller};
+
+    let rig = rig(|_| {}).await;
+    let gateway = rig
+        .server
+        .app
+        .mcp
+        .clone()
+        .expect("the gateway is configured");
+    let gate = &rig.server.app.gate;
+    let agent = gate.store().agent("coder").await.unwrap().unwrap();
+    let caller = Caller {
+        agent: std::sync::Arc::new(agent.clone()),
+        key_hash: actiongate::keys::hash_api_key(&rig.key),
+        client_name: Some("leaver".into()),
+        client_version: None,
+        protocol_version: None,
+    };
+    let params = || {
+        let mut p = rmcp::model::CallToolRequestParams::new("py__echo");
+        p.arguments = json!({"text": "gone before it ran"}).as_object().cloned();
+        p
+    };
+    // Already cancelled: the call is decided (allowed at once), then left.
+    let left = tokio_util::sync::CancellationToken::new();
+    left.cancel();
+    let outcome = gateway.call(&caller, params(), None, left).await;
+    assert!(matches!(outcome, Err(CallError::Abandoned)), "{outcome:?}");
+    let ids = rig.actions_of("mcp.py.echo").await;
+    assert_eq!(ids.len(), 1);
+    let events = rig.action_events(&ids[0]).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            EventKind::Submitted,
+            EventKind::Evaluated,
+            EventKind::Granted,
+            EventKind::Executed
+        ]
+    );
+    let executed = &events[3].payload;
+    assert_eq!(executed["status"], "failed");
+    assert!(
+        executed["summary"]
+            .as_str()
+            .unwrap()
+            .contains("did not run: the caller left"),
+        "{executed}"
+    );
+    assert_eq!(executed["jti"], events[2].payload["jti"]);
+    let id: actiongate::gate::ActionId = ids[0].parse().unwrap();
+    assert_eq!(
+        gate.status(&agent, &id).await.unwrap().state,
+        State::Executed
+    );
+    assert!(Rig::calls_log(rig.http_state.path()).is_empty());
+
+    // The same call again, with the caller staying: a new action that runs.
+    let stayed = gateway
+        .call(&caller, params(), None, Default::default())
+        .await
+        .unwrap();
+    assert_ne!(stayed.is_error, Some(true), "{stayed:?}");
+    assert_eq!(rig.actions_of("mcp.py.echo").await.len(), 2);
+    assert_eq!(Rig::calls_log(rig.http_state.path()).len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rug_pulled_definition_is_recorded_and_every_call_carries_its_hash() {
     let rig = rig(|_| {}).await;

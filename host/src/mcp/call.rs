@@ -225,9 +225,21 @@ impl Gateway {
         };
         if cancel.is_cancelled() {
             // Nobody would read the result: leave an approved action to the
-            // caller's retry rather than run it for no one. (One allowed at
-            // once stays allowed, its grant claimed by this call: a retry is
-            // a new action, as for any call allowed at once.)
+            // caller's retry rather than run it for no one. One allowed at
+            // once was claimed by its decision, so nothing can run it later:
+            // its outcome says it did not run, and the log holds no action
+            // left open with its grant spent. (A retry is a new action, as
+            // for any call allowed at once.)
+            if let Some(run) = claimed {
+                tracing::info!(action_id = %status.action_id, agent = %caller.agent.id, tool = %name, "caller left before its allowed call ran; recorded as not run");
+                let report = RunReport {
+                    status: OutcomeStatus::Failed,
+                    summary: format!("{name} did not run: the caller left before it ran"),
+                    result: serde_json::Value::Null,
+                };
+                self.outcomes
+                    .record(self.gate.clone(), caller.agent.clone(), run, report);
+            }
             return Err(CallError::Abandoned);
         }
         Ok(match status.state {
