@@ -1252,7 +1252,8 @@ impl BenchGateway {
 
 /// Calls/s and latency of an allowed call (`py__echo`) through the gateway
 /// against the same upstream called directly, in one run: rounds alternate
-/// direct and gateway, with 1 and with 16 clients, each client its own
+/// direct and gateway (which goes first turns each round), with 1 and
+/// with 16 clients, each client its own
 /// session (rmcp's client, 2025-11-25), all of them the same agent calling
 /// with identical arguments (the hardest case for the gateway: identical
 /// calls are where retries attach to held actions). Sessions are opened
@@ -1359,21 +1360,36 @@ async fn gateway_benchmark() {
         let (mut d_rate, mut g_rate, mut d_p50, mut g_p50, mut d_p99, mut g_p99) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
         let (mut b_rate, mut b_p50, mut b_p99) = (vec![], vec![], vec![]);
-        for _ in 0..rounds {
-            if let Some((_, key, url)) = &base {
-                let (rate, lat) = round(url, Some(key), "py__echo", clients, seconds).await;
-                b_rate.push(rate);
-                b_p50.push(pct(&lat, 0.5));
-                b_p99.push(pct(&lat, 0.99));
+        // The side that runs first turns every round: a side's place in a
+        // round biases it (an A/A run, the same binary as both gateways,
+        // measured whichever ran first 0.2-0.5 ms slower).
+        let sides = if base.is_some() { 3 } else { 2 };
+        for r in 0..rounds as usize {
+            for k in 0..sides {
+                match (r + k) % sides {
+                    0 => {
+                        let (rate, lat) =
+                            round(&upstream.url, None, "echo", clients, seconds).await;
+                        d_rate.push(rate);
+                        d_p50.push(pct(&lat, 0.5));
+                        d_p99.push(pct(&lat, 0.99));
+                    }
+                    1 => {
+                        let (rate, lat) =
+                            round(&gateway, Some(&key), "py__echo", clients, seconds).await;
+                        g_rate.push(rate);
+                        g_p50.push(pct(&lat, 0.5));
+                        g_p99.push(pct(&lat, 0.99));
+                    }
+                    _ => {
+                        let (_, key, url) = base.as_ref().expect("three sides with a base");
+                        let (rate, lat) = round(url, Some(key), "py__echo", clients, seconds).await;
+                        b_rate.push(rate);
+                        b_p50.push(pct(&lat, 0.5));
+                        b_p99.push(pct(&lat, 0.99));
+                    }
+                }
             }
-            let (rate, lat) = round(&upstream.url, None, "echo", clients, seconds).await;
-            d_rate.push(rate);
-            d_p50.push(pct(&lat, 0.5));
-            d_p99.push(pct(&lat, 0.99));
-            let (rate, lat) = round(&gateway, Some(&key), "py__echo", clients, seconds).await;
-            g_rate.push(rate);
-            g_p50.push(pct(&lat, 0.5));
-            g_p99.push(pct(&lat, 0.99));
         }
         let line = format!(
             "{clients:>2} client(s): direct {:.0} calls/s (median {:.2} ms, p99 {:.2} ms); gateway {:.0} calls/s (median {:.2} ms, p99 {:.2} ms); added median {:.2} ms; rate ratio {:.2}",
