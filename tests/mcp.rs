@@ -985,6 +985,83 @@ async fn a_call_allowed_at_once_whose_caller_left_is_recorded_as_not_run() {
     assert_eq!(Rig::calls_log(rig.http_state.path()).len(), 1);
 }
 
+/// Calls to names the catalog lacks: one of an upstream that exists says
+/// it is not offered now, one of no upstream is an unknown tool, and
+/// neither turns each call into a listing of every upstream (a caller
+/// trying names would otherwise make the gateway list them per call).
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_to_missing_tools_do_not_list_the_upstreams_each_time() {
+    use actiongate::mcp::call::{CallError, Caller};
+
+    let rig = rig(|_| {}).await;
+    let gateway = rig
+        .server
+        .app
+        .mcp
+        .clone()
+        .expect("the gateway is configured");
+    let agent = rig
+        .server
+        .app
+        .gate
+        .store()
+        .agent("coder")
+        .await
+        .unwrap()
+        .unwrap();
+    let caller = Caller {
+        agent: std::sync::Arc::new(agent),
+        key_hash: actiongate::keys::hash_api_key(&rig.key),
+        client_name: None,
+        client_version: None,
+        protocol_version: None,
+    };
+    let lists = || {
+        std::fs::read_to_string(rig.http_state.path().join("lists.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let call = |name: &str| {
+        let mut p = rmcp::model::CallToolRequestParams::new(name.to_string());
+        p.arguments = Some(Default::default());
+        gateway.call(&caller, p, None, Default::default())
+    };
+    assert!(!gateway.refresh().await.is_empty());
+    let before = lists();
+    assert!(before >= 1);
+    for _ in 0..10 {
+        let missing = call("py__no_such_tool").await.unwrap();
+        assert_eq!(missing.is_error, Some(true));
+        let text = serde_json::to_string(&missing.content).unwrap();
+        assert!(text.contains("is not offered now"), "{text}");
+        assert!(matches!(
+            call("nowhere__tool").await,
+            Err(CallError::UnknownTool(_))
+        ));
+    }
+    let at_once = futures_util::future::join_all((0..10).map(|_| call("py__no_such_tool"))).await;
+    assert!(at_once
+        .iter()
+        .all(|r| r.as_ref().unwrap().is_error == Some(true)));
+    // Within a second of the listing above: no new listing at all, or one
+    // should this machine have been slow enough for the second to pass.
+    assert!(lists() - before <= 1, "{} listings", lists() - before);
+    // Later, a miss lists again (a tool the upstream added would be found).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let listed = lists();
+    call("py__no_such_tool").await.unwrap();
+    assert_eq!(lists(), listed + 1);
+    // Known tools never wait for a listing.
+    let echoed = call("py__echo").await;
+    assert!(echoed.is_ok());
+    assert_eq!(lists(), listed + 1);
+    assert_eq!(
+        rig.actions_of("mcp.py.no_such_tool").await,
+        Vec::<String>::new()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rug_pulled_definition_is_recorded_and_every_call_carries_its_hash() {
     let rig = rig(|_| {}).await;

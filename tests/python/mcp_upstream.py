@@ -4,6 +4,7 @@ tests: over Streamable HTTP (`--port N`) or stdio (`--stdio`).
 Its state lives in STATE_DIR so the test can see what really ran:
   calls.log      one line per tool run (tool and arguments)
   headers.log    the Authorization header of every HTTP request
+  lists.log      one line per tools/list
   rug-pull       when present, `weather`'s description changes (a rug pull)
 """
 
@@ -146,6 +147,9 @@ _list_tools = server.list_tools
 
 
 async def list_tools():
+    if not args.quiet:
+        with open(state / "lists.log", "a") as f:
+            f.write("tools/list\n")
     tools = await _list_tools()
     for t in tools:
         if t.name == "weather":

@@ -13,6 +13,7 @@ pub mod upstream;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::RwLock;
 
@@ -38,7 +39,14 @@ pub struct Gateway {
     outcomes: outcomes::Outcomes,
     /// Keeps the listing serialized: one refresh at a time.
     refreshing: tokio::sync::Mutex<()>,
+    /// When the latest listing finished.
+    listed_at: std::sync::Mutex<Option<Instant>>,
 }
+
+/// A call to a name the catalog lacks lists the upstreams again at most
+/// this often: a caller trying names cannot turn every call into a listing
+/// of every upstream.
+const MISS_RELIST: Duration = Duration::from_secs(1);
 
 impl Gateway {
     /// `None` when no upstream is configured.
@@ -66,6 +74,7 @@ impl Gateway {
             calls: Default::default(),
             outcomes: Default::default(),
             refreshing: Default::default(),
+            listed_at: Default::default(),
         })))
     }
 
@@ -78,6 +87,11 @@ impl Gateway {
     /// upstream that cannot be listed offers nothing until it can.
     pub async fn refresh(&self) -> Vec<Arc<Entry>> {
         let _one = self.refreshing.lock().await;
+        self.list_now().await
+    }
+
+    /// `refresh`, for a caller that holds `refreshing`.
+    async fn list_now(&self) -> Vec<Arc<Entry>> {
         let listings =
             futures_util::future::join_all(self.upstreams.values().map(|u| async move {
                 u.take_stale();
@@ -104,6 +118,7 @@ impl Gateway {
         self.record_definitions(&catalog).await;
         let entries: Vec<Arc<Entry>> = catalog.values().cloned().collect();
         *self.catalog.write().await = catalog;
+        *self.listed_at.lock().expect("not poisoned") = Some(Instant::now());
         entries
     }
 
@@ -141,19 +156,32 @@ impl Gateway {
         }
     }
 
-    /// The entry for an agent-facing name, listing again when the catalog
-    /// does not have it or its upstream said its tools changed.
+    /// The entry for an agent-facing name, listing again when its upstream
+    /// said its tools changed, or when the catalog does not have it and no
+    /// listing finished within `MISS_RELIST` (one that finished while this
+    /// call waited for its turn counts). A name no configured upstream could
+    /// offer is never listed for.
     pub async fn entry(&self, name: &str) -> Option<Arc<Entry>> {
-        let stale = catalog::split(name)
-            .and_then(|(u, _)| self.upstreams.get(u))
-            .is_some_and(|u| u.take_stale());
-        if !stale {
+        let upstream = catalog::split(name).and_then(|(u, _)| self.upstreams.get(u))?;
+        if upstream.take_stale() {
+            self.refresh().await;
+        } else {
             if let Some(e) = self.catalog.read().await.get(name) {
                 return Some(e.clone());
             }
+            let _one = self.refreshing.lock().await;
+            if !self.listed_within(MISS_RELIST) {
+                self.list_now().await;
+            }
         }
-        self.refresh().await;
         self.catalog.read().await.get(name).cloned()
+    }
+
+    fn listed_within(&self, period: Duration) -> bool {
+        self.listed_at
+            .lock()
+            .expect("not poisoned")
+            .is_some_and(|at| at.elapsed() < period)
     }
 
     fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
