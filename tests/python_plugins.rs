@@ -20,7 +20,8 @@ fn actiongate(args: &[&str]) -> (i32, String, String) {
     let bin = std::env::var("ACTIONGATE_BIN")
         .unwrap_or_else(|_| format!("{}/../target/debug/actiongate", env!("CARGO_MANIFEST_DIR")));
     // A config of its own: the tests' shared compile cache.
-    let config = std::env::temp_dir().join(format!("python-plugins-{}.toml", std::process::id()));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("actiongate.toml");
     std::fs::write(
         &config,
         format!(

@@ -12,10 +12,29 @@ pub fn database_url() -> String {
 }
 
 fn with_database(url: &str, db: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((url, query)) => (url, format!("?{query}")),
+        None => (url, String::new()),
+    };
     let (base, _) = url
         .rsplit_once('/')
         .expect("DATABASE_URL has a database name");
-    format!("{base}/{db}")
+    format!("{base}/{db}{query}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn another_database_keeps_the_urls_options() {
+        assert_eq!(
+            super::with_database("postgres://u:p@h:5432/main?sslmode=require", "t1"),
+            "postgres://u:p@h:5432/t1?sslmode=require"
+        );
+        assert_eq!(
+            super::with_database("postgres://u:p@h/main", "t2"),
+            "postgres://u:p@h/t2"
+        );
+    }
 }
 
 /// A fresh database on the shared cluster, for tests that hand a URL to other
