@@ -22,21 +22,6 @@ fn with_database(url: &str, db: &str) -> String {
     format!("{base}/{db}{query}")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn another_database_keeps_the_urls_options() {
-        assert_eq!(
-            super::with_database("postgres://u:p@h:5432/main?sslmode=require", "t1"),
-            "postgres://u:p@h:5432/t1?sslmode=require"
-        );
-        assert_eq!(
-            super::with_database("postgres://u:p@h/main", "t2"),
-            "postgres://u:p@h/t2"
-        );
-    }
-}
-
 /// A fresh database on the shared cluster, for tests that hand a URL to other
 /// processes (sqlx::test pools cannot be shared with them). Dropped at the end.
 pub struct TempDatabase {
@@ -275,4 +260,19 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn another_database_keeps_the_urls_options() {
+        assert_eq!(
+            super::with_database("postgres://u:p@h:5432/main?sslmode=require", "t1"),
+            "postgres://u:p@h:5432/t1?sslmode=require"
+        );
+        assert_eq!(
+            super::with_database("postgres://u:p@h/main", "t2"),
+            "postgres://u:p@h/t2"
+        );
+    }
 }
