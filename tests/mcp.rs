@@ -236,6 +236,39 @@ impl Rig {
     }
 
     /// Another agent of the same owner, with the same root and `extra` attributes.
+    /// The gateway itself and `coder` as its caller, for calls made with no
+    /// client in between.
+    async fn gateway_and_caller(
+        &self,
+    ) -> (
+        std::sync::Arc<actiongate::mcp::Gateway>,
+        actiongate::mcp::call::Caller,
+    ) {
+        let gateway = self
+            .server
+            .app
+            .mcp
+            .clone()
+            .expect("the gateway is configured");
+        let agent = self
+            .server
+            .app
+            .gate
+            .store()
+            .agent("coder")
+            .await
+            .unwrap()
+            .unwrap();
+        let caller = actiongate::mcp::call::Caller {
+            agent: std::sync::Arc::new(agent),
+            key_hash: actiongate::keys::hash_api_key(&self.key),
+            client_name: None,
+            client_version: None,
+            protocol_version: None,
+        };
+        (gateway, caller)
+    }
+
     async fn other_agent(&self, name: &str, extra: &[(&str, &str)]) -> String {
         let root = self.files.path().canonicalize().unwrap();
         let mut attrs = BTreeMap::from([("mcp_root".to_string(), root.display().to_string())]);
@@ -346,6 +379,14 @@ fn decision(result: &Value) -> &Value {
     &result["_meta"]["io.actiongate/decision"]
 }
 
+/// The events of a call allowed at once and run (or recorded as not run).
+const RAN_AT_ONCE: [EventKind; 4] = [
+    EventKind::Submitted,
+    EventKind::Evaluated,
+    EventKind::Granted,
+    EventKind::Executed,
+];
+
 fn kinds(events: &[StoredEvent]) -> Vec<EventKind> {
     events.iter().map(|e| e.kind).collect()
 }
@@ -455,15 +496,7 @@ async fn an_allowed_call_runs_unchanged_and_is_recorded_with_its_grant() {
     assert_eq!(ids.len(), 2);
     for id in &ids {
         let events = rig.action_events(id).await;
-        assert_eq!(
-            kinds(&events),
-            [
-                EventKind::Submitted,
-                EventKind::Evaluated,
-                EventKind::Granted,
-                EventKind::Executed
-            ]
-        );
+        assert_eq!(kinds(&events), RAN_AT_ONCE);
         let submitted = &events[0].payload["action"];
         assert_eq!(submitted["resource"], "mcp://py/echo");
         assert_eq!(submitted["context"]["mcp.read_only_hint"], "true");
@@ -553,12 +586,7 @@ async fn a_call_allowed_at_once_is_claimed_by_its_decisions_commit() {
     );
     assert_eq!(
         kinds(&rig.action_events(&status.action_id).await),
-        [
-            EventKind::Submitted,
-            EventKind::Evaluated,
-            EventKind::Granted,
-            EventKind::Executed
-        ]
+        RAN_AT_ONCE
     );
     assert!(matches!(
         gate.claim_run(&agent, &id).await.unwrap(),
@@ -918,24 +946,11 @@ async fn a_client_that_leaves_while_held_finds_its_call_on_return() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_allowed_at_once_whose_caller_left_is_recorded_as_not_run() {
     use actiongate::gate::State;
-    use actiongate::mcp::call::{CallError, Caller};
+    use actiongate::mcp::call::CallError;
 
     let rig = rig(|_| {}).await;
-    let gateway = rig
-        .server
-        .app
-        .mcp
-        .clone()
-        .expect("the gateway is configured");
+    let (gateway, caller) = rig.gateway_and_caller().await;
     let gate = &rig.server.app.gate;
-    let agent = gate.store().agent("coder").await.unwrap().unwrap();
-    let caller = Caller {
-        agent: std::sync::Arc::new(agent.clone()),
-        key_hash: actiongate::keys::hash_api_key(&rig.key),
-        client_name: Some("leaver".into()),
-        client_version: None,
-        protocol_version: None,
-    };
     let params = || {
         let mut p = rmcp::model::CallToolRequestParams::new("py__echo");
         p.arguments = json!({"text": "gone before it ran"}).as_object().cloned();
@@ -949,15 +964,7 @@ async fn a_call_allowed_at_once_whose_caller_left_is_recorded_as_not_run() {
     let ids = rig.actions_of("mcp.py.echo").await;
     assert_eq!(ids.len(), 1);
     let events = rig.action_events(&ids[0]).await;
-    assert_eq!(
-        kinds(&events),
-        [
-            EventKind::Submitted,
-            EventKind::Evaluated,
-            EventKind::Granted,
-            EventKind::Executed
-        ]
-    );
+    assert_eq!(kinds(&events), RAN_AT_ONCE);
     let executed = &events[3].payload;
     assert_eq!(executed["status"], "failed");
     assert!(
@@ -970,7 +977,7 @@ async fn a_call_allowed_at_once_whose_caller_left_is_recorded_as_not_run() {
     assert_eq!(executed["jti"], events[2].payload["jti"]);
     let id: actiongate::gate::ActionId = ids[0].parse().unwrap();
     assert_eq!(
-        gate.status(&agent, &id).await.unwrap().state,
+        gate.status(&caller.agent, &id).await.unwrap().state,
         State::Executed
     );
     assert!(Rig::calls_log(rig.http_state.path()).is_empty());
@@ -991,31 +998,10 @@ async fn a_call_allowed_at_once_whose_caller_left_is_recorded_as_not_run() {
 /// trying names would otherwise make the gateway list them per call).
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_to_missing_tools_do_not_list_the_upstreams_each_time() {
-    use actiongate::mcp::call::{CallError, Caller};
+    use actiongate::mcp::call::CallError;
 
     let rig = rig(|_| {}).await;
-    let gateway = rig
-        .server
-        .app
-        .mcp
-        .clone()
-        .expect("the gateway is configured");
-    let agent = rig
-        .server
-        .app
-        .gate
-        .store()
-        .agent("coder")
-        .await
-        .unwrap()
-        .unwrap();
-    let caller = Caller {
-        agent: std::sync::Arc::new(agent),
-        key_hash: actiongate::keys::hash_api_key(&rig.key),
-        client_name: None,
-        client_version: None,
-        protocol_version: None,
-    };
+    let (gateway, caller) = rig.gateway_and_caller().await;
     let lists = || {
         std::fs::read_to_string(rig.http_state.path().join("lists.log"))
             .unwrap_or_default()
