@@ -235,7 +235,6 @@ impl Rig {
             .await
     }
 
-    /// Another agent of the same owner, with the same root and `extra` attributes.
     /// The gateway itself and `coder` as its caller, for calls made with no
     /// client in between.
     async fn gateway_and_caller(
@@ -269,6 +268,7 @@ impl Rig {
         (gateway, caller)
     }
 
+    /// Another agent of the same owner, with the same root and `extra` attributes.
     async fn other_agent(&self, name: &str, extra: &[(&str, &str)]) -> String {
         let root = self.files.path().canonicalize().unwrap();
         let mut attrs = BTreeMap::from([("mcp_root".to_string(), root.display().to_string())]);
@@ -1411,69 +1411,76 @@ async fn gateway_benchmark() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     }
+    /// One side's rounds, reported as the medians of the rounds.
+    #[derive(Default)]
+    struct Side {
+        rate: Vec<f64>,
+        p50: Vec<f64>,
+        p99: Vec<f64>,
+    }
+    impl Side {
+        fn push(&mut self, rate: f64, sorted: &[f64]) {
+            self.rate.push(rate);
+            self.p50.push(pct(sorted, 0.5));
+            self.p99.push(pct(sorted, 0.99));
+        }
+        fn rate(&self) -> f64 {
+            median(self.rate.clone())
+        }
+        fn p50(&self) -> f64 {
+            median(self.p50.clone())
+        }
+        fn p99(&self) -> f64 {
+            median(self.p99.clone())
+        }
+    }
 
-    // Warm both paths (sessions, plugin compile, upstream).
-    round(&upstream.url, None, "echo", 1, 1).await;
-    round(&gateway, Some(&key), "py__echo", 1, 1).await;
+    // The sides: direct, the gateway, and the base gateway if there is one.
+    let mut targets = vec![
+        (upstream.url.as_str(), None, "echo"),
+        (gateway.as_str(), Some(key.as_str()), "py__echo"),
+    ];
     if let Some((_, key, url)) = &base {
-        round(url, Some(key), "py__echo", 1, 1).await;
+        targets.push((url.as_str(), Some(key.as_str()), "py__echo"));
+    }
+    // Warm every side (sessions, plugin compile, upstream).
+    for &(url, key, tool) in &targets {
+        round(url, key, tool, 1, 1).await;
     }
     let mut report = Vec::new();
     for clients in [1usize, 16] {
-        let (mut d_rate, mut g_rate, mut d_p50, mut g_p50, mut d_p99, mut g_p99) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
-        let (mut b_rate, mut b_p50, mut b_p99) = (vec![], vec![], vec![]);
+        let mut sides: Vec<Side> = targets.iter().map(|_| Side::default()).collect();
         // The side that runs first turns every round: a side's place in a
         // round biases it (an A/A run, the same binary as both gateways,
         // measured whichever ran first 0.2-0.5 ms slower).
-        let sides = if base.is_some() { 3 } else { 2 };
         for r in 0..rounds as usize {
-            for k in 0..sides {
-                match (r + k) % sides {
-                    0 => {
-                        let (rate, lat) =
-                            round(&upstream.url, None, "echo", clients, seconds).await;
-                        d_rate.push(rate);
-                        d_p50.push(pct(&lat, 0.5));
-                        d_p99.push(pct(&lat, 0.99));
-                    }
-                    1 => {
-                        let (rate, lat) =
-                            round(&gateway, Some(&key), "py__echo", clients, seconds).await;
-                        g_rate.push(rate);
-                        g_p50.push(pct(&lat, 0.5));
-                        g_p99.push(pct(&lat, 0.99));
-                    }
-                    _ => {
-                        let (_, key, url) = base.as_ref().expect("three sides with a base");
-                        let (rate, lat) = round(url, Some(key), "py__echo", clients, seconds).await;
-                        b_rate.push(rate);
-                        b_p50.push(pct(&lat, 0.5));
-                        b_p99.push(pct(&lat, 0.99));
-                    }
-                }
+            for k in 0..targets.len() {
+                let s = (r + k) % targets.len();
+                let (url, key, tool) = targets[s];
+                let (rate, lat) = round(url, key, tool, clients, seconds).await;
+                sides[s].push(rate, &lat);
             }
         }
-        let line = format!(
+        let (direct, through) = (&sides[0], &sides[1]);
+        println!(
             "{clients:>2} client(s): direct {:.0} calls/s (median {:.2} ms, p99 {:.2} ms); gateway {:.0} calls/s (median {:.2} ms, p99 {:.2} ms); added median {:.2} ms; rate ratio {:.2}",
-            median(d_rate.clone()), median(d_p50.clone()), median(d_p99.clone()),
-            median(g_rate.clone()), median(g_p50.clone()), median(g_p99.clone()),
-            median(g_p50.clone()) - median(d_p50.clone()),
-            median(g_rate.clone()) / median(d_rate.clone()),
+            direct.rate(), direct.p50(), direct.p99(),
+            through.rate(), through.p50(), through.p99(),
+            through.p50() - direct.p50(),
+            through.rate() / direct.rate(),
         );
-        println!("{line}");
-        if base.is_some() {
+        if let Some(b) = sides.get(2) {
             println!(
                 "{clients:>2} client(s): base gateway {:.0} calls/s (median {:.2} ms, p99 {:.2} ms); added median {:.2} ms; rate ratio {:.2}",
-                median(b_rate.clone()), median(b_p50.clone()), median(b_p99),
-                median(b_p50) - median(d_p50.clone()),
-                median(b_rate) / median(d_rate.clone()),
+                b.rate(), b.p50(), b.p99(),
+                b.p50() - direct.p50(),
+                b.rate() / direct.rate(),
             );
         }
         report.push((
             clients,
-            median(g_p50) - median(d_p50),
-            median(g_rate) / median(d_rate),
+            through.p50() - direct.p50(),
+            through.rate() / direct.rate(),
         ));
     }
     // Every gateway call was an action with its evidence.
@@ -1497,19 +1504,8 @@ async fn gateway_benchmark() {
 /// with its reason, in tests/mcp-conformance-expected-failures.yml.
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_runner_against_the_gateway() {
-    let allow_all = actiongate_tests::component("fixture_allow_all");
-    let plugin_dir = tempfile::tempdir().unwrap();
-    let plugin_path = plugin_dir.path().join("allow_all.wasm");
-    std::fs::write(&plugin_path, &allow_all).unwrap();
-    let sha256 = actiongate::sandbox::sha256_hex(&allow_all);
     let server = TestServer::start_with(|c| {
-        c.bindings.push(actiongate::config::BindingConfig {
-            kind: "mcp.*".into(),
-            plugin: None,
-            path: Some(plugin_path.clone()),
-            sha256: Some(sha256.clone()),
-            shadow: None,
-        });
+        actiongate_tests::bind_component(c, "mcp.*", "fixture_allow_all");
         c.mcp = McpConfig {
             upstreams: vec![UpstreamConfig {
                 name: "everything".into(),
