@@ -161,8 +161,7 @@ impl Store {
         Ok(())
     }
 
-    /// The role and subject of a live (unrevoked) key.
-    /// The role and subject of a live key and, for an agent key, the agent
+    /// The role and subject of a live (unrevoked) key and, for an agent key, the agent
     /// (in one query: it is on every agent request).
     pub async fn key_agent(
         &self,
