@@ -992,6 +992,82 @@ async fn a_call_allowed_at_once_whose_caller_left_is_recorded_as_not_run() {
     assert_eq!(Rig::calls_log(rig.http_state.path()).len(), 1);
 }
 
+/// A run whose outcome cannot be recorded: the caller still gets the
+/// upstream's result (the run happened), the failure is counted in
+/// `actiongate_outcome_record_failures_total`, and the action stays
+/// allowed with its grant spent, never recorded as something it was not.
+/// Postgres refuses the `executed` event here (a check constraint the test
+/// adds and removes); the next call records as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_outcome_cannot_be_recorded_is_counted_and_left_allowed() {
+    use actiongate::gate::State;
+    use actiongate::store::Store;
+
+    let rig = rig(|_| {}).await;
+    let (gateway, caller) = rig.gateway_and_caller().await;
+    let gate = &rig.server.app.gate;
+    let failures = || async {
+        let metrics = reqwest::get(format!("{}/metrics", rig.server.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("actiongate_outcome_record_failures_total "))
+            .unwrap_or_else(|| panic!("no failure counter in {metrics}"))
+            .parse::<u64>()
+            .unwrap()
+    };
+    let call = |text: &str| {
+        let mut p = rmcp::model::CallToolRequestParams::new("py__echo");
+        p.arguments = json!({ "text": text }).as_object().cloned();
+        gateway.call(&caller, p, None, Default::default())
+    };
+    let refuse = |on: bool| async move {
+        let Store::Postgres(pool, ..) = gate.store() else {
+            panic!("this test runs on Postgres (tests/run sets DATABASE_URL)")
+        };
+        let sql = if on {
+            "ALTER TABLE evidence_events ADD CONSTRAINT refuse_executed CHECK (kind <> 'executed') NOT VALID"
+        } else {
+            "ALTER TABLE evidence_events DROP CONSTRAINT refuse_executed"
+        };
+        sqlx::query(sql).execute(pool).await.unwrap();
+    };
+    assert_eq!(failures().await, 0);
+
+    refuse(true).await;
+    let ran = call("ran, not recorded").await.unwrap();
+    assert_ne!(ran.is_error, Some(true), "{ran:?}");
+    assert!(format!("{ran:?}").contains("ran, not recorded"), "{ran:?}");
+    rig.settled().await;
+    refuse(false).await;
+    assert_eq!(failures().await, 1);
+    assert_eq!(Rig::calls_log(rig.http_state.path()).len(), 1);
+    let ids = rig.actions_of("mcp.py.echo").await;
+    assert_eq!(ids.len(), 1);
+    assert_eq!(
+        kinds(&rig.action_events(&ids[0]).await),
+        [
+            EventKind::Submitted,
+            EventKind::Evaluated,
+            EventKind::Granted
+        ]
+    );
+    let id: actiongate::gate::ActionId = ids[0].parse().unwrap();
+    let status = gate.status(&caller.agent, &id).await.unwrap();
+    assert_eq!(status.state, State::Allowed);
+
+    // The log goes on: the next call is recorded, and nothing more is counted.
+    let next = call("recorded").await.unwrap();
+    assert_ne!(next.is_error, Some(true), "{next:?}");
+    let ids = rig.actions_of("mcp.py.echo").await;
+    assert_eq!(kinds(&rig.action_events(&ids[1]).await), RAN_AT_ONCE);
+    assert_eq!(failures().await, 1);
+}
+
 /// Calls to names the catalog lacks: one of an upstream that exists says
 /// it is not offered now, one of no upstream is an unknown tool, and
 /// neither turns each call into a listing of every upstream (a caller
