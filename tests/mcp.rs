@@ -1059,6 +1059,11 @@ async fn a_run_whose_outcome_cannot_be_recorded_is_counted_and_left_allowed() {
     let id: actiongate::gate::ActionId = ids[0].parse().unwrap();
     let status = gate.status(&caller.agent, &id).await.unwrap();
     assert_eq!(status.state, State::Allowed);
+    // Its grant was spent by the run: nothing can run it again.
+    assert!(matches!(
+        gate.claim_run(&caller.agent, &id).await.unwrap(),
+        actiongate::execution::Claim::Taken
+    ));
 
     // The log goes on: the next call is recorded, and nothing more is counted.
     let next = call("recorded").await.unwrap();
