@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
-use super::{on_pool, Store, StoreError};
+use super::{on_lane, on_pool, Store, StoreError};
 
 macro_rules! agent_row {
     ($r:expr) => {{
@@ -171,21 +171,12 @@ impl Store {
             "SELECT k.role, k.subject, a.id, a.owner, a.attributes, a.created_at, a.revoked_at
              FROM api_keys k LEFT JOIN agents a ON k.role = 'agent' AND a.id = k.subject
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL";
-        // Every request authenticates: on Postgres, through a lane.
-        let row = match self {
-            Store::Postgres(_, lanes) => {
-                let query = sqlx::query(SQL).bind(key_hash);
-                lanes
-                    .run(async |c| query.fetch_optional(c).await)
-                    .await?
-                    .map(|r| key_agent_row!(r))
-            }
-            Store::Sqlite(pool) => sqlx::query(SQL)
-                .bind(key_hash)
-                .fetch_optional(pool)
-                .await?
-                .map(|r| key_agent_row!(r)),
-        };
+        // Every request authenticates: through a lane.
+        let row = on_lane!(self, c => sqlx::query(SQL)
+            .bind(key_hash)
+            .fetch_optional(c)
+            .await
+            .map(|r| r.map(|r| key_agent_row!(r))));
         let Some((role, subject, agent)) = row else {
             return Ok(None);
         };

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 
-use super::{on_pool, Store, StoreError};
+use super::{on_lane, on_pool, Store, StoreError};
 
 impl Store {
     /// The action `agent_id`'s call `call_digest` was last attached to.
@@ -14,22 +14,13 @@ impl Store {
     ) -> Result<Option<String>, StoreError> {
         const SQL: &str =
             "SELECT action_id FROM mcp_calls WHERE agent_id = $1 AND call_digest = $2";
-        // On every tool call: on Postgres through a lane, which skips the
-        // ping sqlx's pool sends on each connection it takes back (`lanes.rs`):
-        // that ping cost the gateway benchmark 0.2-0.5 ms per call.
-        Ok(match self {
-            Store::Postgres(_, lanes) => {
-                let query = sqlx::query_scalar(SQL).bind(agent_id).bind(call_digest);
-                lanes.run(async |c| query.fetch_optional(c).await).await?
-            }
-            Store::Sqlite(pool) => {
-                sqlx::query_scalar(SQL)
-                    .bind(agent_id)
-                    .bind(call_digest)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        })
+        // On every tool call: through a lane (the pool's ping on each
+        // connection it took back cost the gateway benchmark 0.2-0.5 ms).
+        Ok(on_lane!(self, c => sqlx::query_scalar(SQL)
+            .bind(agent_id)
+            .bind(call_digest)
+            .fetch_optional(c)
+            .await))
     }
 
     /// Attaches the call to `action_id` (replacing an older attachment).

@@ -57,6 +57,20 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// `on_pool!` for the queries on the request path: on Postgres through a
+/// lane (`lanes.rs`), which skips the ping sqlx's pool sends on every
+/// connection it takes back. `$body` is a query's result; evaluates to its
+/// value, returning early with the error.
+macro_rules! on_lane {
+    ($store:expr, $conn:ident => $body:expr) => {
+        match $store {
+            Store::Postgres(_, lanes) => lanes.run(async |$conn| $body).await?,
+            Store::Sqlite($conn) => $body?,
+        }
+    };
+}
+pub(crate) use on_lane;
+
 /// Where the state lives: Postgres in production, SQLite embedded.
 #[derive(Clone, Debug)]
 pub enum Store {
