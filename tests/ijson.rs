@@ -73,19 +73,7 @@ async fn footprint(server: &TestServer) -> (u64, u64) {
 
 async fn read_footprint(server: &TestServer) -> (u64, u64) {
     let size = server.app.evidence.committed_size().await.unwrap();
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let evaluations = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("actiongate_evaluation_seconds_count "))
-        .unwrap_or_else(|| panic!("no evaluation count in:\n{metrics}"))
-        .trim()
-        .parse()
-        .unwrap();
+    let evaluations = server.metric("actiongate_evaluation_seconds_count").await;
     (size, evaluations)
 }
 

@@ -1006,19 +1006,9 @@ async fn a_run_whose_outcome_cannot_be_recorded_is_counted_and_left_allowed() {
     let rig = rig(|_| {}).await;
     let (gateway, caller) = rig.gateway_and_caller().await;
     let gate = &rig.server.app.gate;
-    let failures = || async {
-        let metrics = reqwest::get(format!("{}/metrics", rig.server.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("actiongate_outcome_record_failures_total "))
-            .unwrap_or_else(|| panic!("no failure counter in {metrics}"))
-            .parse::<u64>()
-            .unwrap()
+    let failures = || {
+        rig.server
+            .metric("actiongate_outcome_record_failures_total")
     };
     let call = |text: &str| {
         let mut p = rmcp::model::CallToolRequestParams::new("py__echo");

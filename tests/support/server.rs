@@ -105,6 +105,24 @@ impl TestServer {
         }
     }
 
+    /// The value of the integral metric `name` (a counter, a count) on
+    /// `/metrics`; panics, showing them all, when there is none.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let metrics = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// Creates an agent owned by `owner` and returns its API key.
     pub async fn agent(&self, name: &str, owner: &str) -> String {
         let store = &self.app.gate.store();
