@@ -320,6 +320,56 @@ fn every_evaluation_is_a_fresh_interpreter() {
     }
 }
 
+/// An instance prepared ahead of its action (`prepared.rs`) decides as one
+/// made for it would: same world (clock, random, no files), same fuel, a fresh
+/// interpreter every time, failures alike; and evaluations do take them.
+#[test]
+fn a_prepared_instance_decides_as_a_new_one_would() {
+    let ahead = sandbox(Limits::default());
+    let cold = Sandbox::new(SandboxConfig {
+        cache_dir: Some(actiongate_tests::cache_dir()),
+        prepared_plugins: 0,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let bytes = python::component(HOSTILE_PY);
+    let (on_ahead, on_cold) = (
+        ahead.load(&bytes, None).unwrap(),
+        cold.load(&bytes, None).unwrap(),
+    );
+    let kinds = [
+        "test.ambient",
+        "test.ambient",
+        "test.state",
+        "test.state",
+        "test.loop",
+        "test.file",
+    ];
+    for (i, kind) in kinds.into_iter().enumerate() {
+        assert!(
+            ahead.wait_prepared(&on_ahead, Duration::from_secs(30)),
+            "an instance is prepared"
+        );
+        let action = action(&format!("ahead-{i}"), kind, json!({}));
+        let (w, c) = (
+            ahead.evaluate(&on_ahead, &action).unwrap(),
+            cold.evaluate(&on_cold, &action).unwrap(),
+        );
+        assert_eq!(w.outcome, c.outcome, "{kind}");
+        assert_eq!(w.fuel_used, c.fuel_used, "{kind}: the same work");
+        if kind == "test.state" {
+            assert_eq!(w.outcome.unwrap().classification.reasons, ["calls=1"]);
+        }
+    }
+    let counts = ahead.prepared_counts();
+    assert_eq!((counts.taken, counts.missed), (kinds.len() as u64, 0));
+    assert!(
+        !cold.wait_prepared(&on_cold, Duration::ZERO),
+        "none prepared"
+    );
+    assert_eq!(cold.prepared_counts().taken, 0);
+}
+
 #[test]
 fn limits_are_set_per_plugin_by_name_or_sha256() {
     let bytes = python::component(HOSTILE_PY);

@@ -475,35 +475,82 @@ mod python {
             .ok()
             .map(|path| sandbox.load(&std::fs::read(path).unwrap(), None).unwrap());
         let actions: Vec<Action> = (0..n as u64).map(action).collect();
-        let (mut py_samples, mut rust_samples, mut base_samples) =
-            (Vec::new(), Vec::new(), Vec::new());
+        // The same plugin with no instance prepared: every instance made for its
+        // action, as before `prepared.rs`.
+        let cold = Sandbox::new(SandboxConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            prepared_plugins: 0,
+            ..SandboxConfig::default()
+        })
+        .unwrap();
+        let py_cold = cold.load(&bytes, None).unwrap();
+        let (mut py_samples, mut rust_samples, mut base_samples, mut cold_samples) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut fuel, mut base_fuel) = ((0, 0), 0);
         let (mut py_faults, mut base_faults) = (0, 0);
-        // One of each, alternating, so both sides see the same machine.
-        for a in &actions {
-            let (t, f) = (Instant::now(), minor_faults());
-            let e = sandbox.evaluate(&py, a).unwrap();
-            py_samples.push(t.elapsed());
-            py_faults += minor_faults() - f;
-            fuel.0 = e.fuel_used;
-            let t = Instant::now();
-            let e = sandbox.evaluate(&rust, a).unwrap();
-            rust_samples.push(t.elapsed());
-            fuel.1 = e.fuel_used;
-            if let Some(base) = &base {
+        let (mut ahead_cpu, mut cold_cpu) = (Duration::ZERO, Duration::ZERO);
+        let ahead_before = sandbox.prepared_counts();
+        // Alternating blocks, so both sides see the same machine: Python on
+        // instances made ahead (each waited for, untimed, as an action that
+        // arrives after the last one is done finds it), then Python on
+        // instances made for the action; Rust beside both. The process's
+        // CPU per block (the prepare thread's included) is what each costs.
+        for block in actions.chunks(50) {
+            let cpu = process_cpu();
+            let mut block_fuel = Vec::new();
+            for a in block {
+                sandbox.wait_prepared(&py, Duration::from_secs(5));
                 let (t, f) = (Instant::now(), minor_faults());
-                let e = sandbox.evaluate(base, a).unwrap();
-                base_samples.push(t.elapsed());
-                base_faults += minor_faults() - f;
-                base_fuel = e.fuel_used;
-                assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+                let e = sandbox.evaluate(&py, a).unwrap();
+                py_samples.push(t.elapsed());
+                py_faults += minor_faults() - f;
+                fuel.0 = e.fuel_used;
+                block_fuel.push(e.fuel_used);
+                let t = Instant::now();
+                let e = sandbox.evaluate(&rust, a).unwrap();
+                rust_samples.push(t.elapsed());
+                fuel.1 = e.fuel_used;
+                if let Some(base) = &base {
+                    sandbox.wait_prepared(base, Duration::from_secs(5));
+                    let (t, f) = (Instant::now(), minor_faults());
+                    let e = sandbox.evaluate(base, a).unwrap();
+                    base_samples.push(t.elapsed());
+                    base_faults += minor_faults() - f;
+                    base_fuel = e.fuel_used;
+                    assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+                }
             }
+            ahead_cpu += process_cpu() - cpu;
+            let cpu = process_cpu();
+            for (a, fuel) in block.iter().zip(block_fuel) {
+                let t = Instant::now();
+                let e = cold.evaluate(&py_cold, a).unwrap();
+                cold_samples.push(t.elapsed());
+                assert_eq!(e.fuel_used, fuel, "the same work either way");
+                let t = Instant::now();
+                sandbox.evaluate(&rust, a).unwrap();
+                rust_samples.push(t.elapsed());
+            }
+            cold_cpu += process_cpu() - cpu;
         }
+        let ahead_after = sandbox.prepared_counts();
+        // Back to back: each action arrives as the last one ends, before
+        // the next instance can be made ahead.
+        let back_to_back: Vec<Duration> = actions
+            .iter()
+            .take(n.min(500))
+            .map(|a| {
+                let t = Instant::now();
+                sandbox.evaluate(&py, a).unwrap();
+                t.elapsed()
+            })
+            .collect();
+        let back_counts = sandbox.prepared_counts();
         let (p50, p99) = percentiles(py_samples);
         let (r50, r99) = percentiles(rust_samples);
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(
-            "\ndb-export in Python ({}) beside Rust, {n} alternating fresh-instance evaluations:",
+            "\ndb-export in Python ({}) beside Rust, {n} alternating fresh-instance evaluations (python's on instances made ahead):",
             py.interpreter.as_deref().unwrap_or("?")
         );
         println!(
@@ -531,6 +578,28 @@ mod python {
             ms(p99),
             ms(r99)
         );
+        let (c50, c99) = percentiles(cold_samples);
+        println!(
+            "  made for the action (none prepared), same rounds: python p50 {:.3} ms, p99 {:.3} ms",
+            ms(c50),
+            ms(c99)
+        );
+        println!(
+            "  prepared instances taken {} of {} (missed {}); CPU per action, python + rust: made ahead {:.3} ms, made for the action {:.3} ms",
+            ahead_after.taken - ahead_before.taken,
+            n,
+            ahead_after.missed - ahead_before.missed,
+            ms(ahead_cpu) / n as f64,
+            ms(cold_cpu) / n as f64
+        );
+        let (b2b50, b2b99) = percentiles(back_to_back.clone());
+        println!(
+            "  back to back, {} evaluations: python p50 {:.3} ms, p99 {:.3} ms, {} of them on a prepared instance",
+            back_to_back.len(),
+            ms(b2b50),
+            ms(b2b99),
+            back_counts.taken - ahead_after.taken
+        );
         println!(
             "  fuel           python {:>10}         rust {:>8}",
             fuel.0, fuel.1
@@ -548,8 +617,22 @@ mod python {
                 base_faults as f64 / n as f64
             );
         }
-        floor(&sandbox, n);
+        floor(&cold, n);
         copy_on_write(&bytes, n.min(500));
+    }
+
+    /// CPU time of this process so far (every thread's), user and system.
+    fn process_cpu() -> Duration {
+        // SAFETY: as in `minor_faults`.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+            usage
+        };
+        let time = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        };
+        time(usage.ru_utime) + time(usage.ru_stime)
     }
 
     /// Minor page faults of this thread so far (an evaluation runs on the

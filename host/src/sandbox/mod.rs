@@ -31,12 +31,13 @@ mod failure;
 mod interpreter;
 mod nonblocking;
 mod plugin;
+mod prepared;
 mod run;
 mod wasi;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,7 @@ pub use capacity::{Busy, Slot};
 pub use failure::PluginFailure;
 pub use interpreter::LimitsOverride;
 pub use plugin::{sha256_hex, Inspection, Plugin};
+pub use prepared::PreparedCounts;
 pub use run::{Decision, Evaluation};
 
 wasmtime::component::bindgen!({
@@ -147,6 +149,10 @@ pub struct SandboxConfig {
     /// How long an evaluation waits for a free slot before the submission
     /// is refused as busy (503, nothing decided).
     pub slot_wait_ms: u64,
+    /// Plugins with an interpreter get one instance prepared ahead of their
+    /// next action, this many plugins at most (`prepared.rs`); each holds a
+    /// pool slot beyond `max_instances`. 0: none.
+    pub prepared_plugins: u32,
 }
 
 impl Default for SandboxConfig {
@@ -162,6 +168,7 @@ impl Default for SandboxConfig {
             plugin_limits: BTreeMap::new(),
             plugin_share: None,
             slot_wait_ms: 1000,
+            prepared_plugins: 8,
         }
     }
 }
@@ -236,8 +243,9 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<GuestState>,
     config: SandboxConfig,
-    loaded: RwLock<HashMap<String, Arc<Plugin>>>,
+    loaded: prepared::Loaded,
     capacity: Arc<capacity::Capacity>,
+    preparer: prepared::Preparer,
 }
 
 impl Sandbox {
@@ -265,12 +273,20 @@ impl Sandbox {
             share,
             Duration::from_millis(config.slot_wait_ms),
         );
+        let loaded = prepared::Loaded::default();
+        let preparer = prepared::Preparer::new(
+            engine.clone(),
+            loaded.clone(),
+            run::prepared_store,
+            config.prepared_plugins,
+        );
         Ok(Sandbox {
             engine,
             linker,
             config,
-            loaded: RwLock::new(HashMap::new()),
+            loaded,
             capacity,
+            preparer,
         })
     }
 
@@ -301,15 +317,27 @@ impl Sandbox {
     pub fn get(&self, sha256: &str) -> Option<Arc<Plugin>> {
         self.loaded.read().unwrap().get(sha256).cloned()
     }
+
+    /// Waits up to `within` for an instance of `plugin` made ahead (only
+    /// an interpreter's is: `prepared.rs`); whether one is ready.
+    pub fn wait_prepared(&self, plugin: &Plugin, within: Duration) -> bool {
+        self.preparer.wait(plugin, within)
+    }
+
+    /// How often evaluations found an instance made ahead, and not.
+    pub fn prepared_counts(&self) -> PreparedCounts {
+        self.preparer.counts()
+    }
 }
 
 /// Pool slots beyond `max_instances`, for loading plugins (`describe`):
-/// evaluations hold at most `max_instances` (see `capacity`), so a load
-/// never finds the pool full of them.
+/// evaluations hold at most `max_instances` (see `capacity`) and prepared
+/// instances at most `prepared_plugins`, so a load never finds the pool full
+/// of them.
 const LOAD_SLOTS: u32 = 4;
 
 fn engine_config(config: &SandboxConfig) -> Config {
-    let instances = config.max_instances.max(1) + LOAD_SLOTS;
+    let instances = config.max_instances.max(1) + LOAD_SLOTS + config.prepared_plugins;
     // The pool is shared by every plugin, so its slots must fit the widest
     // limits any plugin may get; each store then holds its own plugin to
     // its own limits (`MemoryLimiter`).

@@ -81,6 +81,7 @@ impl Sandbox {
             "plugin loaded"
         );
         self.loaded.write().unwrap().insert(sha256, plugin.clone());
+        self.preparer.loaded(&plugin);
         Ok(plugin)
     }
 

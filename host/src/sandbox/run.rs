@@ -5,10 +5,11 @@
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{ComponentExportIndex, ComponentType, Lower, ResourceTable, TypedFunc};
-use wasmtime::{PoolConcurrencyLimitError, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, PoolConcurrencyLimitError, Store, StoreLimitsBuilder, Trap};
 
 use super::actiongate::policy::types as wit;
 use super::nonblocking::WouldWait;
+use super::prepared::Prepared;
 use super::{
     wasi, Busy, GuestState, Limits, MemoryLimiter, Plugin, PluginFailure, Policy, PolicyPre,
     Sandbox, Slot, EPOCH_TICK,
@@ -54,15 +55,17 @@ impl Sandbox {
         action: &Action,
     ) -> Result<Evaluation, Busy> {
         let limits = &plugin.limits;
-        let evaluation = self.evaluate_on(
+        let prepared = self.preparer.take(plugin);
+        let (evaluation, store) = self.evaluate_on(
             &plugin.pre,
+            prepared,
             plugin,
             action,
             limits.fuel,
             limits.memory_bytes,
-        );
-        drop(slot);
-        evaluation
+        )?;
+        self.preparer.retire(store, slot, plugin);
+        Ok(evaluation)
     }
 
     /// A slot for `plugin` if one is free now, without waiting.
@@ -90,38 +93,58 @@ impl Sandbox {
             .keep_resident_bytes
             .max(1 << 20)
             .min(plugin.limits.memory_bytes);
-        let evaluation = self
-            .evaluate_on(inline, plugin, action, fuel, memory)
+        let (evaluation, store) = self
+            .evaluate_on(inline, None, plugin, action, fuel, memory)
             .ok()?;
+        drop(store);
         drop(slot);
         evaluation.outcome.is_ok().then_some(evaluation)
     }
 
+    /// One evaluation on `prepared`, an instance of `plugin` made ahead with
+    /// its full limits, or else on a new instance of `pre`. Returns the
+    /// store too, for the caller to drop when it suits.
     fn evaluate_on(
         &self,
         pre: &PolicyPre<GuestState>,
+        prepared: Option<Prepared>,
         plugin: &Plugin,
         action: &Action,
         fuel: u64,
         memory_bytes: usize,
-    ) -> Result<Evaluation, Busy> {
+    ) -> Result<(Evaluation, Store<GuestState>), Busy> {
         let started = Instant::now();
         let epoch_ns = action
             .requested_at
             .timestamp_nanos_opt()
             .unwrap_or(0)
             .max(0) as u64;
-        let mut store = self.store(
-            &action.id,
-            Duration::from_nanos(epoch_ns),
-            &plugin.limits,
-            fuel,
-            memory_bytes,
-        );
+        let world = wasi::World {
+            action_id: action.id.clone(),
+            requested_at: Duration::from_nanos(epoch_ns),
+        };
+        let (mut store, instance) = match prepared {
+            Some(Prepared {
+                mut store,
+                instance,
+            }) => {
+                debug_assert_eq!((fuel, memory_bytes), prepared_limits(plugin));
+                // No guest code has seen the world yet (`prepared.rs`), and the
+                // deadline counts from now, not from when it was made.
+                store.data_mut().world = world;
+                store.set_epoch_deadline(epoch_ticks(&plugin.limits));
+                (store, Ok(instance))
+            }
+            None => {
+                let mut store = new_store(&self.engine, world, &plugin.limits, fuel, memory_bytes);
+                let instance = pre.instance_pre().instantiate(&mut store);
+                (store, instance)
+            }
+        };
         let params = action.params.to_string();
         let requested_at = action.requested_at_rfc3339();
         let input = ActionArg::new(action, &params, &requested_at);
-        let outcome = match pre.instance_pre().instantiate(&mut store) {
+        let outcome = match instance {
             Ok(instance) => self.run(&mut store, &instance, plugin, &input),
             // The slots keep evaluations below the pool's size, so this is a
             // backstop; still the host's state, not the plugin's failure.
@@ -131,11 +154,12 @@ impl Sandbox {
             Err(e) => Err(self.failure(&store, &plugin.limits, e)),
         };
         let fuel_used = fuel - store.get_fuel().unwrap_or(0);
-        Ok(Evaluation {
+        let evaluation = Evaluation {
             outcome,
             fuel_used,
             duration: started.elapsed(),
-        })
+        };
+        Ok((evaluation, store))
     }
 
     fn run(
@@ -183,9 +207,13 @@ impl Sandbox {
         pre: &PolicyPre<GuestState>,
         limits: &Limits,
     ) -> Result<(PluginInfo, Exports), PluginFailure> {
-        let mut store = self.store(
-            "describe",
-            Duration::ZERO,
+        let world = wasi::World {
+            action_id: "describe".into(),
+            requested_at: Duration::ZERO,
+        };
+        let mut store = new_store(
+            &self.engine,
+            world,
             limits,
             limits.fuel,
             limits.memory_bytes,
@@ -214,38 +242,6 @@ impl Sandbox {
             },
             exports,
         ))
-    }
-
-    fn store(
-        &self,
-        action_id: &str,
-        requested_at: Duration,
-        limits: &Limits,
-        fuel: u64,
-        memory_bytes: usize,
-    ) -> Store<GuestState> {
-        let state = GuestState {
-            wasi: None,
-            world: wasi::World {
-                action_id: action_id.to_string(),
-                requested_at,
-            },
-            stderr: wasi::Capture::new(STDERR_CAPTURE),
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                limits: StoreLimitsBuilder::new()
-                    .memory_size(memory_bytes)
-                    .instances(limits.core_instances as usize)
-                    .trap_on_grow_failure(true)
-                    .build(),
-                exceeded: false,
-            },
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_fuel(fuel).expect("fuel is enabled on the engine");
-        store.set_epoch_deadline(limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1);
-        store
     }
 
     /// Downcasts a wasmtime error once into the typed failure.
@@ -324,6 +320,56 @@ impl Sandbox {
         }
         Ok(())
     }
+}
+
+/// The fuel and memory cap an evaluation on the blocking pool runs with, and
+/// so a prepared instance is made with.
+fn prepared_limits(plugin: &Plugin) -> (u64, usize) {
+    (plugin.limits.fuel, plugin.limits.memory_bytes)
+}
+
+/// A store for an instance of `plugin` made before its action is known: the
+/// world is set when an action takes it (`evaluate_on`).
+pub(super) fn prepared_store(engine: &Engine, plugin: &Plugin) -> Store<GuestState> {
+    let (fuel, memory_bytes) = prepared_limits(plugin);
+    let unset = wasi::World {
+        action_id: String::new(),
+        requested_at: Duration::ZERO,
+    };
+    new_store(engine, unset, &plugin.limits, fuel, memory_bytes)
+}
+
+fn new_store(
+    engine: &Engine,
+    world: wasi::World,
+    limits: &Limits,
+    fuel: u64,
+    memory_bytes: usize,
+) -> Store<GuestState> {
+    let state = GuestState {
+        wasi: None,
+        world,
+        stderr: wasi::Capture::new(STDERR_CAPTURE),
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .instances(limits.core_instances as usize)
+                .trap_on_grow_failure(true)
+                .build(),
+            exceeded: false,
+        },
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_fuel(fuel).expect("fuel is enabled on the engine");
+    store.set_epoch_deadline(epoch_ticks(limits));
+    store
+}
+
+/// The wall-clock deadline in epoch ticks from now.
+fn epoch_ticks(limits: &Limits) -> u64 {
+    limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1
 }
 
 /// The panic message the guest printed, without the backtrace hint.
