@@ -9,7 +9,9 @@
 //! like with like on a noisy machine. Last, the same rules in Python
 //! (plugins/examples/db-export-py, built with plugins/python/build, or
 //! `BENCH_PYTHON_WASM`) beside the Rust plugin: component size, first load,
-//! and fresh-instance evaluations alternating with Rust ones; the floor any
+//! and fresh-instance evaluations alternating with Rust ones (Python's on
+//! instances prepared ahead, then made for the action, in alternating
+//! blocks with the CPU of each; then both back to back); the floor any
 //! Python plugin pays (a plugin that allows at once, `BENCH_PYTHON_FLOOR_WASM`
 //! or built from plugins/python/fixtures/hostile); and instantiation alone
 //! with the interpreter's memory image mapped copy-on-write against copied.
@@ -535,16 +537,24 @@ mod python {
         }
         let ahead_after = sandbox.prepared_counts();
         // Back to back: each action arrives as the last one ends, before
-        // the next instance can be made ahead.
-        let back_to_back: Vec<Duration> = actions
-            .iter()
-            .take(n.min(500))
-            .map(|a| {
-                let t = Instant::now();
-                sandbox.evaluate(&py, a).unwrap();
-                t.elapsed()
-            })
-            .collect();
+        // the next instance can be made ahead; against the same with none
+        // prepared, in alternating blocks, with the process's CPU for each.
+        let (mut back, mut back_cold) = (Vec::new(), Vec::new());
+        let (mut back_cpu, mut back_cold_cpu) = (Duration::ZERO, Duration::ZERO);
+        for block in actions[..n.min(500)].chunks(50) {
+            for (on, plugin, samples, cpu) in [
+                (&sandbox, &py, &mut back, &mut back_cpu),
+                (&cold, &py_cold, &mut back_cold, &mut back_cold_cpu),
+            ] {
+                let started = process_cpu();
+                for a in block {
+                    let t = Instant::now();
+                    on.evaluate(plugin, a).unwrap();
+                    samples.push(t.elapsed());
+                }
+                *cpu += process_cpu() - started;
+            }
+        }
         let back_counts = sandbox.prepared_counts();
         let (p50, p99) = percentiles(py_samples);
         let (r50, r99) = percentiles(rust_samples);
@@ -592,13 +602,17 @@ mod python {
             ms(ahead_cpu) / n as f64,
             ms(cold_cpu) / n as f64
         );
-        let (b2b50, b2b99) = percentiles(back_to_back.clone());
+        let count = back.len();
+        let ((b50, b99), (bc50, bc99)) = (percentiles(back), percentiles(back_cold));
         println!(
-            "  back to back, {} evaluations: python p50 {:.3} ms, p99 {:.3} ms, {} of them on a prepared instance",
-            back_to_back.len(),
-            ms(b2b50),
-            ms(b2b99),
-            back_counts.taken - ahead_after.taken
+            "  back to back, {count} alternating: python p50 {:.3} ms, p99 {:.3} ms, CPU {:.3} ms each, {} on a prepared instance; none prepared p50 {:.3} ms, p99 {:.3} ms, CPU {:.3} ms each",
+            ms(b50),
+            ms(b99),
+            ms(back_cpu) / count as f64,
+            back_counts.taken - ahead_after.taken,
+            ms(bc50),
+            ms(bc99),
+            ms(back_cold_cpu) / count as f64
         );
         println!(
             "  fuel           python {:>10}         rust {:>8}",
