@@ -370,6 +370,36 @@ fn a_prepared_instance_decides_as_a_new_one_would() {
     assert_eq!(cold.prepared_counts().taken, 0);
 }
 
+/// Each prepared instance holds a pool slot, so only `prepared_plugins`
+/// plugins have one at a time; the others' actions make their own.
+#[test]
+fn instances_are_prepared_for_at_most_prepared_plugins() {
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_dir: Some(actiongate_tests::cache_dir()),
+        prepared_plugins: 1,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let first = sandbox.load(&python::component(HOSTILE_PY), None).unwrap();
+    assert!(sandbox.wait_prepared(&first, Duration::from_secs(30)));
+    let second = sandbox
+        .load(&python::component(DB_EXPORT_PY), None)
+        .unwrap();
+    assert!(
+        !sandbox.wait_prepared(&second, Duration::from_millis(1500)),
+        "the one prepared instance is the first plugin's"
+    );
+    let params = json!({"rows": 10, "tables": ["orders"], "destination": "s3://corp-analytics/x"});
+    let decided = sandbox
+        .evaluate(&second, &action("p-1", "db.export", params))
+        .unwrap()
+        .outcome
+        .unwrap();
+    assert_eq!(decided.route.name(), "allow");
+    let counts = sandbox.prepared_counts();
+    assert_eq!((counts.taken, counts.missed), (0, 1));
+}
+
 #[test]
 fn limits_are_set_per_plugin_by_name_or_sha256() {
     let bytes = python::component(HOSTILE_PY);
