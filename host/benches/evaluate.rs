@@ -435,11 +435,20 @@ mod python {
         };
         let rust_bytes = actiongate::examples::example("db-export").unwrap().wasm;
         let cache = tempfile::tempdir().unwrap();
+        // `BENCH_PYTHON_PAGEMAP=BYTES`: slots reset by the kernel's page
+        // scan instead of the default copy, for a comparison.
+        let reset = |c: SandboxConfig| match std::env::var("BENCH_PYTHON_PAGEMAP") {
+            Ok(bytes) => SandboxConfig {
+                pagemap_keep_resident_bytes: bytes.parse().unwrap(),
+                ..c
+            },
+            Err(_) => c,
+        };
         let fresh = || {
-            Sandbox::new(SandboxConfig {
+            Sandbox::new(reset(SandboxConfig {
                 cache_dir: Some(cache.path().to_path_buf()),
                 ..SandboxConfig::default()
-            })
+            }))
             .unwrap()
         };
         // First load: compile (and write the disk cache), link, describe.
@@ -479,11 +488,11 @@ mod python {
         let actions: Vec<Action> = (0..n as u64).map(action).collect();
         // The same plugin with no instance prepared: every instance made for its
         // action, as before `prepared.rs`.
-        let cold = Sandbox::new(SandboxConfig {
+        let cold = Sandbox::new(reset(SandboxConfig {
             cache_dir: Some(cache.path().to_path_buf()),
             prepared_plugins: 0,
             ..SandboxConfig::default()
-        })
+        }))
         .unwrap();
         let py_cold = cold.load(&bytes, None).unwrap();
         let (mut py_samples, mut rust_samples, mut base_samples, mut cold_samples) =

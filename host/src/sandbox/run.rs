@@ -85,13 +85,14 @@ impl Sandbox {
         // Outside the plugin's share (see `try_acquire_quick`).
         let slot = self.capacity.try_acquire_quick(&plugin.sha256)?;
         let fuel = self.config.inline_fuel.min(plugin.limits.fuel);
-        // Nor may it grow memory past what stays resident between instances:
-        // a memory bomb faulting in its whole cap held an async worker for
-        // milliseconds before it fell back to the blocking pool anyway.
+        // Nor may it grow memory past what stays resident between instances,
+        // and at most 2 MiB: a memory bomb faulting in (or resetting) its
+        // whole cap held an async worker for milliseconds before it fell
+        // back to the blocking pool anyway.
         let memory = self
             .config
             .keep_resident_bytes
-            .max(1 << 20)
+            .clamp(1 << 20, 2 << 20)
             .min(plugin.limits.memory_bytes);
         let (evaluation, store) = self
             .evaluate_on(inline, None, plugin, action, fuel, memory)
