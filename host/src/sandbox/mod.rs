@@ -6,7 +6,8 @@
 //! Cost model (see DESIGN.md, Sandbox): one engine with the pooling
 //! allocator, one compile per sha256 (cached on disk, keyed by sha256 and
 //! the engine's compatibility hash), one `InstancePre` per plugin, and a
-//! fresh `Store` + instance per evaluation. A second `InstancePre`, with
+//! fresh `Store` + instance per evaluation (an interpreter plugin's made
+//! ahead of its action: `prepared`). A second `InstancePre`, with
 //! every import a trap, serves `evaluate_inline` on the service's async
 //! workers, where WASI's sync bindings must not run (they block on the
 //! ambient tokio runtime); only a decision is taken from it.
@@ -400,10 +401,10 @@ fn engine_config(config: &SandboxConfig) -> Config {
 /// fault at all, where the scan leaves 220 (it stops after 32 disjoint
 /// written regions and unmaps everything past them). On these virtual
 /// machines such a fault costs 2 to 4 us, more than copying its page back.
-/// Measured with prepared instances (release, alternating runs of one
-/// bench binary): the Python db-export's evaluation p50 0.24 to 0.36 ms
-/// with the copy against 0.91 to 1.16 ms with the scan, CPU per action
-/// within the runs' noise of each other, the Rust db-export's p50 alike.
+/// Measured with prepared instances (release, six alternating pairs of
+/// runs of one bench binary): the Python db-export's evaluation p50 0.24
+/// to 0.36 ms with the copy against 0.88 to 1.16 ms with the scan, CPU per
+/// action 17% lower to 20% higher, the Rust db-export's p50 alike.
 /// (The scan had replaced a 2 MiB copy: 2.76 against 3.33 ms then.)
 fn memory_reset(config: &SandboxConfig, scan_available: bool) -> (Enabled, usize) {
     if scan_available && config.pagemap_keep_resident_bytes > 0 {

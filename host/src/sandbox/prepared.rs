@@ -10,10 +10,10 @@
 //! instantiation that made such a call is not kept, and its plugin is not
 //! prepared for again.
 //!
-//! What it costs: the CPU is the same (one instantiation per evaluation,
-//! made earlier and elsewhere), plus one idle pool slot per prepared
-//! plugin, reserved beyond `max_instances` so that evaluations never wait
-//! for one.
+//! What it costs: the same instantiation per evaluation, made earlier on
+//! another core (measured, somewhat more CPU per action, not less: the
+//! README's Performance), plus one idle pool slot per prepared plugin,
+//! reserved beyond `max_instances` so that evaluations never wait for one.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,7 +63,7 @@ struct Ready {
 
 enum Job {
     /// Make an instance of this plugin if it has none ready.
-    Prepared(String),
+    Prepare(String),
     /// Drop an evaluation's store, then give its slot back, then prepare.
     Retire {
         store: Store<GuestState>,
@@ -108,7 +108,7 @@ impl Preparer {
     /// Asks for an instance of a newly loaded plugin.
     pub(super) fn loaded(&self, plugin: &Plugin) {
         if self.prepares(plugin) {
-            let _ = self.jobs.send(Job::Prepared(plugin.sha256.clone()));
+            let _ = self.jobs.send(Job::Prepare(plugin.sha256.clone()));
         }
     }
 
@@ -190,7 +190,7 @@ fn work(
         let mut next = Some(first);
         while let Some(job) = next.take().or_else(|| queue.try_recv().ok()) {
             match job {
-                Job::Prepared(plugin) => wanted.insert(plugin),
+                Job::Prepare(plugin) => wanted.insert(plugin),
                 Job::Retire {
                     store,
                     slot,
