@@ -646,12 +646,7 @@ mod python {
 
     /// CPU time of this process so far (every thread's), user and system.
     fn process_cpu() -> Duration {
-        // SAFETY: as in `minor_faults`.
-        let usage = unsafe {
-            let mut usage: libc::rusage = std::mem::zeroed();
-            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-            usage
-        };
+        let usage = rusage(libc::RUSAGE_SELF);
         let time = |t: libc::timeval| {
             Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
         };
@@ -661,12 +656,16 @@ mod python {
     /// Minor page faults of this thread so far (an evaluation runs on the
     /// calling thread).
     fn minor_faults() -> i64 {
+        rusage(libc::RUSAGE_THREAD).ru_minflt
+    }
+
+    fn rusage(who: libc::c_int) -> libc::rusage {
         // SAFETY: rusage is plain integers (all zeroes is valid), and
         // getrusage only writes the struct it is given.
         unsafe {
             let mut usage: libc::rusage = std::mem::zeroed();
-            libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
-            usage.ru_minflt
+            libc::getrusage(who, &mut usage);
+            usage
         }
     }
 

@@ -147,9 +147,7 @@ impl Preparer {
             plugin: plugin.sha256.clone(),
         };
         // Should the thread be gone, the job comes back and drops here.
-        if let Err(returned) = self.jobs.send(job) {
-            drop(returned);
-        }
+        let _ = self.jobs.send(job);
     }
 
     /// Waits up to `within` for a prepared instance of `plugin`.
@@ -187,8 +185,7 @@ fn work(
 ) {
     let mut wanted = BTreeSet::new();
     while let Ok(first) = queue.recv() {
-        let mut next = Some(first);
-        while let Some(job) = next.take().or_else(|| queue.try_recv().ok()) {
+        for job in std::iter::once(first).chain(queue.try_iter()) {
             match job {
                 Job::Prepare(plugin) => wanted.insert(plugin),
                 Job::Retire {
