@@ -12,6 +12,7 @@ use actiongate::evidence::{EventKind, StoredEvent};
 use actiongate::mcp::{McpConfig, UpstreamConfig};
 use actiongate::store::KeyRole;
 use actiongate_tests::caller::Caller;
+use actiongate_tests::process::{BinaryStore, ServedBinary};
 use actiongate_tests::server::TestServer;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -621,8 +622,7 @@ async fn a_stop_waits_for_the_outcomes_of_answered_calls() {
         "[mcp]\n[[mcp.upstreams]]\nname = \"py\"\nurl = \"{}\"\ntimeout_seconds = 60",
         upstream.url
     );
-    let mut gateway =
-        actiongate_tests::process::ServedBinary::start(Path::new(&bin), &mcp, "warn").await;
+    let mut gateway = ServedBinary::start(Path::new(&bin), &mcp, "warn").await;
     let key = gateway.agent("coder", "owner@example.com").await;
     let agent = tokio::process::Command::new(python_bin())
         .arg(script("mcp_agent.py"))
@@ -1310,18 +1310,97 @@ async fn the_endpoint_wants_an_agent_key_and_i_json() {
     assert!(rig.actions_of("mcp.py.echo").await.is_empty());
 }
 
+/// A compiled MCP server with one read-only `echo` tool, over Streamable
+/// HTTP on loopback in this process: an upstream that costs next to nothing,
+/// so that what the gateway adds is measured apart from a Python upstream's
+/// own work on the same two cores.
+struct RustUpstream {
+    url: String,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct EchoServer;
+
+impl rmcp::ServerHandler for EchoServer {
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        rmcp::model::ServerConfig::new(
+            rmcp::model::ServerCapabilities::builder()
+                .enable_tools()
+                .build(),
+        )
+        .with_server_info(rmcp::model::Implementation::new("bench-echo", "1"))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ListToolsResult, rmcp::model::ErrorData> {
+        let schema = json!({"type": "object", "properties": {"text": {"type": "string"}}});
+        let tool = rmcp::model::Tool::new(
+            "echo",
+            "Echo the text back.",
+            schema.as_object().unwrap().clone(),
+        )
+        .with_annotations(rmcp::model::ToolAnnotations::new().read_only(true));
+        Ok(rmcp::model::ListToolsResult::with_all_items(vec![tool]))
+    }
+
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, rmcp::model::ErrorData> {
+        let text = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("text"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        Ok(rmcp::model::CallToolResponse::Complete(
+            rmcp::model::CallToolResult::success(vec![rmcp::model::ContentBlock::text(text)]),
+        ))
+    }
+}
+
+impl RustUpstream {
+    async fn start() -> RustUpstream {
+        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+        use rmcp::transport::streamable_http_server::{
+            StreamableHttpServerConfig, StreamableHttpService,
+        };
+        let service = StreamableHttpService::new(
+            || Ok(EchoServer),
+            std::sync::Arc::new(LocalSessionManager::default()),
+            StreamableHttpServerConfig::default().disable_allowed_hosts(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        let app = axum::Router::new().route_service("/mcp", service);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        RustUpstream {
+            url,
+            _server: server,
+        }
+    }
+}
+
 /// The gateway the benchmark measures: the service in this test process,
 /// or, with `BENCH_BIN` set, that `actiongate` binary (a release build) as
 /// a process of its own.
 enum BenchGateway {
     InProcess(Box<TestServer>),
-    Binary(actiongate_tests::process::ServedBinary),
+    Binary(ServedBinary),
 }
 
 impl BenchGateway {
     async fn start(upstream_url: &str) -> BenchGateway {
         if let Ok(bin) = std::env::var("BENCH_BIN") {
-            return BenchGateway::binary(&bin, upstream_url).await;
+            return BenchGateway::binary(&bin, upstream_url, "BENCH_STORE").await;
         }
         let upstream_url = upstream_url.to_string();
         BenchGateway::InProcess(Box::new(
@@ -1343,14 +1422,19 @@ impl BenchGateway {
         ))
     }
 
-    async fn binary(bin: &str, upstream_url: &str) -> BenchGateway {
+    /// `bin` as its own process, on the store the environment variable
+    /// `store` names (`postgres`, the default, or `sqlite`).
+    async fn binary(bin: &str, upstream_url: &str, store: &str) -> BenchGateway {
+        let store = match std::env::var(store).as_deref() {
+            Ok("sqlite") => BinaryStore::Sqlite,
+            Ok("postgres") | Err(_) => BinaryStore::Postgres,
+            Ok(other) => panic!("{store}={other}: postgres or sqlite"),
+        };
         let mcp = format!(
             "[mcp]\n[[mcp.upstreams]]\nname = \"py\"\nurl = \"{upstream_url}\"\ntimeout_seconds = 20"
         );
         let log = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
-        BenchGateway::Binary(
-            actiongate_tests::process::ServedBinary::start(Path::new(bin), &mcp, &log).await,
-        )
+        BenchGateway::Binary(ServedBinary::start_on(store, Path::new(bin), &mcp, &log).await)
     }
 
     fn url(&self) -> &str {
@@ -1416,19 +1500,39 @@ async fn gateway_benchmark() {
     actiongate::mcp::upstream::install_tls_provider();
     let rounds = env("BENCH_ROUNDS", 3);
     let state = tempfile::tempdir().unwrap();
-    let upstream = HttpUpstream::start_with(state.path(), true).await;
-    let server = BenchGateway::start(&upstream.url).await;
+    // The upstream: the Python `mcp` server (default), or with
+    // BENCH_UPSTREAM=rust a compiled one in this process.
+    let (_python, _rust, upstream_url) = match std::env::var("BENCH_UPSTREAM").as_deref() {
+        Ok("rust") => {
+            let rust = RustUpstream::start().await;
+            let url = rust.url.clone();
+            (None, Some(rust), url)
+        }
+        Ok("python") | Err(_) => {
+            let python = HttpUpstream::start_with(state.path(), true).await;
+            let url = python.url.clone();
+            (Some(python), None, url)
+        }
+        Ok(other) => panic!("BENCH_UPSTREAM={other}: python or rust"),
+    };
+    let server = BenchGateway::start(&upstream_url).await;
     let key = server.agent("bench").await;
     let gateway = format!("{}/mcp", server.url());
-    let base = match std::env::var("BENCH_BASE_BIN") {
-        Ok(bin) => {
-            let base = BenchGateway::binary(&bin, &upstream.url).await;
-            let key = base.agent("bench").await;
-            let url = format!("{}/mcp", base.url());
-            Some((base, key, url))
+    // Other builds to compare, each a side of every round: BENCH_BASE_BIN,
+    // one path or several separated by commas.
+    let mut bases = Vec::new();
+    for bin in std::env::var("BENCH_BASE_BIN")
+        .unwrap_or_default()
+        .split(',')
+    {
+        if bin.is_empty() {
+            continue;
         }
-        Err(_) => None,
-    };
+        let base = BenchGateway::binary(bin, &upstream_url, "BENCH_BASE_STORE").await;
+        let key = base.agent("bench").await;
+        let url = format!("{}/mcp", base.url());
+        bases.push((bin.to_string(), base, key, url));
+    }
 
     // One side's round: `clients` sessions calling as fast as they can.
     async fn round(
@@ -1508,10 +1612,10 @@ async fn gateway_benchmark() {
 
     // The sides: direct, the gateway, and the base gateway if there is one.
     let mut targets = vec![
-        (upstream.url.as_str(), None, "echo"),
+        (upstream_url.as_str(), None, "echo"),
         (gateway.as_str(), Some(key.as_str()), "py__echo"),
     ];
-    if let Some((_, key, url)) = &base {
+    for (_, _, key, url) in &bases {
         targets.push((url.as_str(), Some(key.as_str()), "py__echo"));
     }
     // Warm every side (sessions, plugin compile, upstream).
@@ -1540,9 +1644,9 @@ async fn gateway_benchmark() {
             through.p50() - direct.p50(),
             through.rate() / direct.rate(),
         );
-        if let Some(b) = sides.get(2) {
+        for (b, (bin, ..)) in sides[2..].iter().zip(&bases) {
             println!(
-                "{clients:>2} client(s): base gateway {:.0} calls/s (median {:.2} ms, p99 {:.2} ms); added median {:.2} ms; rate ratio {:.2}",
+                "{clients:>2} client(s): {bin} {:.0} calls/s (median {:.2} ms, p99 {:.2} ms); added median {:.2} ms; rate ratio {:.2}",
                 b.rate(), b.p50(), b.p99(),
                 b.p50() - direct.p50(),
                 b.rate() / direct.rate(),

@@ -31,8 +31,17 @@ pub struct ServedBinary {
     /// The service's own database, for setup (agents, keys) and checks.
     pub store: Store,
     pub database_url: String,
-    _database: TempDatabase,
+    _database: Option<TempDatabase>,
     _dir: TempDir,
+}
+
+/// The store a started binary keeps its state in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryStore {
+    /// A fresh database on the test cluster.
+    Postgres,
+    /// The embedded default: a file in the binary's temporary directory.
+    Sqlite,
 }
 
 impl ServedBinary {
@@ -40,12 +49,27 @@ impl ServedBinary {
     /// temporary directory) followed by `extra` TOML, and waits for its
     /// address. `RUST_LOG` is `log` (its log goes to this test's stderr).
     pub async fn start(bin: &Path, extra: &str, log: &str) -> ServedBinary {
-        let database = TempDatabase::create("ag_bin").await;
+        ServedBinary::start_on(BinaryStore::Postgres, bin, extra, log).await
+    }
+
+    /// `start`, on the store named.
+    pub async fn start_on(kind: BinaryStore, bin: &Path, extra: &str, log: &str) -> ServedBinary {
         let dir = tempfile::tempdir().unwrap();
+        let (database, database_url) = match kind {
+            BinaryStore::Postgres => {
+                let database = TempDatabase::create("ag_bin").await;
+                let url = database.url.clone();
+                (Some(database), url)
+            }
+            BinaryStore::Sqlite => (
+                None,
+                format!("sqlite://{}/actiongate.db", dir.path().display()),
+            ),
+        };
         let text = actiongate::config::EXAMPLE_CONFIG
             .replace("demo = true", "demo = false")
             .replace("./data/", &format!("{}/", dir.path().display()));
-        let text = format!("database_url = \"{}\"\n{text}\n{extra}\n", database.url);
+        let text = format!("database_url = \"{database_url}\"\n{text}\n{extra}\n");
         let config = dir.path().join("actiongate.toml");
         std::fs::write(&config, text).unwrap();
         let mut child = std::process::Command::new(bin)
@@ -59,12 +83,12 @@ impl ServedBinary {
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
         let url = listening_url(&mut child);
-        let store = Store::connect(&database.url).await.unwrap();
+        let store = Store::connect(&database_url).await.unwrap();
         ServedBinary {
             child,
             url,
             store,
-            database_url: database.url.clone(),
+            database_url,
             _database: database,
             _dir: dir,
         }
