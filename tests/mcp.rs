@@ -1480,8 +1480,11 @@ impl BenchGateway {
 ///   cargo test -p actiongate-tests --test mcp -- --ignored --nocapture gateway_benchmark
 /// BENCH_SECONDS (default 3) per round, BENCH_ROUNDS (default 3); BENCH_BIN
 /// measures that `actiongate` binary instead of the in-process service
-/// (BENCH_LOG is its RUST_LOG); BENCH_BASE_BIN adds another binary (an
-/// older build, say) as a third side of every round, reported beside it.
+/// (BENCH_LOG is its RUST_LOG) on BENCH_STORE (`postgres`, the default, or
+/// `sqlite`); BENCH_BASE_BIN adds other binaries (older builds, say; paths
+/// separated by commas, on BENCH_BASE_STORE) as more sides of every round,
+/// reported beside it; BENCH_UPSTREAM=rust puts a compiled upstream in this
+/// process in place of the Python one.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a benchmark: run it on purpose"]
 async fn gateway_benchmark() {
@@ -1610,7 +1613,7 @@ async fn gateway_benchmark() {
         }
     }
 
-    // The sides: direct, the gateway, and the base gateway if there is one.
+    // The sides: direct, the gateway, and the other builds if any.
     let mut targets = vec![
         (upstream_url.as_str(), None, "echo"),
         (gateway.as_str(), Some(key.as_str()), "py__echo"),
