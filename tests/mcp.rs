@@ -1310,15 +1310,33 @@ async fn the_endpoint_wants_an_agent_key_and_i_json() {
     assert!(rig.actions_of("mcp.py.echo").await.is_empty());
 }
 
-/// A compiled MCP server with one read-only `echo` tool, over Streamable
-/// HTTP on loopback in this process: an upstream that costs next to nothing,
-/// so that what the gateway adds is measured apart from a Python upstream's
-/// own work on the same two cores.
-struct RustUpstream {
-    url: String,
-    _server: tokio::task::JoinHandle<()>,
+/// The benchmark's upstream: the Python `mcp` server, or with
+/// BENCH_UPSTREAM=rust a compiled one (`rust_upstream`, its URL).
+enum BenchUpstream {
+    Python(HttpUpstream),
+    Rust(String),
 }
 
+impl BenchUpstream {
+    async fn start(state: &Path) -> BenchUpstream {
+        match std::env::var("BENCH_UPSTREAM").as_deref() {
+            Ok("rust") => BenchUpstream::Rust(rust_upstream().await),
+            Ok("python") | Err(_) => {
+                BenchUpstream::Python(HttpUpstream::start_with(state, true).await)
+            }
+            Ok(other) => panic!("BENCH_UPSTREAM={other}: python or rust"),
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            BenchUpstream::Python(p) => &p.url,
+            BenchUpstream::Rust(url) => url,
+        }
+    }
+}
+
+/// An MCP server with one read-only `echo` tool, for `rust_upstream`.
 #[derive(Clone)]
 struct EchoServer;
 
@@ -1365,27 +1383,36 @@ impl rmcp::ServerHandler for EchoServer {
     }
 }
 
-impl RustUpstream {
-    async fn start() -> RustUpstream {
-        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-        use rmcp::transport::streamable_http_server::{
-            StreamableHttpServerConfig, StreamableHttpService,
-        };
-        let service = StreamableHttpService::new(
-            || Ok(EchoServer),
-            std::sync::Arc::new(LocalSessionManager::default()),
-            StreamableHttpServerConfig::default().disable_allowed_hosts(),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-        let app = axum::Router::new().route_service("/mcp", service);
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        RustUpstream {
-            url,
-            _server: server,
-        }
+/// A compiled MCP server (`EchoServer`) over Streamable HTTP on loopback in
+/// this process, served until the test's runtime ends: an upstream that
+/// costs next to nothing, so that what the gateway adds is measured apart
+/// from a Python upstream's own work on the same two cores. Its URL.
+async fn rust_upstream() -> String {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    let service = StreamableHttpService::new(
+        || Ok(EchoServer),
+        std::sync::Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().disable_allowed_hosts(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let app = axum::Router::new().route_service("/mcp", service);
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    url
+}
+
+/// The store the environment variable `var` names for a benchmarked
+/// binary: `postgres` (the default) or `sqlite`.
+fn store(var: &str) -> BinaryStore {
+    match std::env::var(var).as_deref() {
+        Ok("sqlite") => BinaryStore::Sqlite,
+        Ok("postgres") | Err(_) => BinaryStore::Postgres,
+        Ok(other) => panic!("{var}={other}: postgres or sqlite"),
     }
 }
 
@@ -1400,7 +1427,7 @@ enum BenchGateway {
 impl BenchGateway {
     async fn start(upstream_url: &str) -> BenchGateway {
         if let Ok(bin) = std::env::var("BENCH_BIN") {
-            return BenchGateway::binary(&bin, upstream_url, "BENCH_STORE").await;
+            return BenchGateway::binary(&bin, upstream_url, store("BENCH_STORE")).await;
         }
         let upstream_url = upstream_url.to_string();
         BenchGateway::InProcess(Box::new(
@@ -1422,14 +1449,8 @@ impl BenchGateway {
         ))
     }
 
-    /// `bin` as its own process, on the store the environment variable
-    /// `store` names (`postgres`, the default, or `sqlite`).
-    async fn binary(bin: &str, upstream_url: &str, store: &str) -> BenchGateway {
-        let store = match std::env::var(store).as_deref() {
-            Ok("sqlite") => BinaryStore::Sqlite,
-            Ok("postgres") | Err(_) => BinaryStore::Postgres,
-            Ok(other) => panic!("{store}={other}: postgres or sqlite"),
-        };
+    /// `bin` as its own process, on `store`.
+    async fn binary(bin: &str, upstream_url: &str, store: BinaryStore) -> BenchGateway {
         let mcp = format!(
             "[mcp]\n[[mcp.upstreams]]\nname = \"py\"\nurl = \"{upstream_url}\"\ntimeout_seconds = 20"
         );
@@ -1503,22 +1524,9 @@ async fn gateway_benchmark() {
     actiongate::mcp::upstream::install_tls_provider();
     let rounds = env("BENCH_ROUNDS", 3);
     let state = tempfile::tempdir().unwrap();
-    // The upstream: the Python `mcp` server (default), or with
-    // BENCH_UPSTREAM=rust a compiled one in this process.
-    let (_python, _rust, upstream_url) = match std::env::var("BENCH_UPSTREAM").as_deref() {
-        Ok("rust") => {
-            let rust = RustUpstream::start().await;
-            let url = rust.url.clone();
-            (None, Some(rust), url)
-        }
-        Ok("python") | Err(_) => {
-            let python = HttpUpstream::start_with(state.path(), true).await;
-            let url = python.url.clone();
-            (Some(python), None, url)
-        }
-        Ok(other) => panic!("BENCH_UPSTREAM={other}: python or rust"),
-    };
-    let server = BenchGateway::start(&upstream_url).await;
+    let upstream = BenchUpstream::start(state.path()).await;
+    let upstream_url = upstream.url();
+    let server = BenchGateway::start(upstream_url).await;
     let key = server.agent("bench").await;
     let gateway = format!("{}/mcp", server.url());
     // Other builds to compare, each a side of every round: BENCH_BASE_BIN,
@@ -1531,7 +1539,7 @@ async fn gateway_benchmark() {
         if bin.is_empty() {
             continue;
         }
-        let base = BenchGateway::binary(bin, &upstream_url, "BENCH_BASE_STORE").await;
+        let base = BenchGateway::binary(bin, upstream_url, store("BENCH_BASE_STORE")).await;
         let key = base.agent("bench").await;
         let url = format!("{}/mcp", base.url());
         bases.push((bin.to_string(), base, key, url));
@@ -1615,7 +1623,7 @@ async fn gateway_benchmark() {
 
     // The sides: direct, the gateway, and the other builds if any.
     let mut targets = vec![
-        (upstream_url.as_str(), None, "echo"),
+        (upstream_url, None, "echo"),
         (gateway.as_str(), Some(key.as_str()), "py__echo"),
     ];
     for (_, _, key, url) in &bases {
