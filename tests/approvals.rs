@@ -213,6 +213,42 @@ async fn self_approval_is_refused_for_owner_and_admin() {
     );
 }
 
+/// A route that only the requester's own people could complete is refused
+/// at once (fail closed, with the reason in its evidence) instead of waiting
+/// for approvals no one may give: Erin owns the agent and is one of the two
+/// data owners a critical export needs.
+#[tokio::test]
+async fn a_quorum_only_the_requesters_own_people_could_meet_fails_closed_at_once() {
+    let server = TestServer::start().await;
+    let critical = json!({"kind": "db.export", "resource": "r", "params": {"rows": 500000, "tables": ["customers"], "destination": "s3://corp-analytics/x"}});
+    let erins_agent = Caller::agent(&server, "erins-agent", "erin@example.com").await;
+    let answer = erins_agent.submit(critical.clone()).await;
+    assert_eq!(answer["state"], "denied", "{answer}");
+    assert!(answer["reason"]
+        .as_str()
+        .unwrap()
+        .contains("policy could not decide (invalid-output); failing closed"));
+    assert!(
+        answer["reasons"][0].as_str().unwrap().contains("quorum 2 is more than the 1 distinct member of data-owners who may approve this action (erin@example.com may not: it is their own)"),
+        "{answer}"
+    );
+    assert_eq!(
+        kinds(&server, &id(&answer)).await,
+        [
+            EventKind::Submitted,
+            EventKind::PluginFailed,
+            EventKind::Evaluated,
+            EventKind::Denied
+        ]
+    );
+    // The same export by an agent of someone outside the group waits for
+    // both data owners.
+    let sams_agent = Caller::agent(&server, "sams-agent", "sam@example.com").await;
+    let answer = sams_agent.submit(critical).await;
+    assert_eq!(answer["state"], "pending", "{answer}");
+    assert_eq!(answer["approval"]["quorum"], 2, "{answer}");
+}
+
 #[tokio::test]
 async fn a_second_approval_by_the_same_person_changes_nothing_and_reasons_are_required() {
     let server = TestServer::start().await;

@@ -52,16 +52,16 @@ impl Inbox {
         format!("{}{path}", self.server.url)
     }
 
-    /// A critical export (customer data, half a million rows): two data
-    /// owners must approve. Returns the action id.
-    async fn critical_export(&self, agent: &Caller) -> String {
+    /// An export of `rows` rows of customer data, held for data owners
+    /// (one; two when critical, over 100,000 rows). Returns the answer.
+    async fn export(&self, agent: &Caller, rows: u64) -> Value {
         let (status, answer) = agent
             .post(
                 "/v1/actions",
                 json!({
                     "kind": "db.export",
                     "resource": "postgres://prod/crm",
-                    "params": {"rows": 500000, "tables": ["customers"], "destination": "s3://corp-analytics/q4",
+                    "params": {"rows": rows, "tables": ["customers"], "destination": "s3://corp-analytics/q4",
                                "format": "csv", "api_key": "key-secret-123"},
                     "justification": "Quarterly churn model",
                     "context": {"session": "sess-42", "prompt": "export customers for the churn model"},
@@ -70,6 +70,13 @@ impl Inbox {
             )
             .await;
         assert_eq!(status, 202, "{answer}");
+        answer
+    }
+
+    /// A critical export (customer data, half a million rows): two data
+    /// owners must approve. Returns the action id.
+    async fn critical_export(&self, agent: &Caller) -> String {
+        let answer = self.export(agent, 500_000).await;
         assert_eq!(answer["risk"], "critical");
         answer["action_id"].as_str().unwrap().to_string()
     }
@@ -267,7 +274,11 @@ async fn two_data_owners_approve_in_the_browser_and_the_agent_gets_its_grant() {
 async fn the_owner_is_refused_by_the_self_approval_rule_and_outsiders_see_nothing() {
     let inbox = Inbox::start("").await;
     let agent = Caller::agent(&inbox.server, "dana-bot", "dana@example.com").await;
-    let id = inbox.critical_export(&agent).await;
+    // One data owner's approval (a critical export would need both, and
+    // with Dana excluded it is refused at once: tests/approvals.rs).
+    let answer = inbox.export(&agent, 50_000).await;
+    assert_eq!(answer["approval"]["quorum"], 1, "{answer}");
+    let id = answer["action_id"].as_str().unwrap().to_string();
     let page = inbox.url(&format!("/inbox/actions/{id}"));
 
     let out = browse(&steps(&[

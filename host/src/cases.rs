@@ -116,7 +116,7 @@ pub fn run(
             Ok(plugin) => sandbox.evaluate(plugin, &action)?.outcome,
             Err(failure) => Err(failure.clone()),
         };
-        let outcome = crate::route_check::checked(outcome, directory);
+        let outcome = crate::route_check::checked(outcome, directory, &action);
         results.push(CaseResult {
             name: case.name.clone(),
             diffs: compare(&case.expect, &outcome),

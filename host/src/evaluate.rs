@@ -266,7 +266,7 @@ impl Evaluator {
 
     fn verdict(&self, plugin: &Plugin, action: &Action, mut evaluation: Evaluation) -> Verdict {
         evaluation.outcome =
-            crate::route_check::checked(evaluation.outcome, self.directory.as_deref());
+            crate::route_check::checked(evaluation.outcome, self.directory.as_deref(), action);
         let plugin_ref = PluginRef {
             sha256: plugin.sha256.clone(),
             name: plugin.info.name.clone(),

@@ -50,9 +50,9 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     // A break-glass hold nobody can answer would leave every failure
     // pending until it expires: refuse it now, like a plugin's route.
     if let Some(hold) = config.fail_closed.hold() {
-        crate::route_check::check(&Route::RequireApproval(hold), &directory).map_err(|reason| {
-            anyhow::anyhow!("checking [fail_closed] against [directory]: {reason}")
-        })?;
+        crate::route_check::check(&Route::RequireApproval(hold), &directory, &[]).map_err(
+            |reason| anyhow::anyhow!("checking [fail_closed] against [directory]: {reason}"),
+        )?;
     }
     let evaluator = Arc::new(
         Evaluator::new(sandbox, config.fail_closed.clone()).with_directory(directory.clone()),

@@ -305,7 +305,8 @@ impl Replayer {
             },
             Err(failure) => (Err(failure), None),
         };
-        let result = crate::route_check::checked(result, self.directory.as_deref());
+        let result =
+            crate::route_check::checked(result, self.directory.as_deref(), &recorded.input);
         let diffs = compare(recorded, &result);
         replayed.outcome = if diffs.is_empty() {
             Outcome::Match
