@@ -703,6 +703,15 @@ async fn operations_endpoints() {
         metrics.contains("actiongate_evaluation_seconds_count 2"),
         "{metrics}"
     );
+    // Only interpreter plugins are prepared for: these were Rust ones.
+    for found in ["ready", "none"] {
+        assert!(
+            metrics.contains(&format!(
+                "actiongate_prepared_instances_total{{found=\"{found}\"}} 0"
+            )),
+            "{metrics}"
+        );
+    }
 
     let openapi: Value = agent.get("/openapi.json").await.json().await.unwrap();
     for path in [

@@ -564,6 +564,19 @@ mod service {
         assert_eq!(pending["approval"]["quorum"], 2, "{pending}");
         let (status, denied) = submit(10, "users", "https://paste.example.net").await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{denied}");
+        // /metrics counts the Python plugin's evaluations by whether an
+        // instance prepared ahead was ready: at least these three.
+        let metrics = agent.get("/metrics").await.text().await.unwrap();
+        let total = |found: &str| -> u64 {
+            let line = format!("actiongate_prepared_instances_total{{found=\"{found}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(line.as_str()))
+                .unwrap_or_else(|| panic!("{line} in {metrics}"))
+                .parse()
+                .unwrap()
+        };
+        assert!(total("ready") + total("none") >= 3, "{metrics}");
 
         let ids: Vec<String> = [&allowed, &pending, &denied]
             .iter()

@@ -1,5 +1,6 @@
 //! Prometheus metrics: decisions by outcome, evaluation latency, plugin
-//! failures. Counts only; never labels with ids, keys or params.
+//! failures, prepared sandbox instances. Counts only; never labels with
+//! ids, keys or params.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +13,7 @@ use prometheus_client::registry::Registry;
 
 use crate::action::State;
 use crate::evaluate::Verdict;
+use crate::sandbox::PreparedCounts;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
@@ -23,6 +25,11 @@ struct Failure {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Found {
+    found: &'static str,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
@@ -31,6 +38,7 @@ pub struct Metrics {
     evaluation_seconds: Histogram,
     pending: Gauge,
     outcome_record_failures: Counter,
+    prepared: Family<Found, Counter>,
 }
 
 impl Default for Metrics {
@@ -43,6 +51,7 @@ impl Default for Metrics {
         );
         let pending = Gauge::default();
         let outcome_record_failures = Counter::default();
+        let prepared = Family::<Found, Counter>::default();
         let mut registry = Registry::with_prefix("actiongate");
         registry.register(
             "decisions",
@@ -69,6 +78,11 @@ impl Default for Metrics {
             "Runs by the host (MCP gateway) whose outcome could not be recorded",
             outcome_record_failures.clone(),
         );
+        registry.register(
+            "prepared_instances",
+            "Evaluations of interpreter (Python) plugins, by whether an instance prepared ahead was ready (found=\"ready\") or one was made for the action (found=\"none\")",
+            prepared.clone(),
+        );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             decisions,
@@ -76,6 +90,7 @@ impl Default for Metrics {
             evaluation_seconds,
             pending,
             outcome_record_failures,
+            prepared,
         }
     }
 }
@@ -106,9 +121,16 @@ impl Metrics {
         self.outcome_record_failures.inc();
     }
 
-    /// The text exposition, with the pending count read just now.
-    pub fn render(&self, pending: i64) -> String {
+    /// The text exposition, with the pending count and the sandbox's
+    /// prepared-instance counts read just now.
+    pub fn render(&self, pending: i64, prepared: PreparedCounts) -> String {
         self.pending.set(pending);
+        for (found, total) in [("ready", prepared.taken), ("none", prepared.missed)] {
+            self.prepared
+                .get_or_create(&Found { found })
+                .inner()
+                .store(total, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry.lock().unwrap())
             .expect("writing to a String");

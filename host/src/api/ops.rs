@@ -41,7 +41,9 @@ pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.gate.metrics().render(pending),
+        app.gate
+            .metrics()
+            .render(pending, app.gate.evaluator().sandbox().prepared_counts()),
     )
 }
 
