@@ -247,6 +247,10 @@ impl Store {
                 }
             }
             let pool = SqlitePoolOptions::new()
+                // A file in this process has no far end to hang up: the
+                // ping before each acquire only cost the request path a
+                // round trip to the connection's thread.
+                .test_before_acquire(false)
                 .max_connections(opts.max_connections.min(8))
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(connect)
