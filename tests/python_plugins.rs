@@ -395,6 +395,50 @@ fn instances_are_prepared_for_at_most_prepared_plugins() {
     assert_eq!((counts.taken, counts.missed), (0, 1));
 }
 
+/// With every prepared slot taken, an instance that has waited
+/// `prepared_idle_seconds` for its plugin's next action (one unbound since,
+/// say) gives its slot to a plugin whose action found none; a fresher one
+/// keeps it.
+#[test]
+fn an_instance_left_waiting_gives_its_slot_to_a_plugin_in_use() {
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_dir: Some(actiongate_tests::cache_dir()),
+        prepared_plugins: 1,
+        prepared_idle_seconds: 2,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let idle = sandbox.load(&python::component(HOSTILE_PY), None).unwrap();
+    assert!(sandbox.wait_prepared(&idle, Duration::from_secs(30)));
+    let used = sandbox
+        .load(&python::component(DB_EXPORT_PY), None)
+        .unwrap();
+    // At once: the first plugin's instance is fresh and keeps its slot.
+    still_works(&sandbox);
+    assert!(
+        !sandbox.wait_prepared(&used, Duration::from_millis(500)),
+        "a fresh instance is not evicted"
+    );
+    assert!(sandbox.wait_prepared(&idle, Duration::ZERO));
+    // Once it has waited longer than prepared_idle_seconds, the next action
+    // of the plugin in use takes the slot.
+    std::thread::sleep(Duration::from_millis(2100));
+    still_works(&sandbox);
+    assert!(
+        sandbox.wait_prepared(&used, Duration::from_secs(30)),
+        "the plugin in use gets the slot"
+    );
+    assert!(
+        !sandbox.wait_prepared(&idle, Duration::ZERO),
+        "the instance left waiting was dropped"
+    );
+    let counts = sandbox.prepared_counts();
+    assert_eq!((counts.taken, counts.missed), (0, 2));
+    // And the plugin in use now decides on it.
+    still_works(&sandbox);
+    assert_eq!(sandbox.prepared_counts().taken, 1);
+}
+
 #[test]
 fn limits_are_set_per_plugin_by_name_or_sha256() {
     let bytes = python::component(HOSTILE_PY);

@@ -157,6 +157,11 @@ pub struct SandboxConfig {
     /// next action, this many plugins at most (`prepared.rs`); each holds a
     /// pool slot beyond `max_instances`. 0: none.
     pub prepared_plugins: u32,
+    /// When all `prepared_plugins` are taken, a prepared instance that has
+    /// waited this long for its plugin's next action (an unbound plugin's
+    /// waits forever) gives its slot to a plugin whose action just found
+    /// none.
+    pub prepared_idle_seconds: u64,
 }
 
 impl Default for SandboxConfig {
@@ -173,6 +178,7 @@ impl Default for SandboxConfig {
             plugin_share: None,
             slot_wait_ms: 1000,
             prepared_plugins: 8,
+            prepared_idle_seconds: 60,
         }
     }
 }
@@ -283,6 +289,7 @@ impl Sandbox {
             loaded.clone(),
             run::prepared_store,
             config.prepared_plugins,
+            Duration::from_secs(config.prepared_idle_seconds),
         );
         Ok(Sandbox {
             engine,

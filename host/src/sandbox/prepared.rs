@@ -14,12 +14,16 @@
 //! another core (measured, somewhat more CPU per action, not less: the
 //! README's Performance), plus one idle pool slot per prepared plugin,
 //! reserved beyond `max_instances` so that evaluations never wait for one.
+//! When every slot is taken, an instance that has waited `idle` for its
+//! plugin's next action (one unbound since) gives its slot to a plugin
+//! whose action just found none; a fresher one keeps it, so plugins in use
+//! do not take turns evicting each other.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::Instance;
 use wasmtime::{Engine, Store};
@@ -30,6 +34,8 @@ use super::{GuestState, Plugin, Slot};
 pub(super) struct Prepared {
     pub store: Store<GuestState>,
     pub instance: Instance,
+    /// Since when it has waited for its plugin's next action.
+    made_at: Instant,
 }
 
 /// The plugins loaded into the sandbox, by sha256 (shared with the thread).
@@ -47,6 +53,8 @@ struct Shared {
     /// Plugins with an instance prepared at once, at most (each holds a
     /// pool slot).
     limit: usize,
+    /// How long an instance waits before another plugin may take its slot.
+    idle: Duration,
     ready: Mutex<Ready>,
     made: Condvar,
     taken: AtomicU64,
@@ -81,10 +89,17 @@ pub struct PreparedCounts {
 
 impl Preparer {
     /// Starts the thread (when `limit` > 0); it ends with the sandbox.
-    pub(super) fn new(engine: Engine, loaded: Loaded, new_store: NewStore, limit: u32) -> Self {
+    pub(super) fn new(
+        engine: Engine,
+        loaded: Loaded,
+        new_store: NewStore,
+        limit: u32,
+        idle: Duration,
+    ) -> Self {
         let (jobs, queue) = mpsc::channel();
         let shared = Arc::new(Shared {
             limit: limit as usize,
+            idle,
             ready: Mutex::new(Ready::default()),
             made: Condvar::new(),
             taken: AtomicU64::new(0),
@@ -209,23 +224,50 @@ fn work(
 }
 
 fn prepare(engine: &Engine, new_store: NewStore, shared: &Shared, plugin: &Plugin) {
-    {
-        let ready = shared.ready.lock().unwrap();
-        if ready.by_plugin.contains_key(&plugin.sha256)
-            || ready.cold.contains(&plugin.sha256)
-            || ready.by_plugin.len() >= shared.limit
-        {
+    let evicted = {
+        let mut ready = shared.ready.lock().unwrap();
+        if ready.by_plugin.contains_key(&plugin.sha256) || ready.cold.contains(&plugin.sha256) {
             return;
         }
+        if ready.by_plugin.len() < shared.limit {
+            None
+        } else {
+            // Full: the instance that has waited longest gives way, if it
+            // has waited at least `idle`.
+            let Some(stale) = ready
+                .by_plugin
+                .iter()
+                .filter(|(_, p)| p.made_at.elapsed() >= shared.idle)
+                .min_by_key(|(_, p)| p.made_at)
+                .map(|(sha256, _)| sha256.clone())
+            else {
+                return;
+            };
+            ready.by_plugin.remove_entry(&stale)
+        }
+    };
+    if let Some((stale, prepared)) = evicted {
+        tracing::info!(
+            stale = %stale,
+            waited_s = prepared.made_at.elapsed().as_secs(),
+            plugin = %plugin.sha256,
+            "a prepared instance unused for long gives its pool slot to a plugin in use"
+        );
+        drop(prepared);
     }
     let mut store = new_store(engine, plugin);
     let made = plugin.pre.instance_pre().instantiate(&mut store);
     let mut ready = shared.ready.lock().unwrap();
     match made {
         Ok(instance) if store.data().wasi.is_none() => {
-            ready
-                .by_plugin
-                .insert(plugin.sha256.clone(), Prepared { store, instance });
+            ready.by_plugin.insert(
+                plugin.sha256.clone(),
+                Prepared {
+                    store,
+                    instance,
+                    made_at: Instant::now(),
+                },
+            );
         }
         made => {
             tracing::warn!(

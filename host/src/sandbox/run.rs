@@ -128,6 +128,7 @@ impl Sandbox {
             Some(Prepared {
                 mut store,
                 instance,
+                ..
             }) => {
                 debug_assert_eq!((fuel, memory_bytes), prepared_limits(plugin));
                 // No guest code has seen the world yet (`prepared.rs`), and the
