@@ -99,10 +99,9 @@ pub fn check(route: &Route, directory: &Directory, requester: &[&str]) -> Result
         let excluded = if own.is_empty() {
             String::new()
         } else {
-            let own: Vec<&str> = own.into_iter().collect();
             format!(
                 " who may approve this action ({} may not: it is their own)",
-                own.join(", ")
+                Vec::from_iter(own).join(", ")
             )
         };
         return Err(format!(
