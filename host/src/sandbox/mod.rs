@@ -159,8 +159,8 @@ pub struct SandboxConfig {
     pub prepared_plugins: u32,
     /// When all `prepared_plugins` are taken, a prepared instance that has
     /// waited this long for its plugin's next action (an unbound plugin's
-    /// waits forever) gives its slot to a plugin whose action just found
-    /// none.
+    /// waits forever) gives its slot to a plugin that asks for one (just
+    /// loaded, or its action found none).
     pub prepared_idle_seconds: u64,
 }
 

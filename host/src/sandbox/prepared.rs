@@ -16,7 +16,7 @@
 //! reserved beyond `max_instances` so that evaluations never wait for one.
 //! When every slot is taken, an instance that has waited `idle` for its
 //! plugin's next action (one unbound since) gives its slot to a plugin
-//! whose action just found none; a fresher one keeps it, so plugins in use
+//! that asks for one (just loaded, or its action found none); a fresher one keeps it, so plugins in use
 //! do not take turns evicting each other.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
