@@ -363,6 +363,21 @@ async fn a_claimed_decision_and_its_run_commit_with_their_events(store: Store) {
             .unwrap(),
         "any other grant stays open for one claim"
     );
+    // Both are spent and neither has an outcome: the sweeper's question
+    // finds them, oldest first, once they were spent long enough ago.
+    let spent = |before: chrono::DateTime<chrono::Utc>| {
+        let store = store.clone();
+        async move {
+            let found = store.unrecorded_spent_grants(before, 10).await.unwrap();
+            found.into_iter().map(|s| s.jti).collect::<Vec<_>>()
+        }
+    };
+    let second = chrono::Duration::seconds(1);
+    assert_eq!(
+        spent(now + second).await,
+        [format!("jti-{claimed}"), format!("jti-{open_}")]
+    );
+    assert_eq!(spent(now - second).await, Vec::<String>::new());
 
     let (events, did) = log
         .append_with_move(vec![event(Some(claimed), 2)], moved(claimed, "allowed"))
@@ -372,6 +387,8 @@ async fn a_claimed_decision_and_its_run_commit_with_their_events(store: Store) {
     assert_eq!(events.len(), 1);
     let row = store.action(&claimed.to_string()).await.unwrap().unwrap();
     assert_eq!(row.state, "executed");
+    // Its outcome is recorded: only the other one is still unrecorded.
+    assert_eq!(spent(now + second).await, [format!("jti-{open_}")]);
     // Only from the state it names: a second move finds it moved; its
     // event is still evidence of the attempt.
     let (events, did) = log

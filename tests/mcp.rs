@@ -110,10 +110,14 @@ struct Rig {
 }
 
 async fn rig(tune: impl FnOnce(&mut McpConfig)) -> Rig {
-    rig_with(tune, &[]).await
+    rig_with(|c| tune(&mut c.mcp), &[]).await
 }
 
-async fn rig_with(tune: impl FnOnce(&mut McpConfig), attributes: &[(&str, &str)]) -> Rig {
+/// The rig, with `tune` applied last to the whole configuration.
+async fn rig_with(
+    tune: impl FnOnce(&mut actiongate::config::Config),
+    attributes: &[(&str, &str)],
+) -> Rig {
     let files = tempfile::tempdir().unwrap();
     // The filesystem server answers with resolved paths.
     let root = files.path().canonicalize().unwrap();
@@ -131,7 +135,7 @@ async fn rig_with(tune: impl FnOnce(&mut McpConfig), attributes: &[(&str, &str)]
         // can take many seconds to start.
         timeout_seconds: 60,
     };
-    let mut mcp = McpConfig {
+    let mcp = McpConfig {
         hold_seconds: 3,
         progress_seconds: 1,
         upstreams: vec![
@@ -158,10 +162,10 @@ async fn rig_with(tune: impl FnOnce(&mut McpConfig), attributes: &[(&str, &str)]
         ],
         ..McpConfig::default()
     };
-    tune(&mut mcp);
     let server = TestServer::start_with(|c| {
         c.mcp = mcp;
         c.sweep_interval_ms = 100;
+        tune(c);
     })
     .await;
     let mut attrs = BTreeMap::from([("mcp_root".to_string(), root.display().to_string())]);
@@ -1061,6 +1065,117 @@ async fn a_run_whose_outcome_cannot_be_recorded_is_counted_and_left_allowed() {
     let ids = rig.actions_of("mcp.py.echo").await;
     assert_eq!(kinds(&rig.action_events(&ids[1]).await), RAN_AT_ONCE);
     assert_eq!(failures().await, 1);
+}
+
+/// A spent grant whose outcome never reached the log (here the store
+/// refused it; a host killed between the run and its record leaves the
+/// same) is recorded by the sweeper once `[grants] unrecorded_after_seconds`
+/// have passed: an `executed` event with status `unknown` naming the grant,
+/// and the action final. Once, however many sweeps pass. A configuration
+/// in which a run still in flight could be declared lost is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spent_grant_whose_outcome_never_reached_the_log_is_recorded_as_unknown() {
+    use actiongate::evidence::payload::{Executed, ExecutedBy, ExecutedStatus};
+    use actiongate::gate::State;
+    use actiongate::store::Store;
+
+    // Only the HTTP upstream, which is up before the gateway starts, with
+    // a timeout short enough for a short wait here.
+    let tune = |c: &mut actiongate::config::Config| {
+        c.mcp.upstreams.retain(|u| u.name == "py");
+        c.mcp.upstreams[0].timeout_seconds = 2;
+        c.grants.unrecorded_after_seconds = 3;
+    };
+    let rig = rig_with(tune, &[]).await;
+    let (gateway, caller) = rig.gateway_and_caller().await;
+    let gate = &rig.server.app.gate;
+    let Store::Postgres(pool, ..) = gate.store() else {
+        panic!("this test runs on Postgres (tests/run sets DATABASE_URL)")
+    };
+    let refuse = "ALTER TABLE evidence_events ADD CONSTRAINT refuse_executed CHECK (kind <> 'executed') NOT VALID";
+    sqlx::query(refuse).execute(pool).await.unwrap();
+    let mut p = rmcp::model::CallToolRequestParams::new("py__echo");
+    p.arguments = json!({ "text": "ran, not recorded" }).as_object().cloned();
+    let ran = gateway
+        .call(&caller, p, None, Default::default())
+        .await
+        .unwrap();
+    assert_ne!(ran.is_error, Some(true), "{ran:?}");
+    rig.settled().await;
+    let spent = std::time::Instant::now();
+    sqlx::query("ALTER TABLE evidence_events DROP CONSTRAINT refuse_executed")
+        .execute(pool)
+        .await
+        .unwrap();
+    let ids = rig.actions_of("mcp.py.echo").await;
+    assert_eq!(ids.len(), 1);
+    let id: actiongate::gate::ActionId = ids[0].parse().unwrap();
+    // Not before its time: a run may still be going.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = gate.status(&caller.agent, &id).await.unwrap();
+    assert_eq!(status.state, State::Allowed);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = gate.status(&caller.agent, &id).await.unwrap();
+        if status.state != State::Allowed || std::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.state, State::Executed);
+    assert!(
+        spent.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        spent.elapsed()
+    );
+    // A few more sweeps change nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = rig.action_events(&ids[0]).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            EventKind::Submitted,
+            EventKind::Evaluated,
+            EventKind::Granted,
+            EventKind::Executed
+        ]
+    );
+    let granted = &events[2].payload;
+    let executed: Executed = events[3].payload_as().unwrap();
+    assert_eq!(executed.status, ExecutedStatus::Unknown);
+    assert_eq!(executed.digest, granted["action_digest"]);
+    assert!(executed.summary.contains("unknown"), "{}", executed.summary);
+    let ExecutedBy::Unrecorded { jti, .. } = &executed.by else {
+        panic!("{:?}", executed.by)
+    };
+    assert_eq!(jti, &granted["jti"]);
+    assert_eq!(events[3].actor.id, "sweeper");
+
+    // A timeout at least as long as that wait is refused at start.
+    let database = actiongate_tests::pg::TempDatabase::create("ag_unrecorded").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = actiongate_tests::server::config(&database.url, dir.path());
+    config.mcp.upstreams = vec![UpstreamConfig {
+        name: "slow".into(),
+        url: Some("http://127.0.0.1:9/mcp".into()),
+        bearer_token: None,
+        command: None,
+        args: Vec::new(),
+        env: BTreeMap::new(),
+        timeout_seconds: 600,
+    }];
+    let e = actiongate::service::build(&config)
+        .await
+        .err()
+        .expect("a run could outlive unrecorded_after_seconds");
+    let text = format!("{e:#}");
+    assert!(
+        text.contains(
+            "unrecorded_after_seconds (600) must exceed upstream \"slow\"'s timeout_seconds (600)"
+        ),
+        "{text}"
+    );
 }
 
 /// Calls to names the catalog lacks: one of an upstream that exists says

@@ -11,7 +11,7 @@ use crate::action::{Action, ActionId};
 use crate::evidence::payload::{self, Payload};
 use crate::evidence::{Actor, ActorKind};
 use crate::gate::{ActionStatus, Gate, GateError, OutcomeStatus, State, Submission};
-use crate::store::{ActionMove, AgentRow, StoreError};
+use crate::store::{ActionChange, ActionMove, AgentRow, StoreError};
 
 /// What claiming an action's run found.
 #[derive(Debug)]
@@ -121,7 +121,7 @@ impl Gate {
             .append_after_the_fact(
                 vec![payload::Executed {
                     digest: run.digest.clone(),
-                    status: report.status,
+                    status: report.status.into(),
                     summary: report.summary,
                     by: payload::ExecutedBy::Gateway {
                         jti: run.jti.clone(),
@@ -147,5 +147,67 @@ impl Gate {
         // Other replicas hear of it from the commit's NOTIFY (Postgres).
         self.waiters().wake(&key);
         Ok(())
+    }
+
+    /// Gives each grant spent at or before `before` whose outcome was never
+    /// recorded an `executed` event with status `unknown`, and its action
+    /// the state `executed`. Such a grant's run or report happened, or was
+    /// about to, when the host stopped or could not write its outcome:
+    /// nobody can run it again (the grant is spent), and the log says that
+    /// what happened is unknown instead of saying nothing. `before` must lie
+    /// further back than any run can take (`[grants] unrecorded_after_seconds`
+    /// exceeds every upstream's timeout), so no run still in flight is
+    /// declared lost. Under the action's lock, so replicas record it once.
+    /// Returns how many it recorded.
+    pub async fn record_unrecorded_outcomes(
+        &self,
+        before: chrono::DateTime<Utc>,
+    ) -> Result<usize, GateError> {
+        let mut recorded = 0;
+        for spent in self.store().unrecorded_spent_grants(before, 100).await? {
+            let id: ActionId = spent
+                .action_id
+                .parse()
+                .map_err(|e: crate::action::BadActionId| StoreError::Corrupt(e.to_string()))?;
+            let mut guard = self.store().lock_action(&spent.action_id).await?;
+            // Re-read under the lock: its outcome may have been recorded meanwhile.
+            let Some(current) = self.store().action(&spent.action_id).await? else {
+                continue;
+            };
+            if !matches!(current.state.as_str(), "allowed" | "approved") {
+                continue;
+            }
+            self.evidence()
+                .append(
+                    payload::Executed {
+                        digest: current.digest.clone(),
+                        status: payload::ExecutedStatus::Unknown,
+                        summary: format!(
+                            "no outcome was recorded: its grant was spent at {}, and the host stopped or could not write the outcome before recording it; whether and how it ran is unknown",
+                            crate::evidence::format_time(&spent.spent_at)
+                        ),
+                        by: payload::ExecutedBy::Unrecorded {
+                            jti: spent.jti.clone(),
+                            spent_at: spent.spent_at,
+                        },
+                    }
+                    .event(Some(id.uuid()), Actor::system("sweeper")),
+                )
+                .await?;
+            if guard
+                .transition(
+                    &current.state,
+                    State::Executed.as_str(),
+                    &ActionChange::default(),
+                )
+                .await?
+            {
+                guard.commit().await?;
+                recorded += 1;
+                tracing::warn!(action_id = %spent.action_id, jti = %spent.jti, spent_at = %spent.spent_at, "a spent grant had no recorded outcome; recorded as unknown");
+                self.changed(&spent.action_id).await;
+            }
+        }
+        Ok(recorded)
     }
 }

@@ -197,6 +197,11 @@ pub struct GrantConfig {
     /// Ed25519 signing key, created on first start. Env: ACTIONGATE_GRANT_KEY.
     /// Replicas must share it.
     pub key_path: PathBuf,
+    /// Seconds after a grant is spent (a run claimed it, or an agent's
+    /// report consumed it) by which its outcome must be recorded; after
+    /// that the sweeper records it as `unknown`. Longer than every MCP
+    /// upstream's `timeout_seconds` (checked at start).
+    pub unrecorded_after_seconds: u64,
 }
 
 impl Default for GrantConfig {
@@ -204,6 +209,7 @@ impl Default for GrantConfig {
         GrantConfig {
             ttl_seconds: 300,
             key_path: PathBuf::from("./data/grant.key"),
+            unrecorded_after_seconds: 600,
         }
     }
 }

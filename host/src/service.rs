@@ -28,6 +28,14 @@ use crate::waiters::Waiters;
 
 /// Connects, loads plugins, binds them, and returns the shared state.
 pub async fn build(config: &Config) -> anyhow::Result<App> {
+    let unrecorded_after = config.grants.unrecorded_after_seconds;
+    if let Some(u) = (config.mcp.upstreams.iter()).find(|u| u.timeout_seconds >= unrecorded_after) {
+        anyhow::bail!(
+            "[grants] unrecorded_after_seconds ({unrecorded_after}) must exceed upstream {:?}'s timeout_seconds ({}): a run still in flight would be recorded as lost",
+            u.name,
+            u.timeout_seconds
+        );
+    }
     let store = Store::connect(config.database_url())
         .await
         .with_context(|| {
@@ -159,6 +167,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     crate::approvals::sweeper::spawn(
         gate.clone(),
         Duration::from_millis(config.sweep_interval_ms.max(10)),
+        Duration::from_secs(unrecorded_after),
     );
     let slack = slack.map(|s| Arc::new(s.start(gate.clone())));
     let mcp = crate::mcp::Gateway::new(gate.clone(), &config.mcp).context("checking [mcp]")?;

@@ -1,6 +1,7 @@
 //! The sweeper: expires held actions at their TTL (expired fails closed),
 //! reminds at half the TTL, and escalates when the route says so. Each is
-//! an evidence event and an announcement. State lives in the database, so
+//! an evidence event and an announcement. It also records spent grants
+//! whose outcome never was (`Gate::record_unrecorded_outcomes`). State lives in the database, so
 //! a restart or a second replica neither loses nor repeats one.
 
 use std::sync::Arc;
@@ -21,8 +22,13 @@ fn stored_id(id: &str) -> Result<ActionId, GateError> {
         .map_err(|e: crate::action::BadActionId| StoreError::Corrupt(e.to_string()).into())
 }
 
-/// Runs `sweep` every `every` until the process ends.
-pub fn spawn(gate: Arc<Gate>, every: Duration) -> tokio::task::JoinHandle<()> {
+/// Runs `sweep` every `every` until the process ends; a grant spent longer
+/// than `unrecorded_after` ago with no outcome is recorded as unknown.
+pub fn spawn(
+    gate: Arc<Gate>,
+    every: Duration,
+    unrecorded_after: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -30,6 +36,10 @@ pub fn spawn(gate: Arc<Gate>, every: Duration) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             if let Err(e) = sweep(&gate).await {
                 tracing::warn!(error = %e, "sweep failed; retrying next tick");
+            }
+            let before = Utc::now() - unrecorded_after;
+            if let Err(e) = gate.record_unrecorded_outcomes(before).await {
+                tracing::warn!(error = %e, "recording lost outcomes failed; retrying next tick");
             }
         }
     })

@@ -460,7 +460,8 @@ impl Story {
                 p.digest,
                 match p.by {
                     payload::ExecutedBy::Agent { jti, .. }
-                    | payload::ExecutedBy::Gateway { jti, .. } => jti,
+                    | payload::ExecutedBy::Gateway { jti, .. }
+                    | payload::ExecutedBy::Unrecorded { jti, .. } => jti,
                     payload::ExecutedBy::Host { .. } => String::new(),
                 },
             ),

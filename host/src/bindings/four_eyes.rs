@@ -300,7 +300,7 @@ impl Bindings {
             .append(
                 payload::Executed {
                     digest: row_digest,
-                    status: OutcomeStatus::Succeeded,
+                    status: OutcomeStatus::Succeeded.into(),
                     summary,
                     by: payload::ExecutedBy::Host {
                         binding_id: binding.map(|b| b.id),

@@ -349,11 +349,41 @@ pub struct GrantReused {
 pub struct Executed {
     #[serde(default)]
     pub digest: String,
-    pub status: OutcomeStatus,
+    pub status: ExecutedStatus,
     #[serde(default)]
     pub summary: String,
     #[serde(flatten)]
     pub by: ExecutedBy,
+}
+
+/// How a run went: what its executor reported, or `unknown` when nobody
+/// recorded it (`ExecutedBy::Unrecorded`). Agents report only the first two
+/// (`OutcomeStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutedStatus {
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+impl ExecutedStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutedStatus::Succeeded => "succeeded",
+            ExecutedStatus::Failed => "failed",
+            ExecutedStatus::Unknown => "unknown",
+        }
+    }
+}
+
+impl From<OutcomeStatus> for ExecutedStatus {
+    fn from(s: OutcomeStatus) -> Self {
+        match s {
+            OutcomeStatus::Succeeded => ExecutedStatus::Succeeded,
+            OutcomeStatus::Failed => ExecutedStatus::Failed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -369,6 +399,15 @@ pub enum ExecutedBy {
         executor: String,
         /// Facts about the result (its sha256 and size), not the result.
         result: serde_json::Value,
+    },
+    /// Nobody: the grant was spent (a run claimed it, or an agent's report
+    /// consumed it) and no outcome was recorded by `unrecorded_after`,
+    /// because the host stopped, or could not write, in between. Recorded
+    /// by the sweeper with status `unknown`. Before `Agent`, which has no
+    /// `spent_at` and would otherwise read this too.
+    Unrecorded {
+        jti: String,
+        spent_at: DateTime<Utc>,
     },
     /// The agent, consuming its grant.
     Agent { jti: String, logs: Option<String> },
@@ -795,7 +834,7 @@ mod tests {
         same(
             Executed {
                 digest: "d".into(),
-                status: OutcomeStatus::Failed,
+                status: ExecutedStatus::Failed,
                 summary: "s".into(),
                 by: ExecutedBy::Agent {
                     jti: "j".into(),
@@ -807,7 +846,7 @@ mod tests {
         same(
             Executed {
                 digest: "d".into(),
-                status: OutcomeStatus::Succeeded,
+                status: ExecutedStatus::Succeeded,
                 summary: "binding x changed".into(),
                 by: ExecutedBy::Host {
                     binding_id: Some(3),
@@ -816,6 +855,19 @@ mod tests {
             },
             json!({"digest": "d", "status": "succeeded", "summary": "binding x changed",
                    "binding_id": 3, "binding_evidence_seq": 40}),
+        );
+        same(
+            Executed {
+                digest: "d".into(),
+                status: ExecutedStatus::Unknown,
+                summary: "s".into(),
+                by: ExecutedBy::Unrecorded {
+                    jti: "j".into(),
+                    spent_at: "2026-12-07T10:00:00Z".parse().unwrap(),
+                },
+            },
+            json!({"jti": "j", "digest": "d", "status": "unknown", "summary": "s",
+                   "spent_at": "2026-12-07T10:00:00Z"}),
         );
         same(
             Notified {
@@ -934,7 +986,7 @@ mod tests {
         same(
             Executed {
                 digest: "d1".into(),
-                status: OutcomeStatus::Succeeded,
+                status: ExecutedStatus::Succeeded,
                 summary: "ok".into(),
                 by: ExecutedBy::Gateway {
                     jti: "j1".into(),

@@ -126,7 +126,7 @@ impl Gate {
             .append_with_move(
                 vec![payload::Executed {
                     digest: claims.action_digest.clone(),
-                    status: outcome.status,
+                    status: outcome.status.into(),
                     summary: outcome.summary,
                     by: payload::ExecutedBy::Agent {
                         jti: claims.jti.clone(),

@@ -45,6 +45,14 @@ pub struct NewAction {
     pub claimed: bool,
 }
 
+/// A consumed grant (`Store::unrecorded_spent_grants`).
+#[derive(Debug, Clone)]
+pub struct SpentGrant {
+    pub action_id: String,
+    pub jti: String,
+    pub spent_at: DateTime<Utc>,
+}
+
 /// A state move of an existing action that rides in an evidence append
 /// (`Store::append_events`), written once the append's events are durable,
 /// in the same commit: the `executed` event and the state it leads to.
@@ -251,6 +259,32 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(changed == 1)
+    }
+
+    /// Grants spent at or before `before` whose action is still allowed or
+    /// approved: no outcome was recorded for them. Oldest first.
+    pub async fn unrecorded_spent_grants(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<SpentGrant>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query(
+            "SELECT g.action_id, g.jti, g.consumed_at FROM actions a JOIN grants g ON g.action_id = a.id
+             WHERE a.state IN ('allowed', 'approved') AND g.consumed_at <= $1
+             ORDER BY g.consumed_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map(|rows| rows
+            .into_iter()
+            .map(|r| SpentGrant {
+                action_id: r.get(0),
+                jti: r.get(1),
+                spent_at: r.get(2),
+            })
+            .collect::<Vec<_>>()))?)
     }
 
     /// Undoes `consume_grant` when the outcome's evidence could not be
