@@ -702,6 +702,105 @@ async fn a_stop_waits_for_the_outcomes_of_answered_calls() {
     );
 }
 
+/// A gateway killed (SIGKILL: nothing drained) while a run is upstream
+/// leaves its grant spent and no outcome. The restarted gateway's sweeper
+/// records it, once `[grants] unrecorded_after_seconds` have passed since
+/// the grant was spent: an `executed` event with status `unknown` naming
+/// the grant, and the action final, so nothing can run it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_cut_off_by_a_killed_gateway_is_recorded_as_unknown_after_restart() {
+    let upstream_state = tempfile::tempdir().unwrap();
+    let upstream = HttpUpstream::start(upstream_state.path()).await;
+    let bin = std::env::var("ACTIONGATE_BIN")
+        .expect("ACTIONGATE_BIN names the built actiongate binary (tests/run sets it)");
+    let mcp = format!(
+        "[mcp]\n[[mcp.upstreams]]\nname = \"py\"\nurl = \"{}\"\ntimeout_seconds = 5",
+        upstream.url
+    );
+    let mut gateway = ServedBinary::start_edited(
+        BinaryStore::Postgres,
+        Path::new(&bin),
+        &[(
+            "unrecorded_after_seconds = 600",
+            "unrecorded_after_seconds = 8",
+        )],
+        &mcp,
+        "warn",
+    )
+    .await;
+    let key = gateway.agent("coder", "owner@example.com").await;
+    let agent = tokio::process::Command::new(python_bin())
+        .arg(script("mcp_agent.py"))
+        .arg(format!("{}/mcp", gateway.url))
+        .arg(&key)
+        .arg(LEGACY)
+        .args(["call", "py__slow", r#"{"seconds": 3}"#])
+        .kill_on_drop(true)
+        .output();
+    let agent = tokio::spawn(agent);
+    // Killed while the tool sleeps upstream.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Rig::calls_log(upstream_state.path()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gateway.kill_and_restart();
+    let out = agent.await.unwrap().unwrap();
+    assert!(
+        !out.status.success(),
+        "the caller got an answer from a killed gateway"
+    );
+
+    let store = &gateway.store;
+    let action = || async {
+        let size = store.event_count().await.unwrap();
+        let events = store.events_range(0, size).await.unwrap();
+        let id = events
+            .iter()
+            .find(|e| e.kind == "submitted")
+            .and_then(|e| e.action_id)
+            .expect("the call was submitted");
+        let state = store.action(&id.to_string()).await.unwrap().unwrap().state;
+        let of_it: Vec<_> = events
+            .into_iter()
+            .filter(|e| e.action_id == Some(id))
+            .collect();
+        (state, of_it)
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (state, events) = loop {
+        let (state, events) = action().await;
+        if state != "allowed" || Instant::now() > deadline {
+            break (state, events);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(state, "executed");
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["submitted", "evaluated", "granted", "executed"]);
+    let payload = |i: usize| -> Value {
+        serde_json::from_str::<Value>(&events[i].canonical).unwrap()["payload"].clone()
+    };
+    let (granted, executed) = (payload(2), payload(3));
+    assert_eq!(executed["status"], "unknown", "{executed}");
+    assert_eq!(executed["jti"], granted["jti"], "{executed}");
+    assert_eq!(executed["digest"], granted["action_digest"], "{executed}");
+    assert_eq!(events[3].actor_id, "sweeper");
+    // Not before its time: a run may take up to its upstream's timeout.
+    let spent_at: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(executed["spent_at"].clone()).unwrap();
+    assert!(
+        events[3].occurred_at - spent_at >= chrono::Duration::seconds(8),
+        "recorded at {}, spent at {spent_at}",
+        events[3].occurred_at
+    );
+    // The run itself was cut off: the upstream saw it once, and never again.
+    assert_eq!(Rig::calls_log(upstream_state.path()).len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_denied_call_is_a_tool_error_with_the_reason_and_never_runs() {
     let rig = rig(|_| {}).await;

@@ -27,12 +27,14 @@ pub fn listening_url(child: &mut std::process::Child) -> String {
 
 pub struct ServedBinary {
     child: std::process::Child,
+    /// How it was started, to start it again (`kill_and_restart`).
+    command: (std::path::PathBuf, std::path::PathBuf, String),
     pub url: String,
     /// The service's own database, for setup (agents, keys) and checks.
     pub store: Store,
     pub database_url: String,
     _database: Option<TempDatabase>,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 /// The store a started binary keeps its state in.
@@ -54,6 +56,18 @@ impl ServedBinary {
 
     /// `start`, on the store named.
     pub async fn start_on(kind: BinaryStore, bin: &Path, extra: &str, log: &str) -> ServedBinary {
+        ServedBinary::start_edited(kind, bin, &[], extra, log).await
+    }
+
+    /// `start_on`, with each `(from, to)` of `edits` replaced in the
+    /// example config first (for options of its own sections).
+    pub async fn start_edited(
+        kind: BinaryStore,
+        bin: &Path,
+        edits: &[(&str, &str)],
+        extra: &str,
+        log: &str,
+    ) -> ServedBinary {
         let dir = tempfile::tempdir().unwrap();
         let (database, database_url) = match kind {
             BinaryStore::Postgres => {
@@ -66,31 +80,27 @@ impl ServedBinary {
                 format!("sqlite://{}/actiongate.db", dir.path().display()),
             ),
         };
-        let text = actiongate::config::EXAMPLE_CONFIG
+        let mut text = actiongate::config::EXAMPLE_CONFIG
             .replace("demo = true", "demo = false")
             .replace("./data/", &format!("{}/", dir.path().display()));
+        for (from, to) in edits {
+            assert!(text.contains(from), "the example config has no {from:?}");
+            text = text.replace(from, to);
+        }
         let text = format!("database_url = \"{database_url}\"\n{text}\n{extra}\n");
         let config = dir.path().join("actiongate.toml");
         std::fs::write(&config, text).unwrap();
-        let mut child = std::process::Command::new(bin)
-            .arg("--config")
-            .arg(&config)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .current_dir(dir.path())
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", log)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
-        let url = listening_url(&mut child);
+        let command = (bin.to_path_buf(), config, log.to_string());
+        let (child, url) = spawn(&command, dir.path());
         let store = Store::connect(&database_url).await.unwrap();
         ServedBinary {
             child,
+            command,
             url,
             store,
             database_url,
             _database: database,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -110,7 +120,36 @@ impl ServedBinary {
     }
 }
 
+/// Starts `bin --config config serve` in `dir`; returns it and its URL.
+fn spawn(
+    (bin, config, log): &(std::path::PathBuf, std::path::PathBuf, String),
+    dir: &Path,
+) -> (std::process::Child, String) {
+    let mut child = std::process::Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", log)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
+    let url = listening_url(&mut child);
+    (child, url)
+}
+
 impl ServedBinary {
+    /// Kills the process (SIGKILL: no drain, nothing flushed), then starts
+    /// it again on the same config and database; `url` is its new address.
+    pub fn kill_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let (child, url) = spawn(&self.command, self.dir.path());
+        self.child = child;
+        self.url = url;
+    }
+
     /// Asks the process to stop (SIGTERM), as an operator's stop does.
     pub fn terminate(&self) {
         // SAFETY: kill(2) with our own child's pid and a plain signal.
