@@ -1635,7 +1635,7 @@ fn store(var: &str) -> BinaryStore {
 /// a process of its own.
 enum BenchGateway {
     InProcess(Box<TestServer>),
-    Binary(ServedBinary),
+    Binary(Box<ServedBinary>),
 }
 
 impl BenchGateway {
@@ -1669,7 +1669,9 @@ impl BenchGateway {
             "[mcp]\n[[mcp.upstreams]]\nname = \"py\"\nurl = \"{upstream_url}\"\ntimeout_seconds = 20"
         );
         let log = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
-        BenchGateway::Binary(ServedBinary::start_on(store, Path::new(bin), &mcp, &log).await)
+        BenchGateway::Binary(Box::new(
+            ServedBinary::start_on(store, Path::new(bin), &mcp, &log).await,
+        ))
     }
 
     fn url(&self) -> &str {
