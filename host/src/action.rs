@@ -247,7 +247,36 @@ pub struct Action {
     pub requested_at: DateTime<Utc>,
 }
 
+/// Who asked for an action (`Action::requester`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequesterIds<'a> {
+    pub agent: &'a str,
+    pub owner: Option<&'a str>,
+    pub on_behalf_of: Option<&'a str>,
+}
+
+impl RequesterIds<'_> {
+    /// Each of them, where known.
+    pub fn all(&self) -> [Option<&str>; 3] {
+        [Some(self.agent), self.owner, self.on_behalf_of]
+    }
+}
+
 impl Action {
+    /// Every identity the action was asked under, none of whom may approve
+    /// it: the agent, its `owner` attribute and the human it acts on behalf
+    /// of. The approval rules refuse each (`approvals::rules::Requester`)
+    /// and route checks count none of them (`route_check`); both read them
+    /// here, so neither can miss one the other knows. No allocation: every
+    /// decision's route check passes through here.
+    pub fn requester(&self) -> RequesterIds<'_> {
+        RequesterIds {
+            agent: &self.agent.id,
+            owner: self.agent.attributes.get("owner").map(String::as_str),
+            on_behalf_of: self.on_behalf_of.as_deref(),
+        }
+    }
+
     /// sha256 over the RFC 8785 canonical JSON of the action: what approvals
     /// and grants are bound to. Any change to any field changes it.
     pub fn digest(&self) -> String {

@@ -21,25 +21,13 @@ pub fn checked(
 ) -> Result<Decision, PluginFailure> {
     match (outcome, directory) {
         (Ok(decision), Some(directory)) => {
-            match check(&decision.route, directory, &requester(action)) {
+            match check(&decision.route, directory, &action.requester().all()) {
                 Ok(()) => Ok(decision),
                 Err(reason) => Err(PluginFailure::InvalidOutput { reason }),
             }
         }
         (outcome, _) => outcome,
     }
-}
-
-/// Every identity `action` was asked under, none of whom may approve it:
-/// the agent, its `owner` attribute and the human it acts on behalf of (as
-/// `approvals::rules` refuses them). No allocation: every decision passes
-/// through here, most of them allowed at once.
-fn requester(action: &Action) -> [Option<&str>; 3] {
-    [
-        Some(action.agent.id.as_str()),
-        action.agent.attributes.get("owner").map(String::as_str),
-        action.on_behalf_of.as_deref(),
-    ]
 }
 
 /// Why `route` can never be approved (or escalated) through `directory`

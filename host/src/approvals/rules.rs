@@ -53,11 +53,18 @@ impl Requester {
     /// attribute: without it, owner self-approval cannot be ruled out, so
     /// the caller must not hold the action for approval (fail closed).
     pub fn from_action(action: &Action) -> Option<Requester> {
-        let owner = action.agent.attributes.get("owner")?.trim();
+        // Every field by name: one more identity there fails to compile
+        // here until the rules refuse it too (`not_self`).
+        let crate::action::RequesterIds {
+            agent,
+            owner,
+            on_behalf_of,
+        } = action.requester();
+        let owner = owner?.trim();
         (!owner.is_empty()).then(|| Requester {
-            agent_id: action.agent.id.clone(),
+            agent_id: agent.to_string(),
             owner: owner.to_string(),
-            on_behalf_of: action.on_behalf_of.clone(),
+            on_behalf_of: on_behalf_of.map(str::to_string),
         })
     }
 }
