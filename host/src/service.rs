@@ -28,8 +28,13 @@ use crate::waiters::Waiters;
 
 /// Connects, loads plugins, binds them, and returns the shared state.
 pub async fn build(config: &Config) -> anyhow::Result<App> {
+    // A run may take up to its upstream's timeout: none may be declared lost sooner.
     let unrecorded_after = config.grants.unrecorded_after_seconds;
-    if let Some(u) = (config.mcp.upstreams.iter()).find(|u| u.timeout_seconds >= unrecorded_after) {
+    let upstreams = &config.mcp.upstreams;
+    if let Some(u) = upstreams
+        .iter()
+        .find(|u| u.timeout_seconds >= unrecorded_after)
+    {
         anyhow::bail!(
             "[grants] unrecorded_after_seconds ({unrecorded_after}) must exceed upstream {:?}'s timeout_seconds ({}): a run still in flight would be recorded as lost",
             u.name,

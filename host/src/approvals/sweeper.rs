@@ -1,8 +1,9 @@
 //! The sweeper: expires held actions at their TTL (expired fails closed),
 //! reminds at half the TTL, and escalates when the route says so. Each is
 //! an evidence event and an announcement. It also records spent grants
-//! whose outcome never was (`Gate::record_unrecorded_outcomes`). State lives in the database, so
-//! a restart or a second replica neither loses nor repeats one.
+//! whose outcome never was (`Gate::record_unrecorded_outcomes`). State
+//! lives in the database, so a restart or a second replica neither loses
+//! nor repeats one.
 
 use std::sync::Arc;
 use std::time::Duration;
