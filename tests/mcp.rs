@@ -628,15 +628,7 @@ async fn a_stop_waits_for_the_outcomes_of_answered_calls() {
     );
     let mut gateway = ServedBinary::start(Path::new(&bin), &mcp, "warn").await;
     let key = gateway.agent("coder", "owner@example.com").await;
-    let agent = tokio::process::Command::new(python_bin())
-        .arg(script("mcp_agent.py"))
-        .arg(format!("{}/mcp", gateway.url))
-        .arg(&key)
-        .arg(LEGACY)
-        .args(["call", "py__slow", r#"{"seconds": 1.5}"#])
-        .kill_on_drop(true)
-        .output();
-    let agent = tokio::spawn(agent);
+    let agent = slow_call(&gateway, &key, 1.5);
 
     let mut db = sqlx::PgConnection::connect(&gateway.database_url)
         .await
@@ -702,6 +694,28 @@ async fn a_stop_waits_for_the_outcomes_of_answered_calls() {
     );
 }
 
+/// The Python agent calling `py__slow` for `seconds` through the gateway
+/// process, in the background.
+fn slow_call(
+    gateway: &ServedBinary,
+    key: &str,
+    seconds: f64,
+) -> tokio::task::JoinHandle<std::io::Result<std::process::Output>> {
+    let agent = tokio::process::Command::new(python_bin())
+        .arg(script("mcp_agent.py"))
+        .arg(format!("{}/mcp", gateway.url))
+        .arg(key)
+        .arg(LEGACY)
+        .args([
+            "call",
+            "py__slow",
+            &json!({ "seconds": seconds }).to_string(),
+        ])
+        .kill_on_drop(true)
+        .output();
+    tokio::spawn(agent)
+}
+
 /// A gateway killed (SIGKILL: nothing drained) while a run is upstream
 /// leaves its grant spent and no outcome. The restarted gateway's sweeper
 /// records it, once `[grants] unrecorded_after_seconds` have passed since
@@ -729,15 +743,7 @@ async fn a_run_cut_off_by_a_killed_gateway_is_recorded_as_unknown_after_restart(
     )
     .await;
     let key = gateway.agent("coder", "owner@example.com").await;
-    let agent = tokio::process::Command::new(python_bin())
-        .arg(script("mcp_agent.py"))
-        .arg(format!("{}/mcp", gateway.url))
-        .arg(&key)
-        .arg(LEGACY)
-        .args(["call", "py__slow", r#"{"seconds": 3}"#])
-        .kill_on_drop(true)
-        .output();
-    let agent = tokio::spawn(agent);
+    let agent = slow_call(&gateway, &key, 3.0);
     // Killed while the tool sleeps upstream.
     let deadline = Instant::now() + Duration::from_secs(90);
     while Rig::calls_log(upstream_state.path()).is_empty() {
