@@ -1194,6 +1194,8 @@ async fn a_spent_grant_whose_outcome_never_reached_the_log_is_recorded_as_unknow
     let rig = rig_with(tune, &[]).await;
     let (gateway, caller) = rig.gateway_and_caller().await;
     let gate = &rig.server.app.gate;
+    let unrecorded = || rig.server.metric("actiongate_outcomes_unrecorded_total");
+    assert_eq!(unrecorded().await, 0);
     let Store::Postgres(pool, ..) = gate.store() else {
         panic!("this test runs on Postgres (tests/run sets DATABASE_URL)")
     };
@@ -1256,6 +1258,7 @@ async fn a_spent_grant_whose_outcome_never_reached_the_log_is_recorded_as_unknow
     };
     assert_eq!(jti, &granted["jti"]);
     assert_eq!(events[3].actor.id, "sweeper");
+    assert_eq!(unrecorded().await, 1);
 
     // A timeout at least as long as that wait is refused at start.
     let database = actiongate_tests::pg::TempDatabase::create("ag_unrecorded").await;

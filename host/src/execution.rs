@@ -204,6 +204,7 @@ impl Gate {
             {
                 guard.commit().await?;
                 recorded += 1;
+                self.metrics().outcome_unrecorded();
                 tracing::warn!(action_id = %spent.action_id, jti = %spent.jti, spent_at = %spent.spent_at, "a spent grant had no recorded outcome; recorded as unknown");
                 self.changed(&spent.action_id).await;
             }

@@ -38,6 +38,7 @@ pub struct Metrics {
     evaluation_seconds: Histogram,
     pending: Gauge,
     outcome_record_failures: Counter,
+    outcomes_unrecorded: Counter,
     prepared: Family<Found, Counter>,
 }
 
@@ -51,6 +52,7 @@ impl Default for Metrics {
         );
         let pending = Gauge::default();
         let outcome_record_failures = Counter::default();
+        let outcomes_unrecorded = Counter::default();
         let prepared = Family::<Found, Counter>::default();
         let mut registry = Registry::with_prefix("actiongate");
         registry.register(
@@ -79,6 +81,11 @@ impl Default for Metrics {
             outcome_record_failures.clone(),
         );
         registry.register(
+            "outcomes_unrecorded",
+            "Spent grants with no outcome recorded after [grants] unrecorded_after_seconds, recorded as executed with status unknown",
+            outcomes_unrecorded.clone(),
+        );
+        registry.register(
             "prepared_instances",
             "Evaluations of interpreter (Python) plugins, by whether an instance prepared ahead was ready (found=\"ready\") or one was made for the action (found=\"none\")",
             prepared.clone(),
@@ -90,6 +97,7 @@ impl Default for Metrics {
             evaluation_seconds,
             pending,
             outcome_record_failures,
+            outcomes_unrecorded,
             prepared,
         }
     }
@@ -119,6 +127,11 @@ impl Metrics {
     /// A run's outcome that was recorded off the response path failed.
     pub fn outcome_record_failed(&self) {
         self.outcome_record_failures.inc();
+    }
+
+    /// A spent grant's outcome was recorded as unknown.
+    pub fn outcome_unrecorded(&self) {
+        self.outcomes_unrecorded.inc();
     }
 
     /// The text exposition, with the pending count and the sandbox's
