@@ -28,7 +28,7 @@ pub fn listening_url(child: &mut std::process::Child) -> String {
 pub struct ServedBinary {
     child: std::process::Child,
     /// How it was started, to start it again (`kill_and_restart`).
-    command: (std::path::PathBuf, std::path::PathBuf, String),
+    launch: Launch,
     pub url: String,
     /// The service's own database, for setup (agents, keys) and checks.
     pub store: Store,
@@ -90,12 +90,16 @@ impl ServedBinary {
         let text = format!("database_url = \"{database_url}\"\n{text}\n{extra}\n");
         let config = dir.path().join("actiongate.toml");
         std::fs::write(&config, text).unwrap();
-        let command = (bin.to_path_buf(), config, log.to_string());
-        let (child, url) = spawn(&command, dir.path());
+        let launch = Launch {
+            bin: bin.to_path_buf(),
+            config,
+            log: log.to_string(),
+        };
+        let (child, url) = launch.spawn(dir.path());
         let store = Store::connect(&database_url).await.unwrap();
         ServedBinary {
             child,
-            command,
+            launch,
             url,
             store,
             database_url,
@@ -120,23 +124,29 @@ impl ServedBinary {
     }
 }
 
-/// Starts `bin --config config serve` in `dir`; returns it and its URL.
-fn spawn(
-    (bin, config, log): &(std::path::PathBuf, std::path::PathBuf, String),
-    dir: &Path,
-) -> (std::process::Child, String) {
-    let mut child = std::process::Command::new(bin)
-        .arg("--config")
-        .arg(config)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", log)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
-    let url = listening_url(&mut child);
-    (child, url)
+/// A binary, its config file and its log filter.
+struct Launch {
+    bin: std::path::PathBuf,
+    config: std::path::PathBuf,
+    log: String,
+}
+
+impl Launch {
+    /// Starts `bin --config config serve` in `dir`; returns it and its URL.
+    fn spawn(&self, dir: &Path) -> (std::process::Child, String) {
+        let mut child = std::process::Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir)
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", &self.log)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", self.bin.display()));
+        let url = listening_url(&mut child);
+        (child, url)
+    }
 }
 
 impl ServedBinary {
@@ -145,7 +155,7 @@ impl ServedBinary {
     pub fn kill_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        let (child, url) = spawn(&self.command, self.dir.path());
+        let (child, url) = self.launch.spawn(self.dir.path());
         self.child = child;
         self.url = url;
     }
