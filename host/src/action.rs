@@ -265,9 +265,10 @@ impl RequesterIds<'_> {
 impl Action {
     /// Every identity the action was asked under, none of whom may approve
     /// it: the agent, its `owner` attribute and the human it acts on behalf
-    /// of. The approval rules refuse each (`approvals::rules::Requester`)
-    /// and route checks count none of them (`route_check`); both read them
-    /// here, so neither can miss one the other knows. No allocation: every
+    /// of. The approval rules refuse each (`approvals::rules::Requester`),
+    /// route checks count none of them (`route_check`) and the audit story
+    /// flags each (`audit::story`); all read them here, so none can miss
+    /// one another knows. No allocation: every
     /// decision's route check passes through here.
     pub fn requester(&self) -> RequesterIds<'_> {
         RequesterIds {

@@ -248,10 +248,16 @@ impl Story {
                 ),
             );
         }
+        // Every field by name, as the approval rules read them.
+        let crate::action::RequesterIds {
+            agent,
+            owner,
+            on_behalf_of,
+        } = action.requester();
         self.requester = Some(Requester {
-            agent: action.agent.id.clone(),
-            owner: action.agent.attributes.get("owner").cloned(),
-            on_behalf_of: action.on_behalf_of.clone(),
+            agent: agent.to_string(),
+            owner: owner.map(str::to_string),
+            on_behalf_of: on_behalf_of.map(str::to_string),
         });
         self.digest = Some(digest);
     }

@@ -16,8 +16,8 @@
 //! reserved beyond `max_instances` so that evaluations never wait for one.
 //! When every slot is taken, an instance that has waited `idle` for its
 //! plugin's next action (one unbound since) gives its slot to a plugin
-//! that asks for one (just loaded, or its action found none); a fresher one keeps it, so plugins in use
-//! do not take turns evicting each other.
+//! that asks for one (just loaded, or its action found none); a fresher
+//! one keeps it, so plugins in use do not take turns evicting each other.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
