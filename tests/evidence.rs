@@ -402,6 +402,111 @@ async fn a_claimed_decision_and_its_run_commit_with_their_events(store: Store) {
     assert_eq!(row.state, "allowed", "moves touch only their own action");
 }
 
+/// The sweeper's question reads only the grants whose run's outcome is
+/// awaited (spent, and their action still allowed or approved), never every
+/// action still allowed: an agent that never spends its grants leaves its
+/// actions allowed for ever, and the question must not grow with them.
+async fn the_sweepers_question_reads_only_grants_awaiting_an_outcome(store: Store) {
+    let attrs = std::collections::BTreeMap::new();
+    assert!(store.create_agent("gw", "o@x", &attrs).await.unwrap());
+    let (log, _dir) = open(store.clone()).await;
+    let decide = |claimed: bool| {
+        let log = &log;
+        async move {
+            let id = Uuid::now_v7();
+            let now = chrono::Utc::now();
+            let action = NewAction {
+                row: allowed_row(id, "gw", now),
+                grant: Some((format!("jti-{id}"), now + chrono::Duration::seconds(60))),
+                key_hash: None,
+                claimed,
+            };
+            let (_, recorded) = log
+                .append_with_action(vec![event(Some(id), 0)], action)
+                .await
+                .unwrap();
+            assert_eq!(recorded, Recorded::Created);
+            id
+        }
+    };
+    let ran = decide(true).await; // spent with its decision; its outcome follows
+    let running = decide(false).await; // spent later, no outcome yet
+    let _unspent = decide(false).await; // never spent: stays allowed
+    let released = decide(false).await; // spent, then given back
+    let now = chrono::Utc::now();
+    for id in [running, released] {
+        assert!(store
+            .consume_grant(&format!("jti-{id}"), now)
+            .await
+            .unwrap());
+    }
+    store
+        .release_grant(&format!("jti-{released}"))
+        .await
+        .unwrap();
+    let (_, did) = log
+        .append_with_move(vec![event(Some(ran), 1)], moved(ran, "allowed"))
+        .await
+        .unwrap();
+    assert!(did);
+
+    // What the sweeper's index holds: the one run whose outcome is awaited.
+    // A grant is settled when its action leaves allowed and approved, by
+    // whichever writer moves it.
+    let awaited = "SELECT jti FROM grants WHERE consumed_at IS NOT NULL AND NOT settled";
+    let awaited: Vec<String> = match &store {
+        Store::Postgres(pool, ..) => sqlx::query_scalar(awaited).fetch_all(pool).await,
+        Store::Sqlite(pool) => sqlx::query_scalar(awaited).fetch_all(pool).await,
+    }
+    .unwrap();
+    assert_eq!(awaited, [format!("jti-{running}")]);
+    let second = chrono::Duration::seconds(1);
+    let found = store
+        .unrecorded_spent_grants(now + second, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        found
+            .iter()
+            .map(|s| s.action_id.clone())
+            .collect::<Vec<_>>(),
+        [running.to_string()]
+    );
+
+    // And the question uses that index (so its terms match the index's own).
+    let sql = actiongate::store::UNRECORDED_SPENT_GRANTS_SQL;
+    let plan = match &store {
+        Store::Postgres(pool, ..) => {
+            let mut c = pool.acquire().await.unwrap();
+            // Small tables: make a scan of the whole table unattractive, so
+            // the plan shows which index can answer.
+            sqlx::query("SET enable_seqscan = off")
+                .execute(&mut *c)
+                .await
+                .unwrap();
+            let rows: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {sql}"))
+                .bind(now)
+                .bind(10i64)
+                .fetch_all(&mut *c)
+                .await
+                .unwrap();
+            rows.join("\n")
+        }
+        Store::Sqlite(pool) => {
+            use sqlx::Row;
+            let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .bind(now)
+                .bind(10i64)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+            let details: Vec<String> = rows.iter().map(|r| r.get("detail")).collect();
+            details.join("\n")
+        }
+    };
+    assert!(plan.contains("grants_awaiting_outcome"), "{plan}");
+}
+
 /// Records of what already happened (runs' outcomes) wait for each other
 /// and share one commit, never riding in (and lengthening) a batch someone
 /// waits on; with nothing else to wait for they go after `defer_ms`.
@@ -497,6 +602,7 @@ conformance!(
     decisions_commit_after_their_events_unless_their_key_is_revoked,
     a_claimed_decision_and_its_run_commit_with_their_events,
     after_the_fact_records_share_a_commit_of_their_own,
+    the_sweepers_question_reads_only_grants_awaiting_an_outcome,
 );
 
 // ---- Postgres only ----

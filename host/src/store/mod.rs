@@ -31,7 +31,10 @@ use uuid::Uuid;
 
 use lanes::Lanes;
 
-pub use actions::{ActionChange, ActionMove, ActionRow, NewAction, SpentGrant, ACTION_CHANNEL};
+pub use actions::{
+    ActionChange, ActionMove, ActionRow, NewAction, SpentGrant, ACTION_CHANNEL,
+    UNRECORDED_SPENT_GRANTS_SQL,
+};
 pub use agents::{AgentRow, KeyRole};
 pub use audit::Window;
 pub use bindings::{BindingRow, BindingsGuard, NewBinding, BINDINGS_CHANNEL};
