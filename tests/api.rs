@@ -636,6 +636,28 @@ async fn bad_input_gets_problem_json_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(bad_key.status(), StatusCode::UNAUTHORIZED);
+    // A key was sent and refused: the challenge says so (RFC 6750 3.1).
+    assert_eq!(
+        bad_key.headers()["www-authenticate"],
+        r#"Bearer error="invalid_token""#
+    );
+    // The scheme's name is case-insensitive; another scheme is refused.
+    // (An unknown action is 404 to its agent, 401 to no one's key.)
+    for (authorization, status) in [
+        (format!("bearer {}", agent.key), StatusCode::NOT_FOUND),
+        (format!("BEARER  {}", agent.key), StatusCode::NOT_FOUND),
+        (format!("Basic {}", agent.key), StatusCode::UNAUTHORIZED),
+        (format!("Bearer{}", agent.key), StatusCode::UNAUTHORIZED),
+    ] {
+        let response = agent
+            .client
+            .get(format!("{}/v1/actions/{}", server.url, uuid::Uuid::nil()))
+            .header("authorization", &authorization)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{authorization:?}");
+    }
 
     assert!(server
         .app

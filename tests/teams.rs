@@ -641,6 +641,7 @@ async fn two_teams_users_approve_and_the_agent_gets_its_grant() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
     assert!(!bench
         .events(&action_id)
         .await

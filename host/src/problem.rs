@@ -19,6 +19,10 @@ pub struct Problem {
     pub kind: &'static str,
     pub title: &'static str,
     pub detail: String,
+    /// The `WWW-Authenticate` challenge of a 401 whose credentials are an
+    /// API key (RFC 6750); none for refusals of other credentials (a Slack
+    /// signature, an inbox session), which no bearer token would answer.
+    pub challenge: Option<&'static str>,
 }
 
 impl Problem {
@@ -33,16 +37,30 @@ impl Problem {
             kind,
             title,
             detail: detail.into(),
+            challenge: None,
         }
     }
 
+    /// No API key was sent: the challenge names the scheme only (RFC 6750
+    /// section 3.1: no error code when no credentials came).
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Missing, unknown or revoked API key",
-            detail,
-        )
+        Problem {
+            challenge: Some("Bearer"),
+            ..Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Missing, unknown or revoked API key",
+                detail,
+            )
+        }
+    }
+
+    /// An API key was sent and is malformed, unknown or revoked.
+    pub fn invalid_key(detail: impl Into<String>) -> Self {
+        Problem {
+            challenge: Some(r#"Bearer error="invalid_token""#),
+            ..Problem::unauthorized(detail)
+        }
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
@@ -173,8 +191,11 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        if let Some(challenge) = self.challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -208,7 +229,7 @@ impl From<GateError> for Problem {
             GateError::NotFound(_) => Problem::not_found(e.to_string()),
             GateError::Invalid(_) => Problem::bad_request(e.to_string()),
             GateError::Kind(_) => Problem::invalid_kind(e.to_string()),
-            GateError::KeyRevoked => Problem::unauthorized("unknown or revoked API key"),
+            GateError::KeyRevoked => Problem::invalid_key("unknown or revoked API key"),
             GateError::GrantRefused(_) => Problem::new(
                 StatusCode::FORBIDDEN,
                 "grant-refused",
@@ -299,5 +320,35 @@ pub fn review_problem(e: crate::approvals::ReviewError) -> Problem {
         }
         crate::approvals::ReviewError::StepUp(e) => e.into(),
         crate::approvals::ReviewError::Gate(e) => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(p: Problem) -> Option<String> {
+        let r = p.into_response();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        r.headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+
+    /// A 401 challenges for a bearer key only where one is the credential;
+    /// with an error code only when a key was sent (RFC 6750 section 3.1).
+    #[test]
+    fn a_401_names_the_challenge_its_credential_answers() {
+        assert_eq!(
+            challenge(Problem::unauthorized("none")).as_deref(),
+            Some("Bearer")
+        );
+        assert_eq!(
+            challenge(Problem::invalid_key("unknown")).as_deref(),
+            Some(r#"Bearer error="invalid_token""#)
+        );
+        // A refused Slack signature or inbox session: no bearer token helps.
+        let signature = Problem::new(StatusCode::UNAUTHORIZED, "slack", "Slack", "not verified");
+        assert_eq!(challenge(signature), None);
     }
 }

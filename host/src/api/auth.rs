@@ -25,7 +25,8 @@ pub struct KeyHolder {
     pub subject: String,
 }
 
-/// The bearer key, as sent.
+/// The bearer key, as sent. The scheme's name is case-insensitive (RFC 9110
+/// section 11.1), so `bearer KEY` is the same key.
 fn bearer_key(parts: &Parts) -> Result<&str, Problem> {
     let value = parts
         .headers
@@ -34,10 +35,11 @@ fn bearer_key(parts: &Parts) -> Result<&str, Problem> {
     value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim_matches(' '))
         .filter(|k| !k.is_empty())
-        .ok_or_else(|| Problem::unauthorized("the Authorization header is not a Bearer key"))
+        .ok_or_else(|| Problem::invalid_key("the Authorization header is not a Bearer key"))
 }
 
 fn store_problem(e: crate::store::StoreError) -> Problem {
@@ -49,7 +51,7 @@ fn store_problem(e: crate::store::StoreError) -> Problem {
 }
 
 fn unknown_key() -> Problem {
-    Problem::unauthorized("unknown or revoked API key")
+    Problem::invalid_key("unknown or revoked API key")
 }
 
 pub(super) async fn key_holder(parts: &Parts, app: &App) -> Result<KeyHolder, Problem> {
@@ -65,7 +67,7 @@ pub(super) async fn key_holder(parts: &Parts, app: &App) -> Result<KeyHolder, Pr
 async fn agent_by_key(app: &App, key_hash: &str) -> Result<AgentRow, Problem> {
     match app.gate.store().key_agent(key_hash).await {
         Ok(Some((KeyRole::Agent, _, Some(agent)))) if agent.revoked_at.is_none() => Ok(agent),
-        Ok(Some((KeyRole::Agent, _, _))) => Err(Problem::unauthorized("the agent is revoked")),
+        Ok(Some((KeyRole::Agent, _, _))) => Err(Problem::invalid_key("the agent is revoked")),
         Ok(Some((role, _, _))) => Err(Problem::forbidden(format!(
             "this endpoint is for agents; the key is an {} key",
             role.as_str()

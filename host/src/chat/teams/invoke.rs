@@ -157,12 +157,16 @@ pub(crate) async fn messages(State(bot): State<Bot>, headers: HeaderMap, body: B
 /// to the log only.
 fn refuse_unverified(why: &str) -> Response {
     tracing::warn!(reason = why, "teams: request refused");
-    Problem::new(
-        StatusCode::UNAUTHORIZED,
-        "teams-token-refused",
-        "Not a verified Bot Connector request",
-        "the Bot Framework token was missing or not accepted",
-    )
+    Problem {
+        // The Bot Connector's credential is a bearer token (a JWT).
+        challenge: Some("Bearer"),
+        ..Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "teams-token-refused",
+            "Not a verified Bot Connector request",
+            "the Bot Framework token was missing or not accepted",
+        )
+    }
     .into_response()
 }
 
