@@ -658,7 +658,7 @@ async fn service_role_may_insert_and_select_only(pool: sqlx::PgPool) {
 async fn serve(log: EvidenceLog) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, actiongate::evidence::router(log)).await });
+    tokio::spawn(async move { axum::serve(listener, actiongate::api::log::router(log)).await });
     format!("http://{addr}")
 }
 
@@ -734,7 +734,7 @@ async fn http_errors_are_problem_json(pool: sqlx::PgPool) {
         let req = axum::http::Request::get(uri)
             .body(axum::body::Body::empty())
             .unwrap();
-        let resp = actiongate::evidence::router(log.clone())
+        let resp = actiongate::api::log::router(log.clone())
             .oneshot(req)
             .await
             .unwrap();
@@ -754,7 +754,7 @@ async fn http_errors_are_problem_json(pool: sqlx::PgPool) {
     let req = axum::http::Request::get("/v1/log/checkpoint")
         .body(axum::body::Body::empty())
         .unwrap();
-    let resp = actiongate::evidence::router(log.clone())
+    let resp = actiongate::api::log::router(log.clone())
         .oneshot(req)
         .await
         .unwrap();

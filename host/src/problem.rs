@@ -10,6 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
+use crate::evidence::EvidenceError;
 use crate::gate::GateError;
 
 #[derive(Debug, Clone)]
@@ -201,6 +202,38 @@ impl IntoResponse for Problem {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+impl From<EvidenceError> for Problem {
+    /// The auditors' log routes: database details stay in the server log.
+    fn from(e: EvidenceError) -> Self {
+        match &e {
+            EvidenceError::OutOfRange(d) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "out-of-range",
+                "Out of range",
+                d.clone(),
+            ),
+            EvidenceError::Unavailable(_) => {
+                tracing::warn!(error = %e, "evidence log unavailable");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "evidence-unavailable",
+                    "Evidence log unavailable",
+                    "the evidence store cannot be reached; retry later",
+                )
+            }
+            _ => {
+                tracing::error!(error = %e, "evidence log request failed");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "evidence-error",
+                    "Evidence log error",
+                    "the evidence log could not answer; see the server log",
+                )
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod admin;
 mod approvals;
 mod auth;
 mod error;
+pub mod log;
 mod openapi;
 mod ops;
 mod passkeys;
@@ -56,7 +57,7 @@ pub type App = Arc<AppState>;
 #[openapi(
     info(title = "actiongate", description = "Human approval in front of AI agents' privileged actions."),
     paths(actions::submit, actions::get_action, actions::events, actions::outcome, approvals::list, approvals::detail, approvals::review, passkeys::challenge, passkeys::registration_start, passkeys::registration_finish, passkeys::list, passkeys::remove, admin::list_bindings, admin::bind, admin::list_plugins, admin::register, ops::keys, ops::healthz, ops::readyz, ops::metrics, ops::openapi,
-        crate::evidence::http::checkpoint, crate::evidence::http::inclusion, crate::evidence::http::consistency, crate::evidence::http::entries,
+        log::checkpoint, log::inclusion, log::consistency, log::entries,
         crate::chat::slack::interactivity::interactivity, crate::chat::teams::invoke::messages),
     components(schemas(openapi::ProblemDoc)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -78,9 +79,10 @@ impl utoipa::Modify for BearerAuth {
 
 /// The whole service, ready to serve (tests call this too).
 pub fn router(app: App) -> Router {
-    let log_routes = crate::evidence::router(app.evidence.clone()).layer(
-        axum::middleware::from_fn_with_state(app.clone(), auth::require_auditor),
-    );
+    let log_routes = log::router(app.evidence.clone()).layer(axum::middleware::from_fn_with_state(
+        app.clone(),
+        auth::require_auditor,
+    ));
     let teams_routes = crate::chat::teams::invoke::router(app.gate.clone(), app.teams.clone());
     let slack_routes = crate::chat::slack::routes(app.slack.as_deref());
     let inbox_routes =

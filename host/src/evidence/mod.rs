@@ -52,7 +52,6 @@
 pub use crate::canonical;
 pub mod checkpoint;
 mod event;
-pub(crate) mod http;
 mod integrator;
 pub mod merkle;
 pub mod payload;
@@ -73,7 +72,6 @@ pub use event::{
     format_time, Actor, ActorKind, CommittedEvent, EventKind, NewEvent, StoredEvent,
     ENVELOPE_VERSION, MAX_EVENT_BYTES,
 };
-pub use http::router;
 pub use merkle::{ConsistencyProof, InclusionProof};
 
 use crate::store::{ActionMove, NewAction, Store, StoreError};

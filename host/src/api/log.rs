@@ -1,5 +1,6 @@
-//! Read-only HTTP routes serving the checkpoint, proofs and entries to
-//! auditors. Never appends; authentication is layered on by the caller.
+//! The evidence log's read-only routes: the checkpoint, proofs and entries,
+//! for auditors. Never appends; the auditor's key is checked by the layer
+//! the API puts around them.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -10,7 +11,20 @@ use axum::{Json, Router};
 use base64::prelude::{Engine, BASE64_STANDARD};
 use serde::{Deserialize, Serialize};
 
-use super::{EvidenceError, EvidenceLog};
+use super::error::Problem;
+use crate::evidence::EvidenceLog;
+
+/// A query that does not parse is a problem naming why.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+    q.map(|Query(q)| q).map_err(|r| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            "Bad query parameters",
+            r.body_text(),
+        )
+    })
+}
 
 /// Most entries served per request.
 pub const MAX_ENTRIES: u64 = 1000;
@@ -24,84 +38,6 @@ pub fn router(log: EvidenceLog) -> Router {
         .route("/v1/log/proof/consistency", get(consistency))
         .route("/v1/log/entries", get(entries))
         .with_state(log)
-}
-
-/// RFC 9457 problem details.
-#[derive(Debug, Serialize)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-}
-
-impl Problem {
-    fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
-        Problem {
-            // The service's one problem-type scheme (api::error).
-            kind: format!("urn:actiongate:problem:{slug}"),
-            title: title.into(),
-            status: status.as_u16(),
-            detail: detail.into(),
-        }
-    }
-}
-
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self).unwrap_or_default();
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body,
-        )
-            .into_response()
-    }
-}
-
-impl From<EvidenceError> for Problem {
-    fn from(e: EvidenceError) -> Self {
-        match &e {
-            EvidenceError::OutOfRange(d) => Problem::new(
-                StatusCode::BAD_REQUEST,
-                "out-of-range",
-                "Out of range",
-                d.clone(),
-            ),
-            EvidenceError::Unavailable(_) => {
-                tracing::warn!(error = %e, "evidence log unavailable");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "evidence-unavailable",
-                    "Evidence log unavailable",
-                    "the evidence store cannot be reached; retry later",
-                )
-            }
-            _ => {
-                tracing::error!(error = %e, "evidence log request failed");
-                // Database details stay in the server log.
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "evidence-error",
-                    "Evidence log error",
-                    "the evidence log could not answer; see the server log",
-                )
-            }
-        }
-    }
-}
-
-impl From<QueryRejection> for Problem {
-    fn from(r: QueryRejection) -> Self {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad-query",
-            "Bad query parameters",
-            r.body_text(),
-        )
-    }
 }
 
 fn b64(h: &[u8; 32]) -> String {
@@ -158,7 +94,7 @@ pub(crate) async fn inclusion(
     State(log): State<EvidenceLog>,
     q: Result<Query<InclusionQuery>, QueryRejection>,
 ) -> Result<Json<InclusionBody>, Problem> {
-    let Query(q) = q?;
+    let q = query(q)?;
     let p = log.prove_inclusion(q.index, q.size).await?;
     Ok(Json(InclusionBody {
         index: p.index,
@@ -196,7 +132,7 @@ pub(crate) async fn consistency(
     State(log): State<EvidenceLog>,
     q: Result<Query<ConsistencyQuery>, QueryRejection>,
 ) -> Result<Json<ConsistencyBody>, Problem> {
-    let Query(q) = q?;
+    let q = query(q)?;
     let p = log.prove_consistency(q.from, q.to).await?;
     Ok(Json(ConsistencyBody {
         from: p.from,
@@ -238,7 +174,7 @@ pub(crate) async fn entries(
     State(log): State<EvidenceLog>,
     q: Result<Query<EntriesQuery>, QueryRejection>,
 ) -> Result<Json<EntriesBody>, Problem> {
-    let Query(q) = q?;
+    let q = query(q)?;
     if q.end < q.start || q.end - q.start > MAX_ENTRIES {
         return Err(Problem::new(
             StatusCode::BAD_REQUEST,
