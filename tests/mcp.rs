@@ -1342,6 +1342,33 @@ async fn calls_to_missing_tools_do_not_list_the_upstreams_each_time() {
     );
 }
 
+/// Agents listing tools at once share listings: each gets a catalog listed
+/// after it asked, and the upstreams are listed at most twice for all of
+/// them (the listing under way when they came, and one more), not once per
+/// agent.
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_listing_at_once_share_the_upstreams_listings() {
+    let rig = rig(|_| {}).await;
+    let (gateway, _caller) = rig.gateway_and_caller().await;
+    let lists = || {
+        std::fs::read_to_string(rig.http_state.path().join("lists.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert!(!gateway.refresh().await.is_empty());
+    let before = lists();
+    let at_once = futures_util::future::join_all((0..12).map(|_| gateway.refresh())).await;
+    assert!(at_once
+        .iter()
+        .all(|tools| tools.iter().any(|e| e.name() == "py__echo")));
+    let shared = lists() - before;
+    assert!((1..=2).contains(&shared), "{shared} listings for 12 agents");
+    // One who asks afterwards gets a listing of its own: nothing is cached.
+    gateway.refresh().await;
+    assert_eq!(lists(), before + shared + 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rug_pulled_definition_is_recorded_and_every_call_carries_its_hash() {
     let rig = rig(|_| {}).await;

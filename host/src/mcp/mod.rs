@@ -12,6 +12,7 @@ pub mod outcomes;
 pub mod upstream;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,8 @@ pub struct Gateway {
     outcomes: outcomes::Outcomes,
     /// Keeps the listing serialized: one refresh at a time.
     refreshing: tokio::sync::Mutex<()>,
+    /// Listings started so far (changed only under `refreshing`).
+    listings: std::sync::atomic::AtomicU64,
     /// When the latest listing finished.
     listed_at: std::sync::Mutex<Option<Instant>>,
 }
@@ -74,6 +77,7 @@ impl Gateway {
             calls: Default::default(),
             outcomes: Default::default(),
             refreshing: Default::default(),
+            listings: Default::default(),
             listed_at: Default::default(),
         })))
     }
@@ -82,16 +86,25 @@ impl Gateway {
         &self.config
     }
 
-    /// Lists every upstream's tools now, records any definition first seen
-    /// or changed since the last listing, and makes it the catalog. An
-    /// upstream that cannot be listed offers nothing until it can.
+    /// The catalog from a listing of every upstream's tools that started
+    /// after this call arrived: one that a concurrent caller started
+    /// meanwhile, or one started now. Records any definition first seen or
+    /// changed since the last listing. An upstream that cannot be listed
+    /// offers nothing until it can. However many agents list at once, the
+    /// upstreams are listed at most twice (the listing under way when they
+    /// came, and one for all of them).
     pub async fn refresh(&self) -> Vec<Arc<Entry>> {
+        let arrived = self.listings.load(Ordering::Acquire);
         let _one = self.refreshing.lock().await;
+        if self.listings.load(Ordering::Acquire) > arrived {
+            return self.catalog.read().await.values().cloned().collect();
+        }
         self.list_now().await
     }
 
     /// `refresh`, for a caller that holds `refreshing`.
     async fn list_now(&self) -> Vec<Arc<Entry>> {
+        self.listings.fetch_add(1, Ordering::AcqRel);
         let listings =
             futures_util::future::join_all(self.upstreams.values().map(|u| async move {
                 u.take_stale();
