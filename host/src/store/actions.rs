@@ -268,21 +268,20 @@ impl Store {
         before: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<SpentGrant>, StoreError> {
-        Ok(
-            on_pool!(self, pool => sqlx::query(UNRECORDED_SPENT_GRANTS_SQL)
-        .bind(before)
-        .bind(limit)
-        .fetch_all(pool)
-        .await
-        .map(|rows| rows
+        type Spent = (String, String, DateTime<Utc>);
+        let rows: Vec<Spent> = on_pool!(self, pool => sqlx::query_as(UNRECORDED_SPENT_GRANTS_SQL)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows
             .into_iter()
-            .map(|r| SpentGrant {
-                action_id: r.get(0),
-                jti: r.get(1),
-                spent_at: r.get(2),
+            .map(|(action_id, jti, spent_at)| SpentGrant {
+                action_id,
+                jti,
+                spent_at,
             })
-            .collect::<Vec<_>>()))?,
-        )
+            .collect())
     }
 
     /// Undoes `consume_grant` when the outcome's evidence could not be
