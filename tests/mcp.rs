@@ -196,6 +196,14 @@ const LEGACY: &str = "legacy";
 const MODERN: &str = "2026-07-28";
 
 impl Rig {
+    /// How many times the Python upstream has listed its tools.
+    fn listings(&self) -> usize {
+        std::fs::read_to_string(self.http_state.path().join("lists.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
     fn agent_command(&self, mode: &str, args: &[&str]) -> tokio::process::Command {
         self.agent_command_as(&self.key, mode, args)
     }
@@ -1296,12 +1304,7 @@ async fn calls_to_missing_tools_do_not_list_the_upstreams_each_time() {
 
     let rig = rig(|_| {}).await;
     let (gateway, caller) = rig.gateway_and_caller().await;
-    let lists = || {
-        std::fs::read_to_string(rig.http_state.path().join("lists.log"))
-            .unwrap_or_default()
-            .lines()
-            .count()
-    };
+    let lists = || rig.listings();
     let call = |name: &str| {
         let mut p = rmcp::model::CallToolRequestParams::new(name.to_string());
         p.arguments = Some(Default::default());
@@ -1350,12 +1353,7 @@ async fn calls_to_missing_tools_do_not_list_the_upstreams_each_time() {
 async fn agents_listing_at_once_share_the_upstreams_listings() {
     let rig = rig(|_| {}).await;
     let (gateway, _caller) = rig.gateway_and_caller().await;
-    let lists = || {
-        std::fs::read_to_string(rig.http_state.path().join("lists.log"))
-            .unwrap_or_default()
-            .lines()
-            .count()
-    };
+    let lists = || rig.listings();
     assert!(!gateway.refresh().await.is_empty());
     let before = lists();
     let at_once = futures_util::future::join_all((0..12).map(|_| gateway.refresh())).await;

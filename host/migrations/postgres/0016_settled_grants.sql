@@ -2,7 +2,8 @@
 -- read every action still allowed or approved (0015), and that set grows
 -- for ever: an agent that never spends its grant (one that acts on the
 -- decision without an executor checking the grant) leaves its action
--- allowed. At 300,000 grants the question took 90 ms, every second.
+-- allowed. With 432,000 grants, 133,000 of them for actions still
+-- allowed, the question took 114-132 ms, and the sweeper asks every second.
 --
 -- A grant is settled once its action leaves allowed and approved (executed,
 -- or any other end): nothing will ever run on it. The trigger below keeps

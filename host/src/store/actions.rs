@@ -309,9 +309,6 @@ impl Store {
     }
 }
 
-/// Moves one action between states, changing the given fields
-/// (`COALESCE`: NULL keeps the old value). Binds: to, now, action, digest,
-/// verdict, grant_token, expires_at, id, from.
 /// `unrecorded_spent_grants`' question. It reads only the index of grants
 /// spent and not settled (`grants_awaiting_outcome`, migration 0016), never
 /// every action still allowed: its terms repeat the index's own, as SQLite
@@ -325,6 +322,9 @@ pub const UNRECORDED_SPENT_GRANTS_SQL: &str =
        AND a.state IN ('allowed', 'approved')
      ORDER BY g.consumed_at LIMIT $2";
 
+/// Moves one action between states, changing the given fields
+/// (`COALESCE`: NULL keeps the old value). Binds: to, now, action, digest,
+/// verdict, grant_token, expires_at, id, from.
 pub(super) const TRANSITION_SQL: &str = "UPDATE actions SET state = $1, updated_at = $2,
          action = COALESCE($3, action), digest = COALESCE($4, digest),
          verdict = COALESCE($5, verdict), grant_token = COALESCE($6, grant_token),
