@@ -10,7 +10,9 @@ use chrono::Utc;
 use crate::action::{Action, ActionId};
 use crate::evidence::payload::{self, Payload};
 use crate::evidence::{Actor, ActorKind};
-use crate::gate::{ActionStatus, Gate, GateError, OutcomeStatus, State, Submission};
+use crate::gate::{
+    stored_action_id, ActionStatus, Gate, GateError, OutcomeStatus, State, Submission,
+};
 use crate::store::{ActionChange, ActionMove, AgentRow, StoreError};
 
 /// What claiming an action's run found.
@@ -165,10 +167,7 @@ impl Gate {
     ) -> Result<usize, GateError> {
         let mut recorded = 0;
         for spent in self.store().unrecorded_spent_grants(before, 100).await? {
-            let id: ActionId = spent
-                .action_id
-                .parse()
-                .map_err(|e: crate::action::BadActionId| StoreError::Corrupt(e.to_string()))?;
+            let id = stored_action_id(&spent.action_id)?;
             let mut guard = self.store().lock_action(&spent.action_id).await?;
             // Re-read under the lock: its outcome may have been recorded meanwhile.
             let Some(current) = self.store().action(&spent.action_id).await? else {

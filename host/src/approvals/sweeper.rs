@@ -10,18 +10,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::action::{ActionId, Route, State};
+use crate::action::{Route, State};
 use crate::evidence::payload::{self, Payload};
 use crate::evidence::Actor;
-use crate::gate::{ActionRecord, Gate, GateError};
+use crate::gate::{stored_action_id, ActionRecord, Gate, GateError};
 use crate::notify::NotificationKind;
-use crate::store::{ActionChange, StoreError};
-
-/// A stored id, which the host made: one that is not an id is corruption.
-fn stored_id(id: &str) -> Result<ActionId, GateError> {
-    id.parse()
-        .map_err(|e: crate::action::BadActionId| StoreError::Corrupt(e.to_string()).into())
-}
+use crate::store::ActionChange;
 
 /// Runs `sweep` every `every` until the process ends; a grant spent longer
 /// than `unrecorded_after` ago with no outcome is recorded as unknown.
@@ -50,7 +44,7 @@ pub fn spawn(
 pub async fn sweep(gate: &Gate) -> Result<(), GateError> {
     let now = Utc::now();
     for row in gate.store().expired_pending(now, 100).await? {
-        let id = stored_id(&row.id)?;
+        let id = stored_action_id(&row.id)?;
         let mut guard = gate.store().lock_action(&row.id).await?;
         // Re-read under the lock: a review may have decided it meanwhile.
         let Some(current) = gate.store().action(&row.id).await? else {

@@ -75,6 +75,13 @@ impl From<crate::action::BadActionId> for GateError {
     }
 }
 
+/// An action id read from the store, which the host wrote: one that is not
+/// an id is corruption (unlike a caller's malformed id, which is not found).
+pub fn stored_action_id(id: &str) -> Result<ActionId, GateError> {
+    id.parse()
+        .map_err(|e: crate::action::BadActionId| StoreError::Corrupt(e.to_string()).into())
+}
+
 impl GateError {
     /// True when the cause is the database or the log being out of reach:
     /// answer 503. Nothing else is, since retrying cannot fix it.
