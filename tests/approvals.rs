@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actiongate::evidence::EventKind;
 use actiongate_tests::caller::Caller;
-use actiongate_tests::server::TestServer;
+use actiongate_tests::server::{start_refused, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -499,11 +499,7 @@ async fn an_unanswerable_break_glass_hold_is_refused_at_start() {
             ttl_seconds: 60,
             escalate_to: vec![],
         };
-        let e = actiongate::service::build(&config)
-            .await
-            .err()
-            .expect("an unanswerable break-glass hold is refused");
-        let text = format!("{e:#}");
+        let text = start_refused(&config, "an unanswerable break-glass hold is refused").await;
         assert!(
             text.contains("checking [fail_closed] against [directory]") && text.contains(why),
             "{text}"

@@ -13,7 +13,7 @@ use actiongate::mcp::{McpConfig, UpstreamConfig};
 use actiongate::store::KeyRole;
 use actiongate_tests::caller::Caller;
 use actiongate_tests::process::{BinaryStore, ServedBinary};
-use actiongate_tests::server::TestServer;
+use actiongate_tests::server::{start_refused, TestServer};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -1281,11 +1281,7 @@ async fn a_spent_grant_whose_outcome_never_reached_the_log_is_recorded_as_unknow
         env: BTreeMap::new(),
         timeout_seconds: 600,
     }];
-    let e = actiongate::service::build(&config)
-        .await
-        .err()
-        .expect("a run could outlive unrecorded_after_seconds");
-    let text = format!("{e:#}");
+    let text = start_refused(&config, "a run could outlive unrecorded_after_seconds").await;
     assert!(
         text.contains(
             "unrecorded_after_seconds (600) must exceed upstream \"slow\"'s timeout_seconds (600)"

@@ -13,7 +13,7 @@ use actiongate_tests::browser::{
 };
 use actiongate_tests::caller::Caller;
 use actiongate_tests::pg::TempDatabase;
-use actiongate_tests::server::{config, TestServer};
+use actiongate_tests::server::{config, start_refused, TestServer};
 use serde_json::{json, Value};
 
 fn accounts() -> Value {
@@ -630,11 +630,11 @@ async fn the_service_refuses_a_step_up_origin_the_inbox_is_not_served_on() {
         toml::from_str("rp_id = \"example.com\"\norigin = \"https://approvals.example.com\"\n")
             .unwrap(),
     );
-    let e = actiongate::service::build(&config)
-        .await
-        .err()
-        .expect("a step-up origin other than the inbox's is refused at start");
-    let text = format!("{e:#}");
+    let text = start_refused(
+        &config,
+        "a step-up origin other than the inbox's is refused at start",
+    )
+    .await;
     assert!(
         text.contains("checking [step_up] against [inbox]")
             && text.contains("\"https://approvals.example.com\" is not the origin of [inbox] public_url \"https://inbox.example.com\""),

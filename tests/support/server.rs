@@ -14,6 +14,16 @@ use tempfile::TempDir;
 
 use crate::pg::TempDatabase;
 
+/// Why the service refuses to start on `config` (the whole error chain),
+/// panicking with `expect` if it starts.
+pub async fn start_refused(config: &Config, expect: &str) -> String {
+    let e = actiongate::service::build(config)
+        .await
+        .err()
+        .expect(expect);
+    format!("{e:#}")
+}
+
 pub struct TestServer {
     pub url: String,
     pub addr: SocketAddr,
