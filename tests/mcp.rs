@@ -1554,6 +1554,150 @@ async fn the_endpoint_wants_an_agent_key_and_i_json() {
     assert!(rig.actions_of("mcp.py.echo").await.is_empty());
 }
 
+/// An MCP session answers only the agent that opened it (the MCP spec's
+/// advice against session hijacking: bind the session to its user). Another
+/// agent holding a session id, with a valid key of its own, cannot call in
+/// it, read its streams, replay its results or end it: to it the session does
+/// not exist, as for an id nobody was given.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_answers_only_the_agent_that_opened_it() {
+    let rig = rig(|_| {}).await;
+    let intruder = rig.other_agent("intruder", &[]).await;
+    let url = format!("{}/mcp", rig.server.url);
+    let client = reqwest::Client::new();
+    let send = |method: reqwest::Method, key: &str, session: Option<&str>| {
+        let mut r = client
+            .request(method, &url)
+            .bearer_auth(key)
+            .header("Accept", "application/json, text/event-stream")
+            .header("MCP-Protocol-Version", "2025-11-25");
+        if let Some(s) = session {
+            r = r.header("Mcp-Session-Id", s);
+        }
+        r
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let r = send(reqwest::Method::POST, &rig.key, None)
+        .json(&init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    r.text().await.unwrap();
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let r = send(reqwest::Method::POST, &rig.key, Some(&session))
+        .json(&initialized)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let secret = "coder's-result-7f3a";
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "py__echo", "arguments": {"text": secret}}});
+    let r = send(reqwest::Method::POST, &rig.key, Some(&session))
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let stream = r.text().await.unwrap();
+    assert!(stream.contains(secret), "{stream}");
+    // Every event id the call's stream carried, and ones before them.
+    let mut resume_from: Vec<String> = stream
+        .lines()
+        .filter_map(|l| l.strip_prefix("id:"))
+        .map(|id| id.trim().to_string())
+        .collect();
+    assert!(!resume_from.is_empty(), "{stream}");
+    resume_from.extend(["0".to_string(), "0/0".to_string(), "0/1".to_string()]);
+
+    let not_found = |r: reqwest::Response, what: &str| {
+        let what = what.to_string();
+        async move {
+            assert_eq!(r.status(), 404, "{what}");
+            assert_eq!(
+                r.headers()["content-type"],
+                "application/problem+json",
+                "{what}"
+            );
+            let body = r.text().await.unwrap();
+            assert!(!body.contains(secret), "{what}: {body}");
+            let problem: Value = serde_json::from_str(&body).unwrap();
+            problem
+        }
+    };
+    let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
+    let r = send(reqwest::Method::POST, &intruder, Some(&session))
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    let problem = not_found(r, "another agent's call in the session").await;
+    assert_eq!(problem["type"], "urn:actiongate:problem:session-not-found");
+    let r = send(reqwest::Method::POST, &intruder, Some(&session))
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    not_found(r, "another agent's tools/call in the session").await;
+    for id in &resume_from {
+        let r = send(reqwest::Method::GET, &intruder, Some(&session))
+            .header("Last-Event-ID", id)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap();
+        not_found(r, &format!("another agent resuming after {id}")).await;
+    }
+    let r = send(reqwest::Method::GET, &intruder, Some(&session))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    not_found(r, "another agent's standalone stream").await;
+    let r = send(reqwest::Method::DELETE, &intruder, Some(&session))
+        .send()
+        .await
+        .unwrap();
+    not_found(r, "another agent ending the session").await;
+    // An id nobody was given gets the same answer.
+    let unknown = uuid::Uuid::new_v4().simple().to_string();
+    let r = send(reqwest::Method::POST, &rig.key, Some(&unknown))
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    let same = not_found(r, "an unknown session").await;
+    assert_eq!(
+        same, problem,
+        "an intruder learns nothing an unknown id would not tell"
+    );
+
+    // The session is still its agent's, and its agent can end it.
+    let r = send(reqwest::Method::POST, &rig.key, Some(&session))
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("py__echo"));
+    let r = send(reqwest::Method::DELETE, &rig.key, Some(&session))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = send(reqwest::Method::POST, &rig.key, Some(&session))
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    not_found(r, "an ended session").await;
+    // The call ran once, for coder.
+    assert_eq!(rig.actions_of("mcp.py.echo").await.len(), 1);
+}
+
 /// The benchmark's upstream: the Python `mcp` server, or with
 /// BENCH_UPSTREAM=rust a compiled one (`rust_upstream`, its URL).
 enum BenchUpstream {

@@ -1,8 +1,8 @@
 //! The gateway's front: the MCP server agents reach at `/mcp` (Streamable
 //! HTTP, rmcp's transport, both protocol eras). Authenticates every HTTP
 //! request with the agent's API key through the `AgentKeys` check the API
-//! hands it (the HTTP API's own), and hands the protocol's calls to the
-//! gateway. Never decides anything itself, and never reaches into the API.
+//! hands it (the HTTP API's own), keeps each session to the agent that
+//! opened it, and hands the protocol's calls to the gateway. Never decides anything itself, and never reaches into the API.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +23,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{RoleServer, ServerHandler};
 
 use super::call::{CallError, Caller, Progress};
+use super::sessions::{Named, SessionOwners};
 use super::Gateway;
 use crate::problem::Problem;
 use crate::store::AgentRow;
@@ -45,33 +46,91 @@ struct McpAgent {
     key_hash: String,
 }
 
-/// Every request to `/mcp` (POST, GET, DELETE) names its agent by key, and
+/// What every request to `/mcp` passes before rmcp sees it.
+#[derive(Clone)]
+struct Edge {
+    keys: Arc<dyn AgentKeys>,
+    body_limit: usize,
+    sessions: Arc<SessionOwners>,
+}
+
+/// rmcp's session header (2025-11-25).
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Every request to `/mcp` (POST, GET, DELETE) names its agent by key; one
+/// that names a session must name one its agent opened (`sessions`); and
 /// every JSON-RPC message passes the host's one I-JSON check before rmcp
 /// parses it (so tool arguments that parsers would read differently, such
 /// as duplicate keys, never become an action).
 async fn authenticate(
-    State((keys, body_limit)): State<(Arc<dyn AgentKeys>, usize)>,
+    State(edge): State<Edge>,
     request: Request,
     next: Next,
 ) -> Result<Response, Problem> {
     let (mut parts, body) = request.into_parts();
-    let (agent, key_hash) = keys.agent(&mut parts).await?;
+    let (agent, key_hash) = edge.keys.agent(&mut parts).await?;
+    let session = match parts.headers.get(SESSION_HEADER) {
+        None => None,
+        Some(value) => {
+            let id = value.to_str().unwrap_or_default().to_string();
+            match edge.sessions.named(&id, &agent.id).await {
+                Named::Own => Some(id),
+                Named::Other => {
+                    tracing::warn!(agent = %agent.id, method = %parts.method, "a request named an MCP session another agent opened; answered as unknown");
+                    return Err(session_not_found());
+                }
+                Named::Unknown => return Err(session_not_found()),
+            }
+        }
+    };
+    let agent_id = agent.id.clone();
     parts.extensions.insert(McpAgent { agent, key_hash });
-    let body = if parts.method == http::Method::POST {
-        let bytes = axum::body::to_bytes(body, body_limit).await.map_err(|_| {
-            Problem::new(
-                http::StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                "Request body too large",
-                format!("the limit is {body_limit} bytes"),
-            )
-        })?;
+    let method = parts.method.clone();
+    let body = if method == http::Method::POST {
+        let bytes = axum::body::to_bytes(body, edge.body_limit)
+            .await
+            .map_err(|_| {
+                Problem::new(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "body-too-large",
+                    "Request body too large",
+                    format!("the limit is {} bytes", edge.body_limit),
+                )
+            })?;
         crate::ijson::check(&bytes).map_err(|e| Problem::bad_request(e.to_string()))?;
         axum::body::Body::from(bytes)
     } else {
         body
     };
-    Ok(next.run(Request::from_parts(parts, body)).await)
+    let response = next.run(Request::from_parts(parts, body)).await;
+    match session {
+        // rmcp handed out a session (to an `initialize`): it is this agent's.
+        None => {
+            if let Some(id) = response.headers().get(SESSION_HEADER) {
+                if let Ok(id) = id.to_str() {
+                    edge.sessions.opened(id.to_string(), agent_id).await;
+                }
+            }
+        }
+        Some(id) if method == http::Method::DELETE && response.status().is_success() => {
+            edge.sessions.closed(&id);
+        }
+        Some(_) => {}
+    }
+    Ok(response)
+}
+
+/// The answer to a session id that names no live session of the caller's:
+/// the same whether it never existed, ended, or is another agent's, so an
+/// agent learns nothing of other agents' sessions. MCP clients start a new
+/// session on a 404.
+fn session_not_found() -> Problem {
+    Problem::new(
+        http::StatusCode::NOT_FOUND,
+        "session-not-found",
+        "No such MCP session",
+        "this MCP session does not exist or has ended; initialize a new one",
+    )
 }
 
 /// `/mcp`, when the gateway is configured.
@@ -89,17 +148,16 @@ pub fn routes(keys: Arc<dyn AgentKeys>, gateway: Arc<Gateway>) -> Router {
     let body_limit = config.max_argument_bytes.saturating_mul(2) + 64 * 1024;
     http.max_request_body_bytes = body_limit;
     let front = Front { gateway };
-    let service = StreamableHttpService::new(
-        move || Ok(front.clone()),
-        Arc::new(LocalSessionManager::default()),
-        http,
-    );
+    let manager = Arc::new(LocalSessionManager::default());
+    let edge = Edge {
+        keys,
+        body_limit,
+        sessions: Arc::new(SessionOwners::new(manager.clone())),
+    };
+    let service = StreamableHttpService::new(move || Ok(front.clone()), manager, http);
     Router::new()
         .route_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(
-            (keys, body_limit),
-            authenticate,
-        ))
+        .layer(axum::middleware::from_fn_with_state(edge, authenticate))
 }
 
 /// rmcp's server handler: one per session (or per request, stateless).

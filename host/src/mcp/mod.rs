@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod config;
 pub mod front;
 pub mod outcomes;
+pub mod sessions;
 pub mod upstream;
 
 use std::collections::{BTreeMap, HashMap};
