@@ -1558,10 +1558,11 @@ async fn the_endpoint_wants_an_agent_key_and_i_json() {
 /// advice against session hijacking: bind the session to its user). Another
 /// agent holding a session id, with a valid key of its own, cannot call in
 /// it, read its streams, replay its results or end it: to it the session does
-/// not exist, as for an id nobody was given.
+/// not exist, as for an id nobody was given. An agent holds at most
+/// `sessions_per_agent` sessions.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_answers_only_the_agent_that_opened_it() {
-    let rig = rig(|_| {}).await;
+    let rig = rig(|c| c.sessions_per_agent = 2).await;
     let intruder = rig.other_agent("intruder", &[]).await;
     let url = format!("{}/mcp", rig.server.url);
     let client = reqwest::Client::new();
@@ -1578,14 +1579,17 @@ async fn a_session_answers_only_the_agent_that_opened_it() {
     };
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    let r = send(reqwest::Method::POST, &rig.key, None)
-        .json(&init)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
-    r.text().await.unwrap();
+    let open = |key: String| {
+        let r = send(reqwest::Method::POST, &key, None).json(&init).send();
+        async move {
+            let r = r.await.unwrap();
+            assert_eq!(r.status(), 200);
+            let session = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+            r.text().await.unwrap();
+            session
+        }
+    };
+    let session = open(rig.key.clone()).await;
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     let r = send(reqwest::Method::POST, &rig.key, Some(&session))
         .json(&initialized)
@@ -1696,6 +1700,30 @@ async fn a_session_answers_only_the_agent_that_opened_it() {
     not_found(r, "an ended session").await;
     // The call ran once, for coder.
     assert_eq!(rig.actions_of("mcp.py.echo").await.len(), 1);
+
+    // Past `sessions_per_agent` (2 here), an agent's oldest session ends;
+    // another agent's sessions are not touched.
+    let theirs = open(intruder.clone()).await;
+    let oldest = open(rig.key.clone()).await;
+    let newer = [open(rig.key.clone()).await, open(rig.key.clone()).await];
+    let r = send(reqwest::Method::POST, &rig.key, Some(&oldest))
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    not_found(r, "the oldest of three sessions, past the limit").await;
+    for (key, session) in [
+        (&rig.key, &newer[0]),
+        (&rig.key, &newer[1]),
+        (&intruder, &theirs),
+    ] {
+        let r = send(reqwest::Method::POST, key, Some(session))
+            .json(&list)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
 }
 
 /// The benchmark's upstream: the Python `mcp` server, or with

@@ -25,6 +25,9 @@ pub struct McpConfig {
     /// `Host` values the endpoint answers (DNS-rebinding guard); empty
     /// accepts any.
     pub allowed_hosts: Vec<String>,
+    /// Sessions (2025-11-25) one agent may hold open at once; opening one
+    /// more ends its oldest.
+    pub sessions_per_agent: usize,
     pub upstreams: Vec<UpstreamConfig>,
 }
 
@@ -37,6 +40,7 @@ impl Default for McpConfig {
             max_argument_bytes: 64 * 1024,
             max_result_bytes: 4 * 1024 * 1024,
             allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            sessions_per_agent: 64,
             upstreams: Vec::new(),
         }
     }
@@ -108,6 +112,8 @@ pub enum McpConfigError {
     Transport(String),
     #[error("[[mcp.upstreams]] {0:?}: `url` must be http:// or https://")]
     Url(String),
+    #[error("[mcp] sessions_per_agent must be at least 1")]
+    NoSessions,
 }
 
 impl UpstreamConfig {
@@ -131,6 +137,9 @@ impl UpstreamConfig {
 impl McpConfig {
     /// Every upstream named well, once, with one transport.
     pub fn check(&self) -> Result<(), McpConfigError> {
+        if self.sessions_per_agent == 0 {
+            return Err(McpConfigError::NoSessions);
+        }
         let mut seen = std::collections::BTreeSet::new();
         for u in &self.upstreams {
             let ok = !u.name.is_empty()
@@ -194,6 +203,10 @@ mod tests {
             (
                 "[[upstreams]]\nname = \"a\"\ncommand = \"x\"\n[[upstreams]]\nname = \"a\"\ncommand = \"y\"",
                 McpConfigError::Duplicate("a".into()),
+            ),
+            (
+                "sessions_per_agent = 0\n[[upstreams]]\nname = \"a\"\ncommand = \"x\"",
+                McpConfigError::NoSessions,
             ),
         ] {
             assert_eq!(parse(text).check(), Err(err), "{text}");

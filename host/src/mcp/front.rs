@@ -147,13 +147,16 @@ pub fn routes(keys: Arc<dyn AgentKeys>, gateway: Arc<Gateway>) -> Router {
     // arguments are refused as a tool result, so the model reads why.
     let body_limit = config.max_argument_bytes.saturating_mul(2) + 64 * 1024;
     http.max_request_body_bytes = body_limit;
-    let front = Front { gateway };
     let manager = Arc::new(LocalSessionManager::default());
     let edge = Edge {
         keys,
         body_limit,
-        sessions: Arc::new(SessionOwners::new(manager.clone())),
+        sessions: Arc::new(SessionOwners::new(
+            manager.clone(),
+            config.sessions_per_agent,
+        )),
     };
+    let front = Front { gateway };
     let service = StreamableHttpService::new(move || Ok(front.clone()), manager, http);
     Router::new()
         .route_service("/mcp", service)
