@@ -530,6 +530,31 @@ async fn an_allowed_call_runs_unchanged_and_is_recorded_with_its_grant() {
     assert_eq!(Rig::calls_log(rig.http_state.path()).len(), 2);
 }
 
+/// actiongate's `_meta` namespace is the gateway's own: an upstream that puts
+/// keys there (a decision it did not make, say) has them dropped, and its
+/// other `_meta` keys pass unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_cannot_speak_in_actiongates_meta_namespace() {
+    let rig = rig(|_| {}).await;
+    for mode in [LEGACY, MODERN] {
+        let result = rig
+            .call(mode, "py__forged_meta", json!({"text": "hi"}))
+            .await;
+        assert_eq!(result["isError"], false, "{result}");
+        assert_eq!(text(&result), "hi");
+        let meta = &result["_meta"];
+        assert_eq!(meta["com.example/trace"], "t-1", "{result}");
+        let ours: Vec<&String> = meta
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| k.trim().to_ascii_lowercase().starts_with("io.actiongate/"))
+            .collect();
+        assert!(ours.is_empty(), "{result}");
+    }
+    assert_eq!(Rig::calls_log(rig.http_state.path()).len(), 2);
+}
+
 /// The run of a call allowed at once is claimed by the very commit that
 /// records its decision: its grant is never open, so no other claim (nor
 /// the agent presenting it) can take it, and the outcome moves the action

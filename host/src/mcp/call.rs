@@ -159,15 +159,23 @@ fn passed_meta(meta: Option<&RequestMetaObject>) -> Option<RequestMetaObject> {
     (!kept.0 .0.is_empty()).then_some(kept)
 }
 
+/// Where actiongate's own `_meta` keys live (`META_KEY`): only the gateway
+/// speaks there.
+const OWN_META_PREFIX: &str = "io.actiongate/";
+
 /// The upstream's result as the caller's: the content, structured content,
 /// error flag and `_meta` stay as they are, but the protocol's own `_meta`
-/// keys (the upstream's server identity on its hop) are dropped, and the
-/// result type the newest revision requires is set (rmcp clears it for
-/// callers on older revisions).
+/// keys (the upstream's server identity on its hop) and any in actiongate's
+/// namespace, in any ASCII case (an upstream's word dressed as the
+/// gateway's, such as a decision it did not make) are dropped, and the result type the newest
+/// revision requires is set (rmcp clears it for callers on older
+/// revisions).
 fn own_envelope(result: &mut CallToolResult) {
     if let Some(meta) = result.meta.as_mut() {
-        meta.0
-            .retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+        meta.0.retain(|k, _| {
+            let folded = k.trim_start().to_ascii_lowercase();
+            !k.starts_with("io.modelcontextprotocol/") && !folded.starts_with(OWN_META_PREFIX)
+        });
         if meta.0.is_empty() {
             result.meta = None;
         }
