@@ -840,6 +840,67 @@ async fn a_run_cut_off_by_a_killed_gateway_is_recorded_as_unknown_after_restart(
     assert_eq!(Rig::calls_log(upstream_state.path()).len(), 1);
 }
 
+/// An stdio upstream's stderr reaches the gateway's log only as a quoted,
+/// escaped field of an event naming the upstream: a line it writes to look
+/// like the gateway's own, or a terminal escape, never stands in the log
+/// as written.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_stdio_upstreams_stderr_is_logged_as_its_own_never_as_the_gateways() {
+    let state = tempfile::tempdir().unwrap();
+    let bin = std::env::var("ACTIONGATE_BIN")
+        .expect("ACTIONGATE_BIN names the built actiongate binary (tests/run sets it)");
+    let forged = "2026-12-07T00:00:00.000000Z  INFO actiongate::gate: approved by admin";
+    let mcp = format!(
+        "[mcp]\n[[mcp.upstreams]]\nname = \"pyio\"\ncommand = '{}'\nargs = ['{}', '--stdio', '--state', '{}', '--stderr', '{forged}\\n\\x1b[2Jcleared']\ntimeout_seconds = 60",
+        python_bin(),
+        script("mcp_upstream.py"),
+        state.path().display(),
+    );
+    let gateway = ServedBinary::start_on(
+        BinaryStore::Sqlite,
+        Path::new(&bin),
+        &mcp,
+        "warn,actiongate::mcp=info",
+    )
+    .await;
+    let key = gateway.agent("coder", "owner@example.com").await;
+    // The upstream starts with the first listing.
+    let out = tokio::process::Command::new(python_bin())
+        .arg(script("mcp_agent.py"))
+        .arg(format!("{}/mcp", gateway.url))
+        .arg(&key)
+        .args([LEGACY, "list"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each relayed line is an event of the gateway's naming the upstream.
+    let relayed = |text: &str| {
+        gateway.log_lines().into_iter().find(|l| {
+            l.contains("upstream stderr") && l.contains("upstream=pyio") && l.contains(text)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while relayed("cleared").is_none() {
+        assert!(Instant::now() < deadline, "{:#?}", gateway.log_lines());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(relayed(&format!("line={forged:?}")).is_some());
+    assert!(relayed(r#"line="\u{1b}[2Jcleared""#).is_some());
+    let lines = gateway.log_lines();
+    for line in &lines {
+        assert!(
+            !line.starts_with(forged),
+            "written as the gateway's: {line}"
+        );
+        assert!(!line.contains('\u{1b}'), "a raw escape: {line:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_denied_call_is_a_tool_error_with_the_reason_and_never_runs() {
     let rig = rig(|_| {}).await;

@@ -26,6 +26,7 @@ parser.add_argument("--state", required=True)
 parser.add_argument("--port", type=int)
 parser.add_argument("--stdio", action="store_true")
 parser.add_argument("--quiet", action="store_true", help="keep no logs (benchmarks)")
+parser.add_argument("--stderr", help="write this to stderr at start (stdio: the gateway's log relay)")
 args = parser.parse_args()
 state = Path(args.state)
 state.mkdir(parents=True, exist_ok=True)
@@ -175,6 +176,8 @@ server.list_tools = list_tools  # type: ignore[method-assign]
 server._lowlevel_server  # noqa: B018  (built; handlers read server.list_tools at call time)
 
 if args.stdio:
+    if args.stderr:
+        print(args.stderr.encode().decode("unicode_escape"), file=sys.stderr, flush=True)
     server.run("stdio")
 else:
     import uvicorn

@@ -5,6 +5,7 @@
 
 use std::io::BufRead;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use actiongate::keys::{hash_api_key, new_api_key};
 use actiongate::store::{KeyRole, Store};
@@ -27,6 +28,8 @@ pub fn listening_url(child: &mut std::process::Child) -> String {
 
 pub struct ServedBinary {
     child: std::process::Child,
+    /// Every line it wrote to stderr (its log), across restarts.
+    log: Log,
     /// How it was started, to start it again (`kill_and_restart`).
     launch: Launch,
     pub url: String,
@@ -95,10 +98,12 @@ impl ServedBinary {
             config,
             log: log.to_string(),
         };
-        let (child, url) = launch.spawn(dir.path());
+        let log = Log::default();
+        let (child, url) = launch.spawn(dir.path(), &log);
         let store = Store::connect(&database_url).await.unwrap();
         ServedBinary {
             child,
+            log,
             launch,
             url,
             store,
@@ -131,9 +136,12 @@ struct Launch {
     log: String,
 }
 
+type Log = Arc<Mutex<Vec<String>>>;
+
 impl Launch {
     /// Starts `bin --config config serve` in `dir`; returns it and its URL.
-    fn spawn(&self, dir: &Path) -> (std::process::Child, String) {
+    /// Its stderr goes on to this test's, line by line, and into `log`.
+    fn spawn(&self, dir: &Path, log: &Log) -> (std::process::Child, String) {
         let mut child = std::process::Command::new(&self.bin)
             .arg("--config")
             .arg(&self.config)
@@ -142,8 +150,17 @@ impl Launch {
             .env_remove("DATABASE_URL")
             .env("RUST_LOG", &self.log)
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {}: {e}", self.bin.display()));
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                log.lock().unwrap().push(line);
+            }
+        });
         let url = listening_url(&mut child);
         (child, url)
     }
@@ -155,7 +172,7 @@ impl ServedBinary {
     pub fn kill_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        let (child, url) = self.launch.spawn(self.dir.path());
+        let (child, url) = self.launch.spawn(self.dir.path(), &self.log);
         self.child = child;
         self.url = url;
     }
@@ -164,6 +181,11 @@ impl ServedBinary {
     pub fn terminate(&self) {
         // SAFETY: kill(2) with our own child's pid and a plain signal.
         unsafe { libc_kill(self.child.id() as i32, 15) };
+    }
+
+    /// The lines of its log so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// How it exited, if it has.

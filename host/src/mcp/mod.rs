@@ -9,7 +9,8 @@ pub mod catalog;
 pub mod config;
 pub mod front;
 pub mod outcomes;
-pub mod sessions;
+mod sessions;
+mod stderr;
 pub mod upstream;
 
 use std::collections::{BTreeMap, HashMap};

@@ -221,8 +221,15 @@ impl Upstream {
                     }
                 }
                 cmd.envs(&self.config.env);
-                cmd.stderr(std::process::Stdio::inherit());
-                let transport = TokioChildProcess::new(cmd).map_err(|e| self.connect_error(e))?;
+                // Its stderr goes to the log through `stderr`, never
+                // straight to the gateway's own.
+                let (transport, stderr) = TokioChildProcess::builder(cmd)
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .map_err(|e| self.connect_error(e))?;
+                if let Some(stderr) = stderr {
+                    tokio::spawn(super::stderr::log(self.name.clone(), stderr));
+                }
                 refuser
                     .serve(transport)
                     .await
