@@ -166,10 +166,10 @@ const OWN_META_PREFIX: &str = "io.actiongate/";
 /// The upstream's result as the caller's: the content, structured content,
 /// error flag and `_meta` stay as they are, but the protocol's own `_meta`
 /// keys (the upstream's server identity on its hop) and any in actiongate's
-/// namespace, in any ASCII case (an upstream's word dressed as the
-/// gateway's, such as a decision it did not make) are dropped, and the result type the newest
-/// revision requires is set (rmcp clears it for callers on older
-/// revisions).
+/// namespace, in any ASCII case and after leading whitespace (an upstream's
+/// word dressed as the gateway's, such as a decision it did not make) are
+/// dropped, and the result type the newest revision requires is set (rmcp
+/// clears it for callers on older revisions).
 fn own_envelope(result: &mut CallToolResult) {
     if let Some(meta) = result.meta.as_mut() {
         meta.0.retain(|k, _| {

@@ -135,7 +135,8 @@ impl UpstreamConfig {
 }
 
 impl McpConfig {
-    /// Every upstream named well, once, with one transport.
+    /// Every upstream named well, once, with one transport; room for at
+    /// least one session per agent.
     pub fn check(&self) -> Result<(), McpConfigError> {
         if self.sessions_per_agent == 0 {
             return Err(McpConfigError::NoSessions);

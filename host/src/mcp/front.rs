@@ -2,7 +2,8 @@
 //! HTTP, rmcp's transport, both protocol eras). Authenticates every HTTP
 //! request with the agent's API key through the `AgentKeys` check the API
 //! hands it (the HTTP API's own), keeps each session to the agent that
-//! opened it, and hands the protocol's calls to the gateway. Never decides anything itself, and never reaches into the API.
+//! opened it, and hands the protocol's calls to the gateway. Never decides
+//! anything itself, and never reaches into the API.
 
 use std::future::Future;
 use std::pin::Pin;
