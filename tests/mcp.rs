@@ -1449,6 +1449,107 @@ async fn agents_listing_at_once_share_the_upstreams_listings() {
     assert_eq!(lists(), before + shared + 1);
 }
 
+/// An upstream whose listing pages without end (one tool a page, always a
+/// next cursor), or one holding more tools than the gateway keeps; counts
+/// the pages it was asked for.
+#[derive(Clone)]
+struct Pages {
+    per_page: usize,
+    endless: bool,
+    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Pages {
+    fn asked(&self) -> usize {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl rmcp::ServerHandler for Pages {
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        rmcp::model::ServerConfig::new(
+            rmcp::model::ServerCapabilities::builder()
+                .enable_tools()
+                .build(),
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ListToolsResult, rmcp::model::ErrorData> {
+        let page = self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let schema = json!({"type": "object"});
+        let tools = (0..self.per_page)
+            .map(|i| {
+                rmcp::model::Tool::new(
+                    format!("t{page}_{i}"),
+                    "A tool.",
+                    schema.as_object().unwrap().clone(),
+                )
+            })
+            .collect();
+        let mut result = rmcp::model::ListToolsResult::with_all_items(tools);
+        if self.endless {
+            result.next_cursor = Some(format!("page-{}", page + 1));
+        }
+        Ok(result)
+    }
+}
+
+/// A listing is bounded: an upstream that pages without end is asked for
+/// `MAX_LIST_PAGES` pages, one with more than `MAX_LISTED_TOOLS` tools for
+/// one, and neither is offered, while the other upstreams' tools are.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_listing_without_end_is_refused_not_followed() {
+    use actiongate::mcp::upstream::{MAX_LISTED_TOOLS, MAX_LIST_PAGES};
+    let pages = |per_page, endless| Pages {
+        per_page,
+        endless,
+        asked: Default::default(),
+    };
+    let (endless, bloated) = (pages(1, true), pages(MAX_LISTED_TOOLS + 1, false));
+    let endless_url = serve_upstream(endless.clone()).await;
+    let bloated_url = serve_upstream(bloated.clone()).await;
+    let rig = rig_with(
+        |c| {
+            for (name, url) in [("endless", endless_url), ("bloated", bloated_url)] {
+                c.mcp.upstreams.push(UpstreamConfig {
+                    name: name.into(),
+                    url: Some(url),
+                    bearer_token: None,
+                    command: None,
+                    args: Vec::new(),
+                    env: BTreeMap::new(),
+                    timeout_seconds: 60,
+                });
+            }
+        },
+        &[],
+    )
+    .await;
+    let listed = rig.agent(LEGACY, &["list"]).await;
+    let names: Vec<&str> = listed["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"py__echo"), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("endless__") || n.starts_with("bloated__")),
+        "{names:?}"
+    );
+    // Every listing asked each of them the same, however many there were.
+    let listings = rig.listings();
+    assert!(listings > 0);
+    assert_eq!(endless.asked(), listings * MAX_LIST_PAGES);
+    assert_eq!(bloated.asked(), listings);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rug_pulled_definition_is_recorded_and_every_call_carries_its_hash() {
     let rig = rig(|_| {}).await;
@@ -1890,12 +1991,20 @@ impl rmcp::ServerHandler for EchoServer {
 /// costs next to nothing, so that what the gateway adds is measured apart
 /// from a Python upstream's own work on the same two cores. Its URL.
 async fn rust_upstream() -> String {
+    serve_upstream(EchoServer).await
+}
+
+/// `handler` as an MCP server over Streamable HTTP on loopback in this
+/// process, until the test's runtime ends. Its URL.
+async fn serve_upstream<S: rmcp::ServerHandler + Clone + Send + Sync + 'static>(
+    handler: S,
+) -> String {
     use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService,
     };
     let service = StreamableHttpService::new(
-        || Ok(EchoServer),
+        move || Ok(handler.clone()),
         std::sync::Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default().disable_allowed_hosts(),
     );

@@ -14,7 +14,7 @@ use std::time::Duration;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig,
     CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult, ErrorData,
-    Implementation, ListRootsResult, Tool,
+    Implementation, ListRootsResult, PaginatedRequestParams, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -108,6 +108,13 @@ impl ClientHandler for Refuser {
 }
 
 type Session = RunningService<RoleClient, Refuser>;
+
+/// A listing follows at most this many pages and keeps at most this many
+/// tools: an upstream that pages without end or lists without bound is
+/// refused at once, rather than followed until its timeout while the
+/// listing holds every caller's `tools/list`.
+pub const MAX_LIST_PAGES: usize = 100;
+pub const MAX_LISTED_TOOLS: usize = 10_000;
 
 /// One configured upstream.
 pub struct Upstream {
@@ -238,19 +245,47 @@ impl Upstream {
         }
     }
 
-    /// Every tool the upstream lists now.
+    /// Every tool the upstream lists now, page after page, up to
+    /// `MAX_LIST_PAGES` and `MAX_LISTED_TOOLS`.
     pub async fn list_tools(&self) -> Result<Vec<Tool>, UpstreamError> {
         let session = self.session().await?;
-        match tokio::time::timeout(self.timeout(), session.peer().list_all_tools()).await {
-            Ok(Ok(tools)) => Ok(tools),
-            Ok(Err(e)) => {
-                self.forget_if_dead(&session, &e).await;
-                Err(self.call_error(e))
-            }
+        match tokio::time::timeout(self.timeout(), self.list_pages(&session)).await {
+            Ok(listed) => listed,
             Err(_) => Err(UpstreamError::Timeout {
                 name: self.name.clone(),
                 seconds: self.timeout().as_secs(),
             }),
+        }
+    }
+
+    async fn list_pages(&self, session: &Arc<Session>) -> Result<Vec<Tool>, UpstreamError> {
+        let mut tools = Vec::new();
+        let mut cursor = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let params = PaginatedRequestParams::default().with_cursor(cursor);
+            let page = match session.peer().list_tools(Some(params)).await {
+                Ok(page) => page,
+                Err(e) => {
+                    self.forget_if_dead(session, &e).await;
+                    return Err(self.call_error(e));
+                }
+            };
+            tools.extend(page.tools);
+            if tools.len() > MAX_LISTED_TOOLS {
+                return Err(self.unbounded(format!("more than {MAX_LISTED_TOOLS} tools")));
+            }
+            match page.next_cursor {
+                None => return Ok(tools),
+                next => cursor = next,
+            }
+        }
+        Err(self.unbounded(format!("more than {MAX_LIST_PAGES} pages")))
+    }
+
+    fn unbounded(&self, what: String) -> UpstreamError {
+        UpstreamError::Call {
+            name: self.name.clone(),
+            message: format!("its tool listing runs to {what}; it is not listed"),
         }
     }
 
