@@ -192,6 +192,35 @@ async fn rig_with(
     }
 }
 
+/// The Python agent (`mcp_agent.py`) against the service at `url`, with
+/// `key`, in protocol `mode`, doing `args`.
+fn agent_command(url: &str, key: &str, mode: &str, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(python_bin());
+    cmd.arg(script("mcp_agent.py"))
+        .arg(format!("{url}/mcp"))
+        .arg(key)
+        .arg(mode)
+        .args(args)
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs the Python agent to the end; its JSON answer.
+async fn run_agent(url: &str, key: &str, mode: &str, args: &[&str]) -> Value {
+    let out = agent_command(url, key, mode, args).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "mcp_agent.py {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "mcp_agent.py printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 const LEGACY: &str = "legacy";
 const MODERN: &str = "2026-07-28";
 
@@ -209,14 +238,7 @@ impl Rig {
     }
 
     fn agent_command_as(&self, key: &str, mode: &str, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(python_bin());
-        cmd.arg(script("mcp_agent.py"))
-            .arg(format!("{}/mcp", self.server.url))
-            .arg(key)
-            .arg(mode)
-            .args(args)
-            .kill_on_drop(true);
-        cmd
+        agent_command(&self.server.url, key, mode, args)
     }
 
     /// Runs the Python agent to the end; its JSON answer.
@@ -225,22 +247,7 @@ impl Rig {
     }
 
     async fn agent_as(&self, key: &str, mode: &str, args: &[&str]) -> Value {
-        let out = self
-            .agent_command_as(key, mode, args)
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mcp_agent.py {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "mcp_agent.py printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
+        run_agent(&self.server.url, key, mode, args).await
     }
 
     async fn call(&self, mode: &str, tool: &str, arguments: Value) -> Value {
@@ -416,12 +423,7 @@ async fn tools_are_merged_hashed_and_listed_in_both_eras() {
             // The 2026 era's server stamp is optional; it is never an upstream's.
             assert_ne!(listed["server"]["name"], "py-upstream");
         }
-        let names: Vec<&str> = listed["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap())
-            .collect();
+        let names = tool_names(&listed);
         for expected in [
             "fs__write_file",
             "fs__read_text_file",
@@ -479,6 +481,16 @@ async fn tools_are_merged_hashed_and_listed_in_both_eras() {
         .lines()
         .all(|h| h == format!("Bearer {UPSTREAM_TOKEN}")));
     assert!(!headers.contains(&rig.key));
+}
+
+/// The names in the agent's `list` answer.
+fn tool_names(listed: &Value) -> Vec<&str> {
+    listed["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect()
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
@@ -734,18 +746,8 @@ fn slow_call(
     key: &str,
     seconds: f64,
 ) -> tokio::task::JoinHandle<std::io::Result<std::process::Output>> {
-    let agent = tokio::process::Command::new(python_bin())
-        .arg(script("mcp_agent.py"))
-        .arg(format!("{}/mcp", gateway.url))
-        .arg(key)
-        .arg(LEGACY)
-        .args([
-            "call",
-            "py__slow",
-            &json!({ "seconds": seconds }).to_string(),
-        ])
-        .kill_on_drop(true)
-        .output();
+    let seconds = json!({ "seconds": seconds }).to_string();
+    let agent = agent_command(&gateway.url, key, LEGACY, &["call", "py__slow", &seconds]).output();
     tokio::spawn(agent)
 }
 
@@ -865,19 +867,7 @@ async fn an_stdio_upstreams_stderr_is_logged_as_its_own_never_as_the_gateways() 
     .await;
     let key = gateway.agent("coder", "owner@example.com").await;
     // The upstream starts with the first listing.
-    let out = tokio::process::Command::new(python_bin())
-        .arg(script("mcp_agent.py"))
-        .arg(format!("{}/mcp", gateway.url))
-        .arg(&key)
-        .args([LEGACY, "list"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_agent(&gateway.url, &key, LEGACY, &["list"]).await;
     // Each relayed line is an event of the gateway's naming the upstream.
     let relayed = |text: &str| {
         gateway.log_lines().into_iter().find(|l| {
@@ -1465,13 +1455,18 @@ impl Pages {
     }
 }
 
+/// What a test upstream in this process says of itself: it has tools.
+fn tools_server() -> rmcp::model::ServerConfig {
+    rmcp::model::ServerConfig::new(
+        rmcp::model::ServerCapabilities::builder()
+            .enable_tools()
+            .build(),
+    )
+}
+
 impl rmcp::ServerHandler for Pages {
     fn get_info(&self) -> rmcp::model::ServerConfig {
-        rmcp::model::ServerConfig::new(
-            rmcp::model::ServerCapabilities::builder()
-                .enable_tools()
-                .build(),
-        )
+        tools_server()
     }
 
     async fn list_tools(
@@ -1530,12 +1525,7 @@ async fn an_upstream_listing_without_end_is_refused_not_followed() {
     )
     .await;
     let listed = rig.agent(LEGACY, &["list"]).await;
-    let names: Vec<&str> = listed["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names = tool_names(&listed);
     assert!(names.contains(&"py__echo"), "{names:?}");
     assert!(
         !names
@@ -1945,12 +1935,7 @@ struct EchoServer;
 
 impl rmcp::ServerHandler for EchoServer {
     fn get_info(&self) -> rmcp::model::ServerConfig {
-        rmcp::model::ServerConfig::new(
-            rmcp::model::ServerCapabilities::builder()
-                .enable_tools()
-                .build(),
-        )
-        .with_server_info(rmcp::model::Implementation::new("bench-echo", "1"))
+        tools_server().with_server_info(rmcp::model::Implementation::new("bench-echo", "1"))
     }
 
     async fn list_tools(
