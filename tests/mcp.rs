@@ -991,6 +991,64 @@ async fn pending_then_identical_retries_reattach_and_run_once() {
     assert_eq!(k.iter().filter(|k| **k == EventKind::Executed).count(), 1);
 }
 
+/// The request `_meta` a call forwards upstream (the protocol's own keys
+/// aside) is in its action's context, so policy, approvers and the log see
+/// what goes upstream; and an approved action runs with the `_meta` it was
+/// submitted with, not with another that an identical retry brings.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_forwarded_meta_is_the_actions_and_an_approved_run_forwards_what_was_approved() {
+    let rig = rig(|m| m.hold_seconds = 1).await;
+    let meta_log = || -> Vec<Value> {
+        std::fs::read_to_string(rig.http_state.path().join("meta.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let rig = &rig;
+    let call = |tool: &'static str, args: Value, meta: Value| {
+        let (args, meta) = (args.to_string(), meta.to_string());
+        async move {
+            rig.agent(LEGACY, &["call", tool, &args, "--meta", &meta])
+                .await
+        }
+    };
+    let recorded = |events: &[StoredEvent]| -> Value {
+        let context = &events[0].payload["action"]["context"];
+        serde_json::from_str(context["mcp.request_meta"].as_str().unwrap()).unwrap()
+    };
+
+    // Allowed at once: forwarded as sent, and recorded in the action.
+    let sent = json!({"traceparent": "00-allowed-01", "com.example/ticket": "T-1"});
+    let ran = call("py__echo", json!({"text": "m"}), sent.clone()).await;
+    assert_eq!(ran["isError"], false, "{ran}");
+    let id = rig.actions_of("mcp.py.echo").await.remove(0);
+    assert_eq!(recorded(&rig.action_events(&id).await), sent);
+    assert_eq!(meta_log(), vec![json!({"tool": "echo", "meta": sent})]);
+
+    // Held with one `_meta`, approved, continued by a retry with another:
+    // the run forwards the one that was submitted and approved.
+    let args = json!({"line": "meta"});
+    let approved = json!({"traceparent": "00-approved-01"});
+    let first = call("py__append_line", args.clone(), approved.clone()).await;
+    assert_eq!(decision(&first)["state"], "pending", "{first}");
+    let id = decision(&first)["action_id"].as_str().unwrap().to_string();
+    assert_eq!(recorded(&rig.action_events(&id).await), approved);
+    rig.approve(&rig.dana, &id).await;
+    let smuggled = json!({"traceparent": "00-retry-01", "com.example/mode": "force"});
+    let ran = call("py__append_line", args, smuggled).await;
+    assert_eq!(ran["isError"], false, "{ran}");
+    assert_eq!(
+        decision(&ran)["action_id"],
+        Value::Null,
+        "the upstream's own result"
+    );
+    assert_eq!(
+        meta_log().last().unwrap(),
+        &json!({"tool": "append_line", "meta": approved})
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_identical_retries_after_approval_run_upstream_once() {
     let rig = rig(|m| m.hold_seconds = 1).await;

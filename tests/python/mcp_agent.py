@@ -2,7 +2,7 @@
 Client against actiongate's /mcp, with the agent's API key.
 
   mcp_agent.py URL KEY MODE list
-  mcp_agent.py URL KEY MODE call TOOL ARGS_JSON [--progress] [--copies N]
+  mcp_agent.py URL KEY MODE call TOOL ARGS_JSON [--progress] [--copies N] [--meta JSON]
   mcp_agent.py URL KEY MODE hang TOOL ARGS_JSON SECONDS
 
 MODE is `legacy` (2025-11-25: initialize, Mcp-Session-Id) or `2026-07-28`
@@ -34,14 +34,16 @@ def result_json(result) -> dict:
     return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-async def call(tool: str, arguments: dict, progress: bool) -> dict:
+async def call(tool: str, arguments: dict, progress: bool, meta: dict | None = None) -> dict:
     seen = []
 
     async def on_progress(value, total, message):
         seen.append({"progress": value, "total": total, "message": message})
 
     async with client() as c:
-        result = await c.call_tool(tool, arguments, progress_callback=on_progress if progress else None)
+        result = await c.call_tool(
+            tool, arguments, progress_callback=on_progress if progress else None, meta=meta
+        )
         out = result_json(result)
         out["_progress"] = seen
         out["_protocol_version"] = c.protocol_version
@@ -61,10 +63,11 @@ async def main() -> None:
         tool, arguments = rest[0], json.loads(rest[1])
         progress = "--progress" in rest
         copies = int(rest[rest.index("--copies") + 1]) if "--copies" in rest else 1
+        meta = json.loads(rest[rest.index("--meta") + 1]) if "--meta" in rest else None
         results = [None] * copies
 
         async def one(i):
-            results[i] = await call(tool, arguments, progress)
+            results[i] = await call(tool, arguments, progress, meta)
 
         async with anyio.create_task_group() as tg:
             for i in range(copies):

@@ -3,6 +3,7 @@ tests: over Streamable HTTP (`--port N`) or stdio (`--stdio`).
 
 Its state lives in STATE_DIR so the test can see what really ran:
   calls.log      one line per tool run (tool and arguments)
+  meta.log       the request _meta of each echo and append_line run
   headers.log    the Authorization header of every HTTP request
   lists.log      one line per tools/list
   rug-pull       when present, `weather`'s description changes (a rug pull)
@@ -32,13 +33,19 @@ state = Path(args.state)
 state.mkdir(parents=True, exist_ok=True)
 
 
-def ran(tool: str, arguments: dict) -> None:
+def ran(tool: str, arguments: dict, ctx: Context | None = None) -> None:
     if args.quiet:
         return
     with open(state / "calls.log", "a") as f:
         f.write(json.dumps({"tool": tool, "arguments": arguments}, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
+    if ctx is not None:
+        # As it came on the wire (the SDK's typed view keeps only its own keys).
+        meta = dict((ctx.request_context.params or {}).get("_meta") or {})
+        meta.pop("progressToken", None)
+        with open(state / "meta.log", "a") as f:
+            f.write(json.dumps({"tool": tool, "meta": meta}, sort_keys=True) + "\n")
 
 
 server = MCPServer("py-upstream", version="1.0.0")
@@ -48,14 +55,14 @@ WRITES = ToolAnnotations(readOnlyHint=False, destructiveHint=False)
 
 
 @server.tool(annotations=READ_ONLY, description="Echo the text back.")
-def echo(text: str) -> str:
-    ran("echo", {"text": text})
+def echo(text: str, ctx: Context) -> str:
+    ran("echo", {"text": text}, ctx)
     return text
 
 
 @server.tool(annotations=WRITES, description="Append a line to the journal; returns how many lines it has.")
-def append_line(line: str) -> str:
-    ran("append_line", {"line": line})
+def append_line(line: str, ctx: Context) -> str:
+    ran("append_line", {"line": line}, ctx)
     journal = state / "journal.txt"
     with open(journal, "a") as f:
         f.write(line + "\n")

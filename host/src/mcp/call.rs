@@ -163,6 +163,23 @@ fn passed_meta(meta: Option<&RequestMetaObject>) -> Option<RequestMetaObject> {
 /// speaks there.
 const OWN_META_PREFIX: &str = "io.actiongate/";
 
+/// The action context key of the request `_meta` the run forwards.
+const REQUEST_META: &str = "request_meta";
+
+/// `_meta` as the action records it: its canonical JSON (RFC 8785).
+fn recorded_meta(meta: &RequestMetaObject) -> String {
+    String::from_utf8(crate::evidence::canonical::digest_bytes(meta))
+        .expect("canonical JSON is UTF-8")
+}
+
+/// The request `_meta` a run forwards: the one recorded in its action when
+/// it was submitted (an identical retry that continues an approved action
+/// may carry another, which no one approved).
+fn forwarded_meta(action: &crate::action::Action) -> Option<RequestMetaObject> {
+    let recorded = action.context.get(&format!("mcp.{REQUEST_META}"))?;
+    serde_json::from_str(recorded).ok()
+}
+
 /// The upstream's result as the caller's: the content, structured content,
 /// error flag and `_meta` stay as they are, but the protocol's own `_meta`
 /// keys (the upstream's server identity on its hop) and any in actiongate's
@@ -222,7 +239,10 @@ impl Gateway {
         }
         let digest = call_digest(&name, &arguments);
         let started = std::time::Instant::now();
-        let (status, claimed) = self.attach(caller, &entry, &arguments, &digest).await?;
+        let meta = passed_meta(params.meta.as_ref());
+        let (status, claimed) = self
+            .attach(caller, &entry, &arguments, meta.as_ref(), &digest)
+            .await?;
         tracing::debug!(action_id = %status.action_id, tool = %name, state = status.state.as_str(), decide_ms = started.elapsed().as_secs_f64() * 1e3, "tool call decided");
         let status = match status.state {
             State::Pending => {
@@ -252,7 +272,7 @@ impl Gateway {
         }
         Ok(match status.state {
             State::Allowed | State::Approved | State::Executed => {
-                self.run(caller, &entry, &status, claimed, &arguments, &params)
+                self.run(caller, &entry, &status, claimed, &arguments)
                     .await?
             }
             State::Pending => pending_result(&status, &name),
@@ -269,6 +289,7 @@ impl Gateway {
         caller: &Caller,
         entry: &Entry,
         arguments: &serde_json::Value,
+        meta: Option<&RequestMetaObject>,
         digest: &str,
     ) -> Result<(ActionStatus, Option<ClaimedRun>), CallError> {
         let agent = &caller.agent;
@@ -303,7 +324,7 @@ impl Gateway {
             .submit_to_run(
                 agent,
                 caller.key_hash.clone(),
-                self.submission(caller, entry, arguments),
+                self.submission(caller, entry, arguments, meta),
             )
             .await?;
         let pending = status.state == State::Pending;
@@ -350,6 +371,7 @@ impl Gateway {
         caller: &Caller,
         entry: &Entry,
         arguments: &serde_json::Value,
+        meta: Option<&RequestMetaObject>,
     ) -> Submission {
         let mut context = BTreeMap::new();
         let mut put = |k: &str, v: Option<String>| {
@@ -362,6 +384,10 @@ impl Gateway {
         put("client_name", caller.client_name.clone());
         put("client_version", caller.client_version.clone());
         put("protocol_version", caller.protocol_version.clone());
+        // What goes upstream beside the arguments: in the action, so policy,
+        // approvers and the log see it, and the run forwards this, not a
+        // retry's.
+        put(REQUEST_META, meta.map(recorded_meta));
         if let Some(a) = &entry.definition.annotations {
             let hint = |b: Option<bool>| b.map(|b| b.to_string());
             put("read_only_hint", hint(a.read_only_hint));
@@ -429,7 +455,6 @@ impl Gateway {
         status: &ActionStatus,
         claimed: Option<ClaimedRun>,
         arguments: &serde_json::Value,
-        params: &CallToolRequestParams,
     ) -> Result<CallToolResult, CallError> {
         let id = status.action_id.clone();
         let (sender, waiting) = {
@@ -460,7 +485,7 @@ impl Gateway {
         }
         let sender = sender.expect("one of the two");
         let result = self
-            .claim_and_run(caller, entry, &id, claimed, arguments, params)
+            .claim_and_run(caller, entry, &id, claimed, arguments)
             .await;
         let shared = Arc::new(match &result {
             Ok(r) => r.clone(),
@@ -484,7 +509,6 @@ impl Gateway {
         id: &str,
         claimed: Option<ClaimedRun>,
         arguments: &serde_json::Value,
-        params: &CallToolRequestParams,
     ) -> Result<CallToolResult, CallError> {
         let claim = match claimed {
             Some(run) => Claim::Run(Box::new(run)),
@@ -518,7 +542,7 @@ impl Gateway {
         let modified = run.action.params != *arguments;
         let mut forward = CallToolRequestParams::new(entry.tool.clone());
         forward.arguments = run.action.params.as_object().cloned();
-        forward.meta = passed_meta(params.meta.as_ref());
+        forward.meta = forwarded_meta(&run.action);
         let started = std::time::Instant::now();
         let outcome = upstream.call_tool(forward).await;
         let upstream_ms = started.elapsed().as_secs_f64() * 1e3;

@@ -240,6 +240,12 @@ impl ServerHandler for Front {
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = caller(&context)?;
         let progress = progress(&context);
+        // rmcp hands the request's `_meta` over in the context, not in the
+        // params; the gateway forwards it (but the protocol's own keys).
+        let mut request = request;
+        if request.meta.is_none() {
+            request.meta = Some(context.meta.clone());
+        }
         match self
             .gateway
             .call(&caller, request, progress, context.ct.clone())
