@@ -1812,10 +1812,16 @@ async fn a_session_answers_only_the_agent_that_opened_it() {
         }
         r
     };
+    // A JSON-RPC message in `session` (or none), as `key`'s agent.
+    let post = |key: &str, session: Option<&str>, message: &Value| {
+        send(reqwest::Method::POST, key, session)
+            .json(message)
+            .send()
+    };
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
     let open = |key: String| {
-        let r = send(reqwest::Method::POST, &key, None).json(&init).send();
+        let r = post(&key, None, &init);
         async move {
             let r = r.await.unwrap();
             assert_eq!(r.status(), 200);
@@ -1826,20 +1832,12 @@ async fn a_session_answers_only_the_agent_that_opened_it() {
     };
     let session = open(rig.key.clone()).await;
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let r = send(reqwest::Method::POST, &rig.key, Some(&session))
-        .json(&initialized)
-        .send()
-        .await
-        .unwrap();
+    let r = post(&rig.key, Some(&session), &initialized).await.unwrap();
     assert_eq!(r.status(), 202);
     let secret = "coder's-result-7f3a";
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
         "params": {"name": "py__echo", "arguments": {"text": secret}}});
-    let r = send(reqwest::Method::POST, &rig.key, Some(&session))
-        .json(&call)
-        .send()
-        .await
-        .unwrap();
+    let r = post(&rig.key, Some(&session), &call).await.unwrap();
     assert_eq!(r.status(), 200);
     let stream = r.text().await.unwrap();
     assert!(stream.contains(secret), "{stream}");
@@ -1868,18 +1866,10 @@ async fn a_session_answers_only_the_agent_that_opened_it() {
         }
     };
     let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
-    let r = send(reqwest::Method::POST, &intruder, Some(&session))
-        .json(&list)
-        .send()
-        .await
-        .unwrap();
+    let r = post(&intruder, Some(&session), &list).await.unwrap();
     let problem = not_found(r, "another agent's call in the session").await;
     assert_eq!(problem["type"], "urn:actiongate:problem:session-not-found");
-    let r = send(reqwest::Method::POST, &intruder, Some(&session))
-        .json(&call)
-        .send()
-        .await
-        .unwrap();
+    let r = post(&intruder, Some(&session), &call).await.unwrap();
     not_found(r, "another agent's tools/call in the session").await;
     for id in &resume_from {
         let r = send(reqwest::Method::GET, &intruder, Some(&session))
@@ -1903,11 +1893,7 @@ async fn a_session_answers_only_the_agent_that_opened_it() {
     not_found(r, "another agent ending the session").await;
     // An id nobody was given gets the same answer.
     let unknown = uuid::Uuid::new_v4().simple().to_string();
-    let r = send(reqwest::Method::POST, &rig.key, Some(&unknown))
-        .json(&list)
-        .send()
-        .await
-        .unwrap();
+    let r = post(&rig.key, Some(&unknown), &list).await.unwrap();
     let same = not_found(r, "an unknown session").await;
     assert_eq!(
         same, problem,
@@ -1915,11 +1901,7 @@ async fn a_session_answers_only_the_agent_that_opened_it() {
     );
 
     // The session is still its agent's, and its agent can end it.
-    let r = send(reqwest::Method::POST, &rig.key, Some(&session))
-        .json(&list)
-        .send()
-        .await
-        .unwrap();
+    let r = post(&rig.key, Some(&session), &list).await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("py__echo"));
     let r = send(reqwest::Method::DELETE, &rig.key, Some(&session))
@@ -1927,11 +1909,7 @@ async fn a_session_answers_only_the_agent_that_opened_it() {
         .await
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
-    let r = send(reqwest::Method::POST, &rig.key, Some(&session))
-        .json(&list)
-        .send()
-        .await
-        .unwrap();
+    let r = post(&rig.key, Some(&session), &list).await.unwrap();
     not_found(r, "an ended session").await;
     // The call ran once, for coder.
     assert_eq!(rig.actions_of("mcp.py.echo").await.len(), 1);
@@ -1941,22 +1919,14 @@ async fn a_session_answers_only_the_agent_that_opened_it() {
     let theirs = open(intruder.clone()).await;
     let oldest = open(rig.key.clone()).await;
     let newer = [open(rig.key.clone()).await, open(rig.key.clone()).await];
-    let r = send(reqwest::Method::POST, &rig.key, Some(&oldest))
-        .json(&list)
-        .send()
-        .await
-        .unwrap();
+    let r = post(&rig.key, Some(&oldest), &list).await.unwrap();
     not_found(r, "the oldest of three sessions, past the limit").await;
     for (key, session) in [
         (&rig.key, &newer[0]),
         (&rig.key, &newer[1]),
         (&intruder, &theirs),
     ] {
-        let r = send(reqwest::Method::POST, key, Some(session))
-            .json(&list)
-            .send()
-            .await
-            .unwrap();
+        let r = post(key, Some(session), &list).await.unwrap();
         assert_eq!(r.status(), 200);
     }
 }
