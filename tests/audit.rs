@@ -212,7 +212,7 @@ async fn sqlite_alteration_is_named_too() {
     log.wait_integrated(8, Duration::from_secs(20))
         .await
         .unwrap();
-    let Store::Sqlite(p) = &store else {
+    let Store::Sqlite(p, _) = &store else {
         unreachable!()
     };
     sqlx::query("DROP TRIGGER evidence_events_no_update")

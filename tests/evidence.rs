@@ -192,7 +192,7 @@ async fn evidence_tables_refuse_update_and_delete(store: Store) {
     {
         let err = match &store {
             Store::Postgres(p, ..) => sqlx::query(sql).execute(p).await.err(),
-            Store::Sqlite(p) => sqlx::query(sql).execute(p).await.err(),
+            Store::Sqlite(p, _) => sqlx::query(sql).execute(p).await.err(),
         };
         let err = err.unwrap_or_else(|| panic!("{sql} was allowed"));
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
@@ -456,7 +456,7 @@ async fn the_sweepers_question_reads_only_grants_awaiting_an_outcome(store: Stor
     let awaited = "SELECT jti FROM grants WHERE consumed_at IS NOT NULL AND NOT settled";
     let awaited: Vec<String> = match &store {
         Store::Postgres(pool, ..) => sqlx::query_scalar(awaited).fetch_all(pool).await,
-        Store::Sqlite(pool) => sqlx::query_scalar(awaited).fetch_all(pool).await,
+        Store::Sqlite(pool, _) => sqlx::query_scalar(awaited).fetch_all(pool).await,
     }
     .unwrap();
     assert_eq!(awaited, [format!("jti-{running}")]);
@@ -492,7 +492,7 @@ async fn the_sweepers_question_reads_only_grants_awaiting_an_outcome(store: Stor
                 .unwrap();
             rows.join("\n")
         }
-        Store::Sqlite(pool) => {
+        Store::Sqlite(pool, _) => {
             use sqlx::Row;
             let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
                 .bind(now)

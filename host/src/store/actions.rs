@@ -65,7 +65,7 @@ pub struct ActionMove {
     pub at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, agent_id, idempotency_key, request_hash, action, digest, state, verdict, grant_token, expires_at, created_at, updated_at";
+pub(super) const COLUMNS: &str = "id, agent_id, idempotency_key, request_hash, action, digest, state, verdict, grant_token, expires_at, created_at, updated_at";
 
 macro_rules! action_row {
     ($r:expr) => {{
@@ -85,71 +85,6 @@ macro_rules! action_row {
             updated_at: r.get("updated_at"),
         }
     }};
-}
-
-/// SQLite: inserts `new` and its grant inside the caller's append
-/// transaction; false when the agent already used its idempotency key.
-pub(super) async fn insert_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    new: &NewAction,
-) -> Result<bool, StoreError> {
-    let insert = format!(
-        "INSERT INTO actions ({COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (agent_id, idempotency_key) DO NOTHING"
-    );
-    let row = &new.row;
-    let inserted = sqlx::query(&insert)
-        .bind(&row.id)
-        .bind(&row.agent_id)
-        .bind(&row.idempotency_key)
-        .bind(&row.request_hash)
-        .bind(&row.action)
-        .bind(&row.digest)
-        .bind(&row.state)
-        .bind(&row.verdict)
-        .bind(&row.grant_token)
-        .bind(row.expires_at)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-        == 1;
-    if let (true, Some((jti, expires_at))) = (inserted, &new.grant) {
-        sqlx::query(
-            "INSERT INTO grants (jti, action_id, expires_at, consumed_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(jti)
-        .bind(&new.row.id)
-        .bind(expires_at)
-        .bind(new.claimed.then_some(row.created_at))
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(inserted)
-}
-
-/// SQLite: applies `moved` inside the caller's append transaction; true
-/// when the action was still in `from`.
-pub(super) async fn move_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    m: &ActionMove,
-) -> Result<bool, StoreError> {
-    let changed = sqlx::query(TRANSITION_SQL)
-        .bind(&m.to)
-        .bind(m.at)
-        .bind(None::<String>)
-        .bind(None::<String>)
-        .bind(None::<String>)
-        .bind(None::<String>)
-        .bind(None::<DateTime<Utc>>)
-        .bind(&m.id)
-        .bind(&m.from)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    Ok(changed == 1)
 }
 
 impl Store {

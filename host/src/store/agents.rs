@@ -198,20 +198,3 @@ impl Store {
             .transpose()
     }
 }
-
-/// SQLite, inside an append: whether `key_hash` is a live agent key of a
-/// live agent (the Postgres procedure asks the same, migration 0009).
-pub(super) async fn agent_key_is_live(
-    conn: &mut sqlx::SqliteConnection,
-    key_hash: &str,
-) -> Result<bool, StoreError> {
-    Ok(sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM api_keys ak JOIN agents ag ON ag.id = ak.subject
-         WHERE ak.key_hash = $1 AND ak.role = 'agent'
-           AND ak.revoked_at IS NULL AND ag.revoked_at IS NULL",
-    )
-    .bind(key_hash)
-    .fetch_one(conn)
-    .await?
-        > 0)
-}

@@ -73,7 +73,7 @@ impl Store {
                     .map(postgres::event_row)
                     .collect()
             }
-            Store::Sqlite(p) => {
+            Store::Sqlite(p, _) => {
                 let q = format!(
                     "SELECT {} FROM evidence_events WHERE {} ORDER BY seq",
                     sqlite::EVENT_COLUMNS,

@@ -141,7 +141,7 @@ impl Store {
                     .await?;
                 Ok(BindingsGuard::Postgres(tx))
             }
-            Store::Sqlite(pool) => Ok(BindingsGuard::Sqlite(
+            Store::Sqlite(pool, _) => Ok(BindingsGuard::Sqlite(
                 SQLITE_BINDINGS.lock().await,
                 pool.clone(),
             )),

@@ -3,6 +3,7 @@
 
 mod actions;
 mod agents;
+mod appender;
 mod audit;
 mod bindings;
 mod inbox;
@@ -17,7 +18,6 @@ mod sqlite;
 mod teams;
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,7 @@ use sqlx::sqlite::{
 };
 use uuid::Uuid;
 
+use appender::Appender;
 use lanes::Lanes;
 
 pub use actions::{
@@ -54,7 +55,7 @@ macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
             Store::Postgres($pool, ..) => $body,
-            Store::Sqlite($pool) => $body,
+            Store::Sqlite($pool, _) => $body,
         }
     };
 }
@@ -68,7 +69,7 @@ macro_rules! on_lane {
     ($store:expr, $conn:ident => $body:expr) => {
         match $store {
             Store::Postgres(_, lanes) => lanes.run(async |$conn| $body).await?,
-            Store::Sqlite($conn) => $body?,
+            Store::Sqlite($conn, _) => $body?,
         }
     };
 }
@@ -79,7 +80,8 @@ pub(crate) use on_lane;
 pub enum Store {
     /// The pool, and lanes for the queries on the decision path (`lanes.rs`).
     Postgres(PgPool, Arc<Lanes>),
-    Sqlite(SqlitePool),
+    /// The pool, and the evidence append's own connection (`appender.rs`).
+    Sqlite(SqlitePool, Arc<Appender>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +104,25 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("stored data is malformed: {0}")]
     Corrupt(String),
+    /// The embedded store's append connection (`appender.rs`).
+    #[error("database query failed: {0}")]
+    Embedded(#[source] rusqlite::Error),
+    #[error("database unavailable: {0}")]
+    EmbeddedUnavailable(#[source] rusqlite::Error),
+    #[error("database unavailable: the append thread is gone")]
+    AppenderGone,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::*;
+        match e.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure | DiskFull) => {
+                StoreError::EmbeddedUnavailable(e)
+            }
+            _ => StoreError::Embedded(e),
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -116,7 +137,12 @@ impl From<sqlx::Error> for StoreError {
 
 impl StoreError {
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_)
+                | StoreError::EmbeddedUnavailable(_)
+                | StoreError::AppenderGone
+        )
     }
 }
 
@@ -243,8 +269,17 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 // FULL: a commit survives power loss, which `append` promises.
                 .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(10));
-            if let Some(dir) = Path::new(connect.get_filename()).parent() {
+                .busy_timeout(appender::BUSY_TIMEOUT);
+            let file = connect.get_filename().to_owned();
+            // sqlx names an in-memory database `file:…`; the append's own
+            // connection could not share it, and the log would not outlive
+            // the process anyway.
+            if file.to_string_lossy().starts_with("file:") {
+                return Err(StoreError::UnsupportedUrl(format!(
+                    "{url}: an in-memory database cannot hold the evidence log; name a file"
+                )));
+            }
+            if let Some(dir) = file.parent() {
                 if !dir.as_os_str().is_empty() {
                     std::fs::create_dir_all(dir).map_err(|e| StoreError::Query(e.into()))?;
                 }
@@ -258,7 +293,7 @@ impl Store {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(connect)
                 .await?;
-            Store::Sqlite(pool)
+            Store::Sqlite(pool, Arc::new(Appender::open(&file)?))
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
@@ -282,14 +317,14 @@ impl Store {
     pub fn kind(&self) -> StoreKind {
         match self {
             Store::Postgres(..) => StoreKind::Postgres,
-            Store::Sqlite(_) => StoreKind::Sqlite,
+            Store::Sqlite(..) => StoreKind::Sqlite,
         }
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Store::Postgres(p, ..) => PG_MIGRATOR.run(p).await?,
-            Store::Sqlite(p) => SQLITE_MIGRATOR.run(p).await?,
+            Store::Sqlite(p, _) => SQLITE_MIGRATOR.run(p).await?,
         }
         Ok(())
     }
@@ -315,8 +350,10 @@ impl Store {
             Store::Postgres(_, lanes) => {
                 postgres::append_events(lanes, occurred_at, at_text, rows, actions, moves).await
             }
-            Store::Sqlite(p) => {
-                sqlite::append_events(p, occurred_at, at_text, rows, actions, moves).await
+            Store::Sqlite(_, appender) => {
+                appender
+                    .append(occurred_at, at_text, rows, actions, moves)
+                    .await
             }
         }
     }
@@ -325,7 +362,7 @@ impl Store {
     pub async fn event_count(&self) -> Result<u64, StoreError> {
         match self {
             Store::Postgres(p, ..) => postgres::event_count(p).await,
-            Store::Sqlite(p) => sqlite::event_count(p).await,
+            Store::Sqlite(p, _) => sqlite::event_count(p).await,
         }
     }
 
@@ -333,7 +370,7 @@ impl Store {
     pub async fn events_range(&self, start: u64, end: u64) -> Result<Vec<EventRow>, StoreError> {
         match self {
             Store::Postgres(p, ..) => postgres::events_range(p, start, end).await,
-            Store::Sqlite(p) => sqlite::events_range(p, start, end).await,
+            Store::Sqlite(p, _) => sqlite::events_range(p, start, end).await,
         }
     }
 
@@ -342,21 +379,21 @@ impl Store {
     pub async fn events_page(&self, from: u64, limit: u64) -> Result<Vec<EventRow>, StoreError> {
         match self {
             Store::Postgres(p, ..) => postgres::events_page(p, from, limit).await,
-            Store::Sqlite(p) => sqlite::events_page(p, from, limit).await,
+            Store::Sqlite(p, _) => sqlite::events_page(p, from, limit).await,
         }
     }
 
     pub async fn events_for_action(&self, id: Uuid) -> Result<Vec<EventRow>, StoreError> {
         match self {
             Store::Postgres(p, ..) => postgres::events_for_action(p, id).await,
-            Store::Sqlite(p) => sqlite::events_for_action(p, id).await,
+            Store::Sqlite(p, _) => sqlite::events_for_action(p, id).await,
         }
     }
 
     pub async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
         match self {
             Store::Postgres(p, ..) => postgres::latest_checkpoint(&mut *p.acquire().await?).await,
-            Store::Sqlite(p) => sqlite::latest_checkpoint(p).await,
+            Store::Sqlite(p, _) => sqlite::latest_checkpoint(p).await,
         }
     }
 
@@ -364,7 +401,7 @@ impl Store {
     pub async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
         match self {
             Store::Postgres(p, ..) => postgres::checkpoints(p).await,
-            Store::Sqlite(p) => sqlite::checkpoints(p).await,
+            Store::Sqlite(p, _) => sqlite::checkpoints(p).await,
         }
     }
 
@@ -374,7 +411,7 @@ impl Store {
             Store::Postgres(p, ..) => {
                 postgres::tree_hashes(&mut *p.acquire().await?, indexes).await
             }
-            Store::Sqlite(p) => sqlite::tree_hashes(p, indexes).await,
+            Store::Sqlite(p, _) => sqlite::tree_hashes(p, indexes).await,
         }
     }
 
@@ -386,7 +423,7 @@ impl Store {
     ) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
         match self {
             Store::Postgres(p, ..) => postgres::tree_hash_range(p, start, end).await,
-            Store::Sqlite(p) => sqlite::tree_hash_range(p, start, end).await,
+            Store::Sqlite(p, _) => sqlite::tree_hash_range(p, start, end).await,
         }
     }
 
@@ -427,7 +464,7 @@ impl Contender {
                 }
             }
             // Embedded: one process owns the file; PRIMARY KEYs catch a second writer.
-            Store::Sqlite(p) => Ok(Some(Leader::Sqlite(p.clone()))),
+            Store::Sqlite(p, _) => Ok(Some(Leader::Sqlite(p.clone()))),
         }
     }
 }

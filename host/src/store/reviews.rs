@@ -52,7 +52,7 @@ impl Store {
                     .await?;
                 Ok(ActionGuard::Postgres(tx, id.to_string()))
             }
-            Store::Sqlite(pool) => Ok(ActionGuard::Sqlite(
+            Store::Sqlite(pool, _) => Ok(ActionGuard::Sqlite(
                 SQLITE_DECISIONS.lock().await,
                 pool.clone(),
                 id.to_string(),

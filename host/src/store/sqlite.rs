@@ -1,7 +1,5 @@
-//! SQLite queries for the evidence log (the embedded store). Inserts and
-//! selects only; `BEGIN IMMEDIATE` is the append serialization point.
-
-use std::collections::HashSet;
+//! SQLite queries for the evidence log (the embedded store): reads, and the
+//! integrator's tree hashes and checkpoints. The append is `appender.rs`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::migrate::Migrator;
@@ -9,10 +7,7 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
-use super::{
-    hash32, to_i64, to_u64, ActionMove, Appended, CheckpointRow, EventRow, NewAction, NewRow,
-    StoreError,
-};
+use super::{hash32, to_i64, to_u64, CheckpointRow, EventRow, StoreError};
 
 pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -57,81 +52,6 @@ pub(super) fn event_row(r: RawEvent) -> Result<EventRow, StoreError> {
         actor_id,
         canonical,
         leaf_hash: hash32(leaf_hash, "leaf_hash")?,
-    })
-}
-
-pub(super) async fn append_events(
-    pool: &SqlitePool,
-    occurred_at: DateTime<Utc>,
-    at_text: &str,
-    rows: &[NewRow<'_>],
-    actions: &[&NewAction],
-    moves: &[&ActionMove],
-) -> Result<Appended, StoreError> {
-    // IMMEDIATE takes the write lock before the MAX read, so no other writer
-    // can slip in between (a deferred transaction would fail to upgrade).
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM evidence_events")
-        .fetch_one(&mut *tx)
-        .await?;
-    let first = to_u64(next, "next seq")?;
-    let mut refused = HashSet::new();
-    for (i, new) in actions.iter().enumerate() {
-        if let Some(key_hash) = &new.key_hash {
-            if !super::agents::agent_key_is_live(&mut tx, key_hash).await? {
-                refused.insert(i);
-            }
-        }
-    }
-    let built: Vec<(u64, String, [u8; 32], &NewRow<'_>)> = rows
-        .iter()
-        .filter(|r| r.is_written(&refused))
-        .enumerate()
-        .map(|(i, r)| {
-            let seq = first + i as u64;
-            let canonical = r.canonical(at_text, seq);
-            let leaf = super::leaf_hash(&canonical);
-            (seq, canonical, leaf, r)
-        })
-        .collect();
-    for chunk in built.chunks(INSERT_CHUNK) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("INSERT INTO evidence_events ({EVENT_COLUMNS}) "));
-        q.push_values(chunk, |mut b, (seq, canonical, leaf, r)| {
-            b.push_bind(to_i64(*seq))
-                .push_bind(ts(&occurred_at))
-                .push_bind(r.kind)
-                .push_bind(r.action_id.map(|u| u.to_string()))
-                .push_bind(r.actor_kind)
-                .push_bind(r.actor_id.to_owned())
-                .push_bind(canonical.clone())
-                .push_bind(leaf.to_vec());
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-    // In the same transaction: the actions commit with their events.
-    let mut created = HashSet::new();
-    for (_, new) in actions
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !refused.contains(i))
-    {
-        if super::actions::insert_sqlite(&mut tx, new).await? {
-            created.insert(new.row.id.clone());
-        }
-    }
-    let mut moved = HashSet::new();
-    for m in moves {
-        if super::actions::move_sqlite(&mut tx, m).await? {
-            moved.insert(m.id.clone());
-        }
-    }
-    tx.commit().await?;
-    Ok(Appended {
-        leaves: built.into_iter().map(|(s, _, h, _)| (s, h)).collect(),
-        created,
-        refused,
-        moved,
     })
 }
 
