@@ -4,10 +4,10 @@
 //! (after the caller has its result: `outcomes`). A call never reaches its
 //! upstream without a claimed grant.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rmcp::model::{
@@ -61,9 +61,33 @@ type Shared = Arc<CallToolResult>;
 pub struct Calls {
     /// (agent, call digest) → its turn, so identical calls attach in turn.
     attaching: Mutex<HashMap<String, Arc<Turn>>>,
-    /// action id → its run's result, for identical retries that arrive
-    /// while (or shortly after) it runs.
-    runs: Arc<Mutex<HashMap<String, watch::Receiver<Option<Shared>>>>>,
+    /// Each run's result, for identical retries that arrive while (or
+    /// shortly after) it runs.
+    runs: Mutex<Runs>,
+}
+
+/// Runs on this replica, and the results of those that ended less than
+/// `RESULT_KEPT` ago.
+#[derive(Default)]
+struct Runs {
+    /// action id → its run's result.
+    results: HashMap<String, watch::Receiver<Option<Shared>>>,
+    /// When each ended run's result goes, in the order they ended. Pruned
+    /// as runs end: no timer or task per run.
+    ended: VecDeque<(Instant, String)>,
+}
+
+impl Runs {
+    /// `id`'s run ended at `now`: its result stays `RESULT_KEPT`, and
+    /// results kept longer than that go.
+    fn ended(&mut self, id: String, now: Instant) {
+        while self.ended.front().is_some_and(|(until, _)| *until <= now) {
+            if let Some((_, gone)) = self.ended.pop_front() {
+                self.results.remove(&gone);
+            }
+        }
+        self.ended.push_back((now + RESULT_KEPT, id));
+    }
 }
 
 /// The turn identical calls take while one of them may become a held
@@ -361,6 +385,7 @@ impl Gateway {
                 .runs
                 .lock()
                 .expect("not poisoned")
+                .results
                 .contains_key(&status.action_id),
             State::Allowed => false,
         }
@@ -459,11 +484,11 @@ impl Gateway {
         let id = status.action_id.clone();
         let (sender, waiting) = {
             let mut runs = self.calls.runs.lock().expect("not poisoned");
-            match runs.get(&id) {
+            match runs.results.get(&id) {
                 Some(rx) => (None, Some(rx.clone())),
                 None => {
                     let (tx, rx) = watch::channel(None);
-                    runs.insert(id.clone(), rx);
+                    runs.results.insert(id.clone(), rx);
                     (Some(tx), None)
                 }
             }
@@ -492,13 +517,11 @@ impl Gateway {
             Err(e) => error_result(e.to_string(), Some(&id)),
         });
         let _ = sender.send(Some(shared));
-        let runs = Arc::downgrade(&self.calls.runs);
-        tokio::spawn(async move {
-            tokio::time::sleep(RESULT_KEPT).await;
-            if let Some(runs) = runs.upgrade() {
-                runs.lock().expect("not poisoned").remove(&id);
-            }
-        });
+        self.calls
+            .runs
+            .lock()
+            .expect("not poisoned")
+            .ended(id, Instant::now());
         result
     }
 
@@ -630,6 +653,22 @@ fn action_id(id: &str) -> Result<ActionId, GateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ended_runs_result_stays_for_retries_then_goes_as_later_runs_end() {
+        let mut runs = Runs::default();
+        for id in ["a", "b", "c"] {
+            runs.results.insert(id.into(), watch::channel(None).1);
+        }
+        let t0 = Instant::now();
+        runs.ended("a".into(), t0);
+        runs.ended("b".into(), t0 + RESULT_KEPT / 2);
+        assert_eq!(runs.results.len(), 3, "nothing is due yet");
+        runs.ended("c".into(), t0 + RESULT_KEPT);
+        assert!(!runs.results.contains_key("a"), "kept its time, then gone");
+        assert!(runs.results.contains_key("b") && runs.results.contains_key("c"));
+        assert_eq!(runs.ended.len(), 2);
+    }
 
     #[test]
     fn identical_calls_share_a_digest_whatever_the_key_order() {
