@@ -118,7 +118,7 @@ impl From<canonical::CanonicalError> for EvidenceError {
 impl From<StoreError> for EvidenceError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => EvidenceError::Unavailable(e.to_string()),
+            e if e.is_unavailable() => EvidenceError::Unavailable(e.to_string()),
             StoreError::Corrupt(m) => EvidenceError::Corrupt(m),
             other => EvidenceError::Store(other.to_string()),
         }

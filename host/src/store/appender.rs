@@ -5,9 +5,10 @@
 //! thread. The append is seven statements (BEGIN, the next seq, the key
 //! check, the events, the action, its grant, COMMIT), and on a busy
 //! two-core machine each round trip's wake-ups cost more than its
-//! statement: the transaction took about 0.8 ms at the MCP gateway, 0.35
-//! of it outside the `fsync`. Everything else stays on sqlx's pool; SQLite
-//! serializes the writers (`BEGIN IMMEDIATE`, the same busy timeout).
+//! statement: the transaction took 0.8–0.9 ms at the MCP gateway, 0.45 of
+//! it before the COMMIT; here the whole append takes about 0.48 ms.
+//! Everything else stays on sqlx's pool; SQLite serializes the writers
+//! (`BEGIN IMMEDIATE`, the same busy timeout).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -327,6 +328,30 @@ mod tests {
         let stored = store.events_for_action(id).await.unwrap();
         assert_eq!(stored[0].canonical, "{\"at\":\"t\",\"seq\":0}");
         assert_eq!(stored[0].leaf_hash, appended.leaves[0].1);
+    }
+
+    /// A busy or failing database, or a gone append thread, is the
+    /// store being unavailable (callers answer 503 and fail closed); a bad
+    /// statement is not.
+    #[test]
+    fn busy_io_and_a_gone_thread_are_unavailable_a_constraint_is_not() {
+        use rusqlite::ffi;
+        let failure =
+            |code| StoreError::from(rusqlite::Error::SqliteFailure(ffi::Error::new(code), None));
+        for code in [
+            ffi::SQLITE_BUSY,
+            ffi::SQLITE_LOCKED,
+            ffi::SQLITE_IOERR,
+            ffi::SQLITE_FULL,
+        ] {
+            assert!(failure(code).is_unavailable(), "{code}");
+        }
+        assert!(!failure(ffi::SQLITE_CONSTRAINT).is_unavailable());
+        assert!(StoreError::AppenderGone.is_unavailable());
+        assert!(matches!(
+            crate::evidence::EvidenceError::from(StoreError::AppenderGone),
+            crate::evidence::EvidenceError::Unavailable(_)
+        ));
     }
 
     #[tokio::test]
