@@ -330,6 +330,45 @@ mod tests {
         assert_eq!(stored[0].leaf_hash, appended.leaves[0].1);
     }
 
+    /// Two appenders on one file (two processes on one embedded store, or
+    /// the CLI beside the service) take turns: every seq is used once,
+    /// none is skipped, none fails for the other's lock.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_appenders_on_one_file_take_turns_without_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.db");
+        let store = Store::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        let appenders = [
+            Appender::open(&file).unwrap(),
+            Appender::open(&file).unwrap(),
+        ];
+        let row = NewRow {
+            head: "{\"at\":\"",
+            middle: "\",\"seq\":",
+            tail: "}",
+            kind: "note",
+            action_id: None,
+            actor_kind: "system",
+            actor_id: "test",
+            owner: None,
+        };
+        let rows = [row, row];
+        let appends = appenders.iter().flat_map(|a| {
+            let rows = &rows;
+            (0..40).map(move |_| a.append(Utc::now(), "t", rows, &[], &[]))
+        });
+        let mut seqs: Vec<u64> = futures_util::future::join_all(appends)
+            .await
+            .into_iter()
+            .flat_map(|a| a.unwrap().leaves.into_iter().map(|(seq, _)| seq))
+            .collect();
+        seqs.sort();
+        assert_eq!(seqs, (0..160).collect::<Vec<u64>>());
+        assert_eq!(store.event_count().await.unwrap(), 160);
+    }
+
     /// A busy or failing database, or a gone append thread, is the
     /// store being unavailable (callers answer 503 and fail closed); a bad
     /// statement is not.
