@@ -572,3 +572,29 @@ impl FnReader<'_> {
             .ok_or(tlog::Error::IndexesNotInTree)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever makes the store unavailable (sqlx's pool, the embedded
+    /// store's append thread) makes the log unavailable: callers answer
+    /// 503 and fail closed.
+    #[test]
+    fn an_unavailable_store_is_an_unavailable_log() {
+        let unavailable = [
+            StoreError::AppenderGone,
+            StoreError::Unavailable(sqlx::Error::PoolTimedOut),
+        ];
+        for e in unavailable {
+            assert!(matches!(
+                EvidenceError::from(e),
+                EvidenceError::Unavailable(_)
+            ));
+        }
+        assert!(matches!(
+            EvidenceError::from(StoreError::Corrupt("x".into())),
+            EvidenceError::Corrupt(_)
+        ));
+    }
+}

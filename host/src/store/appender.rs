@@ -387,10 +387,6 @@ mod tests {
         }
         assert!(!failure(ffi::SQLITE_CONSTRAINT).is_unavailable());
         assert!(StoreError::AppenderGone.is_unavailable());
-        assert!(matches!(
-            crate::evidence::EvidenceError::from(StoreError::AppenderGone),
-            crate::evidence::EvidenceError::Unavailable(_)
-        ));
     }
 
     #[tokio::test]
