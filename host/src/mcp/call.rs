@@ -190,6 +190,11 @@ const OWN_META_PREFIX: &str = "io.actiongate/";
 /// The action context key of the request `_meta` the run forwards.
 const REQUEST_META: &str = "request_meta";
 
+/// The gateway's keys in an action's context: `mcp.` and the fact's name.
+fn context_key(name: &str) -> String {
+    format!("mcp.{name}")
+}
+
 /// `_meta` as the action records it: its canonical JSON (RFC 8785).
 fn recorded_meta(meta: &RequestMetaObject) -> String {
     String::from_utf8(crate::evidence::canonical::digest_bytes(meta))
@@ -200,7 +205,7 @@ fn recorded_meta(meta: &RequestMetaObject) -> String {
 /// it was submitted (an identical retry that continues an approved action
 /// may carry another, which no one approved).
 fn forwarded_meta(action: &crate::action::Action) -> Option<RequestMetaObject> {
-    let recorded = action.context.get(&format!("mcp.{REQUEST_META}"))?;
+    let recorded = action.context.get(&context_key(REQUEST_META))?;
     serde_json::from_str(recorded).ok()
 }
 
@@ -401,7 +406,7 @@ impl Gateway {
         let mut context = BTreeMap::new();
         let mut put = |k: &str, v: Option<String>| {
             if let Some(v) = v {
-                context.insert(format!("mcp.{k}"), v);
+                context.insert(context_key(k), v);
             }
         };
         put("tool", Some(entry.name()));
