@@ -571,7 +571,8 @@ async fn an_upstream_cannot_speak_in_actiongates_meta_namespace() {
 /// records its decision: its grant is never open, so no other claim (nor
 /// the agent presenting it) can take it, and the outcome moves the action
 /// to `executed` with its event. A held call is not claimed until it is
-/// approved.
+/// approved. An evaluation alone (the gateway evaluates while it looks for
+/// an attached action) writes nothing and decides nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_allowed_at_once_is_claimed_by_its_decisions_commit() {
     use actiongate::execution::{Claim, RunReport};
@@ -589,15 +590,30 @@ async fn a_call_allowed_at_once_is_claimed_by_its_decisions_commit() {
         context: BTreeMap::from([("mcp.read_only_hint".to_string(), read_only.to_string())]),
         on_behalf_of: None,
     };
-    let (status, run) = gate
-        .submit_to_run(
-            &agent,
-            key_hash.clone(),
-            submission("echo", true, json!({"text": "x"})),
-        )
+    let evaluate = |s: Submission| gate.evaluate_new(&agent, Some(key_hash.clone()), s);
+    let logged = || async { rig.server.app.evidence.committed_size().await.unwrap() };
+    let before = logged().await;
+    let dropped = evaluate(submission("echo", true, json!({"text": "dropped"})))
         .await
         .unwrap();
+    drop(dropped);
+    assert_eq!(
+        logged().await,
+        before,
+        "an evaluation alone is not evidence"
+    );
+
+    let evaluated = evaluate(submission("echo", true, json!({"text": "x"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        logged().await,
+        before,
+        "nothing is written before the record"
+    );
+    let (status, run) = gate.record_to_run(&agent, evaluated).await.unwrap();
     assert_eq!(status.state, State::Allowed);
+    assert_eq!(logged().await, before + 3, "submitted, evaluated, granted");
     let run = run.expect("allowed at once, so claimed with the decision");
     let id: actiongate::gate::ActionId = status.action_id.parse().unwrap();
     let claims = gate
@@ -643,14 +659,10 @@ async fn a_call_allowed_at_once_is_claimed_by_its_decisions_commit() {
         Claim::NotRunnable(State::Executed)
     ));
 
-    let (held, run) = gate
-        .submit_to_run(
-            &agent,
-            key_hash,
-            submission("append_line", false, json!({"line": "held"})),
-        )
+    let evaluated = evaluate(submission("append_line", false, json!({"line": "held"})))
         .await
         .unwrap();
+    let (held, run) = gate.record_to_run(&agent, evaluated).await.unwrap();
     assert_eq!(held.state, State::Pending);
     assert!(run.is_none(), "a held call has no grant to claim yet");
 }

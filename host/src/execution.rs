@@ -11,7 +11,7 @@ use crate::action::{Action, ActionId};
 use crate::evidence::payload::{self, Payload};
 use crate::evidence::{Actor, ActorKind};
 use crate::gate::{
-    stored_action_id, ActionStatus, Gate, GateError, OutcomeStatus, State, Submission,
+    stored_action_id, ActionStatus, Evaluated, Gate, GateError, OutcomeStatus, State,
 };
 use crate::store::{ActionChange, ActionMove, AgentRow, StoreError};
 
@@ -47,20 +47,18 @@ pub struct RunReport {
 }
 
 impl Gate {
-    /// Submits an action the host will run itself. When it is allowed at
-    /// once, it comes back claimed: its grant was consumed in the commit
-    /// that recorded the decision, so the run needs no claim of its own.
+    /// Records the decision of an action the host will run itself, as
+    /// `Gate::evaluate_new` evaluated it. When it is allowed at once, it
+    /// comes back claimed: its grant was consumed in the commit that
+    /// recorded the decision, so the run needs no claim of its own.
     /// Otherwise (held, denied) there is no run; once it is approved,
     /// `claim_run` claims it.
-    pub async fn submit_to_run(
+    pub async fn record_to_run(
         &self,
         agent: &AgentRow,
-        key_hash: String,
-        submission: Submission,
+        evaluated: Evaluated,
     ) -> Result<(ActionStatus, Option<ClaimedRun>), GateError> {
-        let (status, claimed) = self
-            .decide(agent, Some(key_hash), submission, None, true)
-            .await?;
+        let (status, claimed) = self.record_evaluated(agent, evaluated, true).await?;
         let run = match claimed {
             Some(c) => Some(ClaimedRun {
                 id: status.action_id.parse()?,

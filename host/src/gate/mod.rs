@@ -30,6 +30,7 @@ use crate::waiters::Waiters;
 pub use crate::action::{ActionId, OutcomeStatus, State};
 pub(crate) use record::{grant_event, Decided};
 pub use record::{verdict_events, ActionRecord};
+pub use submit::Evaluated;
 pub use types::{ActionStatus, Outcome, PendingApproval, Submission};
 
 #[derive(Debug, thiserror::Error)]

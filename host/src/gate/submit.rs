@@ -2,6 +2,8 @@
 //! agent's key (never from the body), evaluates it and hands it to the
 //! record stage. Never records anything itself.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -9,6 +11,8 @@ use uuid::Uuid;
 use super::record::{submitted_event, verdict_events, Decided};
 use super::{ActionStatus, Gate, GateError, Submission, HOST_KINDS};
 use crate::action::{Action, Kind, Principal};
+use crate::evidence::NewEvent;
+use crate::sandbox::Plugin;
 use crate::store::AgentRow;
 
 /// Refuses what no plugin should see: params that are not an object, a
@@ -26,6 +30,12 @@ pub(super) fn check(submission: &Submission) -> Result<(), GateError> {
         )));
     }
     Ok(())
+}
+
+/// The sha256 of a submission's canonical JSON: an idempotency key's
+/// retry must carry the same.
+pub(super) fn request_hash(submission: &Submission) -> String {
+    hex::encode(Sha256::digest(crate::canonical::digest_bytes(submission)))
 }
 
 /// The action an agent's submission asks for: the agent and its owner from
@@ -82,13 +92,42 @@ impl Gate {
         claim: bool,
     ) -> Result<(ActionStatus, Option<ClaimedAtDecision>), GateError> {
         check(&submission)?;
-        let request_hash = hex::encode(Sha256::digest(crate::canonical::digest_bytes(&submission)));
+        let request_hash = request_hash(&submission);
         if let Some(key) = &idempotency_key {
             if let Some(existing) = self.store.action_by_idempotency_key(&agent.id, key).await? {
                 return Ok((self.replay(existing, &request_hash, key)?, None));
             }
         }
+        let evaluated = self
+            .evaluate(agent, key_hash, submission, idempotency_key, request_hash)
+            .await;
+        self.record_evaluated(agent, evaluated?, claim).await
+    }
 
+    /// Checks and evaluates a submission that carries no idempotency key,
+    /// as a new action, for `record_evaluated`. Writes nothing: dropping
+    /// what it returns decides nothing.
+    pub async fn evaluate_new(
+        &self,
+        agent: &AgentRow,
+        key_hash: Option<String>,
+        submission: Submission,
+    ) -> Result<Evaluated, GateError> {
+        check(&submission)?;
+        let request_hash = request_hash(&submission);
+        self.evaluate(agent, key_hash, submission, None, request_hash)
+            .await
+    }
+
+    /// Evaluates a checked submission as a new action.
+    async fn evaluate(
+        &self,
+        agent: &AgentRow,
+        key_hash: Option<String>,
+        submission: Submission,
+        idempotency_key: Option<String>,
+        request_hash: String,
+    ) -> Result<Evaluated, GateError> {
         let action = action_for(agent, submission, Utc::now());
         // Most evaluations take microseconds and call no import: decide them
         // here. Any other runs again, from scratch, on the blocking pool.
@@ -114,14 +153,34 @@ impl Gate {
             &request_hash,
         )];
         events.extend(verdict_events(action_uuid, &action, &verdict));
-        let decided = Decided {
-            action,
-            digest,
-            verdict,
-            idempotency_key,
-            request_hash,
-            key_hash,
-        };
+        Ok(Evaluated {
+            decided: Decided {
+                action,
+                digest,
+                verdict,
+                idempotency_key,
+                request_hash,
+                key_hash,
+            },
+            events,
+            shadow,
+        })
+    }
+
+    /// The record stage of `decide`: commits the evaluated action's
+    /// decision (and, with `claim`, consumes the grant of one allowed at
+    /// once in that commit).
+    pub(crate) async fn record_evaluated(
+        &self,
+        agent: &AgentRow,
+        evaluated: Evaluated,
+        claim: bool,
+    ) -> Result<(ActionStatus, Option<ClaimedAtDecision>), GateError> {
+        let Evaluated {
+            decided,
+            events,
+            shadow,
+        } = evaluated;
         let (status, claimed) = self.record_decided(agent, &decided, events, claim).await?;
         let claimed = claimed.map(|jti| ClaimedAtDecision {
             action: decided.action.clone(),
@@ -137,6 +196,13 @@ impl Gate {
         }
         Ok((status, claimed))
     }
+}
+
+/// A new action evaluated and not yet recorded.
+pub struct Evaluated {
+    decided: Decided,
+    events: Vec<NewEvent>,
+    shadow: Option<Arc<Plugin>>,
 }
 
 /// An action allowed at once whose grant was consumed as it was recorded.

@@ -337,25 +337,25 @@ impl Gateway {
             held = None;
         }
         let store = self.gate.store();
-        if let Some(id) = store
-            .mcp_call_action(&agent.id, digest)
-            .await
-            .map_err(GateError::from)?
-        {
+        // The lookup's round trip and the evaluation overlap: the lookup is
+        // sent first, the evaluation runs meanwhile. The evaluation writes
+        // nothing, so a call that continues an attached action drops it.
+        let (attached, evaluated) = tokio::join!(
+            store.mcp_call_action(&agent.id, digest),
+            self.gate.evaluate_new(
+                agent,
+                Some(caller.key_hash.clone()),
+                self.submission(caller, entry, arguments, meta),
+            )
+        );
+        if let Some(id) = attached.map_err(GateError::from)? {
             let status = self.gate.status(agent, &action_id(&id)?).await?;
             if self.reattaches(&status) {
                 tracing::info!(action_id = %id, agent = %agent.id, tool = %entry.name(), state = status.state.as_str(), "identical call reattached");
                 return Ok((status, None));
             }
         }
-        let (status, claimed) = self
-            .gate
-            .submit_to_run(
-                agent,
-                caller.key_hash.clone(),
-                self.submission(caller, entry, arguments, meta),
-            )
-            .await?;
+        let (status, claimed) = self.gate.record_to_run(agent, evaluated?).await?;
         let pending = status.state == State::Pending;
         if pending {
             store
