@@ -407,6 +407,23 @@ const RAN_AT_ONCE: [EventKind; 4] = [
     EventKind::Executed,
 ];
 
+/// `probe`'s value once `settled` holds of it, or its last value after
+/// `within` (for the caller's assertion to name).
+async fn settle<T, F, Fut>(within: Duration, mut probe: F, settled: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let value = probe().await;
+        if settled(&value) || Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn kinds(events: &[StoredEvent]) -> Vec<EventKind> {
     events.iter().map(|e| e.kind).collect()
 }
@@ -823,14 +840,10 @@ async fn a_run_cut_off_by_a_killed_gateway_is_recorded_as_unknown_after_restart(
             .collect();
         (state, of_it)
     };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let (state, events) = loop {
-        let (state, events) = action().await;
-        if state != "allowed" || Instant::now() > deadline {
-            break (state, events);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (state, events) = settle(Duration::from_secs(90), action, |(state, _)| {
+        state != "allowed"
+    })
+    .await;
     assert_eq!(state, "executed");
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["submitted", "evaluated", "granted", "executed"]);
@@ -1376,14 +1389,12 @@ async fn a_spent_grant_whose_outcome_never_reached_the_log_is_recorded_as_unknow
     let status = gate.status(&caller.agent, &id).await.unwrap();
     assert_eq!(status.state, State::Allowed);
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        let status = gate.status(&caller.agent, &id).await.unwrap();
-        if status.state != State::Allowed || std::time::Instant::now() > deadline {
-            break status;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = settle(
+        Duration::from_secs(30),
+        || async { gate.status(&caller.agent, &id).await.unwrap() },
+        |status| status.state != State::Allowed,
+    )
+    .await;
     assert_eq!(status.state, State::Executed);
     assert!(
         spent.elapsed() >= Duration::from_secs(2),
