@@ -14,6 +14,7 @@ use actiongate::store::KeyRole;
 use actiongate_tests::caller::Caller;
 use actiongate_tests::process::{BinaryStore, ServedBinary};
 use actiongate_tests::server::{start_refused, TestServer};
+use actiongate_tests::settle;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -354,8 +355,7 @@ impl Rig {
     /// to appear in Dana's list.
     async fn pending_of(&self, kind: &str) -> String {
         // The first call starts every upstream: slow on a loaded machine.
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
+        let pending = || async {
             let list: Value = self
                 .dana
                 .get("/v1/approvals?state=pending")
@@ -363,17 +363,15 @@ impl Rig {
                 .json()
                 .await
                 .unwrap();
-            if let Some(a) = list
-                .as_array()
+            list.as_array()
                 .unwrap()
                 .iter()
                 .find(|a| a["action"]["kind"] == kind)
-            {
-                return a["action"]["action_id"].as_str().unwrap().to_string();
-            }
-            assert!(Instant::now() < deadline, "no pending {kind} action");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                .map(|a| a["action"]["action_id"].as_str().unwrap().to_string())
+        };
+        settle(Duration::from_secs(90), pending, Option::is_some)
+            .await
+            .unwrap_or_else(|| panic!("no pending {kind} action"))
     }
 
     fn calls_log(state: &Path) -> Vec<Value> {
@@ -406,23 +404,6 @@ const RAN_AT_ONCE: [EventKind; 4] = [
     EventKind::Granted,
     EventKind::Executed,
 ];
-
-/// `probe`'s value once `settled` holds of it, or its last value after
-/// `within` (for the caller's assertion to name).
-async fn settle<T, F, Fut>(within: Duration, mut probe: F, settled: impl Fn(&T) -> bool) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        let value = probe().await;
-        if settled(&value) || Instant::now() > deadline {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn kinds(events: &[StoredEvent]) -> Vec<EventKind> {
     events.iter().map(|e| e.kind).collect()

@@ -377,17 +377,9 @@ fn small_export() -> Value {
 }
 
 /// Waits until `check` holds, up to 10 s.
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) {
-    for _ in 0..100 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting until {what}");
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl FnMut() -> F) {
+    let held = actiongate_tests::settle(Duration::from_secs(10), check, |held| *held).await;
+    assert!(held, "timed out waiting until {what}");
 }
 
 #[tokio::test]

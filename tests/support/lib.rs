@@ -47,6 +47,27 @@ pub fn bind_component(config: &mut actiongate::config::Config, kind: &str, file_
     });
 }
 
+/// `probe`'s value once `settled` holds of it, or its last value after
+/// `within` (for the caller's assertion to name). Probes every 100 ms.
+pub async fn settle<T, F, Fut>(
+    within: std::time::Duration,
+    mut probe: F,
+    settled: impl Fn(&T) -> bool,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let value = probe().await;
+        if settled(&value) || std::time::Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// An action of `kind` with `params`, as the API would build it.
 pub fn action(id: &str, kind: &str, params: serde_json::Value) -> Action {
     Action {
