@@ -701,11 +701,9 @@ async fn a_stop_waits_for_the_outcomes_of_answered_calls() {
     };
     // The decision is in (the action allowed, its grant claimed) while the
     // tool sleeps upstream: hold the log now.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while count("SELECT count(*) FROM actions WHERE state = 'allowed'").await == 0 {
-        assert!(Instant::now() < deadline, "no allowed action");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let allowed = || count("SELECT count(*) FROM actions WHERE state = 'allowed'");
+    let allowed = settle(Duration::from_secs(90), allowed, |n| *n > 0).await;
+    assert!(allowed > 0, "no allowed action");
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(actiongate::store::PG_APPEND_LOCK)
         .execute(&mut db)
@@ -790,14 +788,9 @@ async fn a_run_cut_off_by_a_killed_gateway_is_recorded_as_unknown_after_restart(
     let key = gateway.agent("coder", "owner@example.com").await;
     let agent = slow_call(&gateway, &key, 3.0);
     // Killed while the tool sleeps upstream.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while Rig::calls_log(upstream_state.path()).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the run never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let calls = || async { Rig::calls_log(upstream_state.path()) };
+    let calls = settle(Duration::from_secs(90), calls, |c| !c.is_empty()).await;
+    assert!(!calls.is_empty(), "the run never reached the upstream");
     gateway.kill_and_restart();
     let out = agent.await.unwrap().unwrap();
     assert!(
@@ -880,10 +873,12 @@ async fn an_stdio_upstreams_stderr_is_logged_as_its_own_never_as_the_gateways() 
             l.contains("upstream stderr") && l.contains("upstream=pyio") && l.contains(text)
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while relayed("cleared").is_none() {
-        assert!(Instant::now() < deadline, "{:#?}", gateway.log_lines());
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let cleared = || async { relayed("cleared") };
+    if settle(Duration::from_secs(60), cleared, Option::is_some)
+        .await
+        .is_none()
+    {
+        panic!("{:#?}", gateway.log_lines());
     }
     assert!(relayed(&format!("line={forged:?}")).is_some());
     assert!(relayed(r#"line="\u{1b}[2Jcleared""#).is_some());

@@ -12,7 +12,7 @@ use actiongate::notify::{
 };
 use actiongate::store::Store;
 use actiongate_tests::fake_slack::{self, FakeSlack, Scripted};
-use actiongate_tests::run_python;
+use actiongate_tests::{run_python, settle};
 use serde_json::{json, Value};
 
 fn slack_config(fake: &FakeSlack, extra: &str) -> SlackConfig {
@@ -519,14 +519,11 @@ impl Rig {
     /// The card's (channel, ts) once it is posted.
     async fn card(&self, id: &str) -> (String, String) {
         let store = &self.server.app.gate.store();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(card) = store.slack_messages(id).await.unwrap().into_iter().next() {
-                return (card.channel, card.ts);
-            }
-            assert!(Instant::now() < deadline, "no card posted for {id}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let posted = || async { store.slack_messages(id).await.unwrap().into_iter().next() };
+        let card = settle(Duration::from_secs(10), posted, Option::is_some)
+            .await
+            .unwrap_or_else(|| panic!("no card posted for {id}"));
+        (card.channel, card.ts)
     }
 
     fn message(&self, card: &(String, String)) -> Value {
@@ -1178,22 +1175,17 @@ async fn a_slack_outage_is_evidence_and_the_api_still_approves() {
     rig.fake.script("chat.postMessage", Scripted::Status(503));
     let id = rig.submit(medium_export()).await;
     let uuid = uuid::Uuid::parse_str(&id).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let events = rig
-            .server
-            .app
-            .evidence
-            .events_for_action(uuid)
-            .await
-            .unwrap();
-        if let Some(failed) = events.iter().find(|e| e.kind == EventKind::NotifyFailed) {
-            assert!(failed.canonical.contains("slack"), "{}", failed.canonical);
-            break;
-        }
-        assert!(Instant::now() < deadline, "no notify-failed event");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let failed = || async {
+        let events = rig.server.app.evidence.events_for_action(uuid).await;
+        events
+            .unwrap()
+            .into_iter()
+            .find(|e| e.kind == EventKind::NotifyFailed)
+    };
+    let failed = settle(Duration::from_secs(10), failed, Option::is_some)
+        .await
+        .expect("no notify-failed event");
+    assert!(failed.canonical.contains("slack"), "{}", failed.canonical);
     let dana = rig.server.key(KeyRole::Approver, "dana@example.com").await;
     let response = rig
         .http
