@@ -874,12 +874,8 @@ async fn an_stdio_upstreams_stderr_is_logged_as_its_own_never_as_the_gateways() 
         })
     };
     let cleared = || async { relayed("cleared") };
-    if settle(Duration::from_secs(60), cleared, Option::is_some)
-        .await
-        .is_none()
-    {
-        panic!("{:#?}", gateway.log_lines());
-    }
+    let cleared = settle(Duration::from_secs(60), cleared, Option::is_some).await;
+    assert!(cleared.is_some(), "{:#?}", gateway.log_lines());
     assert!(relayed(&format!("line={forged:?}")).is_some());
     assert!(relayed(r#"line="\u{1b}[2Jcleared""#).is_some());
     let lines = gateway.log_lines();
