@@ -100,8 +100,8 @@ impl Gate {
         }
         let evaluated = self
             .evaluate(agent, key_hash, submission, idempotency_key, request_hash)
-            .await;
-        self.record_evaluated(agent, evaluated?, claim).await
+            .await?;
+        self.record_evaluated(agent, evaluated, claim).await
     }
 
     /// Checks and evaluates a submission that carries no idempotency key,
