@@ -7,6 +7,7 @@ use std::time::Duration;
 use actiongate::evidence::EventKind;
 use actiongate_tests::caller::Caller;
 use actiongate_tests::server::{start_refused, TestServer};
+use actiongate_tests::settle;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -684,13 +685,8 @@ async fn held_actions_are_announced_by_signed_webhook_and_recorded() {
     let answer = agent.submit(json!({"kind": "db.export", "resource": "r", "params": {"rows": 50000, "tables": ["orders"], "destination": "s3://corp-analytics/x"}})).await;
     let action = id(&answer);
     dana.approve(&action, "fine").await;
-    for _ in 0..50 {
-        if received.lock().unwrap().len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let got = received.lock().unwrap().clone();
+    let received = || async { received.lock().unwrap().clone() };
+    let got = settle(Duration::from_secs(5), received, |got| got.len() >= 2).await;
     let types: Vec<String> = got
         .iter()
         .map(|(_, b)| {
@@ -716,19 +712,14 @@ async fn held_actions_are_announced_by_signed_webhook_and_recorded() {
         assert!(verified.is_ok(), "{verified:?}");
     }
     // The delivery is recorded right after the receiver answers.
-    let mut k = Vec::new();
-    for _ in 0..50 {
-        k = kinds(&server, &action).await;
-        if k.iter().filter(|k| **k == EventKind::Notified).count() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        k.iter().filter(|k| **k == EventKind::Notified).count(),
-        2,
-        "each delivery is evidence: {k:?}"
-    );
+    let notified = |k: &Vec<EventKind>| k.iter().filter(|k| **k == EventKind::Notified).count();
+    let k = settle(
+        Duration::from_secs(5),
+        || kinds(&server, &action),
+        |k| notified(k) == 2,
+    )
+    .await;
+    assert_eq!(notified(&k), 2, "each delivery is evidence: {k:?}");
 }
 
 #[tokio::test]
@@ -748,14 +739,12 @@ async fn half_way_reminds_and_escalates_visibly_and_people_count_once() {
         StatusCode::OK
     );
 
-    let mut k = Vec::new();
-    for _ in 0..40 {
-        k = kinds(&server, &action).await;
-        if k.contains(&EventKind::Escalated) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let k = settle(
+        Duration::from_secs(4),
+        || kinds(&server, &action),
+        |k| k.contains(&EventKind::Escalated),
+    )
+    .await;
     let reminded = k
         .iter()
         .position(|e| *e == EventKind::Reminded)

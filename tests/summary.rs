@@ -262,11 +262,10 @@ async fn every_channel_shows_the_same_facts_and_the_same_redaction() {
 }
 
 async fn wait_for<T>(find: impl Fn() -> Option<T>) -> T {
-    for _ in 0..100 {
-        if let Some(found) = find() {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("not seen within 10 s");
+    let found = actiongate_tests::settle(
+        Duration::from_secs(10),
+        || async { find() },
+        Option::is_some,
+    );
+    found.await.expect("not seen within 10 s")
 }
